@@ -1,0 +1,90 @@
+//! NEON kernels: the f32 GEMM micro-kernel (8 x 12 tile).
+//!
+//! 24 q-register accumulators (8 rows x 3 columns of 4); per depth step two loads of A (8 values)
+//! and three of B, and each FMA takes its A value from a lane (`fmla v.4s, v.4s, v.s[l]`), so no
+//! broadcasts are needed: 24 FMAs for 5 loads, 29 of the 32 registers.
+
+use super::portable::store_tile;
+use crate::Isa;
+use crate::gemm::{KernelSet, UkernelParams, pack};
+use std::arch::aarch64::*;
+
+/// Rows of the register tile.
+pub const MR: usize = 8;
+/// Columns of the register tile.
+pub const NR: usize = 12;
+
+/// The NEON kernel set. Blocking for a typical 64 KiB L1 / 1 MiB L2 core.
+pub fn sgemm_kernels() -> KernelSet {
+    KernelSet {
+        isa: Isa::Neon,
+        mr: MR,
+        nr: NR,
+        mc: 16 * MR,
+        kc: 256,
+        nc: 256 * NR,
+        pack_a: pack::pack_a::<MR>,
+        pack_b: pack::pack_b::<NR>,
+        ukernel: sgemm_ukernel_8x12,
+    }
+}
+
+/// # Safety
+/// NEON must be present; the contract in `gemm::contract` holds.
+pub unsafe fn sgemm_ukernel_8x12(p: &UkernelParams) {
+    // SAFETY: the kernel set is only built after `Isa::Neon.check()`.
+    unsafe { sgemm_ukernel(p) }
+}
+
+#[target_feature(enable = "neon")]
+unsafe fn sgemm_ukernel(p: &UkernelParams) {
+    let zero = vdupq_n_f32(0.0);
+    let mut acc = [[zero; 3]; MR];
+    let (mut a, mut b) = (p.a, p.b);
+    for _ in 0..p.k {
+        // SAFETY: each depth step reads 8 packed A values and 12 packed B values.
+        unsafe {
+            let a_lo = vld1q_f32(a);
+            let a_hi = vld1q_f32(a.add(4));
+            let bv = [vld1q_f32(b), vld1q_f32(b.add(4)), vld1q_f32(b.add(8))];
+            for j in 0..3 {
+                acc[0][j] = vfmaq_laneq_f32::<0>(acc[0][j], bv[j], a_lo);
+                acc[1][j] = vfmaq_laneq_f32::<1>(acc[1][j], bv[j], a_lo);
+                acc[2][j] = vfmaq_laneq_f32::<2>(acc[2][j], bv[j], a_lo);
+                acc[3][j] = vfmaq_laneq_f32::<3>(acc[3][j], bv[j], a_lo);
+                acc[4][j] = vfmaq_laneq_f32::<0>(acc[4][j], bv[j], a_hi);
+                acc[5][j] = vfmaq_laneq_f32::<1>(acc[5][j], bv[j], a_hi);
+                acc[6][j] = vfmaq_laneq_f32::<2>(acc[6][j], bv[j], a_hi);
+                acc[7][j] = vfmaq_laneq_f32::<3>(acc[7][j], bv[j], a_hi);
+            }
+            a = a.add(MR);
+            b = b.add(NR);
+        }
+    }
+    let alpha = vdupq_n_f32(p.alpha);
+    if p.m == MR && p.n == NR && p.csc == 1 {
+        for (i, row) in acc.iter().enumerate() {
+            // SAFETY: full tile, rows of 12 contiguous elements.
+            unsafe {
+                let c = p.c.offset(i as isize * p.rsc);
+                for (j, &v) in row.iter().enumerate() {
+                    let mut r = vmulq_f32(alpha, v);
+                    if p.beta != 0.0 {
+                        r = vfmaq_f32(r, vdupq_n_f32(p.beta), vld1q_f32(c.add(4 * j)));
+                    }
+                    vst1q_f32(c.add(4 * j), r);
+                }
+            }
+        }
+    } else {
+        let mut tile = [[0.0f32; NR]; MR];
+        for (row, out) in acc.iter().zip(tile.iter_mut()) {
+            for (j, &v) in row.iter().enumerate() {
+                // SAFETY: `out` is 12 floats.
+                unsafe { vst1q_f32(out.as_mut_ptr().add(4 * j), v) };
+            }
+        }
+        // SAFETY: forwarded contract.
+        unsafe { store_tile(p, &tile) };
+    }
+}

@@ -1,0 +1,42 @@
+//! Portable micro-kernels in plain Rust: the `scalar` path, and the fallback on any target.
+
+use crate::gemm::UkernelParams;
+
+/// Writes an MR x NR accumulator tile into C under the contract's alpha/beta rules, only the
+/// `m x n` corner, at any strides. Shared by every ISA's edge path.
+///
+/// # Safety
+/// `p.c` must address `p.m x p.n` writable elements at strides (`p.rsc`, `p.csc`).
+#[inline(always)]
+pub unsafe fn store_tile<const MR: usize, const NR: usize>(
+    p: &UkernelParams,
+    acc: &[[f32; NR]; MR],
+) {
+    for (i, row) in acc.iter().enumerate().take(p.m) {
+        for (j, &v) in row.iter().enumerate().take(p.n) {
+            // SAFETY: (i, j) < (m, n), inside the tile the caller vouched for.
+            let dst = unsafe { p.c.offset(i as isize * p.rsc + j as isize * p.csc) };
+            let v = p.alpha * v;
+            unsafe { *dst = if p.beta == 0.0 { v } else { v + p.beta * *dst } };
+        }
+    }
+}
+
+/// The portable MR x NR micro-kernel.
+///
+/// # Safety
+/// See the contract in `gemm::contract`.
+pub unsafe fn sgemm_ukernel<const MR: usize, const NR: usize>(p: &UkernelParams) {
+    let mut acc = [[0.0f32; NR]; MR];
+    // SAFETY: the packed panels hold `k * MR` and `k * NR` values.
+    let a = unsafe { std::slice::from_raw_parts(p.a, p.k * MR) };
+    let b = unsafe { std::slice::from_raw_parts(p.b, p.k * NR) };
+    for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+        for i in 0..MR {
+            for j in 0..NR {
+                acc[i][j] += ap[i] * bp[j];
+            }
+        }
+    }
+    unsafe { store_tile(p, &acc) };
+}

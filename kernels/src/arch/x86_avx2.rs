@@ -1,0 +1,86 @@
+//! AVX2 + FMA kernels: the f32 GEMM micro-kernel (6 x 16 tile, the classic Haswell shape).
+//!
+//! 12 ymm accumulators (6 rows x 2 columns of 8) cover the 2 FMA ports at latency 4-5; with 2
+//! loads of B and 6 broadcasts per depth step, 16 registers suffice.
+
+use super::portable::store_tile;
+use crate::Isa;
+use crate::gemm::{KernelSet, UkernelParams, pack};
+use std::arch::x86_64::*;
+
+/// Rows of the register tile.
+pub const MR: usize = 6;
+/// Columns of the register tile.
+pub const NR: usize = 16;
+
+/// The AVX2 kernel set. Blocking: a 256-deep B micro-panel is 16 KiB (L1), A~ of 144 x 256
+/// is 144 KiB (L2), B~ of 256 x 4096 is 4 MiB (L3).
+pub fn sgemm_kernels() -> KernelSet {
+    KernelSet {
+        isa: Isa::Avx2,
+        mr: MR,
+        nr: NR,
+        mc: 24 * MR,
+        kc: 256,
+        nc: 256 * NR,
+        pack_a: pack::pack_a::<MR>,
+        pack_b: pack::pack_b::<NR>,
+        ukernel: sgemm_ukernel_6x16,
+    }
+}
+
+/// # Safety
+/// AVX2 and FMA must be present; the contract in `gemm::contract` holds.
+pub unsafe fn sgemm_ukernel_6x16(p: &UkernelParams) {
+    // SAFETY: the kernel set is only built after `Isa::Avx2.check()`.
+    unsafe { sgemm_ukernel(p) }
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn sgemm_ukernel(p: &UkernelParams) {
+    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+    let (mut a, mut b) = (p.a, p.b);
+    for _ in 0..p.k {
+        // SAFETY: each depth step reads MR packed A values and 16 packed B values.
+        unsafe {
+            let b0 = _mm256_load_ps(b);
+            let b1 = _mm256_load_ps(b.add(8));
+            for (i, row) in acc.iter_mut().enumerate() {
+                let ai = _mm256_broadcast_ss(&*a.add(i));
+                row[0] = _mm256_fmadd_ps(ai, b0, row[0]);
+                row[1] = _mm256_fmadd_ps(ai, b1, row[1]);
+            }
+            a = a.add(MR);
+            b = b.add(NR);
+        }
+    }
+    let alpha = _mm256_set1_ps(p.alpha);
+    if p.m == MR && p.n == NR && p.csc == 1 {
+        for (i, row) in acc.iter().enumerate() {
+            // SAFETY: full tile, rows of 16 contiguous elements.
+            unsafe {
+                let c = p.c.offset(i as isize * p.rsc);
+                let mut r0 = _mm256_mul_ps(alpha, row[0]);
+                let mut r1 = _mm256_mul_ps(alpha, row[1]);
+                if p.beta != 0.0 {
+                    let beta = _mm256_set1_ps(p.beta);
+                    r0 = _mm256_fmadd_ps(beta, _mm256_loadu_ps(c), r0);
+                    r1 = _mm256_fmadd_ps(beta, _mm256_loadu_ps(c.add(8)), r1);
+                }
+                _mm256_storeu_ps(c, r0);
+                _mm256_storeu_ps(c.add(8), r1);
+            }
+        }
+    } else {
+        let mut tile = [[0.0f32; NR]; MR];
+        for (row, out) in acc.iter().zip(tile.iter_mut()) {
+            // SAFETY: `out` is 16 floats.
+            unsafe {
+                _mm256_storeu_ps(out.as_mut_ptr(), row[0]);
+                _mm256_storeu_ps(out.as_mut_ptr().add(8), row[1]);
+            }
+        }
+        // SAFETY: forwarded contract.
+        unsafe { store_tile(p, &tile) };
+    }
+}

@@ -1,0 +1,130 @@
+//! The micro-kernel contract, written down once, and the table of kernels for one ISA.
+//!
+//! A micro-kernel computes one MR x NR tile:
+//!
+//! ```text
+//! C[0..m, 0..n] := alpha * (A_panel * B_panel)[0..m, 0..n] + beta * C[0..m, 0..n]
+//! ```
+//!
+//! - `a` points at a packed A micro-panel: `k` columns of `MR` values, column after column
+//!   (`a[p * MR + i]` is A(i, p)); rows past `m` are zero-padded by the packer.
+//! - `b` points at a packed B micro-panel: `k` rows of `NR` values (`b[p * NR + j]` is B(p, j));
+//!   columns past `n` are zero-padded.
+//! - Both panels are 64-byte aligned.
+//! - `m <= MR` and `n <= NR`: the kernel handles partial tiles itself (the driver has no edge
+//!   loops), writing only the `m x n` corner.
+//! - If `beta == 0`, C is not read: it may hold NaN or infinity.
+//! - C element (i, j) is at `c + i * rsc + j * csc`; the kernel takes the fast path for full tiles
+//!   with `csc == 1`.
+
+use super::pack;
+use crate::{Isa, KernelError};
+
+/// Arguments of one micro-kernel call (see the module docs for the contract).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct UkernelParams {
+    /// Depth: number of packed columns of A / rows of B.
+    pub k: usize,
+    /// Scale of the product.
+    pub alpha: f32,
+    /// Scale of the existing C; 0 means C is write-only.
+    pub beta: f32,
+    /// Packed A micro-panel (MR x k).
+    pub a: *const f32,
+    /// Packed B micro-panel (k x NR).
+    pub b: *const f32,
+    /// Top-left element of the C tile.
+    pub c: *mut f32,
+    /// Row stride of C in elements.
+    pub rsc: isize,
+    /// Column stride of C in elements.
+    pub csc: isize,
+    /// Rows of the tile to write (<= MR).
+    pub m: usize,
+    /// Columns of the tile to write (<= NR).
+    pub n: usize,
+}
+
+/// A micro-kernel.
+///
+/// # Safety
+/// The caller upholds the contract in the module docs: panels of the right size and alignment,
+/// and `m x n` writable C elements at the given strides.
+pub type Ukernel = unsafe fn(&UkernelParams);
+
+/// Packs an `rows x cols` block of op(A) into MR-row micro-panels (see [`pack`]).
+pub type PackFn = fn(src: super::MatRef<'_>, dst: &mut [f32]);
+
+/// Everything the driver needs for one ISA: tile shape, cache blocking and the functions.
+#[derive(Clone, Copy, Debug)]
+pub struct KernelSet {
+    /// The path these kernels belong to.
+    pub isa: Isa,
+    /// Rows of the register tile.
+    pub mr: usize,
+    /// Columns of the register tile.
+    pub nr: usize,
+    /// Rows of A packed at once (a multiple of `mr`; sized for L2).
+    pub mc: usize,
+    /// Depth packed at once (sized so a B micro-panel stays in L1).
+    pub kc: usize,
+    /// Columns of B packed at once (a multiple of `nr`; sized for L3).
+    pub nc: usize,
+    /// Packs A into MR-row micro-panels.
+    pub pack_a: PackFn,
+    /// Packs B into NR-column micro-panels.
+    pub pack_b: PackFn,
+    /// The MR x NR micro-kernel.
+    pub ukernel: Ukernel,
+}
+
+impl KernelSet {
+    /// The kernels of `isa`, or an error if this CPU lacks it.
+    pub fn for_isa(isa: Isa) -> Result<KernelSet, KernelError> {
+        isa.check()?;
+        let set = match isa {
+            Isa::Scalar => Some(Self::scalar()),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => Some(crate::arch::x86_avx2::sgemm_kernels()),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => Some(crate::arch::x86_avx512::sgemm_kernels()),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => Some(crate::arch::aarch64_neon::sgemm_kernels()),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        };
+        set.ok_or(KernelError::UnsupportedIsa(isa.name()))
+    }
+
+    /// The portable kernels (4 x 8 tile), run through the same packing and driver as the SIMD
+    /// paths.
+    pub fn scalar() -> KernelSet {
+        Self::portable::<4, 8>()
+    }
+
+    /// Portable kernels with any tile shape: tests run the real driver with odd tiles to shake
+    /// out edge handling that a power-of-two tile would hide.
+    pub fn portable<const MR: usize, const NR: usize>() -> KernelSet {
+        KernelSet {
+            isa: Isa::Scalar,
+            mr: MR,
+            nr: NR,
+            mc: MR * (128 / MR).max(1),
+            kc: 256,
+            nc: NR * (2048 / NR).max(1),
+            pack_a: pack::pack_a::<MR>,
+            pack_b: pack::pack_b::<NR>,
+            ukernel: crate::arch::portable::sgemm_ukernel::<MR, NR>,
+        }
+    }
+
+    /// The same kernels with other cache blocking (for tuning and for tests that force many
+    /// blocks on small matrices). Values are rounded up to multiples of the tile.
+    pub fn with_blocking(mut self, mc: usize, kc: usize, nc: usize) -> KernelSet {
+        self.mc = mc.max(1).div_ceil(self.mr) * self.mr;
+        self.kc = kc.max(1);
+        self.nc = nc.max(1).div_ceil(self.nr) * self.nr;
+        self
+    }
+}

@@ -1,0 +1,89 @@
+//! Packing: copy a block of op(A) or op(B) into the micro-panel order the micro-kernels read.
+//!
+//! Works on any strided view, with fast paths for the two dense layouts, so transposed operands
+//! cost nothing extra. Partial panels are zero-padded up to MR / NR: the micro-kernel always runs
+//! a full tile and zeros contribute nothing.
+
+use super::MatRef;
+
+/// Packs an `mb x kb` block of A into `ceil(mb / MR)` micro-panels of `MR x kb`, each stored
+/// column by column: panel `q` holds `dst[q*MR*kb + p*MR + i] = A(q*MR + i, p)`.
+pub fn pack_a<const MR: usize>(a: MatRef<'_>, dst: &mut [f32]) {
+    let (mb, kb) = (a.rows(), a.cols());
+    let (rs, cs) = (a.row_stride(), a.col_stride());
+    let src = a.data();
+    for (q, panel) in dst
+        .chunks_exact_mut(MR * kb)
+        .take(mb.div_ceil(MR))
+        .enumerate()
+    {
+        let i0 = q * MR;
+        let rows = MR.min(mb - i0);
+        if rows == MR && rs == 1 {
+            // Column-major A: each column of the panel is MR contiguous values.
+            for (p, out) in panel.chunks_exact_mut(MR).enumerate() {
+                let at = i0 + p * cs;
+                out.copy_from_slice(&src[at..at + MR]);
+            }
+        } else if rows == MR && cs == 1 {
+            // Row-major A: read MR rows in step, write interleaved.
+            let row_at: [usize; MR] = std::array::from_fn(|i| (i0 + i) * rs);
+            for (p, out) in panel.chunks_exact_mut(MR).enumerate() {
+                for i in 0..MR {
+                    out[i] = src[row_at[i] + p];
+                }
+            }
+        } else {
+            for (p, out) in panel.chunks_exact_mut(MR).enumerate() {
+                for (i, o) in out.iter_mut().enumerate() {
+                    *o = if i < rows {
+                        src[(i0 + i) * rs + p * cs]
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// Packs a `kb x nb` block of B into `ceil(nb / NR)` micro-panels of `kb x NR`, each stored row
+/// by row: panel `q` holds `dst[q*NR*kb + p*NR + j] = B(p, q*NR + j)`.
+pub fn pack_b<const NR: usize>(b: MatRef<'_>, dst: &mut [f32]) {
+    let (kb, nb) = (b.rows(), b.cols());
+    let (rs, cs) = (b.row_stride(), b.col_stride());
+    let src = b.data();
+    for (q, panel) in dst
+        .chunks_exact_mut(NR * kb)
+        .take(nb.div_ceil(NR))
+        .enumerate()
+    {
+        let j0 = q * NR;
+        let cols = NR.min(nb - j0);
+        if cols == NR && cs == 1 {
+            // Row-major B: each row of the panel is NR contiguous values.
+            for (p, out) in panel.chunks_exact_mut(NR).enumerate() {
+                let at = p * rs + j0;
+                out.copy_from_slice(&src[at..at + NR]);
+            }
+        } else if cols == NR && rs == 1 {
+            // Column-major B (e.g. a transposed row-major weight): gather NR columns in step.
+            let col_at: [usize; NR] = std::array::from_fn(|j| (j0 + j) * cs);
+            for (p, out) in panel.chunks_exact_mut(NR).enumerate() {
+                for j in 0..NR {
+                    out[j] = src[col_at[j] + p];
+                }
+            }
+        } else {
+            for (p, out) in panel.chunks_exact_mut(NR).enumerate() {
+                for (j, o) in out.iter_mut().enumerate() {
+                    *o = if j < cols {
+                        src[p * rs + (j0 + j) * cs]
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+    }
+}

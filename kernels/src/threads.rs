@@ -1,0 +1,65 @@
+//! The thread pool that parallel kernels (GEMM) split their work over.
+//!
+//! Kernels themselves are single-threaded; drivers one level up split M or N blocks across this
+//! pool. Its size is, in order of precedence: [`set_num_threads`], the `LITHE_THREADS` variable,
+//! or the number of CPUs.
+
+use rayon::{ThreadPool, ThreadPoolBuilder};
+use std::sync::{Arc, Mutex};
+
+struct PoolState {
+    threads: usize,
+    pool: Option<Arc<ThreadPool>>,
+}
+
+static STATE: Mutex<PoolState> = Mutex::new(PoolState {
+    threads: 0,
+    pool: None,
+});
+
+fn default_threads() -> usize {
+    std::env::var("LITHE_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// Sets how many threads parallel kernels use; `0` restores the default (`LITHE_THREADS`, else
+/// the number of CPUs). Takes effect for calls that start afterwards.
+pub fn set_num_threads(n: usize) {
+    let mut state = STATE.lock().unwrap_or_else(|e| e.into_inner());
+    let n = if n == 0 { default_threads() } else { n };
+    if state.threads != n {
+        state.threads = n;
+        state.pool = None;
+    }
+}
+
+/// How many threads parallel kernels currently use.
+pub fn num_threads() -> usize {
+    let mut state = STATE.lock().unwrap_or_else(|e| e.into_inner());
+    if state.threads == 0 {
+        state.threads = default_threads();
+    }
+    state.threads
+}
+
+/// A pool of exactly `n` threads (`n >= 2`), reused while the requested size stays the same.
+pub(crate) fn pool(n: usize) -> Arc<ThreadPool> {
+    let mut state = STATE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(pool) = &state.pool
+        && pool.current_num_threads() == n
+    {
+        return pool.clone();
+    }
+    let pool = Arc::new(
+        ThreadPoolBuilder::new()
+            .num_threads(n)
+            .thread_name(|i| format!("lithe-{i}"))
+            .build()
+            .expect("failed to spawn lithe's thread pool"),
+    );
+    state.pool = Some(pool.clone());
+    pool
+}

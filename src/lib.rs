@@ -1,0 +1,2 @@
+//! lithe: train, compress and run Transformers on hand-written kernels.
+pub use lithe_kernels as kernels;
