@@ -85,6 +85,11 @@ impl<'a> MatRef<'a> {
         }
     }
 
+    /// The same shape and strides over another slice (e.g. a second matrix of the same layout).
+    pub fn with_data<'b>(&self, data: &'b [f32]) -> Result<MatRef<'b>, KernelError> {
+        MatRef::new(data, self.rows, self.cols, self.rs, self.cs)
+    }
+
     /// Number of rows.
     pub fn rows(&self) -> usize {
         self.rows
