@@ -1,8 +1,10 @@
 //! The blocked loops around the micro-kernel, and the split across threads. No ISA code here.
 //!
-//! Loop nest (BLIS): `jc` over NC columns of B, `pc` over KC of depth (pack B into L3-sized
-//! B~), `ic` over MC rows of A (pack A into L2-sized A~), then `jr` over NR-wide B micro-panels
-//! (kept in L1) and `ir` over MR-high A micro-panels, one micro-kernel call per tile.
+//! Loop nest (BLIS's five loops, with the two inner ones swapped to suit a tile whose vector
+//! dimension runs along N): `jc` over NC columns of B, `pc` over KC of depth (pack B into an
+//! L2-sized B~), `ic` over MC rows of A (pack A~), then `ir` over MR-high A micro-panels (one
+//! stays in L1) and `jr` over the NR-wide B micro-panels streaming from L2, one micro-kernel call
+//! per tile.
 
 use super::{KernelSet, MatMut, MatRef, UkernelParams};
 use std::cell::RefCell;
@@ -158,15 +160,15 @@ fn gemm_serial(ks: &KernelSet, alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f
                     let mb = ks.mc.min(m - ic);
                     let packed_a = as_floats(abuf, mb.div_ceil(mr) * mr * kb);
                     (ks.pack_a)(a.sub(ic, pc, mb, kb), packed_a);
-                    for jr in (0..nb).step_by(nr) {
-                        let b_panel = &packed_b[(jr / nr) * nr * kb..];
-                        for ir in (0..mb).step_by(mr) {
+                    for ir in (0..mb).step_by(mr) {
+                        let a_panel = &packed_a[(ir / mr) * mr * kb..];
+                        for jr in (0..nb).step_by(nr) {
                             let params = UkernelParams {
                                 k: kb,
                                 alpha,
                                 beta: beta_block,
-                                a: packed_a[(ir / mr) * mr * kb..].as_ptr(),
-                                b: b_panel.as_ptr(),
+                                a: a_panel.as_ptr(),
+                                b: packed_b[(jr / nr) * nr * kb..].as_ptr(),
                                 c: c.offset(ic + ir, jc + jr).ptr,
                                 rsc: c.rs,
                                 csc: c.cs,

@@ -53,19 +53,24 @@ pub fn pack_b<const NR: usize>(b: MatRef<'_>, dst: &mut [f32]) {
     let (kb, nb) = (b.rows(), b.cols());
     let (rs, cs) = (b.row_stride(), b.col_stride());
     let src = b.data();
-    for (q, panel) in dst
-        .chunks_exact_mut(NR * kb)
-        .take(nb.div_ceil(NR))
-        .enumerate()
-    {
+    let full = nb / NR;
+    if cs == 1 && full > 0 {
+        // Row-major B: walk each source row once, front to back, so the hardware prefetcher
+        // streams it (walking panel by panel instead touches a new page every NR values), and
+        // scatter its NR-wide pieces to the full panels.
+        for p in 0..kb {
+            let row = &src[p * rs..p * rs + full * NR];
+            for (q, piece) in row.chunks_exact(NR).enumerate() {
+                let at = q * NR * kb + p * NR;
+                dst[at..at + NR].copy_from_slice(piece);
+            }
+        }
+    }
+    for (q, panel) in dst.chunks_exact_mut(NR * kb).take(nb.div_ceil(NR)).enumerate() {
         let j0 = q * NR;
         let cols = NR.min(nb - j0);
         if cols == NR && cs == 1 {
-            // Row-major B: each row of the panel is NR contiguous values.
-            for (p, out) in panel.chunks_exact_mut(NR).enumerate() {
-                let at = p * rs + j0;
-                out.copy_from_slice(&src[at..at + NR]);
-            }
+            continue; // packed above
         } else if cols == NR && rs == 1 {
             // Column-major B (e.g. a transposed row-major weight): gather NR columns in step.
             let col_at: [usize; NR] = std::array::from_fn(|j| (j0 + j) * cs);
@@ -77,11 +82,7 @@ pub fn pack_b<const NR: usize>(b: MatRef<'_>, dst: &mut [f32]) {
         } else {
             for (p, out) in panel.chunks_exact_mut(NR).enumerate() {
                 for (j, o) in out.iter_mut().enumerate() {
-                    *o = if j < cols {
-                        src[p * rs + (j0 + j) * cs]
-                    } else {
-                        0.0
-                    };
+                    *o = if j < cols { src[p * rs + (j0 + j) * cs] } else { 0.0 };
                 }
             }
         }

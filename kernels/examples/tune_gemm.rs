@@ -1,0 +1,47 @@
+//! Tuning aid: times kernel sets with different blockings on one shape, measuring the thread's
+//! CPU time (robust when the machine is shared). `cargo run --release --example tune_gemm MxKxN`.
+use lithe_kernels::gemm::{KernelSet, driver};
+use lithe_kernels::{Isa, MatMut, MatRef};
+
+#[repr(C)]
+struct Timespec {
+    sec: i64,
+    nsec: i64,
+}
+unsafe extern "C" {
+    fn clock_gettime(clk: i32, ts: *mut Timespec) -> i32;
+}
+fn cpu_now() -> f64 {
+    let mut ts = Timespec { sec: 0, nsec: 0 };
+    // SAFETY: valid pointer; CLOCK_THREAD_CPUTIME_ID = 3 on Linux.
+    unsafe { clock_gettime(3, &mut ts) };
+    ts.sec as f64 + ts.nsec as f64 * 1e-9
+}
+
+fn main() {
+    let shape = std::env::args().nth(1).unwrap_or("128x384x1536".into());
+    let d: Vec<usize> = shape.split('x').map(|v| v.parse().unwrap()).collect();
+    let (m, k, n) = (d[0], d[1], d[2]);
+    let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
+    let b: Vec<f32> = (0..k * n).map(|i| ((i * 104729) % 1000) as f32 / 1000.0 - 0.5).collect();
+    let mut c = vec![0.0f32; m * n];
+    let base = KernelSet::for_isa(Isa::best()).unwrap();
+    let mut sets = vec![("default".to_string(), base)];
+    for (mc, kc, nc) in [(192, 384, 768), (192, 384, 1024), (480, 384, 512), (192, 256, 1024), (192, 512, 512), (192, 384, 4096)] {
+        sets.push((format!("mc{mc} kc{kc} nc{nc}"), base.with_blocking(mc, kc, nc)));
+    }
+    for (name, ks) in &sets {
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            driver::gemm(ks, 1, 1.0, MatRef::row_major(&a, m, k).unwrap(), MatRef::row_major(&b, k, n).unwrap(), 0.0, MatMut::row_major(&mut c, m, n).unwrap());
+        }
+        for _ in 0..40 {
+            let t = cpu_now();
+            driver::gemm(ks, 1, 1.0, MatRef::row_major(&a, m, k).unwrap(), MatRef::row_major(&b, k, n).unwrap(), 0.0, MatMut::row_major(&mut c, m, n).unwrap());
+            times.push(cpu_now() - t);
+        }
+        times.sort_by(|x, y| x.partial_cmp(y).unwrap());
+        let med = times[times.len() / 2];
+        println!("{shape} {name:28} {:8.1} us  {:6.1} GFLOP/s (cpu time)", med * 1e6, 2.0 * (m * n * k) as f64 / med / 1e9);
+    }
+}

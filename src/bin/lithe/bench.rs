@@ -1,0 +1,151 @@
+//! `lithe bench ...`: kernel benchmarks with machine-readable output for the peer harness.
+
+use clap::{Args, Subcommand, ValueEnum};
+use lithe::kernels::{GemmOptions, Isa, MatMut, MatRef, sgemm_with};
+use serde_json::{Map, json};
+use std::time::{Duration, Instant};
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Time one GEMM shape: `C[M,N] = A[M,K] * B[K,N]`, all row-major.
+    Gemm(GemmArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Dtype {
+    F32,
+}
+
+#[derive(Args)]
+pub struct GemmArgs {
+    /// Element type.
+    #[arg(long, value_enum, default_value = "f32")]
+    dtype: Dtype,
+    /// One or more shapes `MxKxN`, comma-separated.
+    #[arg(long, default_value = "128x384x1536")]
+    shape: String,
+    /// Threads to split over.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Force a code path (scalar, avx2, avx512, neon); default: the best this CPU has.
+    #[arg(long)]
+    isa: Option<String>,
+    /// Time budget per shape in milliseconds (after warm-up).
+    #[arg(long, default_value_t = 1000)]
+    budget_ms: u64,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(cmd: BenchCommand) -> Result<(), Box<dyn std::error::Error>> {
+    match cmd {
+        BenchCommand::Gemm(args) => gemm(args),
+    }
+}
+
+fn parse_shape(s: &str) -> Result<(usize, usize, usize), String> {
+    let dims: Vec<usize> = s
+        .split('x')
+        .map(|d| d.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("bad shape {s:?}: {e}"))?;
+    match dims[..] {
+        [m, k, n] if m > 0 && k > 0 && n > 0 => Ok((m, k, n)),
+        _ => Err(format!(
+            "bad shape {s:?}: expected MxKxN with positive sizes"
+        )),
+    }
+}
+
+/// Deterministic pseudo-random values in [-1, 1).
+fn random_values(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// Runs `f` for warm-up, then repeatedly within `budget` (at least 5 times), and returns the
+/// median wall time.
+pub fn median_time(budget: Duration, mut f: impl FnMut()) -> Duration {
+    for _ in 0..3 {
+        f();
+    }
+    let mut times = Vec::new();
+    let start = Instant::now();
+    while times.len() < 5 || (start.elapsed() < budget && times.len() < 10_000) {
+        let t = Instant::now();
+        f();
+        times.push(t.elapsed());
+    }
+    times.sort_unstable();
+    times[times.len() / 2]
+}
+
+fn gemm(args: GemmArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let isa = match &args.isa {
+        Some(name) => Isa::parse(name)?.check()?,
+        None => Isa::from_env()?.unwrap_or_else(Isa::best),
+    };
+    let opts = GemmOptions {
+        isa: Some(isa),
+        threads: Some(args.threads.max(1)),
+    };
+    let mut rows = Vec::new();
+    for shape in args.shape.split(',') {
+        let (m, k, n) = parse_shape(shape)?;
+        let a = random_values(m * k, 1);
+        let b = random_values(k * n, 2);
+        let mut c = vec![0.0f32; m * n];
+        let (av, bv) = (MatRef::row_major(&a, m, k)?, MatRef::row_major(&b, k, n)?);
+        // Validate before timing: sampled entries against f64 dot products.
+        sgemm_with(&opts, 1.0, av, bv, 0.0, MatMut::row_major(&mut c, m, n)?)?;
+        for t in 0..64usize {
+            let (i, j) = ((t * 7919) % m, (t * 104_729) % n);
+            let want: f64 = (0..k)
+                .map(|p| a[i * k + p] as f64 * b[p * n + j] as f64)
+                .sum();
+            let scale: f64 = (0..k)
+                .map(|p| (a[i * k + p] as f64 * b[p * n + j] as f64).abs())
+                .sum();
+            if (c[i * n + j] as f64 - want).abs() > 1e-5 * scale.max(1e-30) {
+                return Err(format!(
+                    "validation failed at ({i}, {j}): got {} want {want}",
+                    c[i * n + j]
+                )
+                .into());
+            }
+        }
+        let median = median_time(Duration::from_millis(args.budget_ms), || {
+            sgemm_with(
+                &opts,
+                1.0,
+                av,
+                bv,
+                0.0,
+                MatMut::row_major(&mut c, m, n).expect("shape checked"),
+            )
+            .expect("shape checked");
+        });
+        let us = median.as_secs_f64() * 1e6;
+        let mut row = Map::new();
+        row.insert("dtype".into(), json!("f32"));
+        row.insert("shape".into(), json!(format!("{m}x{k}x{n}")));
+        row.insert("threads".into(), json!(args.threads.max(1)));
+        row.insert("isa".into(), json!(isa.name()));
+        row.insert("median_us".into(), json!((us * 100.0).round() / 100.0));
+        row.insert(
+            "gflops".into(),
+            json!((2.0 * (m * n * k) as f64 / us / 1e3 * 100.0).round() / 100.0),
+        );
+        rows.push(row);
+    }
+    crate::table::print_rows(&rows, args.json);
+    Ok(())
+}

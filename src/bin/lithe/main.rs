@@ -1,0 +1,40 @@
+//! `lithe`: the command-line front end (benchmarks, demo).
+//!
+//! Every job prints a human table at the end; with `--json` it prints the same rows as JSON lines
+//! on stdout instead (progress and notes go to stderr).
+
+mod bench;
+mod table;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "lithe",
+    version,
+    about = "Train, compress and run Transformers on hand-written kernels"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Kernel and model benchmarks.
+    Bench {
+        #[command(subcommand)]
+        what: bench::BenchCommand,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Bench { what } => bench::run(what),
+    };
+    if let Err(e) = result {
+        eprintln!("lithe: error: {e}");
+        std::process::exit(1);
+    }
+}
