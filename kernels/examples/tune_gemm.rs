@@ -19,29 +19,98 @@ fn cpu_now() -> f64 {
 }
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("ukernel") {
+        ukernel_alone();
+        return;
+    }
     let shape = std::env::args().nth(1).unwrap_or("128x384x1536".into());
     let d: Vec<usize> = shape.split('x').map(|v| v.parse().unwrap()).collect();
     let (m, k, n) = (d[0], d[1], d[2]);
-    let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
-    let b: Vec<f32> = (0..k * n).map(|i| ((i * 104729) % 1000) as f32 / 1000.0 - 0.5).collect();
+    let a: Vec<f32> = (0..m * k)
+        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
+        .collect();
+    let b: Vec<f32> = (0..k * n)
+        .map(|i| ((i * 104729) % 1000) as f32 / 1000.0 - 0.5)
+        .collect();
     let mut c = vec![0.0f32; m * n];
     let base = KernelSet::for_isa(Isa::best()).unwrap();
     let mut sets = vec![("default".to_string(), base)];
-    for (mc, kc, nc) in [(192, 384, 768), (192, 384, 1024), (480, 384, 512), (192, 256, 1024), (192, 512, 512), (192, 384, 4096)] {
-        sets.push((format!("mc{mc} kc{kc} nc{nc}"), base.with_blocking(mc, kc, nc)));
+    for (mc, kc, nc) in [(192, 384, 768), (192, 192, 1536)] {
+        sets.push((
+            format!("mc{mc} kc{kc} nc{nc}"),
+            base.with_blocking(mc, kc, nc),
+        ));
     }
     for (name, ks) in &sets {
         let mut times = Vec::new();
         for _ in 0..5 {
-            driver::gemm(ks, 1, 1.0, MatRef::row_major(&a, m, k).unwrap(), MatRef::row_major(&b, k, n).unwrap(), 0.0, MatMut::row_major(&mut c, m, n).unwrap());
+            driver::gemm(
+                ks,
+                1,
+                1.0,
+                MatRef::row_major(&a, m, k).unwrap(),
+                MatRef::row_major(&b, k, n).unwrap(),
+                0.0,
+                MatMut::row_major(&mut c, m, n).unwrap(),
+            );
         }
         for _ in 0..40 {
             let t = cpu_now();
-            driver::gemm(ks, 1, 1.0, MatRef::row_major(&a, m, k).unwrap(), MatRef::row_major(&b, k, n).unwrap(), 0.0, MatMut::row_major(&mut c, m, n).unwrap());
+            driver::gemm(
+                ks,
+                1,
+                1.0,
+                MatRef::row_major(&a, m, k).unwrap(),
+                MatRef::row_major(&b, k, n).unwrap(),
+                0.0,
+                MatMut::row_major(&mut c, m, n).unwrap(),
+            );
             times.push(cpu_now() - t);
         }
         times.sort_by(|x, y| x.partial_cmp(y).unwrap());
         let med = times[times.len() / 2];
-        println!("{shape} {name:28} {:8.1} us  {:6.1} GFLOP/s (cpu time)", med * 1e6, 2.0 * (m * n * k) as f64 / med / 1e9);
+        println!(
+            "{shape} {name:28} {:8.1} us  {:6.1} GFLOP/s (cpu time)",
+            med * 1e6,
+            2.0 * (m * n * k) as f64 / med / 1e9
+        );
     }
+}
+
+/// The micro-kernel alone on L1-resident panels: its ceiling without any memory traffic.
+#[allow(dead_code)]
+pub fn ukernel_alone() {
+    use lithe_kernels::gemm::UkernelParams;
+    let ks = KernelSet::for_isa(Isa::best()).unwrap();
+    let kc = 384;
+    #[repr(align(64))]
+    struct Buf([f32; 32 * 384]);
+    let a = Box::new(Buf([0.5; 32 * 384]));
+    let b = Box::new(Buf([0.25; 32 * 384]));
+    let mut c = vec![0.0f32; ks.mr * ks.nr];
+    let p = UkernelParams {
+        k: kc,
+        alpha: 1.0,
+        beta: 0.0,
+        a: a.0.as_ptr(),
+        b: b.0.as_ptr(),
+        c: c.as_mut_ptr(),
+        rsc: ks.nr as isize,
+        csc: 1,
+        m: ks.mr,
+        n: ks.nr,
+    };
+    let reps = 20000;
+    let t = cpu_now();
+    for _ in 0..reps {
+        // SAFETY: panels sized for kc, C tile of mr x nr.
+        unsafe { (ks.ukernel)(&p) };
+    }
+    let dt = cpu_now() - t;
+    println!(
+        "ukernel {}x{} alone: {:.1} GFLOP/s",
+        ks.mr,
+        ks.nr,
+        2.0 * (ks.mr * ks.nr * kc * reps) as f64 / dt / 1e9
+    );
 }

@@ -66,7 +66,11 @@ pub fn pack_b<const NR: usize>(b: MatRef<'_>, dst: &mut [f32]) {
             }
         }
     }
-    for (q, panel) in dst.chunks_exact_mut(NR * kb).take(nb.div_ceil(NR)).enumerate() {
+    for (q, panel) in dst
+        .chunks_exact_mut(NR * kb)
+        .take(nb.div_ceil(NR))
+        .enumerate()
+    {
         let j0 = q * NR;
         let cols = NR.min(nb - j0);
         if cols == NR && cs == 1 {
@@ -82,7 +86,11 @@ pub fn pack_b<const NR: usize>(b: MatRef<'_>, dst: &mut [f32]) {
         } else {
             for (p, out) in panel.chunks_exact_mut(NR).enumerate() {
                 for (j, o) in out.iter_mut().enumerate() {
-                    *o = if j < cols { src[p * rs + (j0 + j) * cs] } else { 0.0 };
+                    *o = if j < cols {
+                        src[p * rs + (j0 + j) * cs]
+                    } else {
+                        0.0
+                    };
                 }
             }
         }
