@@ -63,3 +63,18 @@ pub(crate) fn pool(n: usize) -> Arc<ThreadPool> {
     state.pool = Some(pool.clone());
     pool
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_num_threads_is_honoured_and_zero_restores_default() {
+        set_num_threads(3);
+        assert_eq!(num_threads(), 3);
+        assert_eq!(pool(3).current_num_threads(), 3);
+        set_num_threads(0);
+        assert_eq!(num_threads(), default_threads());
+        assert!(num_threads() >= 1);
+    }
+}
