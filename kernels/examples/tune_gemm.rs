@@ -33,6 +33,15 @@ fn main() {
         .map(|i| ((i * 104729) % 1000) as f32 / 1000.0 - 0.5)
         .collect();
     let mut c = vec![0.0f32; m * n];
+    // TRANS_B=1 times C = A * W^T with W stored [N, K] row-major (a Linear layer's forward).
+    let trans_b = std::env::var("TRANS_B").is_ok_and(|v| v == "1");
+    let bview = || {
+        if trans_b {
+            MatRef::row_major(&b, n, k).unwrap().t()
+        } else {
+            MatRef::row_major(&b, k, n).unwrap()
+        }
+    };
     let base = KernelSet::for_isa(Isa::best()).unwrap();
     let mut sets = vec![("default".to_string(), base)];
     for (mc, kc, nc) in [(192, 384, 768), (192, 192, 1536)] {
@@ -49,7 +58,7 @@ fn main() {
                 1,
                 1.0,
                 MatRef::row_major(&a, m, k).unwrap(),
-                MatRef::row_major(&b, k, n).unwrap(),
+                bview(),
                 0.0,
                 MatMut::row_major(&mut c, m, n).unwrap(),
             );
@@ -61,7 +70,7 @@ fn main() {
                 1,
                 1.0,
                 MatRef::row_major(&a, m, k).unwrap(),
-                MatRef::row_major(&b, k, n).unwrap(),
+                bview(),
                 0.0,
                 MatMut::row_major(&mut c, m, n).unwrap(),
             );

@@ -76,11 +76,12 @@ pub fn pack_b<const NR: usize>(b: MatRef<'_>, dst: &mut [f32]) {
         if cols == NR && cs == 1 {
             continue; // packed above
         } else if cols == NR && rs == 1 {
-            // Column-major B (e.g. a transposed row-major weight): gather NR columns in step.
-            let col_at: [usize; NR] = std::array::from_fn(|j| (j0 + j) * cs);
-            for (p, out) in panel.chunks_exact_mut(NR).enumerate() {
-                for j in 0..NR {
-                    out[j] = src[col_at[j] + p];
+            // Column-major B (e.g. a transposed row-major weight): read each column front to
+            // back (one prefetchable stream at a time) and scatter it down the panel.
+            for j in 0..NR {
+                let col = &src[(j0 + j) * cs..(j0 + j) * cs + kb];
+                for (p, &v) in col.iter().enumerate() {
+                    panel[p * NR + j] = v;
                 }
             }
         } else {
