@@ -1,7 +1,7 @@
 //! The one error type of `lithe`: everything a caller of the public API can get wrong.
 //!
 //! A shape that does not fit, an axis or index out of range, an empty input where the maths needs
-//! at least one element, a non-finite loss handed to the backward pass: each is an [`Error`]
+//! at least one element, a non-finite loss handed to the backward pass: each is an [`enum@Error`]
 //! variant, never a panic. A panic inside lithe is a bug in lithe.
 
 use thiserror::Error;
@@ -101,5 +101,5 @@ impl Error {
     }
 }
 
-/// `std::result::Result` with [`Error`].
+/// `std::result::Result` with [`enum@Error`].
 pub type Result<T> = std::result::Result<T, Error>;
