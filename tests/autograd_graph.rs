@@ -8,6 +8,15 @@ fn randn(shape: &[usize], std: f32, rng: &mut Rng) -> Tensor {
 }
 
 #[test]
+fn graph_is_send_and_param_is_send_sync() {
+    fn send<T: Send>() {}
+    fn send_sync<T: Send + Sync>() {}
+    send::<Graph>();
+    send_sync::<Param>();
+    send_sync::<Tensor>();
+}
+
+#[test]
 fn param_grads_accumulate_across_graphs_until_zero_grad() {
     let p = Param::new(Tensor::from_vec(vec![1.0, -2.0, 3.0], &[3]).unwrap());
     let step = || {

@@ -41,9 +41,10 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A backward closure: `(dinputs, dout, inputs, out)`, accumulating into `dinputs[i]` where it
-/// is `Some`. `inputs` and `out` are the forward's values.
+/// is `Some`. `inputs` and `out` are the forward's values. `Send`, so a whole graph can move to
+/// another thread (e.g. one graph per data-parallel worker).
 pub(crate) type BackwardFn =
-    Box<dyn Fn(&mut [Option<Tensor>], &Tensor, &[&Tensor], &Tensor) -> Result<()>>;
+    Box<dyn Fn(&mut [Option<Tensor>], &Tensor, &[&Tensor], &Tensor) -> Result<()> + Send>;
 
 /// A handle to a value on a [`Graph`]'s tape. Cheap to copy; only valid with its own graph
 /// (using it with another graph is an [`Error::Graph`]).
@@ -81,6 +82,7 @@ struct Inner {
 
 /// The tape. Ops are methods (`g.matmul(a, b)?`, `g.layernorm(x, w, b, eps)?`, ...) defined in
 /// [`ops`]; they take `&self`, so a graph can be threaded through model code by shared reference.
+/// A graph is `Send` but not `Sync`: one thread builds and differentiates it.
 pub struct Graph {
     id: u64,
     inner: RefCell<Inner>,
@@ -266,7 +268,9 @@ impl Graph {
         op: &'static str,
         value: Tensor,
         inputs: &[Var],
-        backward: impl Fn(&mut [Option<Tensor>], &Tensor, &[&Tensor], &Tensor) -> Result<()> + 'static,
+        backward: impl Fn(&mut [Option<Tensor>], &Tensor, &[&Tensor], &Tensor) -> Result<()>
+        + Send
+        + 'static,
     ) -> Result<Var> {
         for &v in inputs {
             self.check(v)?;

@@ -87,7 +87,7 @@ impl Graph {
         op: &'static str,
         x: Var,
         f: impl Fn(f32) -> f32,
-        df: impl Fn(f32, f32) -> f32 + 'static,
+        df: impl Fn(f32, f32) -> f32 + Send + 'static,
     ) -> Result<Var> {
         let out = self.value(x)?.map(f);
         self.record(op, out, &[x], move |d, dout, ins, out| {
