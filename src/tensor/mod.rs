@@ -13,7 +13,7 @@
 //! that whole row NaN). Use [`Tensor::check_finite`] where a caller wants an error instead.
 
 mod elementwise;
-mod layout;
+pub(crate) mod layout;
 mod matmul;
 mod nn;
 mod reduce;
@@ -24,10 +24,6 @@ pub use elementwise::{add, broadcast_to, div, mul, sub, sum_to_shape};
 pub use layout::{concat, index_select, permute, scatter_add, slice, transpose};
 pub(crate) use matmul::{GemmMode, gemm_into};
 pub use matmul::{matmul, matmul_ex, matmul_t};
-/// Crate-internal in-place helpers of the layout ops (no checks; callers check).
-pub(crate) mod layout_internal {
-    pub(crate) use super::layout::{scatter_add_assign, slice_add_assign};
-}
 pub use nn::{gelu, layernorm, log_softmax, softmax};
 pub use reduce::{mean, sum};
 pub use rng::Rng;

@@ -3,7 +3,8 @@
 
 use crate::autograd::{Graph, Var};
 use crate::error::{Error, Result};
-use crate::tensor::{self, layout_internal};
+use crate::tensor::layout::{scatter_add_assign, slice_add_assign};
+use crate::tensor::{self, Tensor};
 
 impl Graph {
     /// The same elements under a new shape with the same element count.
@@ -53,7 +54,7 @@ impl Graph {
         self.record("slice", out, &[x], move |d, dout, _ins, _out| {
             // dx[.., start..end, ..] += dout
             if let Some(dx) = &mut d[0] {
-                layout_internal::slice_add_assign(dx, axis, start, dout);
+                slice_add_assign(dx, axis, start, dout);
             }
             Ok(())
         })
@@ -65,7 +66,7 @@ impl Graph {
             .iter()
             .map(|&x| self.value(x))
             .collect::<Result<Vec<_>>>()?;
-        let refs: Vec<&tensor::Tensor> = values.iter().collect();
+        let refs: Vec<&Tensor> = values.iter().collect();
         let out = tensor::concat(&refs, axis)?;
         self.record("concat", out, xs, move |d, dout, ins, _out| {
             // dx_i += dout[.., offset_i..offset_i + len_i, ..]
@@ -89,7 +90,7 @@ impl Graph {
         self.record("index_select", out, &[x], move |d, dout, _ins, _out| {
             // dx[.., indices[i], ..] += dout[.., i, ..] (scatter-add)
             if let Some(dx) = &mut d[0] {
-                layout_internal::scatter_add_assign(dx, axis, &indices, dout);
+                scatter_add_assign(dx, axis, &indices, dout);
             }
             Ok(())
         })
