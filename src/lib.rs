@@ -1,2 +1,16 @@
 //! lithe: train, compress and run Transformers on hand-written kernels.
+//!
+//! - [`tensor`]: the contiguous f32 [`Tensor`] and its forward maths on `lithe-kernels`;
+//! - [`autograd`]: the tape ([`Graph`]), value handles ([`Var`]), parameters ([`Param`]) and
+//!   every op with its backward;
+//! - [`error`]: the one error type, [`Error`].
 pub use lithe_kernels as kernels;
+
+pub mod autograd;
+pub mod error;
+pub mod tensor;
+
+pub use autograd::{CrossEntropyOptions, Graph, Param, Var};
+pub use error::{Error, Result};
+pub use lithe_kernels::gelu::GeluKind;
+pub use tensor::{Rng, Tensor};

@@ -1,0 +1,113 @@
+//! Broadcasting element-wise binary ops, and the two maps between a shape and its broadcast:
+//! [`broadcast_to`] (forward of broadcasting) and [`sum_to_shape`] (its adjoint, used by every
+//! backward that has to undo a broadcast).
+
+use super::shape::{broadcast_shapes, broadcast_strides, for_each_row, numel};
+use super::{Tensor, reduce};
+use crate::error::{Error, Result};
+
+/// `out = f(a, b)` with NumPy broadcasting. `out` has the broadcast shape.
+fn binary(op: &'static str, a: &Tensor, b: &Tensor, f: impl Fn(f32, f32) -> f32) -> Result<Tensor> {
+    let shape = broadcast_shapes(op, a.shape(), b.shape())?;
+    let (ad, bd) = (a.data(), b.data());
+    // Fast paths: same shape; one side a single value; one side repeats along leading dims
+    // (e.g. x[B, T, C] + bias[C]).
+    if a.shape() == b.shape() {
+        let data = ad.iter().zip(bd).map(|(&x, &y)| f(x, y)).collect();
+        return Tensor::from_vec(data, &shape);
+    }
+    if bd.len() == 1 && ad.len() == numel(&shape) {
+        let y = bd[0];
+        return Tensor::from_vec(ad.iter().map(|&x| f(x, y)).collect(), &shape);
+    }
+    if ad.len() == 1 && bd.len() == numel(&shape) {
+        let x = ad[0];
+        return Tensor::from_vec(bd.iter().map(|&y| f(x, y)).collect(), &shape);
+    }
+    let n = numel(&shape);
+    if ad.len() == n && !bd.is_empty() && shape.ends_with(b.shape()) {
+        let data = ad
+            .chunks_exact(bd.len())
+            .flat_map(|row| row.iter().zip(bd).map(|(&x, &y)| f(x, y)))
+            .collect();
+        return Tensor::from_vec(data, &shape);
+    }
+    if bd.len() == n && !ad.is_empty() && shape.ends_with(a.shape()) {
+        let data = bd
+            .chunks_exact(ad.len())
+            .flat_map(|row| ad.iter().zip(row).map(|(&x, &y)| f(x, y)))
+            .collect();
+        return Tensor::from_vec(data, &shape);
+    }
+    // General case: walk the output row by row with broadcast strides into a and b.
+    let (sa, sb) = (
+        broadcast_strides(a.shape(), &shape),
+        broadcast_strides(b.shape(), &shape),
+    );
+    let last = shape.len().saturating_sub(1);
+    let (cols, ia, ib) = match shape.last() {
+        Some(&c) => (c, sa[last], sb[last]),
+        None => (1, 0, 0),
+    };
+    let mut data = Vec::with_capacity(n);
+    for_each_row(&shape, [&sa, &sb], |[oa, ob]| {
+        for j in 0..cols {
+            data.push(f(ad[oa + j * ia], bd[ob + j * ib]));
+        }
+    });
+    Tensor::from_vec(data, &shape)
+}
+
+/// `a + b` with broadcasting.
+pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    binary("add", a, b, |x, y| x + y)
+}
+
+/// `a - b` with broadcasting.
+pub fn sub(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    binary("sub", a, b, |x, y| x - y)
+}
+
+/// `a * b` (element-wise) with broadcasting.
+pub fn mul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    binary("mul", a, b, |x, y| x * y)
+}
+
+/// `a / b` (element-wise) with broadcasting. Division by zero follows IEEE (inf or NaN).
+pub fn div(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    binary("div", a, b, |x, y| x / y)
+}
+
+/// `t` repeated along broadcast dimensions to fill `shape`; [`Error::Shape`] if `t` does not
+/// broadcast to exactly `shape`.
+pub fn broadcast_to(t: &Tensor, shape: &[usize]) -> Result<Tensor> {
+    let out = broadcast_shapes("broadcast_to", t.shape(), shape)?;
+    if out != shape {
+        return Err(Error::shape(
+            "broadcast_to",
+            format!("{:?} does not broadcast to {shape:?}", t.shape()),
+        ));
+    }
+    binary("broadcast_to", t, &Tensor::zeros(shape), |x, _| x)
+}
+
+/// The adjoint of broadcasting: sums `t` over the dimensions along which a tensor of shape
+/// `shape` would have been broadcast to `t.shape()`, giving a tensor of shape `shape`.
+/// [`Error::Shape`] if `shape` does not broadcast to `t.shape()`.
+pub fn sum_to_shape(t: &Tensor, shape: &[usize]) -> Result<Tensor> {
+    if t.shape() == shape {
+        return Ok(t.clone());
+    }
+    let full = broadcast_shapes("sum_to_shape", shape, t.shape())?;
+    if full != t.shape() {
+        return Err(Error::shape(
+            "sum_to_shape",
+            format!("{shape:?} does not broadcast to {:?}", t.shape()),
+        ));
+    }
+    let lead = t.rank() - shape.len();
+    let axes: Vec<usize> = (0..t.rank())
+        .filter(|&d| d < lead || (shape[d - lead] == 1 && t.shape()[d] != 1))
+        .collect();
+    reduce::sum(t, &axes, true)?.reshape(shape)
+}
