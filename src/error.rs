@@ -73,6 +73,15 @@ pub enum Error {
     /// Reading or writing a file failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// A file or buffer is not in the format it claims (bad magic, truncated, inconsistent
+    /// header).
+    #[error("malformed {what}: {msg}")]
+    Format {
+        /// What was being read.
+        what: String,
+        /// What is wrong with it.
+        msg: String,
+    },
 }
 
 impl Error {

@@ -7,6 +7,7 @@
 pub use lithe_kernels as kernels;
 
 pub mod autograd;
+pub mod data;
 pub mod error;
 pub mod tensor;
 

@@ -4,6 +4,7 @@
 //! on stdout instead (progress and notes go to stderr).
 
 mod bench;
+mod demo;
 mod table;
 
 use clap::{Parser, Subcommand};
@@ -26,12 +27,15 @@ enum Command {
         #[command(subcommand)]
         what: bench::BenchCommand,
     },
+    /// Train and evaluate the pipeline's stages on a small real dataset; one row per stage.
+    Demo(demo::DemoArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Bench { what } => bench::run(what),
+        Command::Demo(args) => demo::run(args),
     };
     if let Err(e) = result {
         eprintln!("lithe: error: {e}");

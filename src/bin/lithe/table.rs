@@ -20,7 +20,7 @@ pub fn print_rows(rows: &[Map<String, Value>], json: bool) {
                 .map(|h| match r.get(*h) {
                     Some(Value::String(s)) => s.clone(),
                     Some(Value::Number(n)) => match n.as_f64() {
-                        Some(f) if n.is_f64() => format!("{f:.2}"),
+                        Some(f) if n.is_f64() => format!("{f:.4}"),
                         _ => n.to_string(),
                     },
                     Some(v) => v.to_string(),

@@ -1,0 +1,3 @@
+//! Datasets: readers for the formats lithe trains on.
+
+pub mod idx;
