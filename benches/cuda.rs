@@ -8,7 +8,7 @@
 //! Without a GPU it prints a note and exits 0 (exit 1 with `REQUIRE_CUDA=1`).
 
 use cudarc::driver::sys::CUevent_flags;
-use lithe::cuda::{self, BLayout, CudaDevice, DeviceTensor, Epilogue, f16};
+use lithe::cuda::{self, BLayout, CudaDevice, DeviceTensor, Epilogue, GemmPath, f16};
 
 const WARMUP: usize = 10;
 const REPS: usize = 50;
@@ -37,8 +37,12 @@ fn time_us(dev: &CudaDevice, mut run: impl FnMut(usize)) -> f64 {
     dev.synchronize().unwrap();
     let mut evs = Vec::with_capacity(REPS);
     for i in 0..REPS {
-        let a = ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).unwrap();
-        let b = ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).unwrap();
+        let a = ctx
+            .new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
+            .unwrap();
+        let b = ctx
+            .new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
+            .unwrap();
         a.record(stream).unwrap();
         run(i);
         b.record(stream).unwrap();
@@ -64,7 +68,17 @@ fn emit(op: &str, case: &str, device: &str, us: f64, flops: f64) {
     );
 }
 
-fn bench_gemm(dev: &CudaDevice, name: &str, m: usize, n: usize, k: usize, layout: BLayout, epi: Epilogue) {
+#[allow(clippy::too_many_arguments)]
+fn bench_gemm(
+    dev: &CudaDevice,
+    name: &str,
+    path: GemmPath,
+    m: usize,
+    n: usize,
+    k: usize,
+    layout: BLayout,
+    epi: Epilogue,
+) {
     let sets = copies((m * k + n * k) * 2);
     let bshape = match layout {
         BLayout::Nt => [n, k],
@@ -82,7 +96,7 @@ fn bench_gemm(dev: &CudaDevice, name: &str, m: usize, n: usize, k: usize, layout
     let mut c = dev.zeros(&[m, n]).unwrap();
     let us = time_us(dev, |i| {
         let (a, b) = &ins[i % sets];
-        cuda::gemm(dev, a, b, layout, Some(&bias), epi, &mut c).unwrap();
+        cuda::gemm_with(dev, path, a, b, layout, Some(&bias), epi, &mut c).unwrap();
     });
     let l = match layout {
         BLayout::Nt => "nt",
@@ -94,8 +108,19 @@ fn bench_gemm(dev: &CudaDevice, name: &str, m: usize, n: usize, k: usize, layout
         Epilogue::BiasGeluErf => "bias_gelu",
         Epilogue::BiasGeluTanh => "bias_gelu_tanh",
     };
+    let path = match path {
+        GemmPath::Auto => cuda::gemm_auto_path(dev, layout, n, k),
+        p => p,
+    };
+    eprintln!("{name} {m}x{n}x{k} {l} {e}: path {path:?}");
     let case = format!("{name}:{m}x{n}x{k}:{l}:{e}");
-    emit("gemm", &case, &dev.name().unwrap(), us, 2.0 * (m * n * k) as f64);
+    emit(
+        "gemm",
+        &case,
+        &dev.name().unwrap(),
+        us,
+        2.0 * (m * n * k) as f64,
+    );
 }
 
 fn bench_attention(dev: &CudaDevice, b: usize, h: usize, l: usize, d: usize, masked: bool) {
@@ -104,7 +129,10 @@ fn bench_attention(dev: &CudaDevice, b: usize, h: usize, l: usize, d: usize, mas
     let shape = [b, h, l, d];
     let ins: Vec<[DeviceTensor; 3]> = (0..sets)
         .map(|s| {
-            [0, 1, 2].map(|j| dev.upload(&fill(n, (3 * s + j + 7) as u64), &shape).unwrap())
+            [0, 1, 2].map(|j| {
+                dev.upload(&fill(n, (3 * s + j + 7) as u64), &shape)
+                    .unwrap()
+            })
         })
         .collect();
     // Masked case: valid key lengths L, L-32, L-64, ... (at least L/2).
@@ -116,9 +144,16 @@ fn bench_attention(dev: &CudaDevice, b: usize, h: usize, l: usize, d: usize, mas
         cuda::attention(dev, q, k, v, masked.then_some(&dl), &mut o).unwrap();
     });
     // FLOPs counted on the keys actually attended: 4 * H * L * d * sum_b(valid keys).
-    let keys: usize = if masked { lens.iter().map(|&x| x as usize).sum() } else { b * l };
+    let keys: usize = if masked {
+        lens.iter().map(|&x| x as usize).sum()
+    } else {
+        b * l
+    };
     let flops = 4.0 * (h * l * d * keys) as f64;
-    let case = format!("attn:B{b}H{h}L{l}d{d}:{}", if masked { "mask" } else { "nomask" });
+    let case = format!(
+        "attn:B{b}H{h}L{l}d{d}:{}",
+        if masked { "mask" } else { "nomask" }
+    );
     emit("attention", &case, &dev.name().unwrap(), us, flops);
 }
 
@@ -134,13 +169,77 @@ fn main() {
         }
     };
     eprintln!("cuda bench on {} ({})", dev.name().unwrap(), dev.arch());
-    bench_gemm(&dev, "square", 4096, 4096, 4096, BLayout::Nt, Epilogue::None);
-    bench_gemm(&dev, "square", 4096, 4096, 4096, BLayout::Nn, Epilogue::None);
+    bench_gemm(
+        &dev,
+        "square",
+        GemmPath::Auto,
+        4096,
+        4096,
+        4096,
+        BLayout::Nt,
+        Epilogue::None,
+    );
+    bench_gemm(
+        &dev,
+        "square_mmasync",
+        GemmPath::MmaSync,
+        4096,
+        4096,
+        4096,
+        BLayout::Nt,
+        Epilogue::None,
+    );
+    bench_gemm(
+        &dev,
+        "square",
+        GemmPath::Auto,
+        4096,
+        4096,
+        4096,
+        BLayout::Nn,
+        Epilogue::None,
+    );
     // MiniLM-L6 (hidden 384, FFN 1536) on 8 x 512 tokens, and BERT-base FFN on the same.
-    bench_gemm(&dev, "minilm_qkv", 4096, 1152, 384, BLayout::Nt, Epilogue::Bias);
-    bench_gemm(&dev, "minilm_ffn1", 4096, 1536, 384, BLayout::Nt, Epilogue::BiasGeluErf);
-    bench_gemm(&dev, "minilm_ffn2", 4096, 384, 1536, BLayout::Nt, Epilogue::Bias);
-    bench_gemm(&dev, "bert_ffn1", 4096, 3072, 768, BLayout::Nt, Epilogue::BiasGeluErf);
+    bench_gemm(
+        &dev,
+        "minilm_qkv",
+        GemmPath::Auto,
+        4096,
+        1152,
+        384,
+        BLayout::Nt,
+        Epilogue::Bias,
+    );
+    bench_gemm(
+        &dev,
+        "minilm_ffn1",
+        GemmPath::Auto,
+        4096,
+        1536,
+        384,
+        BLayout::Nt,
+        Epilogue::BiasGeluErf,
+    );
+    bench_gemm(
+        &dev,
+        "minilm_ffn2",
+        GemmPath::Auto,
+        4096,
+        384,
+        1536,
+        BLayout::Nt,
+        Epilogue::Bias,
+    );
+    bench_gemm(
+        &dev,
+        "bert_ffn1",
+        GemmPath::Auto,
+        4096,
+        3072,
+        768,
+        BLayout::Nt,
+        Epilogue::BiasGeluErf,
+    );
     bench_attention(&dev, 8, 12, 512, 64, false);
     bench_attention(&dev, 8, 12, 512, 64, true);
     bench_attention(&dev, 8, 12, 512, 32, false);

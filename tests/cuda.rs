@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use lithe::cuda::{self, BLayout, CudaDevice, DeviceTensor, Epilogue, f16};
+use lithe::cuda::{self, BLayout, CudaDevice, DeviceTensor, Epilogue, GemmPath, f16};
 
 fn device(test: &str) -> Option<CudaDevice> {
     match CudaDevice::new(0) {
@@ -81,15 +81,17 @@ fn gelu_erf(x: f64) -> f64 {
     // high-accuracy form: erf(x) = 1 - erfc(x) with the Numerical Recipes erfc (|err| < 1.2e-7).
     let z = (x / std::f64::consts::SQRT_2).abs();
     let t = 1.0 / (1.0 + 0.5 * z);
-    let r = t * (-z * z - 1.265_512_23
-        + t * (1.000_023_68
-            + t * (0.374_091_96
-                + t * (0.096_784_18
-                    + t * (-0.186_288_06
-                        + t * (0.278_868_07
-                            + t * (-1.135_203_98
-                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
-        .exp();
+    let r = t
+        * (-z * z - 1.265_512_23
+            + t * (1.000_023_68
+                + t * (0.374_091_96
+                    + t * (0.096_784_18
+                        + t * (-0.186_288_06
+                            + t * (0.278_868_07
+                                + t * (-1.135_203_98
+                                    + t * (1.488_515_87
+                                        + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
+            .exp();
     let erf = if x >= 0.0 { 1.0 - r } else { r - 1.0 };
     0.5 * x * (1.0 + erf)
 }
@@ -131,7 +133,15 @@ fn gemm_ref(
     c
 }
 
-fn check_gemm(dev: &CudaDevice, rng: &mut Rng, m: usize, n: usize, k: usize, layout: BLayout, epi: Epilogue) {
+fn check_gemm(
+    dev: &CudaDevice,
+    rng: &mut Rng,
+    m: usize,
+    n: usize,
+    k: usize,
+    layout: BLayout,
+    epi: Epilogue,
+) {
     let a = rng.vec(m * k, 1.0);
     let b = rng.vec(n * k, 1.0);
     let bias = rng.vec(n, 1.0);
@@ -142,19 +152,33 @@ fn check_gemm(dev: &CudaDevice, rng: &mut Rng, m: usize, n: usize, k: usize, lay
     };
     let db = dev.upload(&b, &bshape).unwrap();
     let dbias = dev.upload(&bias, &[n]).unwrap();
-    let mut dc = poisoned(dev, &[m, n]);
-    cuda::gemm(dev, &da, &db, layout, Some(&dbias), epi, &mut dc).unwrap();
-    let got = dev.download(&dc).unwrap();
     let want = gemm_ref(&f64s(&a), &f64s(&b), &f64s(&bias), m, n, k, layout, epi);
-    let err = rel_err(&got, &want);
-    let path = if cuda::gemm_uses_tensor_cores(layout, n, k) { "tc" } else { "simple" };
-    eprintln!("gemm {m}x{n}x{k} {layout:?} {epi:?} [{path}]: rel err {err:.2e}");
-    assert!(err <= 1e-2, "gemm {m}x{n}x{k} {layout:?} {epi:?}: rel err {err:.3e} > 1e-2");
+    // Every path that can run this shape here: the automatic choice and each explicit one.
+    let mut paths = vec![GemmPath::Auto, GemmPath::Simple];
+    if cuda::gemm_uses_tensor_cores(layout, n, k) {
+        paths.push(GemmPath::MmaSync);
+    }
+    if cuda::gemm_auto_path(dev, layout, n, k) == GemmPath::Wgmma {
+        paths.push(GemmPath::Wgmma);
+    }
+    for path in paths {
+        let mut dc = poisoned(dev, &[m, n]);
+        cuda::gemm_with(dev, path, &da, &db, layout, Some(&dbias), epi, &mut dc).unwrap();
+        let got = dev.download(&dc).unwrap();
+        let err = rel_err(&got, &want);
+        eprintln!("gemm {m}x{n}x{k} {layout:?} {epi:?} [{path:?}]: rel err {err:.2e}");
+        assert!(
+            err <= 1e-2,
+            "gemm {m}x{n}x{k} {layout:?} {epi:?} {path:?}: rel err {err:.3e} > 1e-2"
+        );
+    }
 }
 
 #[test]
 fn gemm_matches_reference_on_odd_shapes() {
-    let Some(dev) = device("gemm_matches_reference_on_odd_shapes") else { return };
+    let Some(dev) = device("gemm_matches_reference_on_odd_shapes") else {
+        return;
+    };
     let mut rng = Rng::new();
     let shapes = [
         (1, 1, 8),
@@ -165,6 +189,7 @@ fn gemm_matches_reference_on_odd_shapes() {
         (128, 128, 32),
         (129, 127, 136),
         (1000, 257, 64),
+        (300, 520, 200),
         (256, 384, 1024),
         (5, 3, 7),     // K % 8 != 0: fallback
         (33, 130, 13), // fallback
@@ -175,7 +200,11 @@ fn gemm_matches_reference_on_odd_shapes() {
             check_gemm(&dev, &mut rng, m, n, k, layout, Epilogue::None);
         }
     }
-    for epi in [Epilogue::Bias, Epilogue::BiasGeluErf, Epilogue::BiasGeluTanh] {
+    for epi in [
+        Epilogue::Bias,
+        Epilogue::BiasGeluErf,
+        Epilogue::BiasGeluTanh,
+    ] {
         for layout in [BLayout::Nt, BLayout::Nn] {
             check_gemm(&dev, &mut rng, 200, 136, 72, layout, epi);
             check_gemm(&dev, &mut rng, 17, 9, 11, layout, epi);
@@ -185,7 +214,9 @@ fn gemm_matches_reference_on_odd_shapes() {
 
 #[test]
 fn gemm_rejects_bad_shapes() {
-    let Some(dev) = device("gemm_rejects_bad_shapes") else { return };
+    let Some(dev) = device("gemm_rejects_bad_shapes") else {
+        return;
+    };
     let a = dev.zeros(&[4, 8]).unwrap();
     let b = dev.zeros(&[5, 16]).unwrap();
     let mut c = dev.zeros(&[4, 5]).unwrap();
@@ -196,7 +227,16 @@ fn gemm_rejects_bad_shapes() {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn attention_ref(q: &[f64], k: &[f64], v: &[f64], lens: Option<&[i32]>, b: usize, h: usize, l: usize, d: usize) -> Vec<f64> {
+fn attention_ref(
+    q: &[f64],
+    k: &[f64],
+    v: &[f64],
+    lens: Option<&[i32]>,
+    b: usize,
+    h: usize,
+    l: usize,
+    d: usize,
+) -> Vec<f64> {
     let mut o = vec![0.0; b * h * l * d];
     let scale = 1.0 / (d as f64).sqrt();
     for bi in 0..b {
@@ -208,13 +248,19 @@ fn attention_ref(q: &[f64], k: &[f64], v: &[f64], lens: Option<&[i32]>, b: usize
                     continue;
                 }
                 let s: Vec<f64> = (0..kv)
-                    .map(|j| (0..d).map(|c| q[base + i * d + c] * k[base + j * d + c]).sum::<f64>() * scale)
+                    .map(|j| {
+                        (0..d)
+                            .map(|c| q[base + i * d + c] * k[base + j * d + c])
+                            .sum::<f64>()
+                            * scale
+                    })
                     .collect();
                 let mx = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let e: Vec<f64> = s.iter().map(|x| (x - mx).exp()).collect();
                 let z: f64 = e.iter().sum();
                 for c in 0..d {
-                    o[base + i * d + c] = (0..kv).map(|j| e[j] * v[base + j * d + c]).sum::<f64>() / z;
+                    o[base + i * d + c] =
+                        (0..kv).map(|j| e[j] * v[base + j * d + c]).sum::<f64>() / z;
                 }
             }
         }
@@ -224,7 +270,9 @@ fn attention_ref(q: &[f64], k: &[f64], v: &[f64], lens: Option<&[i32]>, b: usize
 
 #[test]
 fn attention_matches_reference_with_padding_mask() {
-    let Some(dev) = device("attention_matches_reference_with_padding_mask") else { return };
+    let Some(dev) = device("attention_matches_reference_with_padding_mask") else {
+        return;
+    };
     let mut rng = Rng::new();
     let cases: [(usize, usize, usize, usize, Option<Vec<i32>>); 7] = [
         (2, 3, 77, 64, Some(vec![77, 40])),
@@ -251,7 +299,10 @@ fn attention_matches_reference_with_padding_mask() {
         let want = attention_ref(&f64s(&q), &f64s(&k), &f64s(&v), lens.as_deref(), b, h, l, d);
         let err = rel_err(&got, &want);
         eprintln!("attention B{b} H{h} L{l} d{d} lens {lens:?}: rel err {err:.2e}");
-        assert!(err <= 1e-2, "attention B{b} H{h} L{l} d{d}: rel err {err:.3e}");
+        assert!(
+            err <= 1e-2,
+            "attention B{b} H{h} L{l} d{d}: rel err {err:.3e}"
+        );
         if let Some(ls) = &lens {
             for (bi, &len) in ls.iter().enumerate() {
                 if len == 0 {
@@ -265,10 +316,16 @@ fn attention_matches_reference_with_padding_mask() {
 
 #[test]
 fn layernorm_matches_reference() {
-    let Some(dev) = device("layernorm_matches_reference") else { return };
+    let Some(dev) = device("layernorm_matches_reference") else {
+        return;
+    };
     let mut rng = Rng::new();
     for (rows, cols) in [(37, 384), (5, 127), (1, 1), (64, 1000)] {
-        let x: Vec<f16> = rng.vec(rows * cols, 3.0).iter().map(|v| f16::from_f32(v.to_f32() + 0.5)).collect();
+        let x: Vec<f16> = rng
+            .vec(rows * cols, 3.0)
+            .iter()
+            .map(|v| f16::from_f32(v.to_f32() + 0.5))
+            .collect();
         let g = rng.vec(cols, 1.5);
         let bt = rng.vec(cols, 1.0);
         let eps = 1e-5f32;
@@ -297,7 +354,9 @@ fn layernorm_matches_reference() {
 
 #[test]
 fn softmax_matches_reference() {
-    let Some(dev) = device("softmax_matches_reference") else { return };
+    let Some(dev) = device("softmax_matches_reference") else {
+        return;
+    };
     let mut rng = Rng::new();
     for (rows, cols) in [(19, 1000), (7, 33), (3, 1), (128, 512)] {
         let x = rng.vec(rows * cols, 6.0);
@@ -323,7 +382,9 @@ fn softmax_matches_reference() {
 
 #[test]
 fn gelu_and_add_match_reference() {
-    let Some(dev) = device("gelu_and_add_match_reference") else { return };
+    let Some(dev) = device("gelu_and_add_match_reference") else {
+        return;
+    };
     let mut rng = Rng::new();
     for n in [1usize, 2, 1001, 65536 + 3] {
         let x = rng.vec(n, 4.0);
@@ -339,7 +400,11 @@ fn gelu_and_add_match_reference() {
         let mut dsum = poisoned(&dev, &[n]);
         cuda::add(&dev, &dx, &dy, &mut dsum).unwrap();
         let got = dev.download(&dsum).unwrap();
-        let want: Vec<f64> = x.iter().zip(&y).map(|(a, b)| a.to_f64() + b.to_f64()).collect();
+        let want: Vec<f64> = x
+            .iter()
+            .zip(&y)
+            .map(|(a, b)| a.to_f64() + b.to_f64())
+            .collect();
         let err2 = rel_err(&got, &want);
         eprintln!("gelu/add n={n}: rel err {err:.2e} / {err2:.2e}");
         assert!(err2 <= 1e-2, "add n={n}: {err2:.3e}");
@@ -348,18 +413,25 @@ fn gelu_and_add_match_reference() {
 
 #[test]
 fn embedding_gather_matches_reference() {
-    let Some(dev) = device("embedding_gather_matches_reference") else { return };
+    let Some(dev) = device("embedding_gather_matches_reference") else {
+        return;
+    };
     let mut rng = Rng::new();
     for (vocab, dim) in [(1000, 384), (17, 7)] {
         let table = rng.vec(vocab * dim, 1.0);
-        let ids: Vec<u32> = (0..93).map(|_| (rng.next() % vocab as u64) as u32).collect();
+        let ids: Vec<u32> = (0..93)
+            .map(|_| (rng.next() % vocab as u64) as u32)
+            .collect();
         let dt = dev.upload(&table, &[vocab, dim]).unwrap();
         let mut dout = poisoned(&dev, &[ids.len(), dim]);
         cuda::embedding_gather_checked(&dev, &dt, &ids, &mut dout).unwrap();
         let got = dev.download(&dout).unwrap();
         for (i, &id) in ids.iter().enumerate() {
             let id = id as usize;
-            assert_eq!(&got[i * dim..(i + 1) * dim], &table[id * dim..(id + 1) * dim]);
+            assert_eq!(
+                &got[i * dim..(i + 1) * dim],
+                &table[id * dim..(id + 1) * dim]
+            );
         }
         let bad = [0u32, vocab as u32];
         assert!(cuda::embedding_gather_checked(&dev, &dt, &bad, &mut dout).is_err());

@@ -23,7 +23,10 @@ pub fn attention(
     o: &mut DeviceTensor,
 ) -> Result<()> {
     let sh = q.shape();
-    ensure!(sh.len() == 4, "attention: Q must be [B, H, L, D], got {sh:?}");
+    ensure!(
+        sh.len() == 4,
+        "attention: Q must be [B, H, L, D], got {sh:?}"
+    );
     ensure!(
         k.shape() == sh && v.shape() == sh && o.shape() == sh,
         "attention: Q {sh:?}, K {:?}, V {:?}, O {:?} must have one shape",

@@ -131,14 +131,15 @@ impl CudaDevice {
 
     fn load_module(&self, src: KernelSource) -> Result<Arc<CudaModule>> {
         // A folder of precompiled PTX (as written by tests/cuda_ptx.rs) can replace NVRTC.
+        let arch = src.arch_on(self.arch);
         if let Ok(dir) = std::env::var("LITHE_PTX_DIR") {
             let stem = src.file_name().trim_end_matches(".cu");
-            let path = std::path::Path::new(&dir).join(format!("{stem}.{}.ptx", self.arch));
+            let path = std::path::Path::new(&dir).join(format!("{stem}.{arch}.ptx"));
             if let Ok(text) = std::fs::read_to_string(&path) {
                 return Ok(self.ctx.load_module(Ptx::from_src(text))?);
             }
         }
-        let text = compile_ptx(src, self.arch)?;
+        let text = compile_ptx(src, arch)?;
         Ok(self.ctx.load_module(Ptx::from_src(text))?)
     }
 

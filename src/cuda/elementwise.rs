@@ -48,7 +48,10 @@ pub fn layernorm(
         out.shape(),
         x.shape()
     );
-    ensure!(eps > 0.0 && eps.is_finite(), "layernorm: eps must be positive");
+    ensure!(
+        eps > 0.0 && eps.is_finite(),
+        "layernorm: eps must be positive"
+    );
     let f = dev.function(KernelSource::Elementwise, "layernorm_f16", 0)?;
     let cfg = LaunchConfig {
         grid_dim: (rows.div_ceil(8) as u32, 1, 1),
@@ -146,7 +149,10 @@ pub fn embedding_gather(
     out: &mut DeviceTensor,
 ) -> Result<()> {
     let sh = table.shape();
-    ensure!(sh.len() == 2, "embedding_gather: table must be [vocab, dim], got {sh:?}");
+    ensure!(
+        sh.len() == 2,
+        "embedding_gather: table must be [vocab, dim], got {sh:?}"
+    );
     let (vocab, dim) = (sh[0], sh[1]);
     let n_ids = ids.len();
     ensure!(

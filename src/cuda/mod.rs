@@ -24,5 +24,7 @@ pub use elementwise::{
     add, embedding_gather, embedding_gather_checked, gelu, layernorm, softmax_rows,
 };
 pub use error::{CudaError, Result};
-pub use gemm::{BLayout, Epilogue, gemm, gemm_uses_tensor_cores};
+pub use gemm::{
+    BLayout, Epilogue, GemmPath, gemm, gemm_auto_path, gemm_uses_tensor_cores, gemm_with,
+};
 pub use half::f16;

@@ -23,11 +23,27 @@ pub enum KernelSource {
     Attention,
     /// `cuda/elementwise.cu`: LayerNorm, softmax, GELU, add, embedding gather.
     Elementwise,
+    /// `cuda/gemm_f16_sm90.cu`: Hopper wgmma GEMM (compiled for `compute_90a` only).
+    GemmSm90,
 }
 
 impl KernelSource {
     /// All kernel sources.
-    pub const ALL: [KernelSource; 3] = [Self::Gemm, Self::Attention, Self::Elementwise];
+    pub const ALL: [KernelSource; 4] = [
+        Self::Gemm,
+        Self::Attention,
+        Self::Elementwise,
+        Self::GemmSm90,
+    ];
+
+    /// The architecture this source is compiled for on a device whose base architecture is
+    /// `dev_arch`: the wgmma GEMM needs the architecture-specific `compute_90a`.
+    pub fn arch_on(self, dev_arch: &'static str) -> &'static str {
+        match self {
+            Self::GemmSm90 => "compute_90a",
+            _ => dev_arch,
+        }
+    }
 
     /// File name under `cuda/`.
     pub fn file_name(self) -> &'static str {
@@ -35,6 +51,7 @@ impl KernelSource {
             Self::Gemm => "gemm_f16.cu",
             Self::Attention => "attention.cu",
             Self::Elementwise => "elementwise.cu",
+            Self::GemmSm90 => "gemm_f16_sm90.cu",
         }
     }
 
@@ -44,6 +61,7 @@ impl KernelSource {
             Self::Gemm => include_str!("../../cuda/gemm_f16.cu"),
             Self::Attention => include_str!("../../cuda/attention.cu"),
             Self::Elementwise => include_str!("../../cuda/elementwise.cu"),
+            Self::GemmSm90 => include_str!("../../cuda/gemm_f16_sm90.cu"),
         };
         format!("{COMMON}\n#line 1 \"{}\"\n{body}", self.file_name())
     }
@@ -79,7 +97,11 @@ fn cache() -> &'static Mutex<HashMap<(KernelSource, &'static str), String>> {
 /// Compiles `src` to PTX for `arch` (e.g. `"compute_90"`), or returns the cached PTX of an
 /// earlier call in this process.
 pub fn compile_ptx(src: KernelSource, arch: &'static str) -> Result<String> {
-    if let Some(p) = cache().lock().expect("ptx cache poisoned").get(&(src, arch)) {
+    if let Some(p) = cache()
+        .lock()
+        .expect("ptx cache poisoned")
+        .get(&(src, arch))
+    {
         return Ok(p.clone());
     }
     if !nvrtc_available() {
