@@ -2,7 +2,7 @@
 //!
 //! `cargo bench --features cuda --bench cuda` prints one JSON line per case:
 //! `{"impl":"lithe","op","case","device","median_us","tflops","reps"}`. Each case warms up,
-//! then times every repetition between two events and reports the median; inputs rotate over
+//! then times samples of 10 back-to-back calls between two events and reports the median per call; inputs rotate over
 //! enough copies that the working set (>= 128 MiB) does not stay in L2. `scripts/cuda_peers.py`
 //! prints the same cases for PyTorch (cuBLAS, FlashAttention) and `scripts/gpu-bench` joins them.
 //! Without a GPU it prints a note and exits 0 (exit 1 with `REQUIRE_CUDA=1`).
@@ -11,7 +11,9 @@ use cudarc::driver::sys::CUevent_flags;
 use lithe::cuda::{self, BLayout, CudaDevice, DeviceTensor, Epilogue, GemmPath, f16};
 
 const WARMUP: usize = 10;
-const REPS: usize = 50;
+const SAMPLES: usize = 21;
+const BATCH: usize = 10;
+const REPS: usize = SAMPLES * BATCH;
 const L2_ROTATE_BYTES: usize = 128 << 20;
 
 fn fill(n: usize, seed: u64) -> Vec<f16> {
@@ -27,7 +29,9 @@ fn fill(n: usize, seed: u64) -> Vec<f16> {
         .collect()
 }
 
-/// Median microseconds of `run(i)` over REPS repetitions (i = repetition index).
+/// Median microseconds per call of `run(i)`: SAMPLES samples, each BATCH back-to-back calls
+/// between two events (so the GPU queue stays full and launch latency is hidden, as it is
+/// in a model's forward), i = call index (used to rotate inputs).
 fn time_us(dev: &CudaDevice, mut run: impl FnMut(usize)) -> f64 {
     let ctx = dev.context();
     let stream = dev.stream();
@@ -35,8 +39,9 @@ fn time_us(dev: &CudaDevice, mut run: impl FnMut(usize)) -> f64 {
         run(i);
     }
     dev.synchronize().unwrap();
-    let mut evs = Vec::with_capacity(REPS);
-    for i in 0..REPS {
+    let mut evs = Vec::with_capacity(SAMPLES);
+    let mut i = 0;
+    for _ in 0..SAMPLES {
         let a = ctx
             .new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
             .unwrap();
@@ -44,14 +49,17 @@ fn time_us(dev: &CudaDevice, mut run: impl FnMut(usize)) -> f64 {
             .new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
             .unwrap();
         a.record(stream).unwrap();
-        run(i);
+        for _ in 0..BATCH {
+            run(i);
+            i += 1;
+        }
         b.record(stream).unwrap();
         evs.push((a, b));
     }
     dev.synchronize().unwrap();
     let mut t: Vec<f64> = evs
         .iter()
-        .map(|(a, b)| a.elapsed_ms(b).unwrap() as f64 * 1e3)
+        .map(|(a, b)| a.elapsed_ms(b).unwrap() as f64 * 1e3 / BATCH as f64)
         .collect();
     t.sort_by(|x, y| x.partial_cmp(y).unwrap());
     t[t.len() / 2]

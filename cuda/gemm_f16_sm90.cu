@@ -82,8 +82,18 @@ __device__ __forceinline__ void gemm_sm90(const f16* __restrict__ A, const f16* 
     const int wg = tid >> 7;          // warpgroup 0..1: rows 64*wg
     const int warp_in_wg = (tid >> 5) & 3;
     const int lane = tid & 31;
-    const int m0 = blockIdx.y * SM90_BM;
-    const int n0 = blockIdx.x * SM90_BN;
+    // Grouped rasterisation: consecutive blocks walk 8 M-tiles down before moving right, so
+    // the A and B tiles a wave of blocks shares stay in L2.
+    int m0, n0;
+    {
+        const int pid = blockIdx.y * gridDim.x + blockIdx.x;
+        const int per_group = 8 * gridDim.x;
+        const int first_m = (pid / per_group) * 8;
+        const int gsize = min((int)gridDim.y - first_m, 8);
+        const int r = pid % per_group;
+        m0 = (first_m + r % gsize) * SM90_BM;
+        n0 = (r / gsize) * SM90_BN;
+    }
     const int KT = (K + SM90_BK - 1) / SM90_BK;
 
     float d[128];

@@ -4,7 +4,7 @@ F.linear / torch.matmul, scaled_dot_product_attention with the flash backend).
 
 Prints one JSON line per case, with the same "case" keys as `cargo bench --features cuda
 --bench cuda`: {"impl":"torch","op","case","device","median_us","tflops","reps","backend"}.
-Timing: warm-up, then each repetition between two CUDA events, median; inputs rotate over
+Timing: warm-up, then samples of 10 back-to-back calls between two CUDA events, median per call; inputs rotate over
 enough copies that the working set (>= 128 MiB) does not stay in L2.
 """
 import json
@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-WARMUP, REPS, ROTATE = 10, 50, 128 << 20
+WARMUP, SAMPLES, BATCH, ROTATE = 10, 21, 10, 128 << 20
+REPS = SAMPLES * BATCH
 dev = torch.device("cuda")
 name = torch.cuda.get_device_name(0)
 
@@ -27,16 +28,18 @@ def time_us(run):
     for i in range(WARMUP):
         run(i)
     torch.cuda.synchronize()
-    evs = []
-    for i in range(REPS):
+    evs, i = [], 0
+    for _ in range(SAMPLES):
         a = torch.cuda.Event(enable_timing=True)
         b = torch.cuda.Event(enable_timing=True)
         a.record()
-        run(i)
+        for _ in range(BATCH):
+            run(i)
+            i += 1
         b.record()
         evs.append((a, b))
     torch.cuda.synchronize()
-    t = sorted(a.elapsed_time(b) * 1e3 for a, b in evs)
+    t = sorted(a.elapsed_time(b) * 1e3 / BATCH for a, b in evs)
     return t[len(t) // 2]
 
 
