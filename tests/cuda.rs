@@ -274,7 +274,9 @@ fn attention_matches_reference_with_padding_mask() {
         return;
     };
     let mut rng = Rng::new();
-    let cases: [(usize, usize, usize, usize, Option<Vec<i32>>); 7] = [
+    // (B, H, L, D, key lengths)
+    type Case = (usize, usize, usize, usize, Option<Vec<i32>>);
+    let cases: [Case; 7] = [
         (2, 3, 77, 64, Some(vec![77, 40])),
         (2, 2, 130, 32, None),
         (1, 2, 64, 128, None),

@@ -86,7 +86,7 @@ fn sm90_name(epi: Epilogue) -> &'static str {
 
 /// The path [`GemmPath::Auto`] resolves to on `dev` for this layout and shape.
 pub fn gemm_auto_path(dev: &CudaDevice, layout: BLayout, n: usize, k: usize) -> GemmPath {
-    if layout == BLayout::Nt && k % 8 == 0 && dev.compute_capability() == (9, 0) {
+    if layout == BLayout::Nt && k.is_multiple_of(8) && dev.compute_capability() == (9, 0) {
         GemmPath::Wgmma
     } else if gemm_uses_tensor_cores(layout, n, k) {
         GemmPath::MmaSync
@@ -98,7 +98,7 @@ pub fn gemm_auto_path(dev: &CudaDevice, layout: BLayout, n: usize, k: usize) -> 
 /// Whether [`gemm`] takes the tensor-core path for this shape (otherwise the slow general
 /// fallback): K must be a multiple of 8, and for [`BLayout::Nn`] N too (16-byte rows).
 pub fn gemm_uses_tensor_cores(layout: BLayout, n: usize, k: usize) -> bool {
-    k % 8 == 0 && (layout == BLayout::Nt || n % 8 == 0)
+    k.is_multiple_of(8) && (layout == BLayout::Nt || n.is_multiple_of(8))
 }
 
 /// `c[M,N] = epi(a[M,K] * op(b) + bias[N])`, fp16 in/out, fp32 accumulation.
@@ -172,7 +172,7 @@ pub fn gemm_with(
 
     if path == GemmPath::Wgmma {
         ensure!(
-            layout == BLayout::Nt && k % 8 == 0 && dev.compute_capability() == (9, 0),
+            layout == BLayout::Nt && k.is_multiple_of(8) && dev.compute_capability() == (9, 0),
             "gemm: the wgmma path needs NT, K % 8 == 0 and compute capability 9.0"
         );
         ensure!(
