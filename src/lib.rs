@@ -3,10 +3,14 @@
 //! - [`tensor`]: the contiguous f32 [`Tensor`] and its forward maths on `lithe-kernels`;
 //! - [`autograd`]: the tape ([`Graph`]), value handles ([`Var`]), parameters ([`Param`]) and
 //!   every op with its backward;
-//! - [`error`]: the one error type, [`Error`].
+//! - [`data`]: dataset readers;
+//! - [`error`]: the one error type, [`Error`];
+//! - `cuda` (feature `cuda`): fp16 tensor-core kernels on NVIDIA GPUs.
 pub use lithe_kernels as kernels;
 
 pub mod autograd;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod data;
 pub mod error;
 pub mod tensor;

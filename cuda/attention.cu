@@ -1,0 +1,208 @@
+// attention.cu — fused multi-head attention forward (FlashAttention-2 style).
+//
+// O = softmax(Q K^T * scale + mask) V per (batch, head), never materialising the L x L scores.
+// Layout: Q, K, V, O are fp16, contiguous [B, H, L, D] (row (b,h,i) starts at ((b*H+h)*L+i)*D).
+// Mask: `lens` (int32 [B], may be NULL): keys j >= lens[b] are excluded (key padding mask);
+// NULL means every key is valid. Query rows are all computed (padded queries attend to the
+// valid keys). A batch with lens[b] == 0 gets O = 0.
+// scale = 1/sqrt(D) is passed pre-multiplied by log2(e) as `scale_log2` (exp2 softmax).
+// Precision: fp16 inputs, fp32 scores / softmax statistics / output accumulators
+// (mma.sync m16n8k16 .f32); P is rounded to fp16 for the PV product; O rounded once at the
+// store. O is overwritten.
+// Tiling: a block of 4 warps owns 64 query rows (16 per warp, in registers); it loops over
+// 64-key tiles of K and V, double-buffered in shared memory with cp.async, XOR-swizzled for
+// conflict-free ldmatrix. Online softmax (running max m, running sum l) per row.
+// Grid (ceil(L/64), B*H), block 128, dynamic smem (64*D + 2*2*64*D) * 2 bytes.
+// Instantiated for D = 32, 64, 128: attn_fwd_f16_d{32,64,128}.
+
+#define ATT_BR 64
+#define ATT_BC 64
+#define ATT_THREADS 128
+
+// Offset (halfs) of 16-byte chunk ch of row `row` in a [rows][D] tile (CH = D/8 chunks/row).
+template <int D>
+__device__ __forceinline__ int swz_d(int row, int ch) {
+    if (D == 32) return row * D + ((ch ^ ((row >> 1) & 3)) << 3);
+    return row * D + (((ch & ~7) | ((ch & 7) ^ (row & 7))) << 3);
+}
+
+template <int D>
+__device__ __forceinline__ void load_rows(f16* tile, const f16* __restrict__ g, int row0, int L,
+                                          int tid) {
+    constexpr int CH = D / 8;
+#pragma unroll
+    for (int c = tid; c < ATT_BR * CH; c += ATT_THREADS) {
+        const int r = c / CH, ch = c % CH;
+        const bool p = row0 + r < L;
+        const f16* src = p ? g + (size_t)(row0 + r) * D + ch * 8 : g;
+        cp_async16(smem_u32(tile + swz_d<D>(r, ch)), src, p ? 16 : 0);
+    }
+}
+
+template <int D>
+__device__ __forceinline__ void attn_fwd(const f16* __restrict__ Q, const f16* __restrict__ K,
+                                         const f16* __restrict__ V, f16* __restrict__ O,
+                                         const int* __restrict__ lens, int H, int L,
+                                         float scale_log2) {
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    f16* Qs = reinterpret_cast<f16*>(smem_raw);
+    f16* Ks = Qs + ATT_BR * D;        // 2 stages
+    f16* Vs = Ks + 2 * ATT_BC * D;    // 2 stages
+
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int bh = blockIdx.y;
+    const int b = bh / H;
+    const int q0 = blockIdx.x * ATT_BR;
+    const size_t base = (size_t)bh * L * D;
+    const f16* Qg = Q + base;
+    const f16* Kg = K + base;
+    const f16* Vg = V + base;
+
+    int kv_len = L;
+    if (lens != nullptr) kv_len = min(max(lens[b], 0), L);
+    const int n_tiles = (kv_len + ATT_BC - 1) / ATT_BC;
+
+    load_rows<D>(Qs, Qg, q0, L, tid);
+    if (n_tiles > 0) {
+        load_rows<D>(Ks, Kg, 0, L, tid);
+        load_rows<D>(Vs, Vg, 0, L, tid);
+    }
+    cp_async_commit();
+
+    float o[D / 8][4];
+#pragma unroll
+    for (int i = 0; i < D / 8; i++)
+#pragma unroll
+        for (int k = 0; k < 4; k++) o[i][k] = 0.0f;
+    float m_run[2] = {-LITHE_INF, -LITHE_INF};
+    float l_run[2] = {0.0f, 0.0f};
+    unsigned qf[D / 16][4];
+
+    for (int j = 0; j < n_tiles; j++) {
+        const int st = j & 1;
+        if (j + 1 < n_tiles) {
+            load_rows<D>(Ks + (st ^ 1) * ATT_BC * D, Kg, (j + 1) * ATT_BC, L, tid);
+            load_rows<D>(Vs + (st ^ 1) * ATT_BC * D, Vg, (j + 1) * ATT_BC, L, tid);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        if (j == 0) {
+#pragma unroll
+            for (int ks = 0; ks < D / 16; ks++) {
+                const int row = warp * 16 + (lane & 15);
+                ldmatrix_x4(qf[ks], smem_u32(Qs + swz_d<D>(row, ks * 2 + (lane >> 4))));
+            }
+        }
+        const f16* ks_t = Ks + st * ATT_BC * D;
+        const f16* vs_t = Vs + st * ATT_BC * D;
+
+        // S = Q K^T : 16 x 64 per warp
+        float s[ATT_BC / 8][4];
+#pragma unroll
+        for (int i = 0; i < ATT_BC / 8; i++)
+#pragma unroll
+            for (int k = 0; k < 4; k++) s[i][k] = 0.0f;
+        const int q = lane >> 3;
+#pragma unroll
+        for (int ks = 0; ks < D / 16; ks++) {
+#pragma unroll
+            for (int nj = 0; nj < ATT_BC / 16; nj++) {
+                unsigned r[4];
+                const int key = nj * 16 + (q >> 1) * 8 + (lane & 7);
+                ldmatrix_x4(r, smem_u32(ks_t + swz_d<D>(key, ks * 2 + (q & 1))));
+                mma_16816(s[2 * nj], qf[ks], r[0], r[1]);
+                mma_16816(s[2 * nj + 1], qf[ks], r[2], r[3]);
+            }
+        }
+
+        // mask keys beyond kv_len (only the last tile can have them)
+        if ((j + 1) * ATT_BC > kv_len) {
+#pragma unroll
+            for (int nt = 0; nt < ATT_BC / 8; nt++) {
+                const int key = j * ATT_BC + nt * 8 + (lane & 3) * 2;
+                if (key >= kv_len) { s[nt][0] = -LITHE_INF; s[nt][2] = -LITHE_INF; }
+                if (key + 1 >= kv_len) { s[nt][1] = -LITHE_INF; s[nt][3] = -LITHE_INF; }
+            }
+        }
+
+        // online softmax; rows g (h=0) and g+8 (h=1)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            float mx = -LITHE_INF;
+#pragma unroll
+            for (int nt = 0; nt < ATT_BC / 8; nt++) mx = fmaxf(mx, fmaxf(s[nt][2 * h], s[nt][2 * h + 1]));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            const float m_new = fmaxf(m_run[h], mx * scale_log2);
+            const float m_use = (m_new == -LITHE_INF) ? 0.0f : m_new;
+            const float alpha = exp2f(m_run[h] - m_use);
+            float sum = 0.0f;
+#pragma unroll
+            for (int nt = 0; nt < ATT_BC / 8; nt++) {
+                const float p0 = exp2f(s[nt][2 * h] * scale_log2 - m_use);
+                const float p1 = exp2f(s[nt][2 * h + 1] * scale_log2 - m_use);
+                s[nt][2 * h] = p0;
+                s[nt][2 * h + 1] = p1;
+                sum += p0 + p1;
+            }
+            l_run[h] = l_run[h] * alpha + sum;
+            m_run[h] = m_new;
+#pragma unroll
+            for (int dt = 0; dt < D / 8; dt++) {
+                o[dt][2 * h] *= alpha;
+                o[dt][2 * h + 1] *= alpha;
+            }
+        }
+
+        // O += P V
+#pragma unroll
+        for (int kk = 0; kk < ATT_BC / 16; kk++) {
+            unsigned pa[4];
+            pa[0] = pack_f16x2(s[2 * kk][0], s[2 * kk][1]);
+            pa[1] = pack_f16x2(s[2 * kk][2], s[2 * kk][3]);
+            pa[2] = pack_f16x2(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+            pa[3] = pack_f16x2(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+#pragma unroll
+            for (int dn = 0; dn < D / 16; dn++) {
+                unsigned r[4];
+                const int key = kk * 16 + (q & 1) * 8 + (lane & 7);
+                ldmatrix_x4_trans(r, smem_u32(vs_t + swz_d<D>(key, dn * 2 + (q >> 1))));
+                mma_16816(o[2 * dn], pa, r[0], r[1]);
+                mma_16816(o[2 * dn + 1], pa, r[2], r[3]);
+            }
+        }
+        __syncthreads();  // this stage is refilled by the next iteration's prefetch
+    }
+    cp_async_wait<0>();
+
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        float l = l_run[h];
+        l += __shfl_xor_sync(0xffffffffu, l, 1);
+        l += __shfl_xor_sync(0xffffffffu, l, 2);
+        const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+        const int row = q0 + warp * 16 + (lane >> 2) + h * 8;
+        if (row < L) {
+            f16* orow = O + base + (size_t)row * D;
+#pragma unroll
+            for (int dt = 0; dt < D / 8; dt++) {
+                const int col = dt * 8 + (lane & 3) * 2;
+                *reinterpret_cast<f16x2*>(orow + col) = pack_f16x2(o[dt][2 * h] * inv, o[dt][2 * h + 1] * inv);
+            }
+        }
+    }
+}
+
+#define ATTN_ENTRY(D)                                                                          \
+    extern "C" __global__ void __launch_bounds__(ATT_THREADS) attn_fwd_f16_d##D(               \
+        const f16* __restrict__ Q, const f16* __restrict__ K, const f16* __restrict__ V,       \
+        f16* __restrict__ O, const int* __restrict__ lens, int H, int L, float scale_log2) {    \
+        attn_fwd<D>(Q, K, V, O, lens, H, L, scale_log2);                                       \
+    }
+
+ATTN_ENTRY(32)
+ATTN_ENTRY(64)
+ATTN_ENTRY(128)

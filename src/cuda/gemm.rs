@@ -1,0 +1,263 @@
+//! Launcher of `cuda/gemm_f16.cu`: C = epi(A * op(B) + bias) on tensor cores.
+
+use cudarc::driver::{LaunchConfig, PushKernelArg};
+
+use super::device::{CudaDevice, DeviceTensor};
+use super::error::{Result, ensure};
+use super::ptx::KernelSource;
+
+/// Block tile of the fast path (rows of C, columns of C).
+const BM: usize = 128;
+const BN: usize = 128;
+/// Dynamic shared memory of the fast path: (128*32 + 128*32) halfs * 2 bytes * 4 stages.
+const GEMM_SMEM_BYTES: u32 = (128 * 32 + 128 * 32) * 2 * 4;
+
+/// Layout of the B operand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BLayout {
+    /// B is row-major `[N, K]` (a Linear layer's weight): C = A * B^T.
+    Nt,
+    /// B is row-major `[K, N]`: C = A * B.
+    Nn,
+}
+
+/// Fused epilogue applied in fp32 before the single rounding to fp16.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Epilogue {
+    /// C = A op(B).
+    None,
+    /// C = A op(B) + bias.
+    Bias,
+    /// C = GELU(A op(B) + bias), GELU with erf.
+    BiasGeluErf,
+    /// C = GELU(A op(B) + bias), GELU with the tanh approximation.
+    BiasGeluTanh,
+}
+
+impl Epilogue {
+    fn code(self) -> i32 {
+        match self {
+            Self::None => 0,
+            Self::Bias => 1,
+            Self::BiasGeluErf => 2,
+            Self::BiasGeluTanh => 3,
+        }
+    }
+}
+
+fn kernel_name(layout: BLayout, epi: Epilogue) -> &'static str {
+    match (layout, epi) {
+        (BLayout::Nt, Epilogue::None) => "gemm_f16_nt_none",
+        (BLayout::Nt, Epilogue::Bias) => "gemm_f16_nt_bias",
+        (BLayout::Nt, Epilogue::BiasGeluErf) => "gemm_f16_nt_bias_gelu_erf",
+        (BLayout::Nt, Epilogue::BiasGeluTanh) => "gemm_f16_nt_bias_gelu_tanh",
+        (BLayout::Nn, Epilogue::None) => "gemm_f16_nn_none",
+        (BLayout::Nn, Epilogue::Bias) => "gemm_f16_nn_bias",
+        (BLayout::Nn, Epilogue::BiasGeluErf) => "gemm_f16_nn_bias_gelu_erf",
+        (BLayout::Nn, Epilogue::BiasGeluTanh) => "gemm_f16_nn_bias_gelu_tanh",
+    }
+}
+
+/// Which GEMM kernel runs. [`GemmPath::Auto`] picks the fastest one the shape and device allow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GemmPath {
+    /// wgmma on compute capability 9.0 for NT with K % 8 == 0, else mma.sync, else simple.
+    Auto,
+    /// `gemm_f16_sm90_*`: wgmma m64n256k16, block 128x256x64 (sm_90 only, NT only).
+    Wgmma,
+    /// `gemm_f16_{nt,nn}_*`: mma.sync m16n8k16, block 128x128x32 (sm_80+).
+    MmaSync,
+    /// `gemm_f16_simple`: fp32 FMA fallback, any shape.
+    Simple,
+}
+
+/// Dynamic shared memory of the wgmma path: 4 stages of (128 + 256) x 64 halfs + 1 KiB for
+/// 1024-byte alignment.
+const SM90_SMEM_BYTES: u32 = 4 * (128 + 256) * 64 * 2 + 1024;
+
+fn sm90_name(epi: Epilogue) -> &'static str {
+    match epi {
+        Epilogue::None => "gemm_f16_sm90_nt_none",
+        Epilogue::Bias => "gemm_f16_sm90_nt_bias",
+        Epilogue::BiasGeluErf => "gemm_f16_sm90_nt_bias_gelu_erf",
+        Epilogue::BiasGeluTanh => "gemm_f16_sm90_nt_bias_gelu_tanh",
+    }
+}
+
+/// The path [`GemmPath::Auto`] resolves to on `dev` for this layout and shape.
+pub fn gemm_auto_path(dev: &CudaDevice, layout: BLayout, n: usize, k: usize) -> GemmPath {
+    if layout == BLayout::Nt && k.is_multiple_of(8) && dev.compute_capability() == (9, 0) {
+        GemmPath::Wgmma
+    } else if gemm_uses_tensor_cores(layout, n, k) {
+        GemmPath::MmaSync
+    } else {
+        GemmPath::Simple
+    }
+}
+
+/// Whether [`gemm`] takes the tensor-core path for this shape (otherwise the slow general
+/// fallback): K must be a multiple of 8, and for [`BLayout::Nn`] N too (16-byte rows).
+pub fn gemm_uses_tensor_cores(layout: BLayout, n: usize, k: usize) -> bool {
+    k.is_multiple_of(8) && (layout == BLayout::Nt || n.is_multiple_of(8))
+}
+
+/// `c[M,N] = epi(a[M,K] * op(b) + bias[N])`, fp16 in/out, fp32 accumulation.
+///
+/// `a`'s last dimension is K and its other dimensions are flattened into M; `b` is `[N, K]`
+/// ([`BLayout::Nt`]) or `[K, N]` ([`BLayout::Nn`]); `c` must hold M*N elements, its last
+/// dimension N; `bias` (`[N]`) is required by every epilogue but [`Epilogue::None`].
+/// Any M, N, K >= 1; shapes off the fast path's alignment use a slower exact fallback.
+pub fn gemm(
+    dev: &CudaDevice,
+    a: &DeviceTensor,
+    b: &DeviceTensor,
+    layout: BLayout,
+    bias: Option<&DeviceTensor>,
+    epi: Epilogue,
+    c: &mut DeviceTensor,
+) -> Result<()> {
+    gemm_with(dev, GemmPath::Auto, a, b, layout, bias, epi, c)
+}
+
+/// [`gemm`] on a chosen kernel path; errors if the path cannot run this shape on this device.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_with(
+    dev: &CudaDevice,
+    path: GemmPath,
+    a: &DeviceTensor,
+    b: &DeviceTensor,
+    layout: BLayout,
+    bias: Option<&DeviceTensor>,
+    epi: Epilogue,
+    c: &mut DeviceTensor,
+) -> Result<()> {
+    let ash = a.shape();
+    let bsh = b.shape();
+    ensure!(!ash.is_empty(), "gemm: A has no dimensions");
+    ensure!(bsh.len() == 2, "gemm: B must be 2-D, got {bsh:?}");
+    let k = ash[ash.len() - 1];
+    let m = a.len() / k;
+    let (n, kb) = match layout {
+        BLayout::Nt => (bsh[0], bsh[1]),
+        BLayout::Nn => (bsh[1], bsh[0]),
+    };
+    ensure!(
+        kb == k,
+        "gemm: A {ash:?} and B {bsh:?} ({layout:?}) disagree on K"
+    );
+    ensure!(
+        c.len() == m * n && c.shape().last() == Some(&n),
+        "gemm: C {:?} must be [{m}, {n}]",
+        c.shape()
+    );
+    match (epi, bias) {
+        (Epilogue::None, _) => {}
+        (_, Some(bt)) => ensure!(
+            bt.len() == n,
+            "gemm: bias {:?} must have N = {n} elements",
+            bt.shape()
+        ),
+        (_, None) => ensure!(false, "gemm: epilogue {epi:?} needs a bias"),
+    }
+    ensure!(
+        m <= i32::MAX as usize && n <= i32::MAX as usize && k <= i32::MAX as usize,
+        "gemm: dimensions must fit in i32"
+    );
+    let (mi, ni, ki) = (m as i32, n as i32, k as i32);
+    let null: u64 = 0;
+    let path = match path {
+        GemmPath::Auto => gemm_auto_path(dev, layout, n, k),
+        p => p,
+    };
+
+    if path == GemmPath::Wgmma {
+        ensure!(
+            layout == BLayout::Nt && k.is_multiple_of(8) && dev.compute_capability() == (9, 0),
+            "gemm: the wgmma path needs NT, K % 8 == 0 and compute capability 9.0"
+        );
+        ensure!(
+            m.div_ceil(128) <= 65535,
+            "gemm: M = {m} too large for one launch"
+        );
+        let f = dev.function(KernelSource::GemmSm90, sm90_name(epi), SM90_SMEM_BYTES)?;
+        let cfg = LaunchConfig {
+            grid_dim: (n.div_ceil(256) as u32, m.div_ceil(128) as u32, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: SM90_SMEM_BYTES,
+        };
+        let mut lb = dev.stream().launch_builder(&f);
+        lb.arg(&a.buf).arg(&b.buf);
+        match (epi, bias) {
+            (Epilogue::None, _) | (_, None) => lb.arg(&null),
+            (_, Some(bt)) => lb.arg(&bt.buf),
+        };
+        lb.arg(&mut c.buf).arg(&mi).arg(&ni).arg(&ki);
+        // SAFETY: matches `gemm_f16_sm90_nt_*(const f16* A, const f16* B, const f16* bias,
+        // f16* C, int M, int N, int K)`; A holds M*K, B N*K, C M*N, bias N elements (checked);
+        // K % 8 == 0 and 256-byte aligned allocations satisfy the 16-byte cp.async loads; the
+        // module was compiled for compute_90a and the device is 9.0; smem limit raised on load.
+        unsafe { lb.launch(cfg) }?;
+    } else if path == GemmPath::MmaSync {
+        ensure!(
+            gemm_uses_tensor_cores(layout, n, k),
+            "gemm: the mma.sync path needs K % 8 == 0 (and N % 8 == 0 for NN)"
+        );
+        ensure!(
+            m.div_ceil(BM) <= 65535,
+            "gemm: M = {m} too large for one launch"
+        );
+        let f = dev.function(
+            KernelSource::Gemm,
+            kernel_name(layout, epi),
+            GEMM_SMEM_BYTES,
+        )?;
+        let cfg = LaunchConfig {
+            grid_dim: (n.div_ceil(BN) as u32, m.div_ceil(BM) as u32, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: GEMM_SMEM_BYTES,
+        };
+        let mut lb = dev.stream().launch_builder(&f);
+        lb.arg(&a.buf).arg(&b.buf);
+        match (epi, bias) {
+            (Epilogue::None, _) | (_, None) => lb.arg(&null),
+            (_, Some(bt)) => lb.arg(&bt.buf),
+        };
+        lb.arg(&mut c.buf).arg(&mi).arg(&ni).arg(&ki);
+        // SAFETY: argument order and types match `gemm_f16_{nt,nn}_*(const f16* A, const f16* B,
+        // const f16* bias, f16* C, int M, int N, int K)`; A holds M*K, B N*K, C M*N and bias N
+        // elements (checked above); K % 8 == 0 (and N % 8 == 0 for NN) and cudarc allocations
+        // are 256-byte aligned, as the cp.async 16-byte loads require; the bias pointer is only
+        // read by epilogues that were given one; C does not alias A or B (&mut borrow).
+        unsafe { lb.launch(cfg) }?;
+    } else {
+        ensure!(
+            m.div_ceil(64) <= 65535,
+            "gemm: M = {m} too large for one launch"
+        );
+        let f = dev.function(KernelSource::Gemm, "gemm_f16_simple", 0)?;
+        let cfg = LaunchConfig {
+            grid_dim: (n.div_ceil(64) as u32, m.div_ceil(64) as u32, 1),
+            block_dim: (16, 16, 1),
+            shared_mem_bytes: 0,
+        };
+        let b_kn: i32 = (layout == BLayout::Nn) as i32;
+        let code = epi.code();
+        let mut lb = dev.stream().launch_builder(&f);
+        lb.arg(&a.buf).arg(&b.buf);
+        match (epi, bias) {
+            (Epilogue::None, _) | (_, None) => lb.arg(&null),
+            (_, Some(bt)) => lb.arg(&bt.buf),
+        };
+        lb.arg(&mut c.buf)
+            .arg(&mi)
+            .arg(&ni)
+            .arg(&ki)
+            .arg(&b_kn)
+            .arg(&code);
+        // SAFETY: matches `gemm_f16_simple(const f16* A, const f16* B, const f16* bias, f16* C,
+        // int M, int N, int K, int b_kn, int epi)`; sizes checked above; the kernel bounds-checks
+        // every element access, so no alignment is needed; bias is read only when epi >= 1.
+        unsafe { lb.launch(cfg) }?;
+    }
+    Ok(())
+}
