@@ -195,3 +195,208 @@ SM90_ENTRY(gemm_f16_sm90_nt_none, 0)
 SM90_ENTRY(gemm_f16_sm90_nt_bias, 1)
 SM90_ENTRY(gemm_f16_sm90_nt_bias_gelu_erf, 2)
 SM90_ENTRY(gemm_f16_sm90_nt_bias_gelu_tanh, 3)
+
+// ---------------------------------------------------------------------------------------------
+// v4: warp-specialised producer/consumer kernel (gemm_f16_sm90ws_nt_*).
+// Same tile (128x256x64) and the same 128-byte swizzled ring as above, but:
+//  * 3 warpgroups (384 threads): warpgroup 0 is the producer (setmaxnreg.dec to 40 registers),
+//    one of its threads issues two TMA loads per stage (cp.async.bulk.tensor.2d, tensor maps
+//    built on the host with cuTensorMapEncodeTiled and passed as __grid_constant__ params);
+//    warpgroups 1-2 are consumers (setmaxnreg.inc to 232), each owning 64x256 of C.
+//  * 4 stages guarded by mbarriers: full[s] (1 arrival + 48 KiB transaction bytes, completed
+//    by the TMA unit) and empty[s] (256 arrivals, one per consumer thread after wgmma.wait
+//    has retired the wgmmas that read stage s). The producer runs up to 3 tiles ahead.
+//  * M/N/K edges: the TMA unit zero-fills the parts of a box outside the tensor (and still
+//    counts the full box in the transaction bytes), so any M, N >= 1 and K % 8 == 0 work.
+//  * Epilogue: bias / GELU in fp32 registers, fp16 staged through the (then idle) ring with a
+//    528-byte row pitch (conflict-free fragment stores), then written out as 16-byte
+//    coalesced stores (a warp writes 512 contiguous bytes of one row); scalar stores on the
+//    N edge or when N % 8 != 0.
+// Preconditions: compute capability 9.0, K % 8 == 0 (row pitch a multiple of 16 bytes, as the
+// tensor map needs), 16-byte aligned A and B. Grid (ceil(N/256), ceil(M/128)), block 384,
+// dynamic smem SM90WS_SMEM_BYTES.
+
+#define SM90WS_STAGES 4
+#define SM90WS_A_BYTES (SM90_BM * SM90_BK * 2)
+#define SM90WS_STAGE_BYTES ((SM90_BM + SM90_BN) * SM90_BK * 2)
+#define SM90WS_SMEM_BYTES (SM90WS_STAGES * SM90WS_STAGE_BYTES + 1024 + 128)
+#define SM90WS_STG_PITCH 528
+
+struct __align__(64) TmaDesc {
+    u64 opaque[16];
+};
+struct __align__(16) U32x4 {
+    unsigned x, y, z, w;
+};
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+
+__device__ __forceinline__ void mbar_init(unsigned bar, unsigned count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_expect_tx(unsigned bar, unsigned bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes)
+                 : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(unsigned bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(unsigned bar, unsigned parity) {
+    asm volatile(
+        "{\n.reg .pred P1;\nLAB_WAIT:\n"
+        "mbarrier.try_wait.parity.shared::cta.b64 P1, [%0], %1;\n"
+        "@P1 bra DONE;\nbra LAB_WAIT;\nDONE:\n}\n" ::"r"(bar),
+        "r"(parity)
+        : "memory");
+}
+__device__ __forceinline__ void tma_load_2d(unsigned dst, const TmaDesc* map, unsigned bar, int x, int y) {
+    asm volatile(
+        "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4}], [%2];\n" ::"r"(dst),
+        "l"(reinterpret_cast<u64>(map)), "r"(bar), "r"(x), "r"(y)
+        : "memory");
+}
+
+template <int EPI>
+__device__ __forceinline__ void gemm_sm90ws(const TmaDesc* tmA, const TmaDesc* tmB,
+                                            const f16* __restrict__ bias, f16* __restrict__ C,
+                                            int M, int N, int K) {
+    extern __shared__ __align__(1024) unsigned char smem_raw[];
+    const unsigned raw_s = smem_u32(smem_raw);
+    const unsigned base_s = (raw_s + 1023u) & ~1023u;
+    unsigned char* base = smem_raw + (base_s - raw_s);
+    const unsigned bar_s = base_s + SM90WS_STAGES * SM90WS_STAGE_BYTES;  // full[s], then empty[s]
+#define FULL(s) (bar_s + 8u * (unsigned)(s))
+#define EMPTY(s) (bar_s + 8u * (unsigned)(SM90WS_STAGES + (s)))
+
+    const int tid = threadIdx.x;
+    const int wg = tid >> 7;
+    int m0, n0;
+    {
+        const int pid = blockIdx.y * gridDim.x + blockIdx.x;
+        const int per_group = 8 * gridDim.x;
+        const int first_m = (pid / per_group) * 8;
+        const int gsize = min((int)gridDim.y - first_m, 8);
+        const int r = pid % per_group;
+        m0 = (first_m + r % gsize) * SM90_BM;
+        n0 = (r / gsize) * SM90_BN;
+    }
+    const int KT = (K + SM90_BK - 1) / SM90_BK;
+
+    if (tid == 0) {
+#pragma unroll
+        for (int s = 0; s < SM90WS_STAGES; s++) {
+            mbar_init(FULL(s), 1);
+            mbar_init(EMPTY(s), 256);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    __syncthreads();
+
+    if (wg == 0) {
+        // Producer warpgroup: give registers away; one thread drives the TMA unit.
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
+        if (tid == 0) {
+            asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<u64>(tmA)) : "memory");
+            asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<u64>(tmB)) : "memory");
+            for (int kt = 0; kt < KT; kt++) {
+                const int s = kt % SM90WS_STAGES;
+                if (kt >= SM90WS_STAGES) mbar_wait(EMPTY(s), ((kt / SM90WS_STAGES) - 1) & 1);
+                mbar_expect_tx(FULL(s), SM90WS_STAGE_BYTES);
+                const unsigned as = base_s + s * SM90WS_STAGE_BYTES;
+                tma_load_2d(as, tmA, FULL(s), kt * SM90_BK, m0);
+                tma_load_2d(as + SM90WS_A_BYTES, tmB, FULL(s), kt * SM90_BK, n0);
+            }
+        }
+    } else {
+        asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
+        const int cw = wg - 1;  // consumer 0..1: rows 64*cw of the tile
+        float d[128];
+#pragma unroll
+        for (int i = 0; i < 128; i++) d[i] = 0.0f;
+        for (int kt = 0; kt < KT; kt++) {
+            const int s = kt % SM90WS_STAGES;
+            mbar_wait(FULL(s), (kt / SM90WS_STAGES) & 1);
+            const unsigned as = base_s + s * SM90WS_STAGE_BYTES + cw * 64 * 128;
+            const unsigned bs = base_s + s * SM90WS_STAGE_BYTES + SM90WS_A_BYTES;
+            wgmma_fence();
+#pragma unroll
+            for (int ks = 0; ks < SM90_BK / 16; ks++) {
+                wgmma_m64n256k16(d, sm90_desc(as + ks * 32), sm90_desc(bs + ks * 32));
+            }
+            wgmma_commit();
+            wgmma_wait<1>();
+            // The wgmmas of tile kt-1 have retired: its stage may be refilled.
+            if (kt > 0) mbar_arrive(EMPTY((kt - 1) % SM90WS_STAGES));
+        }
+        wgmma_wait<0>();
+
+        // Both consumers are done with the ring (the producer issued exactly KT loads, all
+        // consumed): reuse it to stage C.
+        asm volatile("bar.sync 1, 256;\n" ::: "memory");
+        unsigned char* stg = base + cw * (64 * SM90WS_STG_PITCH);
+        const int warp = (tid >> 5) & 3, lane = tid & 31;
+        const int r0 = warp * 16 + (lane >> 2);
+#pragma unroll
+        for (int j = 0; j < 32; j++) {
+            const int cl = j * 8 + (lane & 3) * 2;
+            float b0 = 0.0f, b1 = 0.0f;
+            if (EPI >= 1) {
+                const int col = n0 + cl;
+                if (col < N) b0 = f16_to_f32(bias[col]);
+                if (col + 1 < N) b1 = f16_to_f32(bias[col + 1]);
+            }
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                float v0 = d[4 * j + 2 * h] + b0, v1 = d[4 * j + 2 * h + 1] + b1;
+                if (EPI == 2) { v0 = gelu_erf(v0); v1 = gelu_erf(v1); }
+                if (EPI == 3) { v0 = gelu_tanh(v0); v1 = gelu_tanh(v1); }
+                *reinterpret_cast<f16x2*>(stg + (r0 + 8 * h) * SM90WS_STG_PITCH + cl * 2) = pack_f16x2(v0, v1);
+            }
+        }
+        if (cw == 0) asm volatile("bar.sync 2, 128;\n" ::: "memory");
+        else asm volatile("bar.sync 3, 128;\n" ::: "memory");
+        const bool n8 = (N & 7) == 0;
+        const int t = tid & 127;
+#pragma unroll 4
+        for (int i = 0; i < 16; i++) {
+            const int c = t + i * 128;
+            const int row = c >> 5, ch = c & 31;
+            const int grow = m0 + cw * 64 + row, gcol = n0 + ch * 8;
+            if (grow >= M || gcol >= N) continue;
+            const U32x4 v = *reinterpret_cast<const U32x4*>(stg + row * SM90WS_STG_PITCH + ch * 16);
+            f16* dst = C + (size_t)grow * N + gcol;
+            if (n8 && gcol + 8 <= N) {
+                *reinterpret_cast<U32x4*>(dst) = v;
+            } else {
+                const unsigned w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+                for (int e = 0; e < 8; e++)
+                    if (gcol + e < N) dst[e] = (f16)((w[e >> 1] >> (16 * (e & 1))) & 0xffffu);
+            }
+        }
+    }
+#undef FULL
+#undef EMPTY
+}
+
+#define SM90WS_ENTRY(name, EPI)                                                                  \
+    extern "C" __global__ void __launch_bounds__(384, 1)                                         \
+        name(const __grid_constant__ TmaDesc tmA, const __grid_constant__ TmaDesc tmB,           \
+             const f16* __restrict__ A, const f16* __restrict__ B, const f16* __restrict__ bias, \
+             f16* __restrict__ C, int M, int N, int K) {                                          \
+        gemm_sm90ws<EPI>(&tmA, &tmB, bias, C, M, N, K);                                          \
+    }
+
+#else
+
+#define SM90WS_ENTRY(name, EPI)                                                                   \
+    extern "C" __global__ void name(const __grid_constant__ TmaDesc tmA,                          \
+                                    const __grid_constant__ TmaDesc tmB, const f16* A, const f16* B, \
+                                    const f16* bias, f16* C, int M, int N, int K) {}
+
+#endif
+
+SM90WS_ENTRY(gemm_f16_sm90ws_nt_none, 0)
+SM90WS_ENTRY(gemm_f16_sm90ws_nt_bias, 1)
+SM90WS_ENTRY(gemm_f16_sm90ws_nt_bias_gelu_erf, 2)
+SM90WS_ENTRY(gemm_f16_sm90ws_nt_bias_gelu_tanh, 3)
