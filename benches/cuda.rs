@@ -217,6 +217,16 @@ fn main() {
         BLayout::Nn,
         Epilogue::None,
     );
+    bench_gemm(
+        &dev,
+        "square_nn_mmasync",
+        GemmPath::MmaSync,
+        4096,
+        4096,
+        4096,
+        BLayout::Nn,
+        Epilogue::None,
+    );
     // MiniLM-L6 (hidden 384, FFN 1536) on 8 x 512 tokens, and BERT-base FFN on the same.
     bench_gemm(
         &dev,

@@ -32,16 +32,31 @@ __device__ __forceinline__ u64 sm90_desc(unsigned saddr) {
     return d;
 }
 
+// B tile stored MN-major (NN layout): 64-column chunks of [64 K rows][128 B] in the 128-byte
+// swizzle, one chunk per 8 KiB. Canonical MN-major SW128 layout ((8,8,m),(8,k)) :
+// ((1,8,LBO),(64,SBO)) elements: LBO = 8192 B between 64-wide N chunks, SBO = 1024 B between
+// groups of 8 K rows.
+__device__ __forceinline__ u64 sm90_desc_mn(unsigned saddr) {
+    u64 d = 0;
+    d |= (u64)((saddr & 0x3FFFF) >> 4);
+    d |= (u64)(8192 >> 4) << 16;
+    d |= (u64)(1024 >> 4) << 32;
+    d |= (u64)1 << 62;
+    return d;
+}
+
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 template <int N>
 __device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory"); }
 
+// TB = 1: B is MN-major in shared memory (the NN layout), else K-major.
+template <int TB = 0>
 __device__ __forceinline__ void wgmma_m64n256k16(float (&d)[128], u64 da, u64 db) {
     asm volatile(
         "{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
         "wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16 "
-        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}, %128, %129, p, 1, 1, 0, 0;\n}\n"
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}, %128, %129, p, 1, 1, 0, %131;\n}\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
           "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
           "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
@@ -58,7 +73,7 @@ __device__ __forceinline__ void wgmma_m64n256k16(float (&d)[128], u64 da, u64 db
           "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]),
           "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]),
           "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
-        : "l"(da), "l"(db), "r"(1));
+        : "l"(da), "l"(db), "r"(1), "n"(TB));
 }
 
 template <int EPI>
@@ -212,6 +227,9 @@ SM90_ENTRY(gemm_f16_sm90_nt_bias_gelu_tanh, 3)
 //    528-byte row pitch (conflict-free fragment stores), then written out as 16-byte
 //    coalesced stores (a warp writes 512 contiguous bytes of one row); scalar stores on the
 //    N edge or when N % 8 != 0.
+// NN (B row-major [K, N]): B is loaded as four 64-column boxes per stage (MN-major, 128-byte
+// swizzle) and read by wgmma with the transpose-B bit set (descriptor sm90_desc_mn); needs
+// N % 8 == 0 too.
 // Preconditions: compute capability 9.0, K % 8 == 0 (row pitch a multiple of 16 bytes, as the
 // tensor map needs), 16-byte aligned A and B. Grid (ceil(N/256), ceil(M/128)), block 384,
 // dynamic smem SM90WS_SMEM_BYTES.
@@ -256,7 +274,7 @@ __device__ __forceinline__ void tma_load_2d(unsigned dst, const TmaDesc* map, un
         : "memory");
 }
 
-template <int EPI>
+template <int EPI, bool NN>
 __device__ __forceinline__ void gemm_sm90ws(const TmaDesc* tmA, const TmaDesc* tmB,
                                             const f16* __restrict__ bias, f16* __restrict__ C,
                                             int M, int N, int K) {
@@ -304,7 +322,13 @@ __device__ __forceinline__ void gemm_sm90ws(const TmaDesc* tmA, const TmaDesc* t
                 mbar_expect_tx(FULL(s), SM90WS_STAGE_BYTES);
                 const unsigned as = base_s + s * SM90WS_STAGE_BYTES;
                 tma_load_2d(as, tmA, FULL(s), kt * SM90_BK, m0);
-                tma_load_2d(as + SM90WS_A_BYTES, tmB, FULL(s), kt * SM90_BK, n0);
+                if (NN) {
+#pragma unroll
+                    for (int j = 0; j < 4; j++)
+                        tma_load_2d(as + SM90WS_A_BYTES + j * 8192, tmB, FULL(s), n0 + 64 * j, kt * SM90_BK);
+                } else {
+                    tma_load_2d(as + SM90WS_A_BYTES, tmB, FULL(s), kt * SM90_BK, n0);
+                }
             }
         }
     } else {
@@ -321,7 +345,10 @@ __device__ __forceinline__ void gemm_sm90ws(const TmaDesc* tmA, const TmaDesc* t
             wgmma_fence();
 #pragma unroll
             for (int ks = 0; ks < SM90_BK / 16; ks++) {
-                wgmma_m64n256k16(d, sm90_desc(as + ks * 32), sm90_desc(bs + ks * 32));
+                if (NN)
+                    wgmma_m64n256k16<1>(d, sm90_desc(as + ks * 32), sm90_desc_mn(bs + ks * 2048));
+                else
+                    wgmma_m64n256k16<0>(d, sm90_desc(as + ks * 32), sm90_desc(bs + ks * 32));
             }
             wgmma_commit();
             wgmma_wait<1>();
@@ -379,24 +406,28 @@ __device__ __forceinline__ void gemm_sm90ws(const TmaDesc* tmA, const TmaDesc* t
 #undef EMPTY
 }
 
-#define SM90WS_ENTRY(name, EPI)                                                                  \
+#define SM90WS_ENTRY(name, EPI, NN)                                                              \
     extern "C" __global__ void __launch_bounds__(384, 1)                                         \
         name(const __grid_constant__ TmaDesc tmA, const __grid_constant__ TmaDesc tmB,           \
              const f16* __restrict__ A, const f16* __restrict__ B, const f16* __restrict__ bias, \
              f16* __restrict__ C, int M, int N, int K) {                                          \
-        gemm_sm90ws<EPI>(&tmA, &tmB, bias, C, M, N, K);                                          \
+        gemm_sm90ws<EPI, NN>(&tmA, &tmB, bias, C, M, N, K);                                          \
     }
 
 #else
 
-#define SM90WS_ENTRY(name, EPI)                                                                   \
+#define SM90WS_ENTRY(name, EPI, NN)                                                               \
     extern "C" __global__ void name(const __grid_constant__ TmaDesc tmA,                          \
                                     const __grid_constant__ TmaDesc tmB, const f16* A, const f16* B, \
                                     const f16* bias, f16* C, int M, int N, int K) {}
 
 #endif
 
-SM90WS_ENTRY(gemm_f16_sm90ws_nt_none, 0)
-SM90WS_ENTRY(gemm_f16_sm90ws_nt_bias, 1)
-SM90WS_ENTRY(gemm_f16_sm90ws_nt_bias_gelu_erf, 2)
-SM90WS_ENTRY(gemm_f16_sm90ws_nt_bias_gelu_tanh, 3)
+SM90WS_ENTRY(gemm_f16_sm90ws_nt_none, 0, false)
+SM90WS_ENTRY(gemm_f16_sm90ws_nt_bias, 1, false)
+SM90WS_ENTRY(gemm_f16_sm90ws_nt_bias_gelu_erf, 2, false)
+SM90WS_ENTRY(gemm_f16_sm90ws_nt_bias_gelu_tanh, 3, false)
+SM90WS_ENTRY(gemm_f16_sm90ws_nn_none, 0, true)
+SM90WS_ENTRY(gemm_f16_sm90ws_nn_bias, 1, true)
+SM90WS_ENTRY(gemm_f16_sm90ws_nn_bias_gelu_erf, 2, true)
+SM90WS_ENTRY(gemm_f16_sm90ws_nn_bias_gelu_tanh, 3, true)

@@ -160,7 +160,9 @@ fn check_gemm(
     }
     if cuda::gemm_auto_path(dev, layout, n, k) == GemmPath::WgmmaTma {
         paths.push(GemmPath::WgmmaTma);
-        paths.push(GemmPath::Wgmma);
+        if layout == BLayout::Nt {
+            paths.push(GemmPath::Wgmma);
+        }
     }
     for path in paths {
         let mut dc = poisoned(dev, &[m, n]);
