@@ -189,6 +189,16 @@ fn main() {
     );
     bench_gemm(
         &dev,
+        "square_wgmma_v3",
+        GemmPath::Wgmma,
+        4096,
+        4096,
+        4096,
+        BLayout::Nt,
+        Epilogue::None,
+    );
+    bench_gemm(
+        &dev,
         "square_mmasync",
         GemmPath::MmaSync,
         4096,
@@ -201,6 +211,16 @@ fn main() {
         &dev,
         "square",
         GemmPath::Auto,
+        4096,
+        4096,
+        4096,
+        BLayout::Nn,
+        Epilogue::None,
+    );
+    bench_gemm(
+        &dev,
+        "square_nn_mmasync",
+        GemmPath::MmaSync,
         4096,
         4096,
         4096,

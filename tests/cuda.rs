@@ -158,8 +158,11 @@ fn check_gemm(
     if cuda::gemm_uses_tensor_cores(layout, n, k) {
         paths.push(GemmPath::MmaSync);
     }
-    if cuda::gemm_auto_path(dev, layout, n, k) == GemmPath::Wgmma {
-        paths.push(GemmPath::Wgmma);
+    if cuda::gemm_auto_path(dev, layout, n, k) == GemmPath::WgmmaTma {
+        paths.push(GemmPath::WgmmaTma);
+        if layout == BLayout::Nt {
+            paths.push(GemmPath::Wgmma);
+        }
     }
     for path in paths {
         let mut dc = poisoned(dev, &[m, n]);
@@ -191,8 +194,10 @@ fn gemm_matches_reference_on_odd_shapes() {
         (1000, 257, 64),
         (300, 520, 200),
         (256, 384, 1024),
-        (5, 3, 7),     // K % 8 != 0: fallback
-        (33, 130, 13), // fallback
+        (130, 264, 584), // 10 K-tiles (ring wraps), K tail of 8, M and N edges
+        (385, 1000, 8),  // one K-tile, mostly out of range
+        (5, 3, 7),       // K % 8 != 0: fallback
+        (33, 130, 13),   // fallback
         (1, 1, 1),
     ];
     for &(m, n, k) in &shapes {

@@ -25,6 +25,7 @@ pub use elementwise::{
 };
 pub use error::{CudaError, Result};
 pub use gemm::{
-    BLayout, Epilogue, GemmPath, gemm, gemm_auto_path, gemm_uses_tensor_cores, gemm_with,
+    BLayout, Epilogue, GemmPath, gemm, gemm_auto_path, gemm_tma_supported, gemm_uses_tensor_cores,
+    gemm_with,
 };
 pub use half::f16;
