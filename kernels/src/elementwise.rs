@@ -19,17 +19,8 @@ pub(crate) type RowBackwardFn = unsafe fn(&mut [f32], &[f32], &[f32], usize);
 pub(crate) type LayerNormForwardFn =
     unsafe fn(&mut [f32], &mut [f32], &mut [f32], &[f32], &[f32], &[f32], usize, f32);
 /// `(dinp, dweight, dbias, dout, inp, weight, mean, rstd, cols)`.
-pub(crate) type LayerNormBackwardFn = unsafe fn(
-    &mut [f32],
-    &mut [f32],
-    &mut [f32],
-    &[f32],
-    &[f32],
-    &[f32],
-    &[f32],
-    &[f32],
-    usize,
-);
+pub(crate) type LayerNormBackwardFn =
+    unsafe fn(&mut [f32], &mut [f32], &mut [f32], &[f32], &[f32], &[f32], &[f32], &[f32], usize);
 /// `(out, inp, kind)`.
 pub(crate) type GeluForwardFn = unsafe fn(&mut [f32], &[f32], GeluKind);
 /// `(dinp, inp, dout, kind)`.

@@ -9,8 +9,8 @@
 //! two-pass mean and variance in f32, accurate for rows with a large mean and a small spread.
 
 use crate::elementwise::ElementwiseKernels;
-use crate::{Isa, KernelError};
 use crate::softmax::check_rows;
+use crate::{Isa, KernelError};
 
 fn check_params(
     what: &str,

@@ -102,10 +102,7 @@ fn fold<V: SimdF32, const K: usize>(
     }
     let mut out = [V::splat(fill); K];
     for q in 0..K {
-        out[q] = combine(
-            combine(acc[0][q], acc[1][q]),
-            combine(acc[2][q], acc[3][q]),
-        );
+        out[q] = combine(combine(acc[0][q], acc[1][q]), combine(acc[2][q], acc[3][q]));
     }
     out
 }
@@ -113,10 +110,16 @@ fn fold<V: SimdF32, const K: usize>(
 /// Maximum of a row (NaN may or may not survive; callers get NaN through `x - max`).
 #[inline(always)]
 fn row_max<V: SimdF32>(x: &[f32]) -> f32 {
-    let [m] = fold::<V, 1>(x.len(), f32::NEG_INFINITY, V::max, #[inline(always)] |i, k| {
-        // SAFETY: `fold` yields `i + k <= x.len()`.
-        [unsafe { ld::<V>(x, i, k) }]
-    });
+    let [m] = fold::<V, 1>(
+        x.len(),
+        f32::NEG_INFINITY,
+        V::max,
+        #[inline(always)]
+        |i, k| {
+            // SAFETY: `fold` yields `i + k <= x.len()`.
+            [unsafe { ld::<V>(x, i, k) }]
+        },
+    );
     m.reduce_max()
 }
 
@@ -129,19 +132,29 @@ fn row_max<V: SimdF32>(x: &[f32]) -> f32 {
 pub(crate) fn softmax_forward<V: SimdF32>(out: &mut [f32], inp: &[f32], cols: usize) {
     for (o, x) in out.chunks_exact_mut(cols).zip(inp.chunks_exact(cols)) {
         let vmax = V::splat(row_max::<V>(x));
-        let [sum] = fold::<V, 1>(cols, 0.0, V::add, #[inline(always)] |i, k| {
-            // SAFETY: `fold` yields `i + k <= cols`, the length of both rows.
-            unsafe {
-                let e = exp(ld::<V>(x, i, k).sub(vmax));
-                st(e, o, i, k);
-                [e]
-            }
-        });
+        let [sum] = fold::<V, 1>(
+            cols,
+            0.0,
+            V::add,
+            #[inline(always)]
+            |i, k| {
+                // SAFETY: `fold` yields `i + k <= cols`, the length of both rows.
+                unsafe {
+                    let e = exp(ld::<V>(x, i, k).sub(vmax));
+                    st(e, o, i, k);
+                    [e]
+                }
+            },
+        );
         let inv = V::splat(1.0 / sum.reduce_add());
-        for_each::<V>(cols, #[inline(always)] |i, k| {
-            // SAFETY: `for_each` yields `i + k <= cols`.
-            unsafe { st(ld::<V>(o, i, k).mul(inv), o, i, k) }
-        });
+        for_each::<V>(
+            cols,
+            #[inline(always)]
+            |i, k| {
+                // SAFETY: `for_each` yields `i + k <= cols`.
+                unsafe { st(ld::<V>(o, i, k).mul(inv), o, i, k) }
+            },
+        );
     }
 }
 
@@ -153,19 +166,29 @@ pub(crate) fn softmax_backward<V: SimdF32>(dinp: &mut [f32], dout: &[f32], y: &[
         .zip(dout.chunks_exact(cols))
         .zip(y.chunks_exact(cols));
     for ((d, g), y) in rows {
-        let [dot] = fold::<V, 1>(cols, 0.0, V::add, #[inline(always)] |i, k| {
-            // SAFETY: `fold` yields `i + k <= cols`.
-            unsafe { [ld::<V>(g, i, k).mul(ld::<V>(y, i, k))] }
-        });
+        let [dot] = fold::<V, 1>(
+            cols,
+            0.0,
+            V::add,
+            #[inline(always)]
+            |i, k| {
+                // SAFETY: `fold` yields `i + k <= cols`.
+                unsafe { [ld::<V>(g, i, k).mul(ld::<V>(y, i, k))] }
+            },
+        );
         let dot = V::splat(dot.reduce_add());
-        for_each::<V>(cols, #[inline(always)] |i, k| {
-            // SAFETY: `for_each` yields `i + k <= cols`.
-            unsafe {
-                let yv = ld::<V>(y, i, k);
-                let t = ld::<V>(g, i, k).sub(dot);
-                st(yv.mul_add(t, ld::<V>(d, i, k)), d, i, k);
-            }
-        });
+        for_each::<V>(
+            cols,
+            #[inline(always)]
+            |i, k| {
+                // SAFETY: `for_each` yields `i + k <= cols`.
+                unsafe {
+                    let yv = ld::<V>(y, i, k);
+                    let t = ld::<V>(g, i, k).sub(dot);
+                    st(yv.mul_add(t, ld::<V>(d, i, k)), d, i, k);
+                }
+            },
+        );
     }
 }
 
@@ -175,15 +198,25 @@ pub(crate) fn softmax_backward<V: SimdF32>(dinp: &mut [f32], dout: &[f32], y: &[
 pub(crate) fn log_softmax_forward<V: SimdF32>(out: &mut [f32], inp: &[f32], cols: usize) {
     for (o, x) in out.chunks_exact_mut(cols).zip(inp.chunks_exact(cols)) {
         let vmax = V::splat(row_max::<V>(x));
-        let [sum] = fold::<V, 1>(cols, 0.0, V::add, #[inline(always)] |i, k| {
-            // SAFETY: `fold` yields `i + k <= cols`.
-            [exp(unsafe { ld::<V>(x, i, k) }.sub(vmax))]
-        });
+        let [sum] = fold::<V, 1>(
+            cols,
+            0.0,
+            V::add,
+            #[inline(always)]
+            |i, k| {
+                // SAFETY: `fold` yields `i + k <= cols`.
+                [exp(unsafe { ld::<V>(x, i, k) }.sub(vmax))]
+            },
+        );
         let lse = V::splat(sum.reduce_add().ln());
-        for_each::<V>(cols, #[inline(always)] |i, k| {
-            // SAFETY: `for_each` yields `i + k <= cols`, the length of both rows.
-            unsafe { st(ld::<V>(x, i, k).sub(vmax).sub(lse), o, i, k) }
-        });
+        for_each::<V>(
+            cols,
+            #[inline(always)]
+            |i, k| {
+                // SAFETY: `for_each` yields `i + k <= cols`, the length of both rows.
+                unsafe { st(ld::<V>(x, i, k).sub(vmax).sub(lse), o, i, k) }
+            },
+        );
     }
 }
 
@@ -200,19 +233,29 @@ pub(crate) fn log_softmax_backward<V: SimdF32>(
         .zip(dout.chunks_exact(cols))
         .zip(y.chunks_exact(cols));
     for ((d, g), y) in rows {
-        let [sum] = fold::<V, 1>(cols, 0.0, V::add, #[inline(always)] |i, k| {
-            // SAFETY: `fold` yields `i + k <= cols`.
-            [unsafe { ld::<V>(g, i, k) }]
-        });
+        let [sum] = fold::<V, 1>(
+            cols,
+            0.0,
+            V::add,
+            #[inline(always)]
+            |i, k| {
+                // SAFETY: `fold` yields `i + k <= cols`.
+                [unsafe { ld::<V>(g, i, k) }]
+            },
+        );
         let neg_sum = V::splat(-sum.reduce_add());
-        for_each::<V>(cols, #[inline(always)] |i, k| {
-            // SAFETY: `for_each` yields `i + k <= cols`.
-            unsafe {
-                let p = exp(ld::<V>(y, i, k));
-                let dv = ld::<V>(d, i, k).add(ld::<V>(g, i, k));
-                st(p.mul_add(neg_sum, dv), d, i, k);
-            }
-        });
+        for_each::<V>(
+            cols,
+            #[inline(always)]
+            |i, k| {
+                // SAFETY: `for_each` yields `i + k <= cols`.
+                unsafe {
+                    let p = exp(ld::<V>(y, i, k));
+                    let dv = ld::<V>(d, i, k).add(ld::<V>(g, i, k));
+                    st(p.mul_add(neg_sum, dv), d, i, k);
+                }
+            },
+        );
     }
 }
 
@@ -236,31 +279,47 @@ pub(crate) fn layernorm_forward<V: SimdF32>(
     let n = cols as f32;
     let rows = out.chunks_exact_mut(cols).zip(inp.chunks_exact(cols));
     for ((o, x), (mean_r, rstd_r)) in rows.zip(mean.iter_mut().zip(rstd.iter_mut())) {
-        let [s] = fold::<V, 1>(cols, 0.0, V::add, #[inline(always)] |i, k| {
-            // SAFETY: `fold` yields `i + k <= cols`.
-            [unsafe { ld::<V>(x, i, k) }]
-        });
+        let [s] = fold::<V, 1>(
+            cols,
+            0.0,
+            V::add,
+            #[inline(always)]
+            |i, k| {
+                // SAFETY: `fold` yields `i + k <= cols`.
+                [unsafe { ld::<V>(x, i, k) }]
+            },
+        );
         let m0 = s.reduce_add() / n;
         let vm0 = V::splat(m0);
-        let [sd, sdd] = fold::<V, 2>(cols, 0.0, V::add, #[inline(always)] |i, k| {
-            // SAFETY: `fold` yields `i + k <= cols`.
-            let d = unsafe { ld::<V>(x, i, k) }.sub(vm0);
-            [d, d.mul(d)]
-        });
+        let [sd, sdd] = fold::<V, 2>(
+            cols,
+            0.0,
+            V::add,
+            #[inline(always)]
+            |i, k| {
+                // SAFETY: `fold` yields `i + k <= cols`.
+                let d = unsafe { ld::<V>(x, i, k) }.sub(vm0);
+                [d, d.mul(d)]
+            },
+        );
         let r = sd.reduce_add() / n;
         let var = (sdd.reduce_add() / n - r * r).max(0.0);
         let rs = 1.0 / (var + eps).sqrt();
         *mean_r = m0 + r;
         *rstd_r = rs;
         let (vr, vrs) = (V::splat(r), V::splat(rs));
-        for_each::<V>(cols, #[inline(always)] |i, k| {
-            // SAFETY: `for_each` yields `i + k <= cols`, the length of the rows, weight and bias.
-            unsafe {
-                let xhat = ld::<V>(x, i, k).sub(vm0).sub(vr).mul(vrs);
-                let y = xhat.mul_add(ld::<V>(weight, i, k), ld::<V>(bias, i, k));
-                st(y, o, i, k);
-            }
-        });
+        for_each::<V>(
+            cols,
+            #[inline(always)]
+            |i, k| {
+                // SAFETY: `for_each` yields `i + k <= cols`, the length of the rows, weight and bias.
+                unsafe {
+                    let xhat = ld::<V>(x, i, k).sub(vm0).sub(vr).mul(vrs);
+                    let y = xhat.mul_add(ld::<V>(weight, i, k), ld::<V>(bias, i, k));
+                    st(y, o, i, k);
+                }
+            },
+        );
     }
 }
 
@@ -290,61 +349,95 @@ pub(crate) fn layernorm_backward<V: SimdF32>(
         .zip(inp.chunks_exact(cols));
     for (((d, g), x), (&mu, &rs)) in rows.zip(mean.iter().zip(rstd)) {
         let (vmu, vrs) = (V::splat(mu), V::splat(rs));
-        let [sdy, sdyx] = fold::<V, 2>(cols, 0.0, V::add, #[inline(always)] |i, k| {
-            // SAFETY: `fold` yields `i + k <= cols`, the length of every buffer touched.
-            unsafe {
-                let gv = ld::<V>(g, i, k);
-                let xhat = ld::<V>(x, i, k).sub(vmu).mul(vrs);
-                st(ld::<V>(dbias, i, k).add(gv), dbias, i, k);
-                st(gv.mul_add(xhat, ld::<V>(dweight, i, k)), dweight, i, k);
-                let dy = gv.mul(ld::<V>(weight, i, k));
-                [dy, dy.mul(xhat)]
-            }
-        });
+        let [sdy, sdyx] = fold::<V, 2>(
+            cols,
+            0.0,
+            V::add,
+            #[inline(always)]
+            |i, k| {
+                // SAFETY: `fold` yields `i + k <= cols`, the length of every buffer touched.
+                unsafe {
+                    let gv = ld::<V>(g, i, k);
+                    let xhat = ld::<V>(x, i, k).sub(vmu).mul(vrs);
+                    st(ld::<V>(dbias, i, k).add(gv), dbias, i, k);
+                    st(gv.mul_add(xhat, ld::<V>(dweight, i, k)), dweight, i, k);
+                    let dy = gv.mul(ld::<V>(weight, i, k));
+                    [dy, dy.mul(xhat)]
+                }
+            },
+        );
         let mdy = V::splat(sdy.reduce_add() / n);
         let neg_mdyx = V::splat(-sdyx.reduce_add() / n);
-        for_each::<V>(cols, #[inline(always)] |i, k| {
-            // SAFETY: `for_each` yields `i + k <= cols`.
-            unsafe {
-                let xhat = ld::<V>(x, i, k).sub(vmu).mul(vrs);
-                let dy = ld::<V>(g, i, k).mul(ld::<V>(weight, i, k));
-                let t = xhat.mul_add(neg_mdyx, dy.sub(mdy));
-                st(t.mul_add(vrs, ld::<V>(d, i, k)), d, i, k);
-            }
-        });
+        for_each::<V>(
+            cols,
+            #[inline(always)]
+            |i, k| {
+                // SAFETY: `for_each` yields `i + k <= cols`.
+                unsafe {
+                    let xhat = ld::<V>(x, i, k).sub(vmu).mul(vrs);
+                    let dy = ld::<V>(g, i, k).mul(ld::<V>(weight, i, k));
+                    let t = xhat.mul_add(neg_mdyx, dy.sub(mdy));
+                    st(t.mul_add(vrs, ld::<V>(d, i, k)), d, i, k);
+                }
+            },
+        );
     }
 }
 
 /// 2 sqrt(2/pi): the tanh GELU is `x * sigmoid(2u)`, `2u = x (C2 + C2 K x^2)`.
 const GELU_C2: f32 = 1.595_769_1;
 const GELU_K: f32 = 0.044_715;
+/// Beyond |x| = 10 the tanh GELU's sigmoid is 0 or 1 to within 1.2e-38 (2u = +-87.3); the
+/// kernels clamp x there so that `x^2` cannot overflow and `x * s` cannot turn a saturated
+/// `e^{-2u}` into garbage for huge |x|.
+const TANH_GELU_XMAX: f32 = 10.0;
+
+/// `x` clamped to `[-TANH_GELU_XMAX, TANH_GELU_XMAX]`, NaN kept.
+#[inline(always)]
+fn clamp_tanh_gelu<V: SimdF32>(x: V) -> V {
+    V::splat(TANH_GELU_XMAX).min(V::splat(-TANH_GELU_XMAX).max(x))
+}
+
 /// 1 / sqrt(2 pi).
 const INV_SQRT_2PI: f32 = 0.398_942_3;
 
 /// `out = gelu(inp)`. out, inp: (n).
 ///
 /// Erf: `x * Phi(x)` with `Phi` through erfc (relatively accurate in the lower tail). Tanh:
-/// `0.5 x (1 + tanh(u)) = x * sigmoid(2u)`, which has no cancellation for negative x.
+/// `0.5 x (1 + tanh(u)) = x * sigmoid(2u)`, which has no cancellation for negative x; for
+/// x < -10 the result is -0 (the true value is under 1.3e-37 in magnitude).
 #[inline(always)]
 pub(crate) fn gelu_forward<V: SimdF32>(out: &mut [f32], inp: &[f32], kind: GeluKind) {
     let n = inp.len();
     match kind {
-        GeluKind::Erf => for_each::<V>(n, #[inline(always)] |i, k| {
-            // SAFETY: `for_each` yields `i + k <= n`, the length of both buffers.
-            unsafe {
-                let x = ld::<V>(inp, i, k);
-                st(x.mul(normal_cdf(x).0), out, i, k);
-            }
-        }),
-        GeluKind::Tanh => for_each::<V>(n, #[inline(always)] |i, k| {
-            // SAFETY: as above.
-            unsafe {
-                let x = ld::<V>(inp, i, k);
-                let v = x.mul(x).mul_add(V::splat(GELU_C2 * GELU_K), V::splat(GELU_C2));
-                let (s, _) = sigmoid_and_exp_neg(x.mul(v));
-                st(x.mul(s), out, i, k);
-            }
-        }),
+        GeluKind::Erf => for_each::<V>(
+            n,
+            #[inline(always)]
+            |i, k| {
+                // SAFETY: `for_each` yields `i + k <= n`, the length of both buffers.
+                unsafe {
+                    let x = ld::<V>(inp, i, k);
+                    st(x.mul(normal_cdf(x).0), out, i, k);
+                }
+            },
+        ),
+        GeluKind::Tanh => for_each::<V>(
+            n,
+            #[inline(always)]
+            |i, k| {
+                // SAFETY: as above.
+                unsafe {
+                    let x = ld::<V>(inp, i, k);
+                    let xc = clamp_tanh_gelu(x);
+                    let v = xc
+                        .mul(xc)
+                        .mul_add(V::splat(GELU_C2 * GELU_K), V::splat(GELU_C2));
+                    let (s, _) = sigmoid_and_exp_neg(xc.mul(v));
+                    let s = V::select_lt(x, V::splat(-TANH_GELU_XMAX), V::splat(0.0), s);
+                    st(x.mul(s), out, i, k);
+                }
+            },
+        ),
     }
 }
 
@@ -361,28 +454,47 @@ pub(crate) fn gelu_backward<V: SimdF32>(
 ) {
     let n = inp.len();
     match kind {
-        GeluKind::Erf => for_each::<V>(n, #[inline(always)] |i, k| {
-            // SAFETY: `for_each` yields `i + k <= n`, the length of all three buffers.
-            unsafe {
-                let x = ld::<V>(inp, i, k);
-                let (cdf, a) = normal_cdf(x);
-                let pdf = exp(V::splat(0.0).sub(a.mul(a))).mul(V::splat(INV_SQRT_2PI));
-                let grad = x.mul_add(pdf, cdf);
-                st(grad.mul_add(ld::<V>(dout, i, k), ld::<V>(dinp, i, k)), dinp, i, k);
-            }
-        }),
-        GeluKind::Tanh => for_each::<V>(n, #[inline(always)] |i, k| {
-            // SAFETY: as above.
-            unsafe {
-                let x = ld::<V>(inp, i, k);
-                let x2 = x.mul(x);
-                let v = x2.mul_add(V::splat(GELU_C2 * GELU_K), V::splat(GELU_C2));
-                let (s, e) = sigmoid_and_exp_neg(x.mul(v));
-                let dv = x2.mul_add(V::splat(3.0 * GELU_C2 * GELU_K), V::splat(GELU_C2));
-                let grad = x.mul(s).mul(e.mul(s)).mul_add(dv, s);
-                st(grad.mul_add(ld::<V>(dout, i, k), ld::<V>(dinp, i, k)), dinp, i, k);
-            }
-        }),
+        GeluKind::Erf => for_each::<V>(
+            n,
+            #[inline(always)]
+            |i, k| {
+                // SAFETY: `for_each` yields `i + k <= n`, the length of all three buffers.
+                unsafe {
+                    let x = ld::<V>(inp, i, k);
+                    let (cdf, a) = normal_cdf(x);
+                    let pdf = exp(V::splat(0.0).sub(a.mul(a))).mul(V::splat(INV_SQRT_2PI));
+                    let grad = x.mul_add(pdf, cdf);
+                    st(
+                        grad.mul_add(ld::<V>(dout, i, k), ld::<V>(dinp, i, k)),
+                        dinp,
+                        i,
+                        k,
+                    );
+                }
+            },
+        ),
+        GeluKind::Tanh => for_each::<V>(
+            n,
+            #[inline(always)]
+            |i, k| {
+                // SAFETY: as above.
+                unsafe {
+                    // gelu' is 0 or 1 to f32 precision beyond the clamp (|gelu' - step| < 1e-35).
+                    let x = clamp_tanh_gelu(ld::<V>(inp, i, k));
+                    let x2 = x.mul(x);
+                    let v = x2.mul_add(V::splat(GELU_C2 * GELU_K), V::splat(GELU_C2));
+                    let (s, e) = sigmoid_and_exp_neg(x.mul(v));
+                    let dv = x2.mul_add(V::splat(3.0 * GELU_C2 * GELU_K), V::splat(GELU_C2));
+                    let grad = x.mul(s).mul(e.mul(s)).mul_add(dv, s);
+                    st(
+                        grad.mul_add(ld::<V>(dout, i, k), ld::<V>(dinp, i, k)),
+                        dinp,
+                        i,
+                        k,
+                    );
+                }
+            },
+        ),
     }
 }
 

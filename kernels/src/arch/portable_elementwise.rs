@@ -62,7 +62,9 @@ unsafe impl SimdF32 for F32xP {
 
     #[inline(always)]
     fn keep_first(self, n: usize, fill: f32) -> Self {
-        F32xP(std::array::from_fn(|i| if i < n { self.0[i] } else { fill }))
+        F32xP(std::array::from_fn(
+            |i| if i < n { self.0[i] } else { fill },
+        ))
     }
 
     #[inline(always)]

@@ -138,7 +138,10 @@ unsafe impl SimdF32 for F32x8 {
     fn reduce_add(self) -> f32 {
         // SAFETY: AVX present (trait contract).
         unsafe {
-            let s = _mm_add_ps(_mm256_castps256_ps128(self.0), _mm256_extractf128_ps::<1>(self.0));
+            let s = _mm_add_ps(
+                _mm256_castps256_ps128(self.0),
+                _mm256_extractf128_ps::<1>(self.0),
+            );
             let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
             _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps::<0b01>(s, s)))
         }
@@ -148,7 +151,10 @@ unsafe impl SimdF32 for F32x8 {
     fn reduce_max(self) -> f32 {
         // SAFETY: AVX present (trait contract).
         unsafe {
-            let s = _mm_max_ps(_mm256_castps256_ps128(self.0), _mm256_extractf128_ps::<1>(self.0));
+            let s = _mm_max_ps(
+                _mm256_castps256_ps128(self.0),
+                _mm256_extractf128_ps::<1>(self.0),
+            );
             let s = _mm_max_ps(s, _mm_movehl_ps(s, s));
             _mm_cvtss_f32(_mm_max_ss(s, _mm_shuffle_ps::<0b01>(s, s)))
         }

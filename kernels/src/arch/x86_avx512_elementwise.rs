@@ -110,7 +110,9 @@ unsafe impl SimdF32 for F32x16 {
     #[inline(always)]
     fn select_lt(a: Self, b: Self, x: Self, y: Self) -> Self {
         // SAFETY: AVX-512F present (trait contract). Blend takes `x` where the mask is set.
-        F32x16(unsafe { _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_LT_OQ>(a.0, b.0), y.0, x.0) })
+        F32x16(unsafe {
+            _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_LT_OQ>(a.0, b.0), y.0, x.0)
+        })
     }
 
     #[inline(always)]
