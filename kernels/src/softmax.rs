@@ -18,7 +18,7 @@ pub(crate) fn check_rows(what: &str, cols: usize, lens: &[usize]) -> Result<usiz
         )));
     }
     let len = lens[0];
-    if len % cols != 0 || lens.iter().any(|&l| l != len) {
+    if !len.is_multiple_of(cols) || lens.iter().any(|&l| l != len) {
         return Err(KernelError::LengthMismatch(format!(
             "{what}: buffers of lengths {lens:?} are not all the same multiple of cols = {cols}"
         )));

@@ -385,7 +385,7 @@ pub(crate) fn layernorm_backward<V: SimdF32>(
 }
 
 /// 2 sqrt(2/pi): the tanh GELU is `x * sigmoid(2u)`, `2u = x (C2 + C2 K x^2)`.
-const GELU_C2: f32 = 1.595_769_1;
+const GELU_C2: f32 = 1.595_769;
 const GELU_K: f32 = 0.044_715;
 /// Beyond |x| = 10 the tanh GELU's sigmoid is 0 or 1 to within 1.2e-38 (2u = +-87.3); the
 /// kernels clamp x there so that `x^2` cannot overflow and `x * s` cannot turn a saturated

@@ -88,6 +88,8 @@ const LN2_HI: f32 = 0.693_359_4;
 const LN2_LO: f32 = -2.121_944_4e-4;
 
 /// `e^x` per lane (see the module docs for accuracy, saturation and NaN).
+// The coefficients are Cephes' as published; some round to fewer f32 digits.
+#[allow(clippy::excessive_precision)]
 #[inline(always)]
 pub(crate) fn exp<V: SimdF32>(x: V) -> V {
     // Clamp with the NaN-carrying operand second, so NaN survives.
@@ -109,6 +111,8 @@ pub(crate) fn exp<V: SimdF32>(x: V) -> V {
 }
 
 /// `0.5 * erfc(a)` for `a >= 0` (NaN for NaN), relative accuracy ~1e-7 (see module docs).
+// The coefficients are Numerical Recipes' as published; some round to fewer f32 digits.
+#[allow(clippy::excessive_precision)]
 #[inline(always)]
 pub(crate) fn half_erfc_abs<V: SimdF32>(a: V) -> V {
     // Numerical Recipes `erfcc`: erfc(a) = t exp(-a^2 + P(t)), t = 1 / (1 + a/2).
