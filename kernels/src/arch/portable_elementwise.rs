@@ -14,14 +14,25 @@ const L: usize = 8;
 pub(crate) struct F32xP([f32; L]);
 
 impl F32xP {
+    // Plain indexed loops over fixed-size arrays: the shape LLVM's loop and SLP vectorisers turn
+    // into whole-register operations (closures through `array::from_fn` came out as per-lane
+    // shuffles).
     #[inline(always)]
     fn map(self, f: impl Fn(f32) -> f32) -> Self {
-        F32xP(std::array::from_fn(|i| f(self.0[i])))
+        let mut r = [0.0; L];
+        for i in 0..L {
+            r[i] = f(self.0[i]);
+        }
+        F32xP(r)
     }
 
     #[inline(always)]
     fn zip(self, o: Self, f: impl Fn(f32, f32) -> f32) -> Self {
-        F32xP(std::array::from_fn(|i| f(self.0[i], o.0[i])))
+        let mut r = [0.0; L];
+        for i in 0..L {
+            r[i] = f(self.0[i], o.0[i]);
+        }
+        F32xP(r)
     }
 }
 
@@ -89,7 +100,7 @@ unsafe impl SimdF32 for F32xP {
 
     #[inline(always)]
     fn mul_add(self, b: Self, c: Self) -> Self {
-        F32xP(std::array::from_fn(|i| self.0[i] * b.0[i] + c.0[i]))
+        self.mul(b).add(c)
     }
 
     #[inline(always)]
@@ -111,9 +122,13 @@ unsafe impl SimdF32 for F32xP {
 
     #[inline(always)]
     fn select_lt(a: Self, b: Self, x: Self, y: Self) -> Self {
-        F32xP(std::array::from_fn(|i| {
-            if a.0[i] < b.0[i] { x.0[i] } else { y.0[i] }
-        }))
+        let mut r = y.0;
+        for i in 0..L {
+            if a.0[i] < b.0[i] {
+                r[i] = x.0[i];
+            }
+        }
+        F32xP(r)
     }
 
     #[inline(always)]
