@@ -17,6 +17,7 @@ impl F32xP {
     // Plain indexed loops over fixed-size arrays: the shape LLVM's loop and SLP vectorisers turn
     // into whole-register operations (closures through `array::from_fn` came out as per-lane
     // shuffles).
+    #[allow(clippy::needless_range_loop)]
     #[inline(always)]
     fn map(self, f: impl Fn(f32) -> f32) -> Self {
         let mut r = [0.0; L];
@@ -26,6 +27,7 @@ impl F32xP {
         F32xP(r)
     }
 
+    #[allow(clippy::needless_range_loop)]
     #[inline(always)]
     fn zip(self, o: Self, f: impl Fn(f32, f32) -> f32) -> Self {
         let mut r = [0.0; L];
@@ -120,6 +122,7 @@ unsafe impl SimdF32 for F32xP {
         self.map(f32::abs)
     }
 
+    #[allow(clippy::needless_range_loop)]
     #[inline(always)]
     fn select_lt(a: Self, b: Self, x: Self, y: Self) -> Self {
         let mut r = y.0;
