@@ -2,8 +2,14 @@
 //!
 //! Shapes: all buffers have the same length (element-wise). Forward writes (`=`); backward
 //! accumulates (`+=`) into `dinp`.
+//!
+//! Each function runs on the process-wide path ([`crate::Isa::active`]); its `_with` twin takes an
+//! explicit [`Isa`] (an error if this CPU lacks it). The erf GELU computes `Phi(x)` through
+//! erfc, so it stays relatively accurate for negative x; the tanh GELU is evaluated as
+//! `x * sigmoid(2u)`, the same function without the cancellation of `1 + tanh(u)`.
 
-use crate::KernelError;
+use crate::elementwise::ElementwiseKernels;
+use crate::{Isa, KernelError};
 
 /// Which GELU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -26,8 +32,28 @@ fn check_same(what: &str, lens: &[usize]) -> Result<(), KernelError> {
 
 /// `out = gelu(inp)`.
 pub fn gelu_forward(out: &mut [f32], inp: &[f32], kind: GeluKind) -> Result<(), KernelError> {
+    gelu_forward_on(ElementwiseKernels::active(), out, inp, kind)
+}
+
+/// [`gelu_forward`] on the given path.
+pub fn gelu_forward_with(
+    isa: Isa,
+    out: &mut [f32],
+    inp: &[f32],
+    kind: GeluKind,
+) -> Result<(), KernelError> {
+    gelu_forward_on(&ElementwiseKernels::for_isa(isa)?, out, inp, kind)
+}
+
+fn gelu_forward_on(
+    k: &ElementwiseKernels,
+    out: &mut [f32],
+    inp: &[f32],
+    kind: GeluKind,
+) -> Result<(), KernelError> {
     check_same("gelu_forward", &[out.len(), inp.len()])?;
-    crate::reference::gelu_forward_ref(out, inp, kind);
+    // SAFETY: `k` comes from `for_isa` (its ISA is present); lengths were just checked.
+    unsafe { (k.gelu_forward)(out, inp, kind) };
     Ok(())
 }
 
@@ -38,7 +64,29 @@ pub fn gelu_backward(
     dout: &[f32],
     kind: GeluKind,
 ) -> Result<(), KernelError> {
+    gelu_backward_on(ElementwiseKernels::active(), dinp, inp, dout, kind)
+}
+
+/// [`gelu_backward`] on the given path.
+pub fn gelu_backward_with(
+    isa: Isa,
+    dinp: &mut [f32],
+    inp: &[f32],
+    dout: &[f32],
+    kind: GeluKind,
+) -> Result<(), KernelError> {
+    gelu_backward_on(&ElementwiseKernels::for_isa(isa)?, dinp, inp, dout, kind)
+}
+
+fn gelu_backward_on(
+    k: &ElementwiseKernels,
+    dinp: &mut [f32],
+    inp: &[f32],
+    dout: &[f32],
+    kind: GeluKind,
+) -> Result<(), KernelError> {
     check_same("gelu_backward", &[dinp.len(), inp.len(), dout.len()])?;
-    crate::reference::gelu_backward_ref(dinp, inp, dout, kind);
+    // SAFETY: `k` comes from `for_isa` (its ISA is present); lengths were just checked.
+    unsafe { (k.gelu_backward)(dinp, inp, dout, kind) };
     Ok(())
 }

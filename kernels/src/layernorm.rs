@@ -3,9 +3,14 @@
 //! Shapes: `inp`, `out`, `dinp`, `dout` are `rows x cols`; `weight`, `bias`, `dweight`, `dbias`
 //! are `cols`; `mean`, `rstd` are `rows` (saved by the forward for the backward).
 //! Forward writes (`=`); backward accumulates (`+=`) into `dinp`, `dweight` and `dbias`.
+//!
+//! Each function runs on the process-wide path ([`crate::Isa::active`]); its `_with` twin takes an
+//! explicit [`Isa`] (an error if this CPU lacks it). The forward's statistics are a corrected
+//! two-pass mean and variance in f32, accurate for rows with a large mean and a small spread.
 
-use crate::KernelError;
+use crate::elementwise::ElementwiseKernels;
 use crate::softmax::check_rows;
+use crate::{Isa, KernelError};
 
 fn check_params(
     what: &str,
@@ -35,6 +40,57 @@ pub fn layernorm_forward(
     cols: usize,
     eps: f32,
 ) -> Result<(), KernelError> {
+    layernorm_forward_on(
+        ElementwiseKernels::active(),
+        out,
+        mean,
+        rstd,
+        inp,
+        weight,
+        bias,
+        cols,
+        eps,
+    )
+}
+
+/// [`layernorm_forward`] on the given path.
+#[allow(clippy::too_many_arguments)]
+pub fn layernorm_forward_with(
+    isa: Isa,
+    out: &mut [f32],
+    mean: &mut [f32],
+    rstd: &mut [f32],
+    inp: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    cols: usize,
+    eps: f32,
+) -> Result<(), KernelError> {
+    layernorm_forward_on(
+        &ElementwiseKernels::for_isa(isa)?,
+        out,
+        mean,
+        rstd,
+        inp,
+        weight,
+        bias,
+        cols,
+        eps,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn layernorm_forward_on(
+    k: &ElementwiseKernels,
+    out: &mut [f32],
+    mean: &mut [f32],
+    rstd: &mut [f32],
+    inp: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    cols: usize,
+    eps: f32,
+) -> Result<(), KernelError> {
     let rows = check_rows("layernorm_forward", cols, &[out.len(), inp.len()])?;
     check_params(
         "layernorm_forward",
@@ -43,7 +99,8 @@ pub fn layernorm_forward(
         &[weight.len(), bias.len()],
         &[mean.len(), rstd.len()],
     )?;
-    crate::reference::layernorm_forward_ref(out, mean, rstd, inp, weight, bias, cols, eps);
+    // SAFETY: `k` comes from `for_isa` (its ISA is present); lengths were just checked.
+    unsafe { (k.layernorm_forward)(out, mean, rstd, inp, weight, bias, cols, eps) };
     Ok(())
 }
 
@@ -52,6 +109,61 @@ pub fn layernorm_forward(
 /// `dinp += rstd * (dout*w - mean(dout*w) - xhat * mean(dout*w * xhat))`.
 #[allow(clippy::too_many_arguments)]
 pub fn layernorm_backward(
+    dinp: &mut [f32],
+    dweight: &mut [f32],
+    dbias: &mut [f32],
+    dout: &[f32],
+    inp: &[f32],
+    weight: &[f32],
+    mean: &[f32],
+    rstd: &[f32],
+    cols: usize,
+) -> Result<(), KernelError> {
+    layernorm_backward_on(
+        ElementwiseKernels::active(),
+        dinp,
+        dweight,
+        dbias,
+        dout,
+        inp,
+        weight,
+        mean,
+        rstd,
+        cols,
+    )
+}
+
+/// [`layernorm_backward`] on the given path.
+#[allow(clippy::too_many_arguments)]
+pub fn layernorm_backward_with(
+    isa: Isa,
+    dinp: &mut [f32],
+    dweight: &mut [f32],
+    dbias: &mut [f32],
+    dout: &[f32],
+    inp: &[f32],
+    weight: &[f32],
+    mean: &[f32],
+    rstd: &[f32],
+    cols: usize,
+) -> Result<(), KernelError> {
+    layernorm_backward_on(
+        &ElementwiseKernels::for_isa(isa)?,
+        dinp,
+        dweight,
+        dbias,
+        dout,
+        inp,
+        weight,
+        mean,
+        rstd,
+        cols,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn layernorm_backward_on(
+    k: &ElementwiseKernels,
     dinp: &mut [f32],
     dweight: &mut [f32],
     dbias: &mut [f32],
@@ -74,8 +186,7 @@ pub fn layernorm_backward(
         &[dweight.len(), dbias.len(), weight.len()],
         &[mean.len(), rstd.len()],
     )?;
-    crate::reference::layernorm_backward_ref(
-        dinp, dweight, dbias, dout, inp, weight, mean, rstd, cols,
-    );
+    // SAFETY: `k` comes from `for_isa` (its ISA is present); lengths were just checked.
+    unsafe { (k.layernorm_backward)(dinp, dweight, dbias, dout, inp, weight, mean, rstd, cols) };
     Ok(())
 }

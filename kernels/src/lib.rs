@@ -6,9 +6,12 @@
 //!
 //! - [`gemm`]: f32 `C = alpha * op(A) * op(B) + beta * C` with BLIS-style packing, per-ISA
 //!   micro-kernels (AVX2+FMA, AVX-512F, NEON, portable) and a threaded driver.
-//! - [`softmax`], [`layernorm`], [`gelu`]: row-wise and element-wise kernels for Transformers.
+//! - [`softmax`], [`layernorm`], [`gelu`]: row-wise and element-wise kernels for Transformers,
+//!   with per-ISA fast paths (AVX2+FMA, AVX-512F, NEON, portable) dispatched through
+//!   [`elementwise::ElementwiseKernels`].
 
 pub mod arch;
+pub mod elementwise;
 pub mod error;
 pub mod gelu;
 pub mod gemm;
@@ -18,6 +21,7 @@ pub mod reference;
 pub mod softmax;
 pub mod threads;
 
+pub use elementwise::ElementwiseKernels;
 pub use error::KernelError;
 pub use gemm::{GemmOptions, MatMut, MatRef, sgemm, sgemm_with};
 pub use isa::Isa;

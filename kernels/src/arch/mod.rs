@@ -1,10 +1,24 @@
 //! Per-ISA code: one file per instruction set, each compiled only for its target architecture
 //! and entered only after run-time detection. Nothing outside `arch` contains intrinsics.
+//!
+//! GEMM micro-kernels: `portable`, `x86_avx2`, `x86_avx512`, `aarch64_neon`.
+//! Element-wise kernels: written once in `elementwise` over the vector trait in `simd`, and
+//! instantiated per ISA in `portable_elementwise`, `x86_avx2_elementwise`,
+//! `x86_avx512_elementwise` and `aarch64_neon_elementwise`.
 
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64_neon;
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod aarch64_neon_elementwise;
+pub(crate) mod elementwise;
 pub mod portable;
+pub(crate) mod portable_elementwise;
+pub(crate) mod simd;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_avx2;
 #[cfg(target_arch = "x86_64")]
+pub(crate) mod x86_avx2_elementwise;
+#[cfg(target_arch = "x86_64")]
 pub mod x86_avx512;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86_avx512_elementwise;
