@@ -13,6 +13,7 @@ pub mod autograd;
 pub mod cuda;
 pub mod data;
 pub mod error;
+pub mod nn;
 pub mod tensor;
 
 pub use autograd::{CrossEntropyOptions, Graph, Param, Var};

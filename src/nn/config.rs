@@ -1,0 +1,89 @@
+//! Model configurations, serialised as the Hugging Face `config.json` fields.
+
+use serde::{Deserialize, Serialize};
+
+fn default_layer_norm_eps() -> f32 {
+    1e-12
+}
+
+fn default_hidden_act() -> String {
+    "gelu".into()
+}
+
+fn default_type_vocab_size() -> usize {
+    2
+}
+
+fn default_num_labels() -> usize {
+    2
+}
+
+/// A BERT encoder (and its pooler / classification head), with the Hugging Face field names so
+/// a model directory's `config.json` deserialises directly. Unknown fields are ignored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BertConfig {
+    /// Vocabulary size (rows of the word-embedding table).
+    pub vocab_size: usize,
+    /// Hidden width H.
+    pub hidden_size: usize,
+    /// Number of Transformer blocks.
+    pub num_hidden_layers: usize,
+    /// Attention heads per block (H must be a multiple).
+    pub num_attention_heads: usize,
+    /// FFN width.
+    pub intermediate_size: usize,
+    /// `"gelu"` (erf) or `"gelu_new"` / `"gelu_pytorch_tanh"` (tanh approximation).
+    #[serde(default = "default_hidden_act")]
+    pub hidden_act: String,
+    /// Longest sequence (rows of the position-embedding table).
+    pub max_position_embeddings: usize,
+    /// Rows of the token-type (segment) embedding table.
+    #[serde(default = "default_type_vocab_size")]
+    pub type_vocab_size: usize,
+    /// LayerNorm epsilon.
+    #[serde(default = "default_layer_norm_eps")]
+    pub layer_norm_eps: f32,
+    /// Dropout after embeddings, attention output and FFN output during training.
+    #[serde(default)]
+    pub hidden_dropout_prob: f32,
+    /// Dropout on attention probabilities during training.
+    #[serde(default)]
+    pub attention_probs_dropout_prob: f32,
+    /// Classes of the classification head.
+    #[serde(default = "default_num_labels")]
+    pub num_labels: usize,
+}
+
+/// A Vision Transformer (pre-LN blocks) on square single- or multi-channel images.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VitConfig {
+    /// Image side in pixels.
+    pub image_size: usize,
+    /// Patch side in pixels (must divide `image_size`).
+    pub patch_size: usize,
+    /// Input channels.
+    pub num_channels: usize,
+    /// Hidden width.
+    pub hidden_size: usize,
+    /// Number of Transformer blocks.
+    pub num_hidden_layers: usize,
+    /// Attention heads per block.
+    pub num_attention_heads: usize,
+    /// MLP width.
+    pub intermediate_size: usize,
+    /// Classes of the head.
+    pub num_labels: usize,
+    /// LayerNorm epsilon.
+    #[serde(default = "default_vit_eps")]
+    pub layer_norm_eps: f32,
+    /// Dropout probability during training.
+    #[serde(default)]
+    pub hidden_dropout_prob: f32,
+    /// Adds DeiT's distillation token (and its head) when true.
+    #[serde(default)]
+    pub distillation_token: bool,
+}
+
+fn default_vit_eps() -> f32 {
+    1e-6
+}
