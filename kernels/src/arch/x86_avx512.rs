@@ -6,7 +6,7 @@
 
 use super::portable::store_tile;
 use crate::Isa;
-use crate::gemm::{KernelSet, UkernelParams, pack};
+use crate::gemm::{KernelSet, MatRef, UkernelParams, pack};
 use std::arch::x86_64::*;
 
 /// Rows of the register tile.
@@ -28,7 +28,7 @@ pub fn sgemm_kernels() -> KernelSet {
         kc: 256,
         nc: 32 * NR,
         pack_a: pack::pack_a::<MR>,
-        pack_b: pack::pack_b::<NR>,
+        pack_b: pack_b_32,
         ukernel: sgemm_ukernel_12x32,
     }
 }
@@ -113,4 +113,97 @@ pub fn sgemm_kernels_with_mr<const M: usize>() -> KernelSet {
         ukernel: uk::<M>,
         ..sgemm_kernels()
     }
+}
+
+/// Packs B into 32-wide panels like [`pack::pack_b`], transposing column-major B (a Linear
+/// layer's `W^T`, with `W` stored `[out, in]` row-major) 16 x 16 at a time in registers instead
+/// of one scattered element at a time.
+pub fn pack_b_32(b: MatRef<'_>, dst: &mut [f32]) {
+    let (kb, nb) = (b.rows(), b.cols());
+    let full = nb / NR;
+    if b.row_stride() != 1 || full == 0 {
+        return pack::pack_b::<NR>(b, dst);
+    }
+    // SAFETY: this kernel set exists only after AVX-512F was detected; `full` panels of `kb`
+    // rows fit in `dst` (the driver sizes it for ceil(nb / NR) panels).
+    unsafe { pack_b_colmajor_full_panels(b, full, dst) };
+    if nb > full * NR {
+        pack::pack_b::<NR>(
+            b.sub(0, full * NR, kb, nb - full * NR),
+            &mut dst[full * NR * kb..],
+        );
+    }
+}
+
+/// Full 32-column panels of a column-major B: for each 16-deep slab, 16 columns are loaded as
+/// 16 vectors (each contiguous in memory), transposed, and stored as 16 panel rows.
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_b_colmajor_full_panels(b: MatRef<'_>, panels: usize, dst: &mut [f32]) {
+    let (kb, cs) = (b.rows(), b.col_stride());
+    let src = b.data();
+    assert!(dst.len() >= panels * NR * kb && (panels * NR - 1) * cs + kb <= src.len());
+    for q in 0..panels {
+        let panel = &mut dst[q * NR * kb..(q + 1) * NR * kb];
+        for p0 in (0..kb).step_by(16) {
+            let rows = 16.min(kb - p0);
+            let mask: __mmask16 = if rows == 16 {
+                0xFFFF
+            } else {
+                (1u16 << rows) - 1
+            };
+            for half in 0..2 {
+                let col0 = q * NR + half * 16;
+                // SAFETY: column `col0 + i` holds `kb` values from `(col0 + i) * cs` (asserted
+                // above); the mask keeps the load inside them.
+                let cols: [__m512; 16] = std::array::from_fn(|i| unsafe {
+                    _mm512_maskz_loadu_ps(mask, src.as_ptr().add((col0 + i) * cs + p0))
+                });
+                let t = transpose_16x16(cols);
+                for (r, row) in t.iter().enumerate().take(rows) {
+                    // SAFETY: panel row `p0 + r` has NR values; this writes 16 of them.
+                    unsafe {
+                        _mm512_storeu_ps(panel.as_mut_ptr().add((p0 + r) * NR + half * 16), *row)
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// `out[j][i] = rows[i][j]` for a 16 x 16 block: pairs of rows interleaved within 128-bit lanes,
+/// then 4-row groups, then a 4 x 4 transpose of the 128-bit lanes.
+#[target_feature(enable = "avx512f")]
+fn transpose_16x16(r: [__m512; 16]) -> [__m512; 16] {
+    // a[2k], a[2k+1]: rows 2k and 2k+1 interleaved (lane L: elements 4L..4L+1, then 4L+2..4L+3).
+    let a: [__m512; 16] = std::array::from_fn(|i| {
+        let (x, y) = (r[i & !1], r[i | 1]);
+        if i % 2 == 0 {
+            _mm512_unpacklo_ps(x, y)
+        } else {
+            _mm512_unpackhi_ps(x, y)
+        }
+    });
+    // b[4g + c], lane L: rows 4g..4g+3 of column 4L + c.
+    let b: [__m512; 16] = std::array::from_fn(|i| {
+        let (g, c) = (i / 4, i % 4);
+        let (lo, hi) = (a[4 * g + c / 2], a[4 * g + 2 + c / 2]);
+        if c % 2 == 0 {
+            _mm512_shuffle_ps::<0x44>(lo, hi)
+        } else {
+            _mm512_shuffle_ps::<0xEE>(lo, hi)
+        }
+    });
+    let mut out = [_mm512_setzero_ps(); 16];
+    for c in 0..4 {
+        let (b0, b1, b2, b3) = (b[c], b[4 + c], b[8 + c], b[12 + c]);
+        let c1 = _mm512_shuffle_f32x4::<0x44>(b0, b1);
+        let c2 = _mm512_shuffle_f32x4::<0xEE>(b0, b1);
+        let c3 = _mm512_shuffle_f32x4::<0x44>(b2, b3);
+        let c4 = _mm512_shuffle_f32x4::<0xEE>(b2, b3);
+        out[c] = _mm512_shuffle_f32x4::<0x88>(c1, c3);
+        out[4 + c] = _mm512_shuffle_f32x4::<0xDD>(c1, c3);
+        out[8 + c] = _mm512_shuffle_f32x4::<0x88>(c2, c4);
+        out[12 + c] = _mm512_shuffle_f32x4::<0xDD>(c2, c4);
+    }
+    out
 }
