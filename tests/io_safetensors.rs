@@ -64,7 +64,7 @@ fn tmp_dir(name: &str) -> PathBuf {
 /// A safetensors file from a header JSON (padded to 8 bytes) and a data section.
 fn raw_file(header: &str, data: &[u8]) -> Vec<u8> {
     let mut h = header.as_bytes().to_vec();
-    while h.len() % 8 != 0 {
+    while !h.len().is_multiple_of(8) {
         h.push(b' ');
     }
     let mut out = (h.len() as u64).to_le_bytes().to_vec();
@@ -103,7 +103,7 @@ fn toy_values() -> Toy {
         -7.25e-8,
     ];
     let mut rng = lithe::Rng::new(7);
-    let toy = Toy {
+    Toy {
         params: vec![
             (
                 "embeddings.word_embeddings.weight".into(),
@@ -120,8 +120,7 @@ fn toy_values() -> Toy {
             ("scalar".into(), Param::new(Tensor::scalar(2.5))),
             ("empty".into(), Param::new(Tensor::zeros(&[0, 4]))),
         ],
-    };
-    toy
+    }
 }
 
 #[test]
@@ -640,6 +639,9 @@ fn config_json_round_trip_and_errors() {
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["model_type"], "bert");
     assert_eq!(v["hidden_size"], 4);
+    // f32 fields are written as their shortest decimal, as Hugging Face writes them.
+    assert!(text.contains("\"layer_norm_eps\": 1e-12"), "{text}");
+    assert!(text.contains("\"hidden_dropout_prob\": 0.1,"), "{text}");
     assert_eq!(io::load_config::<BertConfig>(&p).unwrap(), c);
 
     let vit = VitConfig {

@@ -27,7 +27,9 @@ impl ConfigFile for VitConfig {
 /// first, so `transformers.AutoConfig.from_pretrained(dir)` reads it.
 pub fn save_config<C: ConfigFile>(config: &C, path: impl AsRef<Path>) -> Result<()> {
     let path = path.as_ref();
-    let fields = match serde_json::to_value(config) {
+    // Through text, not `to_value`: f32 fields then print as their shortest decimal (1e-12),
+    // not as the widened f64 (9.999999960041972e-13).
+    let fields = match serde_json::to_string(config).and_then(|t| serde_json::from_str(&t)) {
         Ok(Value::Object(m)) => m,
         Ok(_) => {
             return Err(Error::invalid(

@@ -10,17 +10,17 @@
 //!   parameters by name, converting F16 / BF16 / F64 to f32, with the Hugging Face name mapping
 //!   of [`names`] (`bert.` prefix, `LayerNorm.gamma/beta`). All-or-nothing: on any error the
 //!   module is left unchanged.
-//! - [`read_safetensors`]: every floating-point tensor of a file as f32 [`Tensor`]s.
+//! - [`read_safetensors`]: every floating-point tensor of a file as f32 [`Tensor`](crate::Tensor)s.
 //! - [`save_config`] / [`load_config`]: [`BertConfig`](crate::nn::BertConfig) /
 //!   [`VitConfig`](crate::nn::VitConfig) as `config.json`.
 //! - [`import_hf_bert_dir`]: config, tensors and tokenizer file of a Hugging Face BERT directory.
 //!
-//! Every malformed input is an [`Error`](crate::Error) naming the file or tensor: truncated or
-//! corrupt files ([`Error::Format`](crate::Error::Format)), element types that are not floats
-//! ([`Error::TensorDtype`](crate::Error::TensorDtype)), shape mismatches
-//! ([`Error::TensorShape`](crate::Error::TensorShape)), and in a strict load missing or extra
-//! tensors ([`Error::MissingTensor`](crate::Error::MissingTensor),
-//! [`Error::UnexpectedTensor`](crate::Error::UnexpectedTensor)).
+//! Every malformed input is an [`Error`] naming the file or tensor: truncated or
+//! corrupt files ([`Error::Format`]), element types that are not floats
+//! ([`Error::TensorDtype`]), shape mismatches
+//! ([`Error::TensorShape`]), and in a strict load missing or extra
+//! tensors ([`Error::MissingTensor`],
+//! [`Error::UnexpectedTensor`]).
 
 mod config;
 mod convert;
