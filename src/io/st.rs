@@ -281,7 +281,8 @@ pub struct LoadReport {
     pub skipped_buffers: Vec<String>,
 }
 
-/// One checkpoint tensor as the matcher sees it: its element type, shape and (lazily) its data.
+/// A checkpoint as the matcher sees it: tensor names, each one's element type and shape, and
+/// (only once every check passed) its f32 data.
 trait Source {
     /// Names in the checkpoint, in any order.
     fn names(&self) -> Vec<String>;
