@@ -4,6 +4,7 @@
 //! at least one element, a non-finite loss handed to the backward pass: each is an [`enum@Error`]
 //! variant, never a panic. A panic inside lithe is a bug in lithe.
 
+use std::path::PathBuf;
 use thiserror::Error;
 
 /// What a `lithe` call can reject.
@@ -73,14 +74,58 @@ pub enum Error {
     /// Reading or writing a file failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// Opening, reading or writing the file at `path` failed (not found, permission, disk full...).
+    #[error("{}: {source}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
     /// A file or buffer is not in the format it claims (bad magic, truncated, inconsistent
-    /// header).
+    /// header, invalid JSON, a config with a missing or ill-typed field).
     #[error("malformed {what}: {msg}")]
     Format {
         /// What was being read.
         what: String,
         /// What is wrong with it.
         msg: String,
+    },
+    /// A strict load: a parameter of the module has no tensor in the checkpoint.
+    #[error("missing tensor `{name}`: the checkpoint has no tensor for this parameter")]
+    MissingTensor {
+        /// The parameter's name (as the module names it).
+        name: String,
+    },
+    /// A strict load: the checkpoint holds a tensor that no parameter of the module takes.
+    #[error("unexpected tensor `{name}`: no parameter of the module has this name")]
+    UnexpectedTensor {
+        /// The tensor's name in the checkpoint.
+        name: String,
+    },
+    /// A checkpoint tensor's shape differs from the shape of the parameter it should fill.
+    #[error(
+        "tensor `{name}`: shape {found:?} in the checkpoint, but the parameter has shape {expected:?}"
+    )]
+    TensorShape {
+        /// The tensor's name in the checkpoint.
+        name: String,
+        /// The parameter's shape.
+        expected: Vec<usize>,
+        /// The checkpoint tensor's shape.
+        found: Vec<usize>,
+    },
+    /// A checkpoint tensor has an element type that cannot become f32 (an integer, bool or 8-bit
+    /// float type); F32, F16, BF16 and F64 are accepted.
+    #[error(
+        "tensor `{name}`: dtype {dtype} cannot be loaded as f32 (accepted: F32, F16, BF16, F64)"
+    )]
+    TensorDtype {
+        /// The tensor's name in the checkpoint.
+        name: String,
+        /// The element type found, as the safetensors header spells it (`I64`, `BOOL`...).
+        dtype: String,
     },
 }
 

@@ -4,6 +4,7 @@
 //! - [`autograd`]: the tape ([`Graph`]), value handles ([`Var`]), parameters ([`Param`]) and
 //!   every op with its backward;
 //! - [`data`]: dataset readers;
+//! - [`io`]: safetensors weights, JSON configs, Hugging Face BERT directories;
 //! - [`error`]: the one error type, [`Error`];
 //! - `cuda` (feature `cuda`): fp16 tensor-core kernels on NVIDIA GPUs.
 pub use lithe_kernels as kernels;
@@ -13,6 +14,7 @@ pub mod autograd;
 pub mod cuda;
 pub mod data;
 pub mod error;
+pub mod io;
 pub mod nn;
 pub mod tensor;
 
