@@ -193,7 +193,8 @@ impl Tokenizer {
         self.encode_batch(&[text], max_len)
     }
 
-    /// Tokenizes `texts` (in parallel) with special tokens, truncates each to `max_len` tokens
+    /// Tokenizes `texts` (in parallel on the current rayon pool; `TOKENIZERS_PARALLELISM=false`
+    /// turns that off) with special tokens, truncates each to `max_len` tokens
     /// special tokens included (the text is cut, `[SEP]` stays last, as Hugging Face's
     /// `truncation=True, max_length=max_len`), and right-pads all to the longest of the batch.
     ///
