@@ -16,9 +16,11 @@ pub mod data;
 pub mod error;
 pub mod io;
 pub mod nn;
+pub mod optim;
 pub mod tensor;
 
 pub use autograd::{CrossEntropyOptions, Graph, Param, Var};
 pub use error::{Error, Result};
 pub use lithe_kernels::gelu::GeluKind;
+pub use optim::{AdamW, AdamWConfig, Optimizer, Sgd, SgdConfig};
 pub use tensor::{Rng, Tensor};

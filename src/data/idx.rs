@@ -2,9 +2,14 @@
 //!
 //! Images: magic `0x00000803`, count, rows, cols, then `count * rows * cols` pixels.
 //! Labels: magic `0x00000801`, count, then `count` labels.
+//!
+//! The readers take plain or gzip-compressed files alike (MNIST and Fashion-MNIST ship as
+//! `.gz`): a file that starts with the gzip magic `1f 8b` is inflated first.
+//! [`load_idx_dataset`] finds the four files of the MNIST / Fashion-MNIST layout in a folder.
 
 use crate::error::{Error, Result};
-use std::path::Path;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
 const IMAGES_MAGIC: u32 = 0x0000_0803;
 const LABELS_MAGIC: u32 = 0x0000_0801;
@@ -86,14 +91,107 @@ pub fn parse_labels(bytes: &[u8], what: &str) -> Result<Vec<u8>> {
     Ok(bytes[8..].to_vec())
 }
 
-/// Reads an uncompressed IDX image file.
-pub fn read_images(path: &Path) -> Result<IdxImages> {
-    parse_images(&std::fs::read(path)?, &path.display().to_string())
+/// The gzip magic bytes (RFC 1952).
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// `bytes`, inflated first if they are gzip-compressed (one or more gzip members).
+pub fn maybe_gunzip(bytes: Vec<u8>, what: &str) -> Result<Vec<u8>> {
+    if !bytes.starts_with(&GZIP_MAGIC) {
+        return Ok(bytes);
+    }
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(bytes.as_slice())
+        .read_to_end(&mut out)
+        .map_err(|e| Error::Format {
+            what: what.into(),
+            msg: format!("gzip: {e}"),
+        })?;
+    Ok(out)
 }
 
-/// Reads an uncompressed IDX label file.
+/// Reads the file at `path`, inflating it if it is gzip-compressed.
+fn read_maybe_gz(path: &Path) -> Result<(Vec<u8>, String)> {
+    let what = path.display().to_string();
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::Io(std::io::Error::new(e.kind(), format!("{what}: {e}"))))?;
+    Ok((maybe_gunzip(bytes, &what)?, what))
+}
+
+/// Reads an IDX image file, plain or gzip-compressed.
+pub fn read_images(path: &Path) -> Result<IdxImages> {
+    let (bytes, what) = read_maybe_gz(path)?;
+    parse_images(&bytes, &what)
+}
+
+/// Reads an IDX label file, plain or gzip-compressed.
 pub fn read_labels(path: &Path) -> Result<Vec<u8>> {
-    parse_labels(&std::fs::read(path)?, &path.display().to_string())
+    let (bytes, what) = read_maybe_gz(path)?;
+    parse_labels(&bytes, &what)
+}
+
+/// Images with one label each.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdxSplit {
+    /// The images.
+    pub images: IdxImages,
+    /// One label per image.
+    pub labels: Vec<u8>,
+}
+
+/// The train and test splits of an MNIST-layout dataset.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdxDataset {
+    /// `train-{images-idx3,labels-idx1}-ubyte[.gz]`.
+    pub train: IdxSplit,
+    /// `t10k-{images-idx3,labels-idx1}-ubyte[.gz]`.
+    pub test: IdxSplit,
+}
+
+/// `dir/name` if it exists, else `dir/name.gz`, else [`Error::Io`] (not found) naming both.
+fn find_plain_or_gz(dir: &Path, name: &str) -> Result<PathBuf> {
+    let plain = dir.join(name);
+    let gz = dir.join(format!("{name}.gz"));
+    for p in [&plain, &gz] {
+        if p.is_file() {
+            return Ok(p.clone());
+        }
+    }
+    Err(Error::Io(std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        format!("neither {} nor {} exists", plain.display(), gz.display()),
+    )))
+}
+
+/// Loads `{prefix}-images-idx3-ubyte` and `{prefix}-labels-idx1-ubyte` from `dir`, each plain
+/// or with a `.gz` suffix (e.g. prefix `train`, `t10k`, or `digits` for the shipped 8x8
+/// digits). [`Error::Format`] when the two files disagree on the number of samples.
+pub fn load_idx_split(dir: &Path, prefix: &str) -> Result<IdxSplit> {
+    let images = read_images(&find_plain_or_gz(
+        dir,
+        &format!("{prefix}-images-idx3-ubyte"),
+    )?)?;
+    let labels_path = find_plain_or_gz(dir, &format!("{prefix}-labels-idx1-ubyte"))?;
+    let labels = read_labels(&labels_path)?;
+    if labels.len() != images.count {
+        return Err(Error::Format {
+            what: labels_path.display().to_string(),
+            msg: format!(
+                "{} labels for {} images of the same split",
+                labels.len(),
+                images.count
+            ),
+        });
+    }
+    Ok(IdxSplit { images, labels })
+}
+
+/// Loads an MNIST / Fashion-MNIST folder: the `train` and `t10k` splits, plain or gzipped (e.g.
+/// `/usr/share/datasets/fashion-mnist/` from Debian's `dataset-fashion-mnist`).
+pub fn load_idx_dataset(dir: &Path) -> Result<IdxDataset> {
+    Ok(IdxDataset {
+        train: load_idx_split(dir, "train")?,
+        test: load_idx_split(dir, "t10k")?,
+    })
 }
 
 #[cfg(test)]
