@@ -9,15 +9,22 @@
 // Precision: fp16 inputs, fp32 scores / softmax statistics / output accumulators
 // (mma.sync m16n8k16 .f32); P is rounded to fp16 for the PV product; O rounded once at the
 // store. O is overwritten.
-// Tiling: a block of 4 warps owns 64 query rows (16 per warp, in registers); it loops over
-// 64-key tiles of K and V, double-buffered in shared memory with cp.async, XOR-swizzled for
+// Tiling: a block of NW warps owns 16*NW query rows (16 per warp); it loops over 64-key
+// tiles of K and V, double-buffered in shared memory with cp.async, XOR-swizzled for
 // conflict-free ldmatrix. Online softmax (running max m, running sum l) per row.
-// Grid (ceil(L/64), B*H), block 128, dynamic smem (64*D + 2*2*64*D) * 2 bytes.
-// Instantiated for D = 32, 64, 128: attn_fwd_f16_d{32,64,128}.
+// Grid (ceil(L/(16*NW)), B*H), block 32*NW, dynamic smem (16*NW*D + 2*2*BC*D) * 2 bytes.
+// Two instantiations per D:
+//   attn_fwd_f16_d{32,64,128}       NW = 4 (64-row blocks), Q fragments held in registers
+//                                    for the whole key loop (v1, the fallback path);
+//   attn_fwd_f16_d{32,64,128}_r128  NW = 8 (128-row blocks, FA2's M tile), Q fragments
+//                                    re-read from shared memory per key tile (QREG = false),
+//                                    so that d128 fits 128 registers and 2 blocks (16 warps)
+//                                    per SM; each K/V tile in smem feeds twice the rows;
+//   attn_fwd_f16_d{32,64,128}_r128q NW = 8 with Q fragments in registers (no register cap:
+//                                    one block of 8 warps per SM at d128);
+//   attn_fwd_f16_d128_r128k32       NW = 8, Q in smem, 32-key tiles (BC = 32 below).
+// Key tiles are BC = 64 keys unless named otherwise.
 
-#define ATT_BR 64
-#define ATT_BC 64
-#define ATT_THREADS 128
 
 // Offset (halfs) of 16-byte chunk ch of row `row` in a [rows][D] tile (CH = D/8 chunks/row).
 template <int D>
@@ -26,12 +33,12 @@ __device__ __forceinline__ int swz_d(int row, int ch) {
     return row * D + (((ch & ~7) | ((ch & 7) ^ (row & 7))) << 3);
 }
 
-template <int D>
+template <int D, int ROWS, int THREADS>
 __device__ __forceinline__ void load_rows(f16* tile, const f16* __restrict__ g, int row0, int L,
                                           int tid) {
     constexpr int CH = D / 8;
 #pragma unroll
-    for (int c = tid; c < ATT_BR * CH; c += ATT_THREADS) {
+    for (int c = tid; c < ROWS * CH; c += THREADS) {
         const int r = c / CH, ch = c % CH;
         const bool p = row0 + r < L;
         const f16* src = p ? g + (size_t)(row0 + r) * D + ch * 8 : g;
@@ -39,11 +46,13 @@ __device__ __forceinline__ void load_rows(f16* tile, const f16* __restrict__ g, 
     }
 }
 
-template <int D>
+template <int D, int NW, bool QREG, int ATT_BC>
 __device__ __forceinline__ void attn_fwd(const f16* __restrict__ Q, const f16* __restrict__ K,
                                          const f16* __restrict__ V, f16* __restrict__ O,
                                          const int* __restrict__ lens, int H, int L,
                                          float scale_log2) {
+    constexpr int ATT_BR = 16 * NW;
+    constexpr int ATT_THREADS = 32 * NW;
     extern __shared__ __align__(128) unsigned char smem_raw[];
     f16* Qs = reinterpret_cast<f16*>(smem_raw);
     f16* Ks = Qs + ATT_BR * D;        // 2 stages
@@ -62,10 +71,10 @@ __device__ __forceinline__ void attn_fwd(const f16* __restrict__ Q, const f16* _
     if (lens != nullptr) kv_len = min(max(lens[b], 0), L);
     const int n_tiles = (kv_len + ATT_BC - 1) / ATT_BC;
 
-    load_rows<D>(Qs, Qg, q0, L, tid);
+    load_rows<D, ATT_BR, ATT_THREADS>(Qs, Qg, q0, L, tid);
     if (n_tiles > 0) {
-        load_rows<D>(Ks, Kg, 0, L, tid);
-        load_rows<D>(Vs, Vg, 0, L, tid);
+        load_rows<D, ATT_BC, ATT_THREADS>(Ks, Kg, 0, L, tid);
+        load_rows<D, ATT_BC, ATT_THREADS>(Vs, Vg, 0, L, tid);
     }
     cp_async_commit();
 
@@ -76,24 +85,24 @@ __device__ __forceinline__ void attn_fwd(const f16* __restrict__ Q, const f16* _
         for (int k = 0; k < 4; k++) o[i][k] = 0.0f;
     float m_run[2] = {-LITHE_INF, -LITHE_INF};
     float l_run[2] = {0.0f, 0.0f};
-    unsigned qf[D / 16][4];
+    unsigned qf[QREG ? D / 16 : 1][4];
 
     for (int j = 0; j < n_tiles; j++) {
         const int st = j & 1;
         if (j + 1 < n_tiles) {
-            load_rows<D>(Ks + (st ^ 1) * ATT_BC * D, Kg, (j + 1) * ATT_BC, L, tid);
-            load_rows<D>(Vs + (st ^ 1) * ATT_BC * D, Vg, (j + 1) * ATT_BC, L, tid);
+            load_rows<D, ATT_BC, ATT_THREADS>(Ks + (st ^ 1) * ATT_BC * D, Kg, (j + 1) * ATT_BC, L, tid);
+            load_rows<D, ATT_BC, ATT_THREADS>(Vs + (st ^ 1) * ATT_BC * D, Vg, (j + 1) * ATT_BC, L, tid);
             cp_async_commit();
             cp_async_wait<1>();
         } else {
             cp_async_wait<0>();
         }
         __syncthreads();
-        if (j == 0) {
+        if (QREG && j == 0) {
 #pragma unroll
             for (int ks = 0; ks < D / 16; ks++) {
                 const int row = warp * 16 + (lane & 15);
-                ldmatrix_x4(qf[ks], smem_u32(Qs + swz_d<D>(row, ks * 2 + (lane >> 4))));
+                ldmatrix_x4(qf[QREG ? ks : 0], smem_u32(Qs + swz_d<D>(row, ks * 2 + (lane >> 4))));
             }
         }
         const f16* ks_t = Ks + st * ATT_BC * D;
@@ -108,13 +117,18 @@ __device__ __forceinline__ void attn_fwd(const f16* __restrict__ Q, const f16* _
         const int q = lane >> 3;
 #pragma unroll
         for (int ks = 0; ks < D / 16; ks++) {
+            const int qi = QREG ? ks : 0;
+            if (!QREG) {
+                const int row = warp * 16 + (lane & 15);
+                ldmatrix_x4(qf[0], smem_u32(Qs + swz_d<D>(row, ks * 2 + (lane >> 4))));
+            }
 #pragma unroll
             for (int nj = 0; nj < ATT_BC / 16; nj++) {
                 unsigned r[4];
                 const int key = nj * 16 + (q >> 1) * 8 + (lane & 7);
                 ldmatrix_x4(r, smem_u32(ks_t + swz_d<D>(key, ks * 2 + (q & 1))));
-                mma_16816(s[2 * nj], qf[ks], r[0], r[1]);
-                mma_16816(s[2 * nj + 1], qf[ks], r[2], r[3]);
+                mma_16816(s[2 * nj], qf[qi], r[0], r[1]);
+                mma_16816(s[2 * nj + 1], qf[qi], r[2], r[3]);
             }
         }
 
@@ -197,12 +211,30 @@ __device__ __forceinline__ void attn_fwd(const f16* __restrict__ Q, const f16* _
 }
 
 #define ATTN_ENTRY(D)                                                                          \
-    extern "C" __global__ void __launch_bounds__(ATT_THREADS) attn_fwd_f16_d##D(               \
+    extern "C" __global__ void __launch_bounds__(128) attn_fwd_f16_d##D(                       \
         const f16* __restrict__ Q, const f16* __restrict__ K, const f16* __restrict__ V,       \
         f16* __restrict__ O, const int* __restrict__ lens, int H, int L, float scale_log2) {    \
-        attn_fwd<D>(Q, K, V, O, lens, H, L, scale_log2);                                       \
+        attn_fwd<D, 4, true, 64>(Q, K, V, O, lens, H, L, scale_log2);                              \
+    }                                                                                          \
+    extern "C" __global__ void __launch_bounds__(256, 2) attn_fwd_f16_d##D##_r128(             \
+        const f16* __restrict__ Q, const f16* __restrict__ K, const f16* __restrict__ V,       \
+        f16* __restrict__ O, const int* __restrict__ lens, int H, int L, float scale_log2) {    \
+        attn_fwd<D, 8, false, 64>(Q, K, V, O, lens, H, L, scale_log2);                             \
+    }                                                                                          \
+    extern "C" __global__ void __launch_bounds__(256, 1) attn_fwd_f16_d##D##_r128q(            \
+        const f16* __restrict__ Q, const f16* __restrict__ K, const f16* __restrict__ V,       \
+        f16* __restrict__ O, const int* __restrict__ lens, int H, int L, float scale_log2) {    \
+        attn_fwd<D, 8, true, 64>(Q, K, V, O, lens, H, L, scale_log2);                              \
     }
 
 ATTN_ENTRY(32)
 ATTN_ENTRY(64)
 ATTN_ENTRY(128)
+
+// 128-row blocks over 32-key tiles (FA2's sm8x choice at d128): half the S registers and
+// 64 KiB of smem per block.
+extern "C" __global__ void __launch_bounds__(256, 2) attn_fwd_f16_d128_r128k32(
+    const f16* __restrict__ Q, const f16* __restrict__ K, const f16* __restrict__ V,
+    f16* __restrict__ O, const int* __restrict__ lens, int H, int L, float scale_log2) {
+    attn_fwd<128, 8, false, 32>(Q, K, V, O, lens, H, L, scale_log2);
+}

@@ -6,8 +6,30 @@ use super::device::{CudaDevice, DeviceTensor};
 use super::error::{Result, ensure};
 use super::ptx::KernelSource;
 
-const BR: usize = 64;
-const THREADS: u32 = 128;
+/// Which attention kernel runs (see `cuda/attention.cu`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttnPath {
+    /// [`AttnPath::Rows128`] for head dim 128, [`AttnPath::Rows64`] otherwise.
+    Auto,
+    /// v1: blocks of 4 warps x 16 query rows, Q fragments held in registers.
+    Rows64,
+    /// v2: blocks of 8 warps x 16 query rows (FA2's 128-row tile), Q re-read from shared
+    /// memory per key tile, at most 128 registers so 2 blocks fit one SM.
+    Rows128,
+    /// v2q: 8 warps x 16 query rows with Q fragments held in registers (no register cap).
+    Rows128Qreg,
+    /// v2k: as [`AttnPath::Rows128`] over 32-key tiles (head dim 128 only).
+    Rows128Keys32,
+}
+
+/// The path [`AttnPath::Auto`] resolves to for head dim `d`.
+pub fn attention_auto_path(d: usize) -> AttnPath {
+    if d == 128 {
+        AttnPath::Rows128
+    } else {
+        AttnPath::Rows64
+    }
+}
 
 /// `o = softmax(q k^T / sqrt(d) + mask) v` for every batch and head.
 ///
@@ -16,6 +38,19 @@ const THREADS: u32 = 128;
 /// a batch with length 0 gets zeros. Softmax and accumulation in fp32.
 pub fn attention(
     dev: &CudaDevice,
+    q: &DeviceTensor,
+    k: &DeviceTensor,
+    v: &DeviceTensor,
+    lens: Option<&CudaSlice<i32>>,
+    o: &mut DeviceTensor,
+) -> Result<()> {
+    attention_with(dev, AttnPath::Auto, q, k, v, lens, o)
+}
+
+/// [`attention`] on a chosen kernel path (every path computes the same result).
+pub fn attention_with(
+    dev: &CudaDevice,
+    path: AttnPath,
     q: &DeviceTensor,
     k: &DeviceTensor,
     v: &DeviceTensor,
@@ -35,14 +70,29 @@ pub fn attention(
         o.shape()
     );
     let (b, h, l, d) = (sh[0], sh[1], sh[2], sh[3]);
-    let name = match d {
-        32 => "attn_fwd_f16_d32",
-        64 => "attn_fwd_f16_d64",
-        128 => "attn_fwd_f16_d128",
-        _ => {
-            ensure!(false, "attention: head dim {d} not in {{32, 64, 128}}");
-            unreachable!()
-        }
+    ensure!(
+        matches!(d, 32 | 64 | 128),
+        "attention: head dim {d} not in {{32, 64, 128}}"
+    );
+    let path = match path {
+        AttnPath::Auto => attention_auto_path(d),
+        p => p,
+    };
+    ensure!(
+        path != AttnPath::Rows128Keys32 || d == 128,
+        "attention: path Rows128Keys32 needs head dim 128, got {d}"
+    );
+    let (name, br, bc, threads) = match (path, d) {
+        (AttnPath::Rows128Keys32, _) => ("attn_fwd_f16_d128_r128k32", 128, 32, 256),
+        (AttnPath::Rows128, 32) => ("attn_fwd_f16_d32_r128", 128, 64, 256),
+        (AttnPath::Rows128, 64) => ("attn_fwd_f16_d64_r128", 128, 64, 256),
+        (AttnPath::Rows128, _) => ("attn_fwd_f16_d128_r128", 128, 64, 256),
+        (AttnPath::Rows128Qreg, 32) => ("attn_fwd_f16_d32_r128q", 128, 64, 256),
+        (AttnPath::Rows128Qreg, 64) => ("attn_fwd_f16_d64_r128q", 128, 64, 256),
+        (AttnPath::Rows128Qreg, _) => ("attn_fwd_f16_d128_r128q", 128, 64, 256),
+        (_, 32) => ("attn_fwd_f16_d32", 64, 64, 128),
+        (_, 64) => ("attn_fwd_f16_d64", 64, 64, 128),
+        _ => ("attn_fwd_f16_d128", 64, 64, 128),
     };
     ensure!(b * h <= 65535, "attention: B*H = {} exceeds 65535", b * h);
     ensure!(l <= i32::MAX as usize, "attention: L = {l} too large");
@@ -53,12 +103,12 @@ pub fn attention(
             ls.len()
         );
     }
-    // Q tile + 2 stages of K and V tiles, fp16.
-    let smem = ((BR * d + 4 * 64 * d) * 2) as u32;
+    // Q tile + 2 stages of K and V tiles of `bc` keys, fp16.
+    let smem = ((br * d + 4 * bc * d) * 2) as u32;
     let f = dev.function(KernelSource::Attention, name, smem)?;
     let cfg = LaunchConfig {
-        grid_dim: (l.div_ceil(BR) as u32, (b * h) as u32, 1),
-        block_dim: (THREADS, 1, 1),
+        grid_dim: (l.div_ceil(br) as u32, (b * h) as u32, 1),
+        block_dim: (threads, 1, 1),
         shared_mem_bytes: smem,
     };
     let (hi, li) = (h as i32, l as i32);
@@ -71,11 +121,12 @@ pub fn attention(
         None => lb.arg(&null),
     };
     lb.arg(&hi).arg(&li).arg(&scale_log2);
-    // SAFETY: matches `attn_fwd_f16_dD(const f16* Q, const f16* K, const f16* V, f16* O,
+    // SAFETY: matches `attn_fwd_f16_dD[_r128[q|k32]](const f16* Q, const f16* K, const f16* V, f16* O,
     // const int* lens, int H, int L, float scale_log2)`; Q, K, V, O hold B*H*L*D elements
     // (same shape, checked), D is the instantiated head dim, so rows are 16-byte multiples and
     // allocations are 256-byte aligned for cp.async; lens is NULL or holds B ints; O does not
-    // alias the inputs (&mut borrow); dynamic smem was raised to `smem` on load.
+    // alias the inputs (&mut borrow); dynamic smem was raised to `smem` on load; the block
+    // has the 32*NW threads and the grid the 16*NW-row tiles the kernel was built for.
     unsafe { lb.launch(cfg) }?;
     Ok(())
 }
