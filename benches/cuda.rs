@@ -285,7 +285,10 @@ fn main() {
     );
     // "attn" = the Auto path (what the peers' cases are joined with); the others time each
     // kernel path on the same shapes (no peer line).
-    use AttnPath::{Auto, Rows64, Rows128, Rows128Keys32, Rows128Qreg};
+    use AttnPath::{
+        Auto, Rows64, Rows128, Rows128Keys32, Rows128Qreg, Rows128Warp32, Rows128Warp32Keys32,
+        Rows128Warp32Keys128,
+    };
     bench_attention(&dev, "attn", Auto, 8, 12, 512, 64, false);
     bench_attention(&dev, "attn", Auto, 8, 12, 512, 64, true);
     bench_attention(&dev, "attn", Auto, 8, 12, 512, 32, false);
@@ -297,10 +300,42 @@ fn main() {
             ("attn_r64", Rows64),
             ("attn_r128", Rows128),
             ("attn_r128q", Rows128Qreg),
+            ("attn_m2", Rows128Warp32),
         ] {
             bench_attention(&dev, name, p, b, h, l, d, false);
         }
     }
     bench_attention(&dev, "attn_r128k32", Rows128Keys32, 4, 16, 1024, 128, false);
+    bench_attention(
+        &dev,
+        "attn_m2k32",
+        Rows128Warp32Keys32,
+        4,
+        16,
+        1024,
+        128,
+        false,
+    );
+    bench_attention(&dev, "attn_m2", Rows128Warp32, 8, 12, 512, 64, true);
+    bench_attention(
+        &dev,
+        "attn_m2k128",
+        Rows128Warp32Keys128,
+        8,
+        12,
+        512,
+        64,
+        false,
+    );
+    bench_attention(
+        &dev,
+        "attn_m2k128",
+        Rows128Warp32Keys128,
+        8,
+        12,
+        512,
+        64,
+        true,
+    );
     bench_attention(&dev, "attn_r128", Rows128, 8, 12, 512, 64, true);
 }

@@ -310,8 +310,11 @@ fn attention_matches_reference_with_padding_mask() {
             AttnPath::Rows128,
             AttnPath::Rows128Qreg,
             AttnPath::Rows128Keys32,
+            AttnPath::Rows128Warp32,
+            AttnPath::Rows128Warp32Keys32,
+            AttnPath::Rows128Warp32Keys128,
         ] {
-            if path == AttnPath::Rows128Keys32 && d != 128 {
+            if !cuda::attention_path_supported(path, d) {
                 let mut dout = dev.zeros(&shape).unwrap();
                 let r = cuda::attention_with(&dev, path, &dq, &dk, &dv, dl.as_ref(), &mut dout);
                 assert!(r.is_err());

@@ -9,7 +9,7 @@ use super::ptx::KernelSource;
 /// Which attention kernel runs (see `cuda/attention.cu`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttnPath {
-    /// [`AttnPath::Rows128`] for head dim 128, [`AttnPath::Rows64`] otherwise.
+    /// The fastest measured path per head dim (see `cuda/NOTES.md`).
     Auto,
     /// v1: blocks of 4 warps x 16 query rows, Q fragments held in registers.
     Rows64,
@@ -20,14 +20,50 @@ pub enum AttnPath {
     Rows128Qreg,
     /// v2k: as [`AttnPath::Rows128`] over 32-key tiles (head dim 128 only).
     Rows128Keys32,
+    /// v3: blocks of 4 warps x 32 query rows (FA2's d128 tiling), Q in shared memory.
+    Rows128Warp32,
+    /// v3k: as [`AttnPath::Rows128Warp32`] over 32-key tiles (head dim 128 only).
+    Rows128Warp32Keys32,
+    /// v3w: as [`AttnPath::Rows128Warp32`] over 128-key tiles (head dim 64 only).
+    Rows128Warp32Keys128,
+}
+
+/// Kernel name, query rows per block, keys per tile and threads per block of `path` at head
+/// dim `d` (`None`: not instantiated).
+fn kernel(path: AttnPath, d: usize) -> Option<(&'static str, usize, usize, u32)> {
+    use AttnPath::*;
+    Some(match (path, d) {
+        (Auto, _) => return kernel(attention_auto_path(d), d),
+        (Rows64, 32) => ("attn_fwd_f16_d32", 64, 64, 128),
+        (Rows64, 64) => ("attn_fwd_f16_d64", 64, 64, 128),
+        (Rows64, 128) => ("attn_fwd_f16_d128", 64, 64, 128),
+        (Rows128, 32) => ("attn_fwd_f16_d32_r128", 128, 64, 256),
+        (Rows128, 64) => ("attn_fwd_f16_d64_r128", 128, 64, 256),
+        (Rows128, 128) => ("attn_fwd_f16_d128_r128", 128, 64, 256),
+        (Rows128Qreg, 32) => ("attn_fwd_f16_d32_r128q", 128, 64, 256),
+        (Rows128Qreg, 64) => ("attn_fwd_f16_d64_r128q", 128, 64, 256),
+        (Rows128Qreg, 128) => ("attn_fwd_f16_d128_r128q", 128, 64, 256),
+        (Rows128Keys32, 128) => ("attn_fwd_f16_d128_r128k32", 128, 32, 256),
+        (Rows128Warp32, 32) => ("attn_fwd_f16_d32_m2", 128, 64, 128),
+        (Rows128Warp32, 64) => ("attn_fwd_f16_d64_m2", 128, 64, 128),
+        (Rows128Warp32, 128) => ("attn_fwd_f16_d128_m2", 128, 64, 128),
+        (Rows128Warp32Keys32, 128) => ("attn_fwd_f16_d128_m2k32", 128, 32, 128),
+        (Rows128Warp32Keys128, 64) => ("attn_fwd_f16_d64_m2k128", 128, 128, 128),
+        _ => return None,
+    })
+}
+
+/// Whether [`attention_with`] has a kernel for `path` at head dim `d`.
+pub fn attention_path_supported(path: AttnPath, d: usize) -> bool {
+    kernel(path, d).is_some()
 }
 
 /// The path [`AttnPath::Auto`] resolves to for head dim `d`.
 pub fn attention_auto_path(d: usize) -> AttnPath {
-    if d == 128 {
-        AttnPath::Rows128
-    } else {
-        AttnPath::Rows64
+    match d {
+        128 => AttnPath::Rows128Warp32,
+        64 => AttnPath::Rows128,
+        _ => AttnPath::Rows64,
     }
 }
 
@@ -78,21 +114,12 @@ pub fn attention_with(
         AttnPath::Auto => attention_auto_path(d),
         p => p,
     };
-    ensure!(
-        path != AttnPath::Rows128Keys32 || d == 128,
-        "attention: path Rows128Keys32 needs head dim 128, got {d}"
-    );
-    let (name, br, bc, threads) = match (path, d) {
-        (AttnPath::Rows128Keys32, _) => ("attn_fwd_f16_d128_r128k32", 128, 32, 256),
-        (AttnPath::Rows128, 32) => ("attn_fwd_f16_d32_r128", 128, 64, 256),
-        (AttnPath::Rows128, 64) => ("attn_fwd_f16_d64_r128", 128, 64, 256),
-        (AttnPath::Rows128, _) => ("attn_fwd_f16_d128_r128", 128, 64, 256),
-        (AttnPath::Rows128Qreg, 32) => ("attn_fwd_f16_d32_r128q", 128, 64, 256),
-        (AttnPath::Rows128Qreg, 64) => ("attn_fwd_f16_d64_r128q", 128, 64, 256),
-        (AttnPath::Rows128Qreg, _) => ("attn_fwd_f16_d128_r128q", 128, 64, 256),
-        (_, 32) => ("attn_fwd_f16_d32", 64, 64, 128),
-        (_, 64) => ("attn_fwd_f16_d64", 64, 64, 128),
-        _ => ("attn_fwd_f16_d128", 64, 64, 128),
+    let Some((name, br, bc, threads)) = kernel(path, d) else {
+        ensure!(
+            false,
+            "attention: path {path:?} has no kernel for head dim {d}"
+        );
+        unreachable!()
     };
     ensure!(b * h <= 65535, "attention: B*H = {} exceeds 65535", b * h);
     ensure!(l <= i32::MAX as usize, "attention: L = {l} too large");
@@ -121,12 +148,12 @@ pub fn attention_with(
         None => lb.arg(&null),
     };
     lb.arg(&hi).arg(&li).arg(&scale_log2);
-    // SAFETY: matches `attn_fwd_f16_dD[_r128[q|k32]](const f16* Q, const f16* K, const f16* V, f16* O,
+    // SAFETY: matches `attn_fwd_f16_dD[_r128[q|k32]|_m2[k32]](const f16* Q, const f16* K, const f16* V, f16* O,
     // const int* lens, int H, int L, float scale_log2)`; Q, K, V, O hold B*H*L*D elements
     // (same shape, checked), D is the instantiated head dim, so rows are 16-byte multiples and
     // allocations are 256-byte aligned for cp.async; lens is NULL or holds B ints; O does not
     // alias the inputs (&mut borrow); dynamic smem was raised to `smem` on load; the block
-    // has the 32*NW threads and the grid the 16*NW-row tiles the kernel was built for.
+    // has the 32*NW threads and the grid the 16*NW*MR-row tiles the kernel was built for.
     unsafe { lb.launch(cfg) }?;
     Ok(())
 }
