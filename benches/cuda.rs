@@ -285,57 +285,39 @@ fn main() {
     );
     // "attn" = the Auto path (what the peers' cases are joined with); the others time each
     // kernel path on the same shapes (no peer line).
-    use AttnPath::{
-        Auto, Rows64, Rows128, Rows128Keys32, Rows128Qreg, Rows128Warp32, Rows128Warp32Keys32,
-        Rows128Warp32Keys128,
-    };
+    use AttnPath::{Auto, Rows64, Rows128Warp32, Rows128Warp32Keys128, Rows128Warp32Prefetch};
     bench_attention(&dev, "attn", Auto, 8, 12, 512, 64, false);
     bench_attention(&dev, "attn", Auto, 8, 12, 512, 64, true);
     bench_attention(&dev, "attn", Auto, 8, 12, 512, 32, false);
     bench_attention(&dev, "attn", Auto, 4, 16, 1024, 128, false);
     bench_attention(&dev, "attn", Auto, 32, 12, 128, 32, false);
     bench_attention(&dev, "attn", Auto, 32, 12, 128, 32, true);
-    for (b, h, l, d) in [(4, 16, 1024, 128), (8, 12, 512, 64), (32, 12, 128, 32)] {
+    let shapes = [
+        (4, 16, 1024, 128),
+        (8, 12, 512, 64),
+        (8, 12, 512, 32),
+        (32, 12, 128, 32),
+    ];
+    for (b, h, l, d) in shapes {
         for (name, p) in [
             ("attn_r64", Rows64),
-            ("attn_r128", Rows128),
-            ("attn_r128q", Rows128Qreg),
             ("attn_m2", Rows128Warp32),
+            ("attn_m2p", Rows128Warp32Prefetch),
         ] {
             bench_attention(&dev, name, p, b, h, l, d, false);
         }
     }
-    bench_attention(&dev, "attn_r128k32", Rows128Keys32, 4, 16, 1024, 128, false);
+    let m2k128 = Rows128Warp32Keys128;
+    bench_attention(&dev, "attn_m2k128", m2k128, 8, 12, 512, 64, false);
+    bench_attention(&dev, "attn_r64", Rows64, 8, 12, 512, 64, true);
     bench_attention(
         &dev,
-        "attn_m2k32",
-        Rows128Warp32Keys32,
-        4,
-        16,
-        1024,
-        128,
-        false,
-    );
-    bench_attention(&dev, "attn_m2", Rows128Warp32, 8, 12, 512, 64, true);
-    bench_attention(
-        &dev,
-        "attn_m2k128",
-        Rows128Warp32Keys128,
-        8,
-        12,
-        512,
-        64,
-        false,
-    );
-    bench_attention(
-        &dev,
-        "attn_m2k128",
-        Rows128Warp32Keys128,
+        "attn_m2p",
+        Rows128Warp32Prefetch,
         8,
         12,
         512,
         64,
         true,
     );
-    bench_attention(&dev, "attn_r128", Rows128, 8, 12, 512, 64, true);
 }

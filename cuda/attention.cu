@@ -13,20 +13,16 @@
 // tiles of K and V, double-buffered in shared memory with cp.async, XOR-swizzled for
 // conflict-free ldmatrix. Online softmax (running max m, running sum l) per row.
 // Grid (ceil(L/(16*NW*MR)), B*H), block 32*NW, dynamic smem (16*NW*MR*D + 2*2*BC*D) * 2 bytes.
-// Two instantiations per D:
-//   attn_fwd_f16_d{32,64,128}       NW = 4 (64-row blocks), Q fragments held in registers
-//                                    for the whole key loop (v1, the fallback path);
-//   attn_fwd_f16_d{32,64,128}_r128  NW = 8 (128-row blocks, FA2's M tile), Q fragments
-//                                    re-read from shared memory per key tile (QREG = false),
-//                                    so that d128 fits 128 registers and 2 blocks (16 warps)
-//                                    per SM; each K/V tile in smem feeds twice the rows;
-//   attn_fwd_f16_d{32,64,128}_r128q NW = 8 with Q fragments in registers (no register cap:
-//                                    one block of 8 warps per SM at d128);
-//   attn_fwd_f16_d128_r128k32       NW = 8, Q in smem, 32-key tiles (BC = 32 below);
-//   attn_fwd_f16_d{32,64,128}_m2    NW = 4 warps x MR = 2 row groups (32 query rows per warp,
-//                                    128-row blocks), Q in smem: each K/V fragment loaded with
-//                                    ldmatrix feeds MR mma; attn_fwd_f16_d128_m2k32: 32-key tiles; attn_fwd_f16_d64_m2k128:
-//                                    128-key tiles (FA2's d64 tiling).
+// Instantiations (kernel names; see cuda/NOTES.md for the measured ones):
+//   attn_fwd_f16_d{32,64,128}        NW = 4, MR = 1 (64-row blocks, 16 rows per warp), Q
+//                                     fragments held in registers for the whole key loop (v1,
+//                                     the fallback path);
+//   attn_fwd_f16_d{32,64,128}_m2     NW = 4 warps x MR = 2 row groups (32 query rows per warp,
+//                                     128-row blocks, FA2's d128 tiling), Q re-read from smem per
+//                                     key tile: each K/V fragment loaded with ldmatrix feeds MR
+//                                     mma; d64_m2k128: 128-key tiles (FA2's d64 tiling);
+//   attn_fwd_f16_d{32,128}_m2p, d64_m2pk128: the same with the ldmatrix loads
+//                                     software-pipelined one mma step ahead (PF = true).
 // Key tiles are BC = 64 keys unless named otherwise.
 
 
@@ -50,7 +46,7 @@ __device__ __forceinline__ void load_rows(f16* tile, const f16* __restrict__ g, 
     }
 }
 
-template <int D, int NW, int MR, bool QREG, int ATT_BC>
+template <int D, int NW, int MR, bool QREG, int ATT_BC, bool PF = false>
 __device__ __forceinline__ void attn_fwd(const f16* __restrict__ Q, const f16* __restrict__ K,
                                          const f16* __restrict__ V, f16* __restrict__ O,
                                          const int* __restrict__ lens, int H, int L,
@@ -132,6 +128,38 @@ __device__ __forceinline__ void attn_fwd(const f16* __restrict__ Q, const f16* _
 #pragma unroll
                 for (int k = 0; k < 4; k++) s[mr][i][k] = 0.0f;
         const int q = lane >> 3;
+        if (PF && !QREG) {
+            // Software-pipelined: the Q and K fragments of step t+1 are loaded (ldmatrix)
+            // before the mma of step t, as FA2's gemm does, so ldmatrix latency overlaps mma.
+            constexpr int NJ = ATT_BC / 16, NT = (D / 16) * NJ;
+            unsigned qa[2][MR][4], kb[2][4];
+            auto load_q = [&](unsigned (&dst)[MR][4], int ks) {
+#pragma unroll
+                for (int mr = 0; mr < MR; mr++) {
+                    const int row = (warp * MR + mr) * 16 + (lane & 15);
+                    ldmatrix_x4(dst[mr], smem_u32(Qs + swz_d<D>(row, ks * 2 + (lane >> 4))));
+                }
+            };
+            auto load_k = [&](unsigned (&dst)[4], int ks, int nj) {
+                const int key = nj * 16 + (q >> 1) * 8 + (lane & 7);
+                ldmatrix_x4(dst, smem_u32(ks_t + swz_d<D>(key, ks * 2 + (q & 1))));
+            };
+            load_q(qa[0], 0);
+            load_k(kb[0], 0, 0);
+#pragma unroll
+            for (int t = 0; t < NT; t++) {
+                const int ks = t / NJ, nj = t % NJ;
+                if (t + 1 < NT) {
+                    if ((t + 1) % NJ == 0) load_q(qa[((t + 1) / NJ) & 1], (t + 1) / NJ);
+                    load_k(kb[(t + 1) & 1], (t + 1) / NJ, (t + 1) % NJ);
+                }
+#pragma unroll
+                for (int mr = 0; mr < MR; mr++) {
+                    mma_16816(s[mr][2 * nj], qa[ks & 1][mr], kb[t & 1][0], kb[t & 1][1]);
+                    mma_16816(s[mr][2 * nj + 1], qa[ks & 1][mr], kb[t & 1][2], kb[t & 1][3]);
+                }
+            }
+        } else
 #pragma unroll
         for (int ks = 0; ks < D / 16; ks++) {
             unsigned qa[QREG ? 1 : MR][4];
@@ -202,6 +230,34 @@ __device__ __forceinline__ void attn_fwd(const f16* __restrict__ Q, const f16* _
         }
 
         // O += P V
+        if (PF) {
+            constexpr int DN = D / 16, NT = (ATT_BC / 16) * DN;
+            unsigned vb[2][4], pa[MR][4];
+            auto load_v = [&](unsigned (&dst)[4], int kk, int dn) {
+                const int key = kk * 16 + (q & 1) * 8 + (lane & 7);
+                ldmatrix_x4_trans(dst, smem_u32(vs_t + swz_d<D>(key, dn * 2 + (q >> 1))));
+            };
+            load_v(vb[0], 0, 0);
+#pragma unroll
+            for (int t = 0; t < NT; t++) {
+                const int kk = t / DN, dn = t % DN;
+                if (dn == 0) {
+#pragma unroll
+                    for (int mr = 0; mr < MR; mr++) {
+                        pa[mr][0] = pack_f16x2(s[mr][2 * kk][0], s[mr][2 * kk][1]);
+                        pa[mr][1] = pack_f16x2(s[mr][2 * kk][2], s[mr][2 * kk][3]);
+                        pa[mr][2] = pack_f16x2(s[mr][2 * kk + 1][0], s[mr][2 * kk + 1][1]);
+                        pa[mr][3] = pack_f16x2(s[mr][2 * kk + 1][2], s[mr][2 * kk + 1][3]);
+                    }
+                }
+                if (t + 1 < NT) load_v(vb[(t + 1) & 1], (t + 1) / DN, (t + 1) % DN);
+#pragma unroll
+                for (int mr = 0; mr < MR; mr++) {
+                    mma_16816(o[mr][2 * dn], pa[mr], vb[t & 1][0], vb[t & 1][1]);
+                    mma_16816(o[mr][2 * dn + 1], pa[mr], vb[t & 1][2], vb[t & 1][3]);
+                }
+            }
+        } else
 #pragma unroll
         for (int kk = 0; kk < ATT_BC / 16; kk++) {
             unsigned pa[MR][4];
@@ -253,42 +309,27 @@ __device__ __forceinline__ void attn_fwd(const f16* __restrict__ Q, const f16* _
     extern "C" __global__ void __launch_bounds__(128) attn_fwd_f16_d##D(                       \
         const f16* __restrict__ Q, const f16* __restrict__ K, const f16* __restrict__ V,       \
         f16* __restrict__ O, const int* __restrict__ lens, int H, int L, float scale_log2) {    \
-        attn_fwd<D, 4, 1, true, 64>(Q, K, V, O, lens, H, L, scale_log2);                              \
-    }                                                                                          \
-    extern "C" __global__ void __launch_bounds__(256, 2) attn_fwd_f16_d##D##_r128(             \
-        const f16* __restrict__ Q, const f16* __restrict__ K, const f16* __restrict__ V,       \
-        f16* __restrict__ O, const int* __restrict__ lens, int H, int L, float scale_log2) {    \
-        attn_fwd<D, 8, 1, false, 64>(Q, K, V, O, lens, H, L, scale_log2);                             \
-    }                                                                                          \
-    extern "C" __global__ void __launch_bounds__(256, 1) attn_fwd_f16_d##D##_r128q(            \
-        const f16* __restrict__ Q, const f16* __restrict__ K, const f16* __restrict__ V,       \
-        f16* __restrict__ O, const int* __restrict__ lens, int H, int L, float scale_log2) {    \
-        attn_fwd<D, 8, 1, true, 64>(Q, K, V, O, lens, H, L, scale_log2);                              \
+        attn_fwd<D, 4, 1, true, 64>(Q, K, V, O, lens, H, L, scale_log2);                       \
     }
 
 ATTN_ENTRY(32)
 ATTN_ENTRY(64)
 ATTN_ENTRY(128)
 
-// 128-row blocks over 32-key tiles (FA2's sm8x choice at d128): half the S registers and
-// 64 KiB of smem per block.
-extern "C" __global__ void __launch_bounds__(256, 2) attn_fwd_f16_d128_r128k32(
-    const f16* __restrict__ Q, const f16* __restrict__ K, const f16* __restrict__ V,
-    f16* __restrict__ O, const int* __restrict__ lens, int H, int L, float scale_log2) {
-    attn_fwd<128, 8, 1, false, 32>(Q, K, V, O, lens, H, L, scale_log2);
-}
-
 // 128-row blocks of 4 warps x 32 query rows (FA2's d128 forward on sm80/sm90: M tile 128,
 // 4 warps, each K/V fragment read from smem feeds two mma per warp). Q in smem.
-#define ATTN_ENTRY_M2(D, BC, SUFFIX)                                                           \
+// PF = 1: fragment loads software-pipelined one mma step ahead.
+#define ATTN_ENTRY_M2(D, BC, PF, SUFFIX)                                                       \
     extern "C" __global__ void __launch_bounds__(128, 2) attn_fwd_f16_d##D##_m2##SUFFIX(       \
         const f16* __restrict__ Q, const f16* __restrict__ K, const f16* __restrict__ V,       \
         f16* __restrict__ O, const int* __restrict__ lens, int H, int L, float scale_log2) {    \
-        attn_fwd<D, 4, 2, false, BC>(Q, K, V, O, lens, H, L, scale_log2);                      \
+        attn_fwd<D, 4, 2, false, BC, PF>(Q, K, V, O, lens, H, L, scale_log2);                  \
     }
 
-ATTN_ENTRY_M2(32, 64, )
-ATTN_ENTRY_M2(64, 64, )
-ATTN_ENTRY_M2(128, 64, )
-ATTN_ENTRY_M2(128, 32, k32)
-ATTN_ENTRY_M2(64, 128, k128)
+ATTN_ENTRY_M2(32, 64, false, )
+ATTN_ENTRY_M2(64, 64, false, )
+ATTN_ENTRY_M2(128, 64, false, )
+ATTN_ENTRY_M2(64, 128, false, k128)
+ATTN_ENTRY_M2(32, 64, true, p)
+ATTN_ENTRY_M2(64, 128, true, pk128)
+ATTN_ENTRY_M2(128, 64, true, p)

@@ -307,12 +307,9 @@ fn attention_matches_reference_with_padding_mask() {
         for path in [
             AttnPath::Auto,
             AttnPath::Rows64,
-            AttnPath::Rows128,
-            AttnPath::Rows128Qreg,
-            AttnPath::Rows128Keys32,
             AttnPath::Rows128Warp32,
-            AttnPath::Rows128Warp32Keys32,
             AttnPath::Rows128Warp32Keys128,
+            AttnPath::Rows128Warp32Prefetch,
         ] {
             if !cuda::attention_path_supported(path, d) {
                 let mut dout = dev.zeros(&shape).unwrap();

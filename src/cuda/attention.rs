@@ -13,19 +13,14 @@ pub enum AttnPath {
     Auto,
     /// v1: blocks of 4 warps x 16 query rows, Q fragments held in registers.
     Rows64,
-    /// v2: blocks of 8 warps x 16 query rows (FA2's 128-row tile), Q re-read from shared
-    /// memory per key tile, at most 128 registers so 2 blocks fit one SM.
-    Rows128,
-    /// v2q: 8 warps x 16 query rows with Q fragments held in registers (no register cap).
-    Rows128Qreg,
-    /// v2k: as [`AttnPath::Rows128`] over 32-key tiles (head dim 128 only).
-    Rows128Keys32,
-    /// v3: blocks of 4 warps x 32 query rows (FA2's d128 tiling), Q in shared memory.
+    /// v3: blocks of 4 warps x 32 query rows (FA2's d128 tiling), Q in shared memory, 64-key
+    /// tiles.
     Rows128Warp32,
-    /// v3k: as [`AttnPath::Rows128Warp32`] over 32-key tiles (head dim 128 only).
-    Rows128Warp32Keys32,
     /// v3w: as [`AttnPath::Rows128Warp32`] over 128-key tiles (head dim 64 only).
     Rows128Warp32Keys128,
+    /// v4: as [`AttnPath::Rows128Warp32`] (128-key tiles at head dim 64) with the fragment
+    /// loads software-pipelined one mma step ahead.
+    Rows128Warp32Prefetch,
 }
 
 /// Kernel name, query rows per block, keys per tile and threads per block of `path` at head
@@ -37,18 +32,13 @@ fn kernel(path: AttnPath, d: usize) -> Option<(&'static str, usize, usize, u32)>
         (Rows64, 32) => ("attn_fwd_f16_d32", 64, 64, 128),
         (Rows64, 64) => ("attn_fwd_f16_d64", 64, 64, 128),
         (Rows64, 128) => ("attn_fwd_f16_d128", 64, 64, 128),
-        (Rows128, 32) => ("attn_fwd_f16_d32_r128", 128, 64, 256),
-        (Rows128, 64) => ("attn_fwd_f16_d64_r128", 128, 64, 256),
-        (Rows128, 128) => ("attn_fwd_f16_d128_r128", 128, 64, 256),
-        (Rows128Qreg, 32) => ("attn_fwd_f16_d32_r128q", 128, 64, 256),
-        (Rows128Qreg, 64) => ("attn_fwd_f16_d64_r128q", 128, 64, 256),
-        (Rows128Qreg, 128) => ("attn_fwd_f16_d128_r128q", 128, 64, 256),
-        (Rows128Keys32, 128) => ("attn_fwd_f16_d128_r128k32", 128, 32, 256),
         (Rows128Warp32, 32) => ("attn_fwd_f16_d32_m2", 128, 64, 128),
         (Rows128Warp32, 64) => ("attn_fwd_f16_d64_m2", 128, 64, 128),
         (Rows128Warp32, 128) => ("attn_fwd_f16_d128_m2", 128, 64, 128),
-        (Rows128Warp32Keys32, 128) => ("attn_fwd_f16_d128_m2k32", 128, 32, 128),
         (Rows128Warp32Keys128, 64) => ("attn_fwd_f16_d64_m2k128", 128, 128, 128),
+        (Rows128Warp32Prefetch, 32) => ("attn_fwd_f16_d32_m2p", 128, 64, 128),
+        (Rows128Warp32Prefetch, 64) => ("attn_fwd_f16_d64_m2pk128", 128, 128, 128),
+        (Rows128Warp32Prefetch, 128) => ("attn_fwd_f16_d128_m2p", 128, 64, 128),
         _ => return None,
     })
 }
@@ -61,9 +51,9 @@ pub fn attention_path_supported(path: AttnPath, d: usize) -> bool {
 /// The path [`AttnPath::Auto`] resolves to for head dim `d`.
 pub fn attention_auto_path(d: usize) -> AttnPath {
     match d {
-        128 => AttnPath::Rows128Warp32,
-        64 => AttnPath::Rows128,
-        _ => AttnPath::Rows64,
+        128 => AttnPath::Rows128Warp32Prefetch,
+        64 => AttnPath::Rows128Warp32Keys128,
+        _ => AttnPath::Rows128Warp32,
     }
 }
 
@@ -148,7 +138,7 @@ pub fn attention_with(
         None => lb.arg(&null),
     };
     lb.arg(&hi).arg(&li).arg(&scale_log2);
-    // SAFETY: matches `attn_fwd_f16_dD[_r128[q|k32]|_m2[k32]](const f16* Q, const f16* K, const f16* V, f16* O,
+    // SAFETY: matches `attn_fwd_f16_dD[_m2...](const f16* Q, const f16* K, const f16* V, f16* O,
     // const int* lens, int H, int L, float scale_log2)`; Q, K, V, O hold B*H*L*D elements
     // (same shape, checked), D is the instantiated head dim, so rows are 16-byte multiples and
     // allocations are 256-byte aligned for cp.async; lens is NULL or holds B ints; O does not
