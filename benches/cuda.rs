@@ -8,7 +8,7 @@
 //! Without a GPU it prints a note and exits 0 (exit 1 with `REQUIRE_CUDA=1`).
 
 use cudarc::driver::sys::CUevent_flags;
-use lithe::cuda::{self, BLayout, CudaDevice, DeviceTensor, Epilogue, GemmPath, f16};
+use lithe::cuda::{self, AttnPath, BLayout, CudaDevice, DeviceTensor, Epilogue, GemmPath, f16};
 
 const WARMUP: usize = 10;
 const SAMPLES: usize = 21;
@@ -131,7 +131,17 @@ fn bench_gemm(
     );
 }
 
-fn bench_attention(dev: &CudaDevice, b: usize, h: usize, l: usize, d: usize, masked: bool) {
+#[allow(clippy::too_many_arguments)]
+fn bench_attention(
+    dev: &CudaDevice,
+    name: &str,
+    path: AttnPath,
+    b: usize,
+    h: usize,
+    l: usize,
+    d: usize,
+    masked: bool,
+) {
     let n = b * h * l * d;
     let sets = copies(3 * n * 2);
     let shape = [b, h, l, d];
@@ -149,7 +159,7 @@ fn bench_attention(dev: &CudaDevice, b: usize, h: usize, l: usize, d: usize, mas
     let mut o = dev.zeros(&shape).unwrap();
     let us = time_us(dev, |i| {
         let [q, k, v] = &ins[i % sets];
-        cuda::attention(dev, q, k, v, masked.then_some(&dl), &mut o).unwrap();
+        cuda::attention_with(dev, path, q, k, v, masked.then_some(&dl), &mut o).unwrap();
     });
     // FLOPs counted on the keys actually attended: 4 * H * L * d * sum_b(valid keys).
     let keys: usize = if masked {
@@ -158,8 +168,13 @@ fn bench_attention(dev: &CudaDevice, b: usize, h: usize, l: usize, d: usize, mas
         b * l
     };
     let flops = 4.0 * (h * l * d * keys) as f64;
+    let path = match path {
+        AttnPath::Auto => cuda::attention_auto_path(d),
+        p => p,
+    };
+    eprintln!("{name} B{b}H{h}L{l}d{d} masked {masked}: path {path:?}");
     let case = format!(
-        "attn:B{b}H{h}L{l}d{d}:{}",
+        "{name}:B{b}H{h}L{l}d{d}:{}",
         if masked { "mask" } else { "nomask" }
     );
     emit("attention", &case, &dev.name().unwrap(), us, flops);
@@ -268,8 +283,41 @@ fn main() {
         BLayout::Nt,
         Epilogue::BiasGeluErf,
     );
-    bench_attention(&dev, 8, 12, 512, 64, false);
-    bench_attention(&dev, 8, 12, 512, 64, true);
-    bench_attention(&dev, 8, 12, 512, 32, false);
-    bench_attention(&dev, 4, 16, 1024, 128, false);
+    // "attn" = the Auto path (what the peers' cases are joined with); the others time each
+    // kernel path on the same shapes (no peer line).
+    use AttnPath::{Auto, Rows64, Rows128Warp32, Rows128Warp32Keys128, Rows128Warp32Prefetch};
+    bench_attention(&dev, "attn", Auto, 8, 12, 512, 64, false);
+    bench_attention(&dev, "attn", Auto, 8, 12, 512, 64, true);
+    bench_attention(&dev, "attn", Auto, 8, 12, 512, 32, false);
+    bench_attention(&dev, "attn", Auto, 4, 16, 1024, 128, false);
+    bench_attention(&dev, "attn", Auto, 32, 12, 128, 32, false);
+    bench_attention(&dev, "attn", Auto, 32, 12, 128, 32, true);
+    let shapes = [
+        (4, 16, 1024, 128),
+        (8, 12, 512, 64),
+        (8, 12, 512, 32),
+        (32, 12, 128, 32),
+    ];
+    for (b, h, l, d) in shapes {
+        for (name, p) in [
+            ("attn_r64", Rows64),
+            ("attn_m2", Rows128Warp32),
+            ("attn_m2p", Rows128Warp32Prefetch),
+        ] {
+            bench_attention(&dev, name, p, b, h, l, d, false);
+        }
+    }
+    let m2k128 = Rows128Warp32Keys128;
+    bench_attention(&dev, "attn_m2k128", m2k128, 8, 12, 512, 64, false);
+    bench_attention(&dev, "attn_r64", Rows64, 8, 12, 512, 64, true);
+    bench_attention(
+        &dev,
+        "attn_m2p",
+        Rows128Warp32Prefetch,
+        8,
+        12,
+        512,
+        64,
+        true,
+    );
 }

@@ -109,3 +109,5 @@ if __name__ == "__main__":
     attention(8, 12, 512, 64, True)
     attention(8, 12, 512, 32, False)
     attention(4, 16, 1024, 128, False)
+    attention(32, 12, 128, 32, False)
+    attention(32, 12, 128, 32, True)

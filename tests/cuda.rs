@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use lithe::cuda::{self, BLayout, CudaDevice, DeviceTensor, Epilogue, GemmPath, f16};
+use lithe::cuda::{self, AttnPath, BLayout, CudaDevice, DeviceTensor, Epilogue, GemmPath, f16};
 
 fn device(test: &str) -> Option<CudaDevice> {
     match CudaDevice::new(0) {
@@ -281,7 +281,7 @@ fn attention_matches_reference_with_padding_mask() {
     let mut rng = Rng::new();
     // (B, H, L, D, key lengths)
     type Case = (usize, usize, usize, usize, Option<Vec<i32>>);
-    let cases: [Case; 7] = [
+    let cases: [Case; 10] = [
         (2, 3, 77, 64, Some(vec![77, 40])),
         (2, 2, 130, 32, None),
         (1, 2, 64, 128, None),
@@ -289,6 +289,9 @@ fn attention_matches_reference_with_padding_mask() {
         (2, 2, 1, 64, None),
         (2, 1, 50, 32, Some(vec![0, 50])),
         (1, 4, 256, 64, Some(vec![129])),
+        (2, 2, 300, 128, Some(vec![300, 131])),
+        (1, 3, 257, 64, None),
+        (1, 1, 1, 128, None),
     ];
     for (b, h, l, d, lens) in cases {
         let n = b * h * l * d;
@@ -300,21 +303,35 @@ fn attention_matches_reference_with_padding_mask() {
             dev.upload(&v, &shape).unwrap(),
         );
         let dl = lens.as_ref().map(|ls| dev.upload_i32(ls).unwrap());
-        let mut dout = poisoned(&dev, &shape);
-        cuda::attention(&dev, &dq, &dk, &dv, dl.as_ref(), &mut dout).unwrap();
-        let got = dev.download(&dout).unwrap();
         let want = attention_ref(&f64s(&q), &f64s(&k), &f64s(&v), lens.as_deref(), b, h, l, d);
-        let err = rel_err(&got, &want);
-        eprintln!("attention B{b} H{h} L{l} d{d} lens {lens:?}: rel err {err:.2e}");
-        assert!(
-            err <= 1e-2,
-            "attention B{b} H{h} L{l} d{d}: rel err {err:.3e}"
-        );
-        if let Some(ls) = &lens {
-            for (bi, &len) in ls.iter().enumerate() {
-                if len == 0 {
-                    let s = bi * h * l * d;
-                    assert!(got[s..s + h * l * d].iter().all(|x| x.to_f32() == 0.0));
+        for path in [
+            AttnPath::Auto,
+            AttnPath::Rows64,
+            AttnPath::Rows128Warp32,
+            AttnPath::Rows128Warp32Keys128,
+            AttnPath::Rows128Warp32Prefetch,
+        ] {
+            if !cuda::attention_path_supported(path, d) {
+                let mut dout = dev.zeros(&shape).unwrap();
+                let r = cuda::attention_with(&dev, path, &dq, &dk, &dv, dl.as_ref(), &mut dout);
+                assert!(r.is_err());
+                continue;
+            }
+            let mut dout = poisoned(&dev, &shape);
+            cuda::attention_with(&dev, path, &dq, &dk, &dv, dl.as_ref(), &mut dout).unwrap();
+            let got = dev.download(&dout).unwrap();
+            let err = rel_err(&got, &want);
+            eprintln!("attention B{b} H{h} L{l} d{d} lens {lens:?} [{path:?}]: rel err {err:.2e}");
+            assert!(
+                err <= 1e-2,
+                "attention B{b} H{h} L{l} d{d} [{path:?}]: rel err {err:.3e}"
+            );
+            if let Some(ls) = &lens {
+                for (bi, &len) in ls.iter().enumerate() {
+                    if len == 0 {
+                        let s = bi * h * l * d;
+                        assert!(got[s..s + h * l * d].iter().all(|x| x.to_f32() == 0.0));
+                    }
                 }
             }
         }

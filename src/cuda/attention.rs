@@ -6,8 +6,56 @@ use super::device::{CudaDevice, DeviceTensor};
 use super::error::{Result, ensure};
 use super::ptx::KernelSource;
 
-const BR: usize = 64;
-const THREADS: u32 = 128;
+/// Which attention kernel runs (see `cuda/attention.cu`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttnPath {
+    /// The fastest measured path per head dim (see `cuda/NOTES.md`).
+    Auto,
+    /// v1: blocks of 4 warps x 16 query rows, Q fragments held in registers.
+    Rows64,
+    /// v3: blocks of 4 warps x 32 query rows (FA2's d128 tiling), Q in shared memory, 64-key
+    /// tiles.
+    Rows128Warp32,
+    /// v3w: as [`AttnPath::Rows128Warp32`] over 128-key tiles (head dim 64 only).
+    Rows128Warp32Keys128,
+    /// v4: as [`AttnPath::Rows128Warp32`] (128-key tiles at head dim 64) with the fragment
+    /// loads software-pipelined one mma step ahead.
+    Rows128Warp32Prefetch,
+}
+
+/// Kernel name, query rows per block, keys per tile and threads per block of `path` at head
+/// dim `d` (`None`: not instantiated).
+fn kernel(path: AttnPath, d: usize) -> Option<(&'static str, usize, usize, u32)> {
+    use AttnPath::*;
+    Some(match (path, d) {
+        (Auto, _) => return kernel(attention_auto_path(d), d),
+        (Rows64, 32) => ("attn_fwd_f16_d32", 64, 64, 128),
+        (Rows64, 64) => ("attn_fwd_f16_d64", 64, 64, 128),
+        (Rows64, 128) => ("attn_fwd_f16_d128", 64, 64, 128),
+        (Rows128Warp32, 32) => ("attn_fwd_f16_d32_m2", 128, 64, 128),
+        (Rows128Warp32, 64) => ("attn_fwd_f16_d64_m2", 128, 64, 128),
+        (Rows128Warp32, 128) => ("attn_fwd_f16_d128_m2", 128, 64, 128),
+        (Rows128Warp32Keys128, 64) => ("attn_fwd_f16_d64_m2k128", 128, 128, 128),
+        (Rows128Warp32Prefetch, 32) => ("attn_fwd_f16_d32_m2p", 128, 64, 128),
+        (Rows128Warp32Prefetch, 64) => ("attn_fwd_f16_d64_m2pk128", 128, 128, 128),
+        (Rows128Warp32Prefetch, 128) => ("attn_fwd_f16_d128_m2p", 128, 64, 128),
+        _ => return None,
+    })
+}
+
+/// Whether [`attention_with`] has a kernel for `path` at head dim `d`.
+pub fn attention_path_supported(path: AttnPath, d: usize) -> bool {
+    kernel(path, d).is_some()
+}
+
+/// The path [`AttnPath::Auto`] resolves to for head dim `d`.
+pub fn attention_auto_path(d: usize) -> AttnPath {
+    match d {
+        128 => AttnPath::Rows128Warp32Prefetch,
+        64 => AttnPath::Rows128Warp32Keys128,
+        _ => AttnPath::Rows128Warp32,
+    }
+}
 
 /// `o = softmax(q k^T / sqrt(d) + mask) v` for every batch and head.
 ///
@@ -16,6 +64,19 @@ const THREADS: u32 = 128;
 /// a batch with length 0 gets zeros. Softmax and accumulation in fp32.
 pub fn attention(
     dev: &CudaDevice,
+    q: &DeviceTensor,
+    k: &DeviceTensor,
+    v: &DeviceTensor,
+    lens: Option<&CudaSlice<i32>>,
+    o: &mut DeviceTensor,
+) -> Result<()> {
+    attention_with(dev, AttnPath::Auto, q, k, v, lens, o)
+}
+
+/// [`attention`] on a chosen kernel path (every path computes the same result).
+pub fn attention_with(
+    dev: &CudaDevice,
+    path: AttnPath,
     q: &DeviceTensor,
     k: &DeviceTensor,
     v: &DeviceTensor,
@@ -35,14 +96,20 @@ pub fn attention(
         o.shape()
     );
     let (b, h, l, d) = (sh[0], sh[1], sh[2], sh[3]);
-    let name = match d {
-        32 => "attn_fwd_f16_d32",
-        64 => "attn_fwd_f16_d64",
-        128 => "attn_fwd_f16_d128",
-        _ => {
-            ensure!(false, "attention: head dim {d} not in {{32, 64, 128}}");
-            unreachable!()
-        }
+    ensure!(
+        matches!(d, 32 | 64 | 128),
+        "attention: head dim {d} not in {{32, 64, 128}}"
+    );
+    let path = match path {
+        AttnPath::Auto => attention_auto_path(d),
+        p => p,
+    };
+    let Some((name, br, bc, threads)) = kernel(path, d) else {
+        ensure!(
+            false,
+            "attention: path {path:?} has no kernel for head dim {d}"
+        );
+        unreachable!()
     };
     ensure!(b * h <= 65535, "attention: B*H = {} exceeds 65535", b * h);
     ensure!(l <= i32::MAX as usize, "attention: L = {l} too large");
@@ -53,12 +120,12 @@ pub fn attention(
             ls.len()
         );
     }
-    // Q tile + 2 stages of K and V tiles, fp16.
-    let smem = ((BR * d + 4 * 64 * d) * 2) as u32;
+    // Q tile + 2 stages of K and V tiles of `bc` keys, fp16.
+    let smem = ((br * d + 4 * bc * d) * 2) as u32;
     let f = dev.function(KernelSource::Attention, name, smem)?;
     let cfg = LaunchConfig {
-        grid_dim: (l.div_ceil(BR) as u32, (b * h) as u32, 1),
-        block_dim: (THREADS, 1, 1),
+        grid_dim: (l.div_ceil(br) as u32, (b * h) as u32, 1),
+        block_dim: (threads, 1, 1),
         shared_mem_bytes: smem,
     };
     let (hi, li) = (h as i32, l as i32);
@@ -71,11 +138,12 @@ pub fn attention(
         None => lb.arg(&null),
     };
     lb.arg(&hi).arg(&li).arg(&scale_log2);
-    // SAFETY: matches `attn_fwd_f16_dD(const f16* Q, const f16* K, const f16* V, f16* O,
+    // SAFETY: matches `attn_fwd_f16_dD[_m2...](const f16* Q, const f16* K, const f16* V, f16* O,
     // const int* lens, int H, int L, float scale_log2)`; Q, K, V, O hold B*H*L*D elements
     // (same shape, checked), D is the instantiated head dim, so rows are 16-byte multiples and
     // allocations are 256-byte aligned for cp.async; lens is NULL or holds B ints; O does not
-    // alias the inputs (&mut borrow); dynamic smem was raised to `smem` on load.
+    // alias the inputs (&mut borrow); dynamic smem was raised to `smem` on load; the block
+    // has the 32*NW threads and the grid the 16*NW*MR-row tiles the kernel was built for.
     unsafe { lb.launch(cfg) }?;
     Ok(())
 }

@@ -18,7 +18,9 @@ mod error;
 mod gemm;
 pub mod ptx;
 
-pub use attention::attention;
+pub use attention::{
+    AttnPath, attention, attention_auto_path, attention_path_supported, attention_with,
+};
 pub use device::{CudaDevice, DeviceTensor, driver_available};
 pub use elementwise::{
     add, embedding_gather, embedding_gather_checked, gelu, layernorm, softmax_rows,
