@@ -13,6 +13,7 @@ pub mod autograd;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod data;
+pub mod embed;
 pub mod error;
 pub mod io;
 pub mod nn;

@@ -9,6 +9,30 @@ use std::time::{Duration, Instant};
 pub enum BenchCommand {
     /// Time one GEMM shape: `C[M,N] = A[M,K] * B[K,N]`, all row-major.
     Gemm(GemmArgs),
+    /// Median forward latency of a BERT encoder (tokenizer excluded) on random token ids.
+    Minilm(MinilmArgs),
+}
+
+#[derive(Args)]
+pub struct MinilmArgs {
+    /// A Hugging Face BERT directory (config.json, model.safetensors, tokenizer).
+    #[arg(long)]
+    model: std::path::PathBuf,
+    /// Sequences per forward pass.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Tokens per sequence.
+    #[arg(long, default_value_t = 128)]
+    seq: usize,
+    /// Threads for the kernels.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Time budget in milliseconds (after warm-up).
+    #[arg(long, default_value_t = 3000)]
+    budget_ms: u64,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -41,6 +65,7 @@ pub struct GemmArgs {
 pub fn run(cmd: BenchCommand) -> Result<(), Box<dyn std::error::Error>> {
     match cmd {
         BenchCommand::Gemm(args) => gemm(args),
+        BenchCommand::Minilm(args) => minilm(args),
     }
 }
 
@@ -147,5 +172,53 @@ fn gemm(args: GemmArgs) -> Result<(), Box<dyn std::error::Error>> {
         rows.push(row);
     }
     crate::table::print_rows(&rows, args.json);
+    Ok(())
+}
+
+fn minilm(args: MinilmArgs) -> Result<(), Box<dyn std::error::Error>> {
+    use lithe::Graph;
+    use lithe::embed::SentenceEncoder;
+    let encoder = SentenceEncoder::from_hf_dir(&args.model)?;
+    let config = &encoder.bert.config;
+    if args.batch == 0 || args.seq == 0 || args.seq > config.max_position_embeddings {
+        return Err(format!(
+            "--batch must be > 0 and --seq in 1..={}",
+            config.max_position_embeddings
+        )
+        .into());
+    }
+    lithe::kernels::threads::set_num_threads(args.threads.max(1));
+    // Random ids past the special tokens, every position a real token ([CLS] first).
+    let vocab = config.vocab_size as u64;
+    let ids: Vec<usize> = random_values(args.batch * args.seq, 3)
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            if i % args.seq == 0 {
+                101
+            } else {
+                1000 + ((v.abs() * 1e6) as u64 % (vocab - 1000)) as usize
+            }
+        })
+        .collect();
+    let median = median_time(Duration::from_millis(args.budget_ms), || {
+        let g = Graph::inference();
+        let hidden = encoder
+            .bert
+            .forward_hidden(&g, &ids, [args.batch, args.seq], None, None)
+            .expect("valid ids and shape");
+        std::hint::black_box(g.value(hidden).expect("forward value"));
+    });
+    let mut row = Map::new();
+    row.insert("batch".into(), json!(args.batch));
+    row.insert("seq".into(), json!(args.seq));
+    row.insert("threads".into(), json!(args.threads.max(1)));
+    row.insert("precision".into(), json!("fp32"));
+    row.insert("device".into(), json!("cpu"));
+    row.insert(
+        "median_ms".into(),
+        json!((median.as_secs_f64() * 1e6).round() / 1e3),
+    );
+    crate::table::print_rows(&[row], args.json);
     Ok(())
 }

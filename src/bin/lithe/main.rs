@@ -5,6 +5,7 @@
 
 mod bench;
 mod demo;
+mod embed;
 mod table;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +30,8 @@ enum Command {
     },
     /// Train and evaluate the pipeline's stages on a small real dataset; one row per stage.
     Demo(demo::DemoArgs),
+    /// Sentence embeddings: sentences on stdin, one JSON array per line on stdout.
+    Embed(embed::EmbedArgs),
 }
 
 fn main() {
@@ -36,6 +39,7 @@ fn main() {
     let result = match cli.command {
         Command::Bench { what } => bench::run(what),
         Command::Demo(args) => demo::run(args),
+        Command::Embed(args) => embed::run(args),
     };
     if let Err(e) = result {
         eprintln!("lithe: error: {e}");

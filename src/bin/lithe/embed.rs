@@ -1,0 +1,37 @@
+//! `lithe embed --model DIR [--pooling mean|cls]`: sentences on stdin, one per line; one JSON array
+//! (the L2-normalised embedding) per line on stdout.
+
+use clap::Args;
+use lithe::embed::{Pooling, SentenceEncoder};
+use std::io::{BufRead, Write};
+
+#[derive(Args)]
+pub struct EmbedArgs {
+    /// A Hugging Face BERT directory (config.json, model.safetensors, tokenizer.json/vocab.txt).
+    #[arg(long)]
+    model: std::path::PathBuf,
+    /// mean (over real tokens, the sentence-transformers default) or cls.
+    #[arg(long, default_value = "mean")]
+    pooling: Pooling,
+    /// Longest token sequence; longer sentences are truncated.
+    #[arg(long, default_value_t = 128)]
+    max_len: usize,
+    /// Sentences embedded per forward pass.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+}
+
+pub fn run(args: EmbedArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let mut encoder = SentenceEncoder::from_hf_dir(&args.model)?;
+    encoder.pooling = args.pooling;
+    encoder.max_len = args.max_len;
+    let lines: Vec<String> = std::io::stdin().lock().lines().collect::<Result<_, _>>()?;
+    let mut out = std::io::stdout().lock();
+    for chunk in lines.chunks(args.batch.max(1)) {
+        let texts: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        for v in encoder.embed(&texts)? {
+            writeln!(out, "{}", serde_json::to_string(&v)?)?;
+        }
+    }
+    Ok(())
+}
