@@ -166,8 +166,8 @@ fn key_padding_mask_hides_padded_tokens() {
     ids[5] = 22;
     let (h1, p1) = run(&ids, Some(&mask));
     let hc = c.hidden_size;
-    for s in 0..b {
-        for pos in 0..lengths[s] {
+    for (s, &len) in lengths.iter().enumerate() {
+        for pos in 0..len {
             let at = (s * t + pos) * hc;
             assert_eq!(
                 h0.data()[at..at + hc],

@@ -153,8 +153,11 @@ fn patches_follow_the_conv_weight_layout() {
     }
 }
 
-/// The 8x8 digits as `[n, 1, 8, 8]` in [0, 1] with labels, split 80/20 by a fixed shuffle.
-fn digits() -> ((Vec<f32>, Vec<usize>), (Vec<f32>, Vec<usize>)) {
+/// Images `[n, 1, 8, 8]` (flat, in [0, 1]) and their labels.
+type Split = (Vec<f32>, Vec<usize>);
+
+/// The 8x8 digits, split 80/20 (train, test) by a fixed shuffle.
+fn digits() -> (Split, Split) {
     let root = env!("CARGO_MANIFEST_DIR");
     let images =
         idx::read_images(format!("{root}/data/digits8x8/digits-images-idx3-ubyte").as_ref())
