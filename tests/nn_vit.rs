@@ -220,16 +220,18 @@ impl Adam {
     }
 }
 
+/// 30 epochs of Adam on 1437 images: ~97% test accuracy in ~3 s (release, one busy core).
 #[test]
 fn tiny_vit_learns_digits() {
     let ((train_x, train_y), (test_x, test_y)) = digits();
-    let c = config(8, 2, 32, 2, 4);
+    // 4x4 patches: 4 patch tokens + the class token, width 32, 2 blocks, 4 heads.
+    let c = config(8, 4, 32, 2, 4);
     let vit = Vit::new(&c, &mut Rng::new(7)).unwrap();
     let mut opt = Adam::new(vit.named_params().into_iter().map(|(_, p)| p).collect());
     let mut rng = Rng::new(8);
     let n = train_y.len();
     let mut order: Vec<usize> = (0..n).collect();
-    let (epochs, batch) = (EPOCHS, 64);
+    let (epochs, batch) = (30, 64);
     let steps = epochs * n.div_ceil(batch);
     let start = Instant::now();
     let mut step = 0;
@@ -286,9 +288,11 @@ fn tiny_vit_learns_digits() {
         first_loss.unwrap()
     );
     assert!(accuracy >= 0.9, "test accuracy {accuracy}");
+    assert!(
+        last_loss < 0.1 * first_loss.unwrap(),
+        "training loss did not fall"
+    );
 }
-
-const EPOCHS: usize = 15;
 
 /// fwd+bwd of a ViT (28x28, patch 4, width 64, depth 4, heads 4) at batch 64 on one thread.
 /// Run with `cargo test --release --test nn_vit -- --ignored --nocapture`.
