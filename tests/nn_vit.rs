@@ -349,3 +349,36 @@ fn vit_timing_fwd_bwd_batch64_one_thread() {
     );
     lithe::kernels::threads::set_num_threads(0);
 }
+
+#[test]
+fn vit_traces_and_head_masks() {
+    let c = config(8, 4, 8, 2, 2);
+    let vit = Vit::new(&c, &mut Rng::new(11)).unwrap();
+    let g = Graph::inference();
+    let images = g.constant(Tensor::randn(&[3, 1, 8, 8], 0.0, 1.0, &mut Rng::new(12)));
+    let ones = [
+        g.constant(Tensor::ones(&[2])),
+        g.constant(Tensor::ones(&[2])),
+    ];
+    let (emb, traces) = vit.forward_traced(&g, images, Some(&ones)).unwrap();
+    assert_eq!(g.shape(emb).unwrap(), [3, 5, 8]);
+    assert_eq!(traces.len(), 2);
+    assert_eq!(g.shape(traces[1].attention.probs).unwrap(), [3, 2, 5, 5]);
+    assert_eq!(g.shape(traces[1].attention.query).unwrap(), [3, 2, 5, 4]);
+    // All-ones head masks change nothing; a zeroed head does.
+    let plain = vit.encoder.forward(&g, emb, None, None).unwrap();
+    assert_eq!(g.value(plain).unwrap(), g.value(traces[1].output).unwrap());
+    let off = [
+        g.constant(Tensor::from_vec(vec![1.0, 0.0], &[2]).unwrap()),
+        ones[1],
+    ];
+    let masked = vit.encoder.forward(&g, emb, None, Some(&off)).unwrap();
+    assert_ne!(g.value(plain).unwrap(), g.value(masked).unwrap());
+    // One head mask per layer, or an error.
+    assert!(
+        vit.encoder
+            .forward(&g, emb, None, Some(&ones[..1]))
+            .is_err()
+    );
+    assert_eq!(vit.blocks().len(), 2);
+}
