@@ -3,6 +3,7 @@
 //! - [`tensor`]: the contiguous f32 [`Tensor`] and its forward maths on `lithe-kernels`;
 //! - [`autograd`]: the tape ([`Graph`]), value handles ([`Var`]), parameters ([`Param`]) and
 //!   every op with its backward;
+//! - [`nn`]: layers and models ([`nn::Bert`], [`nn::Vit`]) with Hugging Face parameter names;
 //! - [`data`]: dataset readers;
 //! - [`io`]: safetensors weights, JSON configs, Hugging Face BERT directories;
 //! - [`error`]: the one error type, [`Error`];

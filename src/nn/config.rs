@@ -1,5 +1,7 @@
 //! Model configurations, serialised as the Hugging Face `config.json` fields.
 
+use crate::error::{Error, Result};
+use lithe_kernels::gelu::GeluKind;
 use serde::{Deserialize, Serialize};
 
 fn default_layer_norm_eps() -> f32 {
@@ -52,6 +54,21 @@ pub struct BertConfig {
     /// Classes of the classification head.
     #[serde(default = "default_num_labels")]
     pub num_labels: usize,
+}
+
+impl BertConfig {
+    /// The MLP's GELU: `"gelu"` is exact (erf); `"gelu_new"`, `"gelu_pytorch_tanh"` and
+    /// `"gelu_fast"` are the tanh approximation; anything else is [`Error::InvalidArgument`].
+    pub fn gelu_kind(&self) -> Result<GeluKind> {
+        match self.hidden_act.as_str() {
+            "gelu" => Ok(GeluKind::Erf),
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(GeluKind::Tanh),
+            other => Err(Error::invalid(
+                "BertConfig::gelu_kind",
+                format!("unsupported hidden_act {other:?}"),
+            )),
+        }
+    }
 }
 
 /// A Vision Transformer (pre-LN blocks) on square single- or multi-channel images.

@@ -7,9 +7,32 @@
 //! load in PyTorch and the other way round, and so the compression passes can find every Linear,
 //! every head and every block by walking the tree.
 
-mod config;
+//! The tree, with the Hugging Face names in brackets:
+//!
+//! - [`Bert`]: [`BertEmbeddings`] (`embeddings`), [`Encoder`] (`encoder`) of post-LN [`Block`]s
+//!   (`encoder.layer.{i}`), pooler [`Linear`] (`pooler.dense`), head (`classifier`);
+//! - [`Vit`]: [`PatchEmbedding`] (`embeddings`), [`Encoder`] of pre-LN blocks, final
+//!   [`LayerNorm`] (`layernorm`), head(s) (`classifier`, `distillation_classifier`);
+//! - a [`Block`] holds a [`MultiHeadAttention`] (`attention`), an [`Mlp`]
+//!   (`intermediate.dense`, `output.dense`) and two [`LayerNorm`]s.
+//!
+//! Every struct's fields are public, so compression passes can read, replace or shrink any
+//! layer; [`Module::visit_linears`] enumerates every [`Linear`] with its name. Dropout is active
+//! only on a training graph ([`crate::Graph::is_training`]) with gradients on.
 
+mod attention;
+mod bert;
+mod block;
+mod config;
+mod linear;
+mod vit;
+
+pub use attention::{AttentionMask, AttentionParts, MASKED_LOGIT, MultiHeadAttention};
+pub use bert::{Bert, BertEmbeddings, l2_normalize, mean_pool};
+pub use block::{Block, BlockConfig, BlockTrace, Encoder, Mlp, NormPlacement};
 pub use config::{BertConfig, VitConfig};
+pub use linear::{Embedding, INIT_STD, Init, LayerNorm, Linear, trunc_normal};
+pub use vit::{PatchEmbedding, Vit};
 
 use crate::autograd::Param;
 
@@ -28,6 +51,19 @@ pub trait Module {
     /// Total number of scalar parameters.
     fn num_params(&self) -> usize {
         self.named_params().iter().map(|(_, p)| p.numel()).sum()
+    }
+
+    /// Calls `f(name, linear)` for every [`Linear`] inside, named like its parameters without
+    /// the `.weight` / `.bias` suffix (`prefix` + local name). Modules without Linears keep the
+    /// default, which visits nothing.
+    fn visit_linears_with_prefix(&self, prefix: &str, f: &mut dyn FnMut(&str, &Linear)) {
+        let _ = (prefix, f);
+    }
+
+    /// Calls `f(name, linear)` for every [`Linear`] inside, in parameter order
+    /// (`encoder.layer.0.attention.self.query`, ...).
+    fn visit_linears(&self, f: &mut dyn FnMut(&str, &Linear)) {
+        self.visit_linears_with_prefix("", f);
     }
 }
 

@@ -25,18 +25,29 @@ fn binary(op: &'static str, a: &Tensor, b: &Tensor, f: impl Fn(f32, f32) -> f32)
         return Tensor::from_vec(bd.iter().map(|&y| f(x, y)).collect(), &shape);
     }
     let n = numel(&shape);
+    // (Row by row into a preallocated output, which vectorises; a `flat_map` does not.)
     if ad.len() == n && !bd.is_empty() && shape.ends_with(b.shape()) {
-        let data = ad
-            .chunks_exact(bd.len())
-            .flat_map(|row| row.iter().zip(bd).map(|(&x, &y)| f(x, y)))
-            .collect();
+        let mut data = vec![0f32; n];
+        for (out, row) in data
+            .chunks_exact_mut(bd.len())
+            .zip(ad.chunks_exact(bd.len()))
+        {
+            for ((o, &x), &y) in out.iter_mut().zip(row).zip(bd) {
+                *o = f(x, y);
+            }
+        }
         return Tensor::from_vec(data, &shape);
     }
     if bd.len() == n && !ad.is_empty() && shape.ends_with(a.shape()) {
-        let data = bd
-            .chunks_exact(ad.len())
-            .flat_map(|row| ad.iter().zip(row).map(|(&x, &y)| f(x, y)))
-            .collect();
+        let mut data = vec![0f32; n];
+        for (out, row) in data
+            .chunks_exact_mut(ad.len())
+            .zip(bd.chunks_exact(ad.len()))
+        {
+            for ((o, &x), &y) in out.iter_mut().zip(ad).zip(row) {
+                *o = f(x, y);
+            }
+        }
         return Tensor::from_vec(data, &shape);
     }
     // General case: walk the output row by row with broadcast strides into a and b.

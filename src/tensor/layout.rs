@@ -35,11 +35,19 @@ pub fn permute(t: &Tensor, perm: &[usize]) -> Result<Tensor> {
     let step = *ps.last().unwrap_or(&0);
     let src = t.data();
     let mut data = Vec::with_capacity(t.numel());
-    for_each_row(&shape, [&ps], |[o]| {
-        for j in 0..cols {
-            data.push(src[o + j * step]);
-        }
-    });
+    if step == 1 {
+        // The last axis stays last (e.g. [B, T, nh, d] -> [B, nh, T, d]): whole rows are
+        // contiguous in the input, so copy them as slices.
+        for_each_row(&shape, [&ps], |[o]| {
+            data.extend_from_slice(&src[o..o + cols]);
+        });
+    } else {
+        for_each_row(&shape, [&ps], |[o]| {
+            for j in 0..cols {
+                data.push(src[o + j * step]);
+            }
+        });
+    }
     Tensor::from_vec(data, &shape)
 }
 

@@ -53,8 +53,21 @@ fn sum_impl(
         None => (1, 0),
     };
     for_each_row(t.shape(), [&is, &os], |[i, o]| {
-        for j in 0..cols {
-            acc[o + j * step] += data[i + j] as f64;
+        let row = &data[i..i + cols];
+        match step {
+            // Last axis kept (e.g. a bias gradient summed over [B, T]): element-wise, vectorises.
+            1 => {
+                for (a, &x) in acc[o..o + cols].iter_mut().zip(row) {
+                    *a += x as f64;
+                }
+            }
+            // Last axis reduced: one sum per row.
+            0 => acc[o] += row.iter().map(|&x| x as f64).sum::<f64>(),
+            _ => {
+                for (j, &x) in row.iter().enumerate() {
+                    acc[o + j * step] += x as f64;
+                }
+            }
         }
     });
     let out_shape: Vec<usize> = if keepdim {

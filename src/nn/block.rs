@@ -1,0 +1,302 @@
+//! The Transformer block in its two arrangements (BERT's post-LN, ViT's pre-LN), its MLP, and
+//! the stack of blocks.
+//!
+//! Legend: B = batch, T = tokens, H = hidden width, I = MLP width, nh = heads.
+
+use super::attention::{AttentionMask, AttentionParts, MultiHeadAttention};
+use super::linear::{Init, LayerNorm, Linear};
+use super::{Module, join};
+use crate::autograd::{Graph, Param, Var};
+use crate::error::{Error, Result};
+use crate::tensor::Rng;
+use lithe_kernels::gelu::GeluKind;
+
+/// `Linear(H -> I) -> GELU -> Linear(I -> H) -> dropout`, named as Hugging Face:
+/// `intermediate.dense` and `output.dense`.
+#[derive(Clone, Debug)]
+pub struct Mlp {
+    /// `[I, H]` (`intermediate.dense`).
+    pub fc1: Linear,
+    /// `[H, I]` (`output.dense`).
+    pub fc2: Linear,
+    /// Exact (erf) or tanh GELU.
+    pub act: GeluKind,
+    /// Dropout on the output during training.
+    pub dropout: f32,
+}
+
+impl Mlp {
+    /// An MLP `hidden -> inner -> hidden`.
+    pub fn new(
+        hidden: usize,
+        inner: usize,
+        act: GeluKind,
+        dropout: f32,
+        init: Init,
+        rng: &mut Rng,
+    ) -> Self {
+        Mlp {
+            fc1: Linear::new(hidden, inner, true, init, rng),
+            fc2: Linear::new(inner, hidden, true, init, rng),
+            act,
+            dropout,
+        }
+    }
+
+    /// `x[B, T, H] -> [B, T, H]`.
+    pub fn forward(&self, g: &Graph, x: Var) -> Result<Var> {
+        let h = g.gelu(self.fc1.forward(g, x)?, self.act)?; // [B, T, I]
+        let y = self.fc2.forward(g, h)?; // [B, T, H]
+        g.dropout(y, self.dropout)
+    }
+}
+
+impl Module for Mlp {
+    fn named_params_with_prefix(&self, prefix: &str, out: &mut Vec<(String, Param)>) {
+        self.fc1
+            .named_params_with_prefix(&join(prefix, "intermediate.dense"), out);
+        self.fc2
+            .named_params_with_prefix(&join(prefix, "output.dense"), out);
+    }
+
+    fn visit_linears_with_prefix(&self, prefix: &str, f: &mut dyn FnMut(&str, &Linear)) {
+        f(&join(prefix, "intermediate.dense"), &self.fc1);
+        f(&join(prefix, "output.dense"), &self.fc2);
+    }
+}
+
+/// Where a block's LayerNorms sit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NormPlacement {
+    /// BERT: `x = LN(x + Attn(x)); x = LN(x + Mlp(x))`. Names: `attention.output.LayerNorm`,
+    /// `output.LayerNorm`.
+    Post,
+    /// ViT: `x = x + Attn(LN(x)); x = x + Mlp(LN(x))`. Names: `layernorm_before`,
+    /// `layernorm_after`.
+    Pre,
+}
+
+/// Shape of a block: widths, heads, activation, dropout, LayerNorm placement and epsilon.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BlockConfig {
+    /// Hidden width H.
+    pub hidden: usize,
+    /// Attention heads nh.
+    pub heads: usize,
+    /// MLP width I.
+    pub inner: usize,
+    /// GELU flavour of the MLP.
+    pub act: GeluKind,
+    /// Dropout after the attention output and the MLP output.
+    pub hidden_dropout: f32,
+    /// Dropout on attention probabilities.
+    pub attention_dropout: f32,
+    /// LayerNorm epsilon.
+    pub eps: f32,
+    /// Post-LN (BERT) or pre-LN (ViT).
+    pub norm: NormPlacement,
+}
+
+/// What one block computed: its output and its attention's intermediate values.
+#[derive(Clone, Copy, Debug)]
+pub struct BlockTrace {
+    /// `[B, T, H]`: the block's output.
+    pub output: Var,
+    /// The attention's Q, K, V, probabilities and context.
+    pub attention: AttentionParts,
+}
+
+/// One Transformer block.
+#[derive(Clone, Debug)]
+pub struct Block {
+    /// Self-attention (named `attention.*`).
+    pub attention: MultiHeadAttention,
+    /// LayerNorm around the attention: after the residual (post-LN) or before it (pre-LN).
+    pub attn_norm: LayerNorm,
+    /// The MLP.
+    pub mlp: Mlp,
+    /// LayerNorm around the MLP.
+    pub mlp_norm: LayerNorm,
+    /// Dropout after the attention output projection.
+    pub hidden_dropout: f32,
+    /// Post-LN or pre-LN.
+    pub norm: NormPlacement,
+}
+
+impl Block {
+    /// A freshly initialised block; [`Error::InvalidArgument`] unless the heads divide H.
+    pub fn new(c: &BlockConfig, init: Init, rng: &mut Rng) -> Result<Self> {
+        let self_name = match c.norm {
+            NormPlacement::Post => "self",
+            NormPlacement::Pre => "attention",
+        };
+        let attention =
+            MultiHeadAttention::new(c.hidden, c.heads, c.attention_dropout, self_name, init, rng)?;
+        Ok(Block {
+            attention,
+            attn_norm: LayerNorm::new(c.hidden, c.eps),
+            mlp: Mlp::new(c.hidden, c.inner, c.act, c.hidden_dropout, init, rng),
+            mlp_norm: LayerNorm::new(c.hidden, c.eps),
+            hidden_dropout: c.hidden_dropout,
+            norm: c.norm,
+        })
+    }
+
+    /// `x[B, T, H] -> [B, T, H]`; `attn_bias` and `head_mask` as in
+    /// [`MultiHeadAttention::forward`].
+    pub fn forward(
+        &self,
+        g: &Graph,
+        x: Var,
+        attn_bias: Option<Var>,
+        head_mask: Option<Var>,
+    ) -> Result<Var> {
+        Ok(self.forward_traced(g, x, attn_bias, head_mask)?.output)
+    }
+
+    /// [`Block::forward`] with the attention's intermediate values.
+    pub fn forward_traced(
+        &self,
+        g: &Graph,
+        x: Var,
+        attn_bias: Option<Var>,
+        head_mask: Option<Var>,
+    ) -> Result<BlockTrace> {
+        let attend = |h: Var| -> Result<AttentionParts> {
+            let mut parts = self.attention.forward_parts(g, h, attn_bias, head_mask)?;
+            parts.output = g.dropout(parts.output, self.hidden_dropout)?;
+            Ok(parts)
+        };
+        let (output, attention) = match self.norm {
+            NormPlacement::Post => {
+                let parts = attend(x)?;
+                let x = self.attn_norm.forward(g, g.add(x, parts.output)?)?; // LN(x + Attn(x))
+                let y = self.mlp.forward(g, x)?;
+                (self.mlp_norm.forward(g, g.add(x, y)?)?, parts) // LN(x + Mlp(x))
+            }
+            NormPlacement::Pre => {
+                let parts = attend(self.attn_norm.forward(g, x)?)?;
+                let x = g.add(x, parts.output)?; // x + Attn(LN(x))
+                let y = self.mlp.forward(g, self.mlp_norm.forward(g, x)?)?;
+                (g.add(x, y)?, parts) // x + Mlp(LN(x))
+            }
+        };
+        Ok(BlockTrace { output, attention })
+    }
+}
+
+impl Module for Block {
+    fn named_params_with_prefix(&self, prefix: &str, out: &mut Vec<(String, Param)>) {
+        let attention = join(prefix, "attention");
+        match self.norm {
+            NormPlacement::Post => {
+                self.attention.named_params_with_prefix(&attention, out);
+                self.attn_norm
+                    .named_params_with_prefix(&join(prefix, "attention.output.LayerNorm"), out);
+                self.mlp.named_params_with_prefix(prefix, out);
+                self.mlp_norm
+                    .named_params_with_prefix(&join(prefix, "output.LayerNorm"), out);
+            }
+            NormPlacement::Pre => {
+                self.attn_norm
+                    .named_params_with_prefix(&join(prefix, "layernorm_before"), out);
+                self.attention.named_params_with_prefix(&attention, out);
+                self.mlp_norm
+                    .named_params_with_prefix(&join(prefix, "layernorm_after"), out);
+                self.mlp.named_params_with_prefix(prefix, out);
+            }
+        }
+    }
+
+    fn visit_linears_with_prefix(&self, prefix: &str, f: &mut dyn FnMut(&str, &Linear)) {
+        self.attention
+            .visit_linears_with_prefix(&join(prefix, "attention"), f);
+        self.mlp.visit_linears_with_prefix(prefix, f);
+    }
+}
+
+/// A stack of blocks, named `layer.{i}` (under `encoder.` in the models).
+#[derive(Clone, Debug)]
+pub struct Encoder {
+    /// The blocks, first to last.
+    pub layers: Vec<Block>,
+}
+
+impl Encoder {
+    /// `depth` freshly initialised blocks.
+    pub fn new(depth: usize, c: &BlockConfig, init: Init, rng: &mut Rng) -> Result<Self> {
+        let layers = (0..depth)
+            .map(|_| Block::new(c, init, rng))
+            .collect::<Result<_>>()?;
+        Ok(Encoder { layers })
+    }
+
+    /// `x[B, T, H] -> [B, T, H]` through every block. `mask` (`[B, T]`) hides padded keys;
+    /// `head_masks`, one `[nh]` per layer, multiply each head's context.
+    pub fn forward(
+        &self,
+        g: &Graph,
+        x: Var,
+        mask: Option<&AttentionMask>,
+        head_masks: Option<&[Var]>,
+    ) -> Result<Var> {
+        let traces = self.forward_traced(g, x, mask, head_masks)?;
+        Ok(traces.last().map_or(x, |t| t.output))
+    }
+
+    /// [`Encoder::forward`], returning every block's output and attention values (for layer-wise
+    /// distillation). Empty for an encoder without blocks.
+    pub fn forward_traced(
+        &self,
+        g: &Graph,
+        x: Var,
+        mask: Option<&AttentionMask>,
+        head_masks: Option<&[Var]>,
+    ) -> Result<Vec<BlockTrace>> {
+        let shape = g.shape(x)?;
+        if shape.len() != 3 {
+            return Err(Error::shape(
+                "Encoder::forward",
+                format!("input must be [B, T, H], got {shape:?}"),
+            ));
+        }
+        if let Some(hm) = head_masks
+            && hm.len() != self.layers.len()
+        {
+            return Err(Error::shape(
+                "Encoder::forward",
+                format!("{} head masks for {} layers", hm.len(), self.layers.len()),
+            ));
+        }
+        // [B, 1, 1, T], built once and shared by every layer.
+        let bias = match mask {
+            Some(m) => {
+                m.expect("Encoder::forward", shape[0], shape[1])?;
+                Some(g.constant(m.additive_bias()))
+            }
+            None => None,
+        };
+        let mut traces = Vec::with_capacity(self.layers.len());
+        let mut h = x;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let trace = layer.forward_traced(g, h, bias, head_masks.map(|hm| hm[i]))?;
+            h = trace.output;
+            traces.push(trace);
+        }
+        Ok(traces)
+    }
+}
+
+impl Module for Encoder {
+    fn named_params_with_prefix(&self, prefix: &str, out: &mut Vec<(String, Param)>) {
+        for (i, layer) in self.layers.iter().enumerate() {
+            layer.named_params_with_prefix(&join(prefix, &format!("layer.{i}")), out);
+        }
+    }
+
+    fn visit_linears_with_prefix(&self, prefix: &str, f: &mut dyn FnMut(&str, &Linear)) {
+        for (i, layer) in self.layers.iter().enumerate() {
+            layer.visit_linears_with_prefix(&join(prefix, &format!("layer.{i}")), f);
+        }
+    }
+}
