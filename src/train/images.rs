@@ -100,13 +100,15 @@ pub fn digits_split(seed: u64) -> Result<(ImageSet, ImageSet)> {
     ))
 }
 
-/// `(train, test)` from a folder with the four MNIST-style IDX files (gzipped or not), pixels
-/// 0..=255.
+/// `(train, test)` from a folder with the four MNIST-style IDX files (gzipped or not). Pixels
+/// are divided by 255, or by 16 when no training pixel exceeds 16 (the 8x8 digits' range).
 pub fn load_image_dir(dir: &Path) -> Result<(ImageSet, ImageSet)> {
     let d = idx::load_idx_dataset(dir)?;
+    let max = d.train.images.pixels.iter().copied().max().unwrap_or(0);
+    let scale = if max <= 16 { 16.0 } else { 255.0 };
     Ok((
-        ImageSet::from_idx(&d.train, 255.0, None)?,
-        ImageSet::from_idx(&d.test, 255.0, None)?,
+        ImageSet::from_idx(&d.train, scale, None)?,
+        ImageSet::from_idx(&d.test, scale, None)?,
     ))
 }
 
