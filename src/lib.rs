@@ -6,6 +6,7 @@
 //! - [`nn`]: layers and models ([`nn::Bert`], [`nn::Vit`]) with Hugging Face parameter names;
 //! - [`data`]: dataset readers;
 //! - [`io`]: safetensors weights, JSON configs, Hugging Face BERT directories;
+//! - [`train`]: training loops (ViT on images, BERT on text), evaluation, saving a run;
 //! - [`error`]: the one error type, [`Error`];
 //! - `cuda` (feature `cuda`): fp16 tensor-core kernels on NVIDIA GPUs.
 pub use lithe_kernels as kernels;
@@ -20,6 +21,7 @@ pub mod io;
 pub mod nn;
 pub mod optim;
 pub mod tensor;
+pub mod train;
 
 pub use autograd::{CrossEntropyOptions, Graph, Param, Var};
 pub use error::{Error, Result};

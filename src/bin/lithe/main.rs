@@ -1,4 +1,4 @@
-//! `lithe`: the command-line front end (benchmarks, demo).
+//! `lithe`: the command-line front end (benchmarks, demo, training, evaluation).
 //!
 //! Every job prints a human table at the end; with `--json` it prints the same rows as JSON lines
 //! on stdout instead (progress and notes go to stderr).
@@ -7,6 +7,7 @@ mod bench;
 mod demo;
 mod embed;
 mod table;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -32,6 +33,13 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Sentence embeddings: sentences on stdin, one JSON array per line on stdout.
     Embed(embed::EmbedArgs),
+    /// Train a model (ViT on images, BERT on text); saves weights, config and a training curve.
+    Train {
+        #[command(subcommand)]
+        what: train::TrainCommand,
+    },
+    /// Test accuracy of a model saved by `lithe train`.
+    Eval(train::EvalArgs),
 }
 
 fn main() {
@@ -40,6 +48,8 @@ fn main() {
         Command::Bench { what } => bench::run(what),
         Command::Demo(args) => demo::run(args),
         Command::Embed(args) => embed::run(args),
+        Command::Train { what } => train::run(what),
+        Command::Eval(args) => train::run_eval(args),
     };
     if let Err(e) = result {
         eprintln!("lithe: error: {e}");

@@ -1,0 +1,241 @@
+//! Training loops shared by the CLI (`lithe train`, `lithe eval`, `lithe demo`) and by tests.
+//!
+//! - [`train_vit`] / [`evaluate_vit`]: a [`Vit`](crate::nn::Vit) on an [`ImageSet`];
+//! - [`train_bert`] / [`evaluate_bert`]: a [`Bert`](crate::nn::Bert) classifier on a [`TextSet`];
+//! - [`TrainOptions`]: AdamW with no-decay groups (biases and norms), linear warm-up then cosine
+//!   decay, global gradient-norm clipping, optional label smoothing, seeded batching;
+//! - [`History`]: per-epoch train loss, test accuracy and wall time, with [`History::plot_svg`]
+//!   for the training curve; [`save_run`] writes model, `config.json` and the curve together.
+//!
+//! Progress is reported through a callback of [`Event`]s so a CLI can draw bars and a test can
+//! stay silent.
+
+mod images;
+mod plot;
+mod text;
+
+pub use images::{ImageSet, digits_split, evaluate_vit, load_image_dir, train_vit};
+pub use text::{TextSet, evaluate_bert, train_bert};
+
+use crate::autograd::{Graph, Param, Var};
+use crate::error::{Error, Result};
+use crate::io::ConfigFile;
+use crate::nn::Module;
+use crate::optim::{
+    AdamW, AdamWConfig, LrSchedule, Optimizer, ParamGroup, WarmupCosine, clip_grad_norm,
+    is_bias_or_norm,
+};
+use serde::Serialize;
+use std::path::Path;
+use std::time::Instant;
+
+/// Hyper-parameters of a training run.
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Samples per step.
+    pub batch_size: usize,
+    /// Peak learning rate (reached after the warm-up).
+    pub lr: f64,
+    /// Floor of the cosine decay.
+    pub min_lr: f64,
+    /// Warm-up steps, as a fraction of all steps.
+    pub warmup_fraction: f64,
+    /// AdamW weight decay (biases and norms get none).
+    pub weight_decay: f64,
+    /// Global L2 gradient-norm clip; `None` or 0 turns it off.
+    pub clip_norm: Option<f64>,
+    /// Label smoothing of the cross-entropy, in `[0, 1]`.
+    pub label_smoothing: f32,
+    /// Seed of the batch order.
+    pub seed: u64,
+    /// Stop after this many steps in total (for quick checks); `None` runs every epoch fully.
+    pub max_steps: Option<usize>,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        TrainOptions {
+            epochs: 10,
+            batch_size: 64,
+            lr: 1e-3,
+            min_lr: 1e-5,
+            warmup_fraction: 0.05,
+            weight_decay: 0.05,
+            clip_norm: Some(1.0),
+            label_smoothing: 0.0,
+            seed: 0,
+            max_steps: None,
+        }
+    }
+}
+
+/// One epoch's numbers.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EpochStats {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Mean training loss over the epoch's samples.
+    pub train_loss: f64,
+    /// Accuracy on the test split after the epoch, in `[0, 1]`.
+    pub test_accuracy: f64,
+    /// Wall time of the epoch's training steps, seconds (evaluation excluded).
+    pub train_seconds: f64,
+    /// Learning rate at the end of the epoch.
+    pub lr: f64,
+}
+
+/// The record of a run: one [`EpochStats`] per epoch.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct History {
+    /// Epochs in order.
+    pub epochs: Vec<EpochStats>,
+}
+
+impl History {
+    /// Test accuracy after the last epoch (0 when no epoch ran).
+    pub fn final_accuracy(&self) -> f64 {
+        self.epochs.last().map_or(0.0, |e| e.test_accuracy)
+    }
+
+    /// Total training time, seconds.
+    pub fn train_seconds(&self) -> f64 {
+        self.epochs.iter().map(|e| e.train_seconds).sum()
+    }
+}
+
+/// What a training loop reports as it goes.
+#[derive(Clone, Debug)]
+pub enum Event<'a> {
+    /// An epoch starts with `steps` steps.
+    EpochStart {
+        /// 1-based epoch number.
+        epoch: usize,
+        /// Steps in this epoch.
+        steps: usize,
+    },
+    /// One step finished with this mean batch loss.
+    Step {
+        /// The batch loss.
+        loss: f64,
+    },
+    /// An epoch finished (and was evaluated).
+    EpochEnd(&'a EpochStats),
+}
+
+/// The generic loop: `loss_of(graph, rows)` builds the loss of a batch on a training graph,
+/// `evaluate()` gives the test accuracy after each epoch.
+pub(crate) fn fit(
+    named: &[(String, Param)],
+    n_train: usize,
+    opts: &TrainOptions,
+    progress: &mut dyn FnMut(Event),
+    loss_of: &mut dyn FnMut(&Graph, &[usize]) -> Result<Var>,
+    evaluate: &mut dyn FnMut() -> Result<f64>,
+) -> Result<History> {
+    if n_train == 0 {
+        return Err(Error::invalid("train", "the training set is empty"));
+    }
+    if opts.epochs == 0 {
+        return Err(Error::invalid("train", "epochs must be > 0"));
+    }
+    let groups = ParamGroup::split_decay(named, |n, _| is_bias_or_norm(n));
+    let params: Vec<Param> = named.iter().map(|(_, p)| p.clone()).collect();
+    let mut opt = AdamW::with_groups(
+        groups.to_vec(),
+        AdamWConfig {
+            lr: opts.lr,
+            weight_decay: opts.weight_decay,
+            ..AdamWConfig::default()
+        },
+    )?;
+    let mut batcher = crate::data::Batcher::new(n_train, opts.batch_size, opts.seed)?;
+    let per_epoch = batcher.batches_per_epoch();
+    let total = opts
+        .max_steps
+        .map_or(per_epoch * opts.epochs, |m| m.min(per_epoch * opts.epochs));
+    let warmup = ((total as f64 * opts.warmup_fraction).round() as usize).min(total);
+    let schedule = WarmupCosine::new(opts.lr, opts.min_lr.min(opts.lr), warmup, total.max(1))?;
+    let mut history = History::default();
+    let mut step = 0;
+    for epoch in 1..=opts.epochs {
+        if step >= total {
+            break;
+        }
+        let steps = per_epoch.min(total - step);
+        progress(Event::EpochStart { epoch, steps });
+        let start = Instant::now();
+        let (mut loss_sum, mut seen) = (0.0, 0usize);
+        for rows in batcher.next_epoch().take(steps) {
+            opt.zero_grad();
+            let g = Graph::new();
+            let loss = loss_of(&g, rows)?;
+            let value = g.value(loss)?.item()? as f64;
+            if !value.is_finite() {
+                return Err(Error::invalid(
+                    "train",
+                    format!("loss became {value} at step {step}; lower --lr"),
+                ));
+            }
+            g.backward(loss)?;
+            drop(g);
+            if let Some(c) = opts.clip_norm.filter(|c| *c > 0.0) {
+                clip_grad_norm(&params, c)?;
+            }
+            opt.set_lr(schedule.lr_at(step))?;
+            opt.step()?;
+            step += 1;
+            loss_sum += value * rows.len() as f64;
+            seen += rows.len();
+            progress(Event::Step { loss: value });
+        }
+        let train_seconds = start.elapsed().as_secs_f64();
+        opt.zero_grad();
+        let stats = EpochStats {
+            epoch,
+            train_loss: loss_sum / seen.max(1) as f64,
+            test_accuracy: evaluate()?,
+            train_seconds,
+            lr: opt.lr(),
+        };
+        progress(Event::EpochEnd(&stats));
+        history.epochs.push(stats);
+    }
+    Ok(history)
+}
+
+/// Argmax of each row of `logits[n, classes]` compared with `labels`: the number correct.
+pub(crate) fn count_correct(logits: &[f32], classes: usize, labels: &[usize]) -> usize {
+    logits
+        .chunks_exact(classes)
+        .zip(labels)
+        .filter(|(row, t)| {
+            (0..classes)
+                .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+                .is_some_and(|p| p == **t)
+        })
+        .count()
+}
+
+/// Saves a trained model into `dir` (created if needed): `model.safetensors`
+/// ([`crate::io::save_module`]), `config.json` ([`crate::io::save_config`]), and, when
+/// `history` is given, `history.json` and the training curve `training.svg`.
+pub fn save_run<M: Module, C: ConfigFile>(
+    dir: &Path,
+    model: &M,
+    config: &C,
+    history: Option<&History>,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| crate::io::file_error(dir, e))?;
+    crate::io::save_module(model, dir.join("model.safetensors"))?;
+    crate::io::save_config(config, dir.join("config.json"))?;
+    if let Some(h) = history {
+        let text = serde_json::to_string_pretty(h)
+            .map_err(|e| Error::invalid("train::save_run", e.to_string()))?;
+        let path = dir.join("history.json");
+        std::fs::write(&path, text + "\n").map_err(|e| crate::io::file_error(&path, e))?;
+        h.plot_svg(&dir.join("training.svg"))?;
+    }
+    Ok(())
+}
