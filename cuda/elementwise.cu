@@ -131,3 +131,102 @@ extern "C" __global__ void __launch_bounds__(256)
         for (int c = threadIdx.x; c < dim; c += blockDim.x) orow[c] = trow[c];
     }
 }
+
+// ---- encoder glue (CudaEncoder) ----
+//   bert_embed_ln_f16  out[rows, H] = LN(word[ids[r]] + pos[r % T] + type[types ? types[r] : 0])
+//                   with gamma/beta, fp32 sums; ids >= vocab / types >= n_types read row 0 (the
+//                   host launcher rejects them). One warp per row, block 256, grid ceil(rows/8).
+//   qkv_split_heads_f16 qkv[B*T, 3H] (columns: Q | K | V, head-major inside each) ->
+//                   q, k, v [B, nh, T, d]. One thread per element of qkv, grid-stride.
+//   merge_heads_f16 o[B, nh, T, d] -> out[B*T, H]. One thread per element, grid-stride.
+//   add_layernorm_f16 out[rows, cols] = LN(a + r) (the post-LN residual), a and r fp16; out may
+//                   not alias a or r. One warp per row, as layernorm_f16.
+
+__device__ __forceinline__ float embed_sum(const f16* word, const f16* pos, const f16* typ,
+                                           size_t wo, size_t po, size_t to, int i) {
+    return f16_to_f32(word[wo + i]) + f16_to_f32(pos[po + i]) + f16_to_f32(typ[to + i]);
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+    bert_embed_ln_f16(f16* __restrict__ out, const f16* __restrict__ word, const f16* __restrict__ pos,
+                      const f16* __restrict__ typ, const unsigned* __restrict__ ids,
+                      const unsigned* __restrict__ types, const f16* __restrict__ gamma,
+                      const f16* __restrict__ beta, int rows, int T, int H, int vocab, int n_types,
+                      float eps) {
+    const int row = blockIdx.x * 8 + (threadIdx.x >> 5);
+    const int lane = threadIdx.x & 31;
+    if (row >= rows) return;
+    unsigned id = ids[row];
+    if (id >= (unsigned)vocab) id = 0;
+    unsigned tt = types ? types[row] : 0u;
+    if (tt >= (unsigned)n_types) tt = 0;
+    const size_t wo = (size_t)id * H, po = (size_t)(row % T) * H, to = (size_t)tt * H;
+    float sum = 0.0f;
+    for (int i = lane; i < H; i += 32) sum += embed_sum(word, pos, typ, wo, po, to, i);
+    const float mean = warp_sum(sum) / (float)H;
+    float sq = 0.0f;
+    for (int i = lane; i < H; i += 32) {
+        const float a = embed_sum(word, pos, typ, wo, po, to, i) - mean;
+        sq += a * a;
+    }
+    const float rstd = rsqrtf(warp_sum(sq) / (float)H + eps);
+    f16* orow = out + (size_t)row * H;
+    for (int i = lane; i < H; i += 32)
+        orow[i] = f32_to_f16((embed_sum(word, pos, typ, wo, po, to, i) - mean) * rstd *
+                                 f16_to_f32(gamma[i]) + f16_to_f32(beta[i]));
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+    qkv_split_heads_f16(f16* __restrict__ q, f16* __restrict__ k, f16* __restrict__ v,
+                        const f16* __restrict__ qkv, int B, int T, int nh, int d) {
+    const int H = nh * d;
+    const long long n = (long long)B * T * 3 * H;
+    const long long stride = (long long)gridDim.x * blockDim.x;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        const long long row = i / (3 * H);
+        const int c = (int)(i - row * 3 * H);
+        const int which = c / H, cc = c - which * H;
+        const int hh = cc / d, j = cc - hh * d;
+        const long long b = row / T, t = row - b * T;
+        f16* dst = which == 0 ? q : (which == 1 ? k : v);
+        dst[((b * nh + hh) * T + t) * d + j] = qkv[i];
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+    merge_heads_f16(f16* __restrict__ out, const f16* __restrict__ o, int B, int T, int nh, int d) {
+    const int H = nh * d;
+    const long long n = (long long)B * T * H;
+    const long long stride = (long long)gridDim.x * blockDim.x;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        const long long row = i / H;
+        const int c = (int)(i - row * H);
+        const int hh = c / d, j = c - hh * d;
+        const long long b = row / T, t = row - b * T;
+        out[i] = o[((b * nh + hh) * T + t) * d + j];
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+    add_layernorm_f16(f16* __restrict__ out, const f16* __restrict__ a, const f16* __restrict__ r,
+                      const f16* __restrict__ gamma, const f16* __restrict__ beta, int rows, int cols,
+                      float eps) {
+    const int row = blockIdx.x * 8 + (threadIdx.x >> 5);
+    const int lane = threadIdx.x & 31;
+    if (row >= rows) return;
+    const f16* ar = a + (size_t)row * cols;
+    const f16* rr = r + (size_t)row * cols;
+    f16* orow = out + (size_t)row * cols;
+    float sum = 0.0f;
+    for (int i = lane; i < cols; i += 32) sum += f16_to_f32(ar[i]) + f16_to_f32(rr[i]);
+    const float mean = warp_sum(sum) / (float)cols;
+    float sq = 0.0f;
+    for (int i = lane; i < cols; i += 32) {
+        const float x = f16_to_f32(ar[i]) + f16_to_f32(rr[i]) - mean;
+        sq += x * x;
+    }
+    const float rstd = rsqrtf(warp_sum(sq) / (float)cols + eps);
+    for (int i = lane; i < cols; i += 32)
+        orow[i] = f32_to_f16((f16_to_f32(ar[i]) + f16_to_f32(rr[i]) - mean) * rstd *
+                                 f16_to_f32(gamma[i]) + f16_to_f32(beta[i]));
+}

@@ -106,4 +106,40 @@ impl SentenceEncoder {
         let h = v.shape()[1];
         Ok(v.data().chunks_exact(h).map(<[f32]>::to_vec).collect())
     }
+
+    /// [`SentenceEncoder::embed`] with the encoder on the GPU (fp16, [`crate::cuda::CudaEncoder`]
+    /// built from [`SentenceEncoder::bert`]); pooling and normalisation on the host in f32.
+    #[cfg(feature = "cuda")]
+    pub fn embed_cuda(
+        &self,
+        dev: &crate::cuda::CudaDevice,
+        gpu: &mut crate::cuda::CudaEncoder,
+        texts: &[&str],
+    ) -> Result<Vec<Vec<f32>>> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cuda_err = |e: crate::cuda::CudaError| Error::invalid("embed_cuda", e.to_string());
+        let enc = self.tokenizer.encode_batch(texts, self.max_len)?;
+        let lens = enc.lengths();
+        let shape = [enc.batch, enc.seq];
+        match self.pooling {
+            Pooling::Mean => gpu
+                .embed_mean(dev, &enc.ids, shape, Some(&enc.token_type_ids), Some(&lens))
+                .map_err(cuda_err),
+            Pooling::Cls => {
+                let h = gpu.hidden_size();
+                let hid = gpu
+                    .forward_f32(dev, &enc.ids, shape, Some(&enc.token_type_ids), Some(&lens))
+                    .map_err(cuda_err)?;
+                Ok((0..enc.batch)
+                    .map(|b| {
+                        let v = &hid[b * enc.seq * h..(b * enc.seq + 1) * h];
+                        let n = v.iter().map(|a| a * a).sum::<f32>().sqrt().max(1e-12);
+                        v.iter().map(|a| a / n).collect()
+                    })
+                    .collect())
+            }
+        }
+    }
 }

@@ -148,3 +148,39 @@ fn cli_embed_prints_one_json_array_per_line() {
         }
     }
 }
+
+/// Without the `cuda` feature, `--device cuda` is a clear error (not a silent CPU run);
+/// an unknown device is an error either way.
+#[test]
+fn cli_device_errors() {
+    let Some(dir) = model_dir() else { return };
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_lithe"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let bad = run(&["bench", "minilm", "--model", &dir, "--device", "tpu"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("expected cpu or cuda"));
+    if !cfg!(feature = "cuda") {
+        for args in [
+            &["embed", "--model", &dir, "--device", "cuda"][..],
+            &[
+                "bench", "minilm", "--model", &dir, "--device", "cuda", "--json",
+            ][..],
+        ] {
+            let out = run(args);
+            assert!(
+                !out.status.success(),
+                "{args:?} succeeded without the cuda feature"
+            );
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains("without the `cuda` feature"),
+                "{args:?}: {err}"
+            );
+        }
+    }
+}

@@ -7,6 +7,7 @@
 //!   returning [`Result`]: [`gemm`] (tensor-core GEMM with bias / GELU epilogues),
 //!   [`attention`] (fused FlashAttention-2-style forward with key padding mask),
 //!   [`layernorm`], [`softmax_rows`], [`gelu`], [`add`], [`embedding_gather`].
+//! - [`CudaEncoder`]: a whole BERT encoder forward in fp16 from a CPU [`crate::nn::Bert`].
 //! - [`ptx`]: the embedded kernel sources and the NVRTC compile cache (usable without a GPU).
 //!
 //! Layouts, precisions and preconditions are written at the top of each `cuda/*.cu` file.
@@ -14,6 +15,7 @@
 mod attention;
 mod device;
 mod elementwise;
+mod encoder;
 mod error;
 mod gemm;
 pub mod ptx;
@@ -25,6 +27,7 @@ pub use device::{CudaDevice, DeviceTensor, driver_available};
 pub use elementwise::{
     add, embedding_gather, embedding_gather_checked, gelu, layernorm, softmax_rows,
 };
+pub use encoder::CudaEncoder;
 pub use error::{CudaError, Result};
 pub use gemm::{
     BLayout, Epilogue, GemmPath, gemm, gemm_auto_path, gemm_tma_supported, gemm_uses_tensor_cores,

@@ -33,6 +33,9 @@ pub struct MinilmArgs {
     /// Print JSON lines instead of a table.
     #[arg(long)]
     json: bool,
+    /// cpu (fp32) or cuda (fp16 encoder on GPU 0; needs the `cuda` feature).
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -201,6 +204,12 @@ fn minilm(args: MinilmArgs) -> Result<(), Box<dyn std::error::Error>> {
             }
         })
         .collect();
+    if args.device == "cuda" {
+        return minilm_cuda(&encoder, &ids, &args);
+    }
+    if args.device != "cpu" {
+        return Err(format!("--device {:?}: expected cpu or cuda", args.device).into());
+    }
     let median = median_time(Duration::from_millis(args.budget_ms), || {
         let g = Graph::inference();
         let hidden = encoder
@@ -221,4 +230,46 @@ fn minilm(args: MinilmArgs) -> Result<(), Box<dyn std::error::Error>> {
     );
     crate::table::print_rows(&[row], args.json);
     Ok(())
+}
+
+/// `lithe bench minilm --device cuda`: median wall time of one fp16 encoder forward on GPU 0
+/// (ids upload + all kernels + stream synchronisation), workspace allocated before timing.
+#[cfg(feature = "cuda")]
+fn minilm_cuda(
+    encoder: &lithe::embed::SentenceEncoder,
+    ids: &[usize],
+    args: &MinilmArgs,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let dev = lithe::cuda::CudaDevice::new(0)?;
+    let mut gpu = lithe::cuda::CudaEncoder::from_bert(&dev, &encoder.bert)?;
+    let ids: Vec<u32> = ids.iter().map(|&i| i as u32).collect();
+    let shape = [args.batch, args.seq];
+    gpu.reserve(&dev, args.batch, args.seq)?;
+    let median = median_time(Duration::from_millis(args.budget_ms), || {
+        gpu.forward(&dev, &ids, shape, None, None)
+            .expect("valid ids and shape");
+        dev.synchronize().expect("synchronize");
+    });
+    let mut row = Map::new();
+    row.insert("batch".into(), json!(args.batch));
+    row.insert("seq".into(), json!(args.seq));
+    row.insert("threads".into(), json!(args.threads.max(1)));
+    row.insert("precision".into(), json!("fp16"));
+    row.insert("device".into(), json!("cuda"));
+    row.insert("gpu".into(), json!(dev.name()?));
+    row.insert(
+        "median_ms".into(),
+        json!((median.as_secs_f64() * 1e6).round() / 1e3),
+    );
+    crate::table::print_rows(&[row], args.json);
+    Ok(())
+}
+
+#[cfg(not(feature = "cuda"))]
+fn minilm_cuda(
+    _: &lithe::embed::SentenceEncoder,
+    _: &[usize],
+    _: &MinilmArgs,
+) -> Result<(), Box<dyn std::error::Error>> {
+    Err("--device cuda: this lithe was built without the `cuda` feature (cargo build --features cuda)".into())
 }

@@ -19,6 +19,9 @@ pub struct EmbedArgs {
     /// Sentences embedded per forward pass.
     #[arg(long, default_value_t = 32)]
     batch: usize,
+    /// cpu (fp32) or cuda (fp16 encoder on GPU 0; needs the `cuda` feature).
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 pub fn run(args: EmbedArgs) -> Result<(), Box<dyn std::error::Error>> {
@@ -27,6 +30,12 @@ pub fn run(args: EmbedArgs) -> Result<(), Box<dyn std::error::Error>> {
     encoder.max_len = args.max_len;
     let lines: Vec<String> = std::io::stdin().lock().lines().collect::<Result<_, _>>()?;
     let mut out = std::io::stdout().lock();
+    if args.device == "cuda" {
+        return embed_cuda(&encoder, &lines, args.batch, &mut out);
+    }
+    if args.device != "cpu" {
+        return Err(format!("--device {:?}: expected cpu or cuda", args.device).into());
+    }
     for chunk in lines.chunks(args.batch.max(1)) {
         let texts: Vec<&str> = chunk.iter().map(String::as_str).collect();
         for v in encoder.embed(&texts)? {
@@ -34,4 +43,32 @@ pub fn run(args: EmbedArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
+}
+
+#[cfg(feature = "cuda")]
+fn embed_cuda(
+    encoder: &SentenceEncoder,
+    lines: &[String],
+    batch: usize,
+    out: &mut impl Write,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let dev = lithe::cuda::CudaDevice::new(0)?;
+    let mut gpu = lithe::cuda::CudaEncoder::from_bert(&dev, &encoder.bert)?;
+    for chunk in lines.chunks(batch.max(1)) {
+        let texts: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        for v in encoder.embed_cuda(&dev, &mut gpu, &texts)? {
+            writeln!(out, "{}", serde_json::to_string(&v)?)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "cuda"))]
+fn embed_cuda(
+    _: &SentenceEncoder,
+    _: &[String],
+    _: usize,
+    _: &mut impl Write,
+) -> Result<(), Box<dyn std::error::Error>> {
+    Err("--device cuda: this lithe was built without the `cuda` feature (cargo build --features cuda)".into())
 }
