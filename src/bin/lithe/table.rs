@@ -20,7 +20,9 @@ pub fn print_rows(rows: &[Map<String, Value>], json: bool) {
                 .map(|h| match r.get(*h) {
                     Some(Value::String(s)) => s.clone(),
                     Some(Value::Number(n)) => match n.as_f64() {
-                        Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 1e15 => format!("{f:.0}"),
+                        Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 1e15 => {
+                            format!("{f:.0}")
+                        }
                         Some(f) if n.is_f64() => format!("{f:.4}"),
                         _ => n.to_string(),
                     },
