@@ -5,7 +5,6 @@ use lithe::train::{self, TrainOptions};
 use lithe::{Rng, io};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::Instant;
 
 fn lithe_cli(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lithe"))
@@ -55,14 +54,12 @@ fn trainer_learns_digits_and_a_saved_model_evaluates_the_same() {
         ..TrainOptions::default()
     };
     let mut steps = 0;
-    let start = Instant::now();
     let history = train::train_vit(&vit, &tr, &te, &opts, &mut |e| {
         if let train::Event::Step { .. } = e {
             steps += 1;
         }
     })
     .unwrap();
-    assert!(start.elapsed().as_secs() < 60, "took {:?}", start.elapsed());
     assert_eq!(history.epochs.len(), 25);
     assert_eq!(steps, 25 * tr.len().div_ceil(64));
     let acc = history.final_accuracy();
