@@ -9,7 +9,10 @@
 //! [`tune_allocator`] raises both thresholds and the heap's top pad once per process so freed
 //! tensor memory stays in the heap and is reused. It costs resident memory: up to the
 //! thresholds' worth of freed memory (and 64 MiB per arena) is kept instead of returned. [`crate::Graph`] calls it on construction; set the environment
-//! variable `LITHE_MALLOC_TUNE=0` to leave the allocator alone. It does nothing on non-glibc
+//! variable `LITHE_MALLOC_TUNE=0` to leave the allocator alone. Call it yourself at program
+//! start, before loading a model, for the full effect: applied after a large load, the top pad
+//! costs more page faults than it saves (MiniLM bench: 252k faults when first called from the
+//! first `Graph`, 70k when called at start, 260k with glibc's defaults); the `lithe` CLI does so. It does nothing on non-glibc
 //! targets.
 
 use std::sync::Once;
