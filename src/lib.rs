@@ -8,9 +8,11 @@
 //! - [`io`]: safetensors weights, JSON configs, Hugging Face BERT directories;
 //! - [`train`]: training loops (ViT on images, BERT on text), evaluation, saving a run;
 //! - [`error`]: the one error type, [`Error`];
+//! - [`alloc`]: glibc malloc thresholds that keep freed tensor memory for reuse;
 //! - `cuda` (feature `cuda`): fp16 tensor-core kernels on NVIDIA GPUs.
 pub use lithe_kernels as kernels;
 
+pub mod alloc;
 pub mod autograd;
 #[cfg(feature = "cuda")]
 pub mod cuda;

@@ -115,7 +115,10 @@ impl Graph {
     }
 
     /// A training graph whose dropout masks are drawn from an RNG seeded with `seed`.
+    ///
+    /// The first graph of a process also calls [`crate::alloc::tune_allocator`].
     pub fn with_seed(seed: u64) -> Self {
+        crate::alloc::tune_allocator();
         Graph {
             id: NEXT_GRAPH_ID.fetch_add(1, Ordering::Relaxed),
             inner: RefCell::new(Inner {
