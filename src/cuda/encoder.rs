@@ -13,7 +13,8 @@
 //! shape repeats; a forward of another shape reallocates it once (the launchers take exactly
 //! sized tensors).
 
-use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
+use std::sync::Arc;
 
 use super::device::{CudaDevice, DeviceTensor};
 use super::error::{Result, ensure};
@@ -313,7 +314,7 @@ impl CudaEncoder {
         let split = dev.function(KernelSource::Elementwise, "qkv_split_heads_f16", 0)?;
         let merge = dev.function(KernelSource::Elementwise, "merge_heads_f16", 0)?;
         let addln = dev.function(KernelSource::Elementwise, "add_layernorm_f16", 0)?;
-        let (bi, ti, nhi, di, hi) = (b as i32, t as i32, nh as i32, d as i32, h as i32);
+        let (bi, ti, nhi, di) = (b as i32, t as i32, nh as i32, d as i32);
         let stride_cfg = |n: usize| LaunchConfig {
             grid_dim: (n.div_ceil(256).min(1 << 16) as u32, 1, 1),
             block_dim: (256, 1, 1),
@@ -366,21 +367,16 @@ impl CudaEncoder {
                 Epilogue::Bias,
                 &mut ws.t,
             )?;
-            {
-                let mut lb = s.launch_builder(&addln);
-                lb.arg(&mut ws.y.buf)
-                    .arg(&ws.t.buf)
-                    .arg(&ws.x.buf)
-                    .arg(&l.ln1_g.buf)
-                    .arg(&l.ln1_b.buf)
-                    .arg(&rows)
-                    .arg(&hi)
-                    .arg(&l.eps1);
-                // SAFETY: matches `add_layernorm_f16(f16* out, const f16* a, const f16* r,
-                // const f16* gamma, const f16* beta, int rows, int cols, float eps)`; out, a, r
-                // hold rows*H, gamma and beta H elements; out aliases neither input.
-                unsafe { lb.launch(row_cfg) }?;
-            }
+            // y = LN1(t + x)
+            add_layernorm(
+                s,
+                &addln,
+                row_cfg,
+                &mut ws.y,
+                &ws.t,
+                &ws.x,
+                (&l.ln1_g, &l.ln1_b, l.eps1),
+            )?;
             gemm(
                 dev,
                 &ws.y,
@@ -399,19 +395,16 @@ impl CudaEncoder {
                 Epilogue::Bias,
                 &mut ws.t,
             )?;
-            {
-                let mut lb = s.launch_builder(&addln);
-                lb.arg(&mut ws.x.buf)
-                    .arg(&ws.t.buf)
-                    .arg(&ws.y.buf)
-                    .arg(&l.ln2_g.buf)
-                    .arg(&l.ln2_b.buf)
-                    .arg(&rows)
-                    .arg(&hi)
-                    .arg(&l.eps2);
-                // SAFETY: as above (out = x, a = t, r = y: three distinct buffers).
-                unsafe { lb.launch(row_cfg) }?;
-            }
+            // x = LN2(t + y)
+            add_layernorm(
+                s,
+                &addln,
+                row_cfg,
+                &mut ws.x,
+                &ws.t,
+                &ws.y,
+                (&l.ln2_g, &l.ln2_b, l.eps2),
+            )?;
         }
         Ok(&ws.x)
     }
@@ -458,4 +451,45 @@ impl CudaEncoder {
             })
             .collect())
     }
+}
+
+/// `out = LayerNorm(a + r)` with `(gamma, beta, eps)`, over rows of the last dimension: one
+/// launch of `add_layernorm_f16`. `out`, `a` and `r` are `[rows, H]`, gamma and beta `[H]`;
+/// `out` is a distinct buffer (`&mut` borrow), so it aliases neither input.
+fn add_layernorm(
+    s: &Arc<CudaStream>,
+    f: &CudaFunction,
+    cfg: LaunchConfig,
+    out: &mut DeviceTensor,
+    a: &DeviceTensor,
+    r: &DeviceTensor,
+    (gamma, beta, eps): (&DeviceTensor, &DeviceTensor, f32),
+) -> Result<()> {
+    let cols = *gamma.shape().last().unwrap_or(&0);
+    ensure!(
+        cols > 0
+            && beta.shape() == gamma.shape()
+            && [&a.shape(), &r.shape()]
+                .iter()
+                .all(|sh| sh.iter().product::<usize>() == out.shape().iter().product::<usize>()),
+        "add_layernorm: operand shapes disagree"
+    );
+    let (rows, cols) = (
+        (out.shape().iter().product::<usize>() / cols) as i32,
+        cols as i32,
+    );
+    let mut lb = s.launch_builder(f);
+    lb.arg(&mut out.buf)
+        .arg(&a.buf)
+        .arg(&r.buf)
+        .arg(&gamma.buf)
+        .arg(&beta.buf)
+        .arg(&rows)
+        .arg(&cols)
+        .arg(&eps);
+    // SAFETY: matches `add_layernorm_f16(f16* out, const f16* a, const f16* r, const f16* gamma,
+    // const f16* beta, int rows, int cols, float eps)`; out, a, r hold rows*cols elements and
+    // gamma, beta cols (checked above); out aliases neither input.
+    unsafe { lb.launch(cfg) }?;
+    Ok(())
 }
