@@ -29,9 +29,11 @@
 //! Gradient contract of every backward closure (llm.c's rule): it receives one slot per input,
 //! `Some(accumulator)` when that input needs a gradient, and ADDS (`+=`) its contribution.
 
+mod grad_slot;
 pub mod ops;
 mod param;
 
+pub use grad_slot::GradSlot;
 pub use ops::loss::CrossEntropyOptions;
 pub use param::Param;
 
@@ -40,11 +42,10 @@ use crate::tensor::{Rng, Tensor};
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// A backward closure: `(dinputs, dout, inputs, out)`, accumulating into `dinputs[i]` where it
-/// is `Some`. `inputs` and `out` are the forward's values. `Send`, so a whole graph can move to
+/// A backward closure: `(dinputs, dout, inputs, out)`, adding into each wanted `dinputs[i]`. `inputs` and `out` are the forward's values. `Send`, so a whole graph can move to
 /// another thread (e.g. one graph per data-parallel worker).
 pub(crate) type BackwardFn =
-    Box<dyn Fn(&mut [Option<Tensor>], &Tensor, &[&Tensor], &Tensor) -> Result<()> + Send>;
+    Box<dyn Fn(&mut [GradSlot], &Tensor, &[&Tensor], &Tensor) -> Result<()> + Send>;
 
 /// A handle to a value on a [`Graph`]'s tape. Cheap to copy; only valid with its own graph
 /// (using it with another graph is an [`Error::Graph`]).
@@ -271,9 +272,7 @@ impl Graph {
         op: &'static str,
         value: Tensor,
         inputs: &[Var],
-        backward: impl Fn(&mut [Option<Tensor>], &Tensor, &[&Tensor], &Tensor) -> Result<()>
-        + Send
-        + 'static,
+        backward: impl Fn(&mut [GradSlot], &Tensor, &[&Tensor], &Tensor) -> Result<()> + Send + 'static,
     ) -> Result<Var> {
         for &v in inputs {
             self.check(v)?;
@@ -348,23 +347,23 @@ impl Graph {
                 continue;
             };
             // One slot per input; a repeated input gets a fresh slot after its first one.
-            let mut dins: Vec<Option<Tensor>> = Vec::with_capacity(node.inputs.len());
+            let mut dins: Vec<GradSlot> = Vec::with_capacity(node.inputs.len());
             for (k, &j) in node.inputs.iter().enumerate() {
                 let input = &nodes[j];
                 dins.push(if !input.requires_grad {
-                    None
+                    GradSlot::Unused
                 } else if node.inputs[..k].contains(&j) {
-                    Some(Tensor::zeros(input.value.shape()))
+                    GradSlot::Zero(input.value.shape().to_vec())
                 } else {
-                    Some(
-                        grads[j]
-                            .take()
-                            .unwrap_or_else(|| Tensor::zeros(input.value.shape())),
-                    )
+                    match grads[j].take() {
+                        Some(g) => GradSlot::Sum(g),
+                        None => GradSlot::Zero(input.value.shape().to_vec()),
+                    }
                 });
             }
             let ins: Vec<&Tensor> = node.inputs.iter().map(|&j| &nodes[j].value).collect();
             bw(&mut dins, &dout, &ins, &node.value)?;
+            drop(dout); // its buffer may now be owned by a slot alone: adds then copy nothing
             assert_eq!(
                 dins.len(),
                 node.inputs.len(),
@@ -372,7 +371,9 @@ impl Graph {
                 node.op
             );
             for (slot, &j) in dins.into_iter().zip(&node.inputs) {
-                let Some(g) = slot else { continue };
+                let Some(g) = slot.into_tensor() else {
+                    continue;
+                };
                 assert_eq!(
                     g.shape(),
                     nodes[j].value.shape(),

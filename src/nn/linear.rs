@@ -91,13 +91,10 @@ impl Linear {
     }
 
     /// `x[..., in] -> [..., out]`: one GEMM over all leading rows with `W` read transposed
-    /// in place (`matmul_t`), then the broadcast bias.
+    /// in place, accumulating onto the broadcast bias ([`Graph::linear`]).
     pub fn forward(&self, g: &Graph, x: Var) -> Result<Var> {
-        let y = g.matmul_t(x, g.param(&self.weight))?; // [..., out]
-        match &self.bias {
-            Some(b) => g.add(y, g.param(b)),
-            None => Ok(y),
-        }
+        let bias = self.bias.as_ref().map(|b| g.param(b));
+        g.linear(x, g.param(&self.weight), bias) // [..., out]
     }
 }
 

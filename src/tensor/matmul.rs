@@ -159,6 +159,45 @@ pub fn matmul_ex(a: &Tensor, ta: bool, b: &Tensor, tb: bool) -> Result<Tensor> {
     Ok(c)
 }
 
+/// A Linear layer's `x[..., in] @ w[out, in]^T + bias[out] -> [..., out]`. The output starts as
+/// the bias repeated over the rows and the GEMM accumulates onto it (beta = 1), so the bias costs
+/// no pass of its own and the output is never zero-filled. [`Error::Shape`] unless `x` has rank
+/// >= 2, `w` is `[out, in]` and `bias` is `[out]`.
+pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    const OP: &str = "linear";
+    let ok = x.rank() >= 2
+        && w.rank() == 2
+        && w.shape()[1] == x.shape()[x.rank() - 1]
+        && bias.is_none_or(|b| b.shape() == [w.shape()[0]]);
+    if !ok {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "x {:?}, weight {:?}, bias {:?}: need x [..., in], weight [out, in], bias [out]",
+                x.shape(),
+                w.shape(),
+                bias.map(|b| b.shape())
+            ),
+        ));
+    }
+    let outputs = w.shape()[0];
+    let rows: usize = x.shape()[..x.rank() - 1].iter().product();
+    let mut shape = x.shape().to_vec();
+    *shape.last_mut().expect("rank >= 2") = outputs;
+    let mut out = match bias {
+        Some(b) if outputs > 0 => {
+            let mut data = Vec::with_capacity(rows * outputs);
+            for _ in 0..rows {
+                data.extend_from_slice(b.data());
+            }
+            Tensor::from_vec(data, &shape)?
+        }
+        _ => Tensor::zeros(&shape),
+    };
+    gemm_into(x, false, w, true, &mut out, GemmMode::Accumulate)?;
+    Ok(out)
+}
+
 /// `a @ b`: `[..., M, K] x [..., K, N] -> [..., M, N]`.
 pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     matmul_ex(a, false, b, false)

@@ -135,3 +135,40 @@ fn attention_scores_and_mix() {
         },
     );
 }
+
+#[test]
+fn linear_with_and_without_bias() {
+    // x[B, T, in] @ W[out, in]^T + b[out] in one op: dx, dW and db (summed over B and T).
+    check(
+        "linear-op",
+        &[randn(&[2, 3, 4], 69), randn(&[5, 4], 70), randn(&[5], 71)],
+        |g, v| g.linear(v[0], v[1], Some(v[2])),
+        |x| r::binary(&r::matmul(&x[0], false, &x[1], true), &x[2], |p, q| p + q),
+    );
+    check(
+        "linear-op-2d-no-bias",
+        &[randn(&[3, 4], 72), randn(&[2, 4], 73)],
+        |g, v| g.linear(v[0], v[1], None),
+        |x| r::matmul(&x[0], false, &x[1], true),
+    );
+}
+
+#[test]
+fn linear_rejects_mismatched_shapes() {
+    let g = lithe::Graph::new();
+    let x = g.variable(randn(&[2, 3, 4], 74));
+    for (w, b) in [
+        (randn(&[5, 3], 75), None),                  // in differs
+        (randn(&[5, 4], 75), Some(randn(&[4], 76))), // bias length differs
+        (randn(&[5, 4, 1], 75), None),               // weight not 2-D
+    ] {
+        let (w, b) = (g.variable(w), b.map(|b| g.variable(b)));
+        assert!(matches!(g.linear(x, w, b), Err(lithe::Error::Shape { .. })));
+    }
+    let v = g.variable(randn(&[4], 77)); // rank 1 input
+    let w = g.variable(randn(&[5, 4], 78));
+    assert!(matches!(
+        g.linear(v, w, None),
+        Err(lithe::Error::Shape { .. })
+    ));
+}

@@ -3,7 +3,6 @@
 //! For broadcasting ops the backward sums the output gradient over the broadcast dimensions
 //! ([`crate::tensor::sum_to_shape`]) before adding it into an input's gradient.
 
-use super::accumulate;
 use crate::autograd::{Graph, Var};
 use crate::error::Result;
 use crate::tensor::{self, Tensor};
@@ -14,8 +13,8 @@ impl Graph {
         let out = tensor::add(&self.value(a)?, &self.value(b)?)?;
         self.record("add", out, &[a, b], |d, dout, _ins, _out| {
             // da += dout, db += dout (each summed to its shape)
-            accumulate(&mut d[0], dout)?;
-            accumulate(&mut d[1], dout)
+            d[0].add(dout)?;
+            d[1].add(dout)
         })
     }
 
@@ -24,8 +23,11 @@ impl Graph {
         let out = tensor::sub(&self.value(a)?, &self.value(b)?)?;
         self.record("sub", out, &[a, b], |d, dout, _ins, _out| {
             // da += dout, db -= dout
-            accumulate(&mut d[0], dout)?;
-            accumulate(&mut d[1], &dout.scale(-1.0))
+            d[0].add(dout)?;
+            if d[1].is_wanted() {
+                d[1].add(&dout.scale(-1.0))?;
+            }
+            Ok(())
         })
     }
 
@@ -34,11 +36,11 @@ impl Graph {
         let out = tensor::mul(&self.value(a)?, &self.value(b)?)?;
         self.record("mul", out, &[a, b], |d, dout, ins, _out| {
             // da += dout * b, db += dout * a
-            if d[0].is_some() {
-                accumulate(&mut d[0], &tensor::mul(dout, ins[1])?)?;
+            if d[0].is_wanted() {
+                d[0].add(&tensor::mul(dout, ins[1])?)?;
             }
-            if d[1].is_some() {
-                accumulate(&mut d[1], &tensor::mul(dout, ins[0])?)?;
+            if d[1].is_wanted() {
+                d[1].add(&tensor::mul(dout, ins[0])?)?;
             }
             Ok(())
         })
@@ -49,12 +51,12 @@ impl Graph {
         let out = tensor::div(&self.value(a)?, &self.value(b)?)?;
         self.record("div", out, &[a, b], |d, dout, ins, out| {
             // da += dout / b, db += -dout * a / b^2 = -dout * out / b
-            if d[0].is_some() {
-                accumulate(&mut d[0], &tensor::div(dout, ins[1])?)?;
+            if d[0].is_wanted() {
+                d[0].add(&tensor::div(dout, ins[1])?)?;
             }
-            if d[1].is_some() {
+            if d[1].is_wanted() {
                 let g = tensor::div(&tensor::mul(dout, out)?, ins[1])?;
-                accumulate(&mut d[1], &g.scale(-1.0))?;
+                d[1].add(&g.scale(-1.0))?;
             }
             Ok(())
         })
@@ -64,7 +66,7 @@ impl Graph {
     pub fn add_scalar(&self, x: Var, s: f32) -> Result<Var> {
         let out = self.value(x)?.map(|v| v + s);
         self.record("add_scalar", out, &[x], |d, dout, _ins, _out| {
-            accumulate(&mut d[0], dout)
+            d[0].add(dout)
         })
     }
 
@@ -72,7 +74,10 @@ impl Graph {
     pub fn mul_scalar(&self, x: Var, s: f32) -> Result<Var> {
         let out = self.value(x)?.scale(s);
         self.record("mul_scalar", out, &[x], move |d, dout, _ins, _out| {
-            accumulate(&mut d[0], &dout.scale(s))
+            if d[0].is_wanted() {
+                d[0].add(&dout.scale(s))?;
+            }
+            Ok(())
         })
     }
 
@@ -92,7 +97,7 @@ impl Graph {
         let out = self.value(x)?.map(f);
         self.record(op, out, &[x], move |d, dout, ins, out| {
             // dx += dout * f'(x)
-            if let Some(dx) = &mut d[0] {
+            if let Some(dx) = d[0].sum_mut() {
                 let (xs, ys, gs) = (ins[0].data(), out.data(), dout.data());
                 for (i, v) in dx.data_mut().iter_mut().enumerate() {
                     *v += gs[i] * df(xs[i], ys[i]);

@@ -12,8 +12,8 @@ impl Graph {
         let out = self.value(x)?.reshape(shape)?;
         self.record("reshape", out, &[x], |d, dout, ins, _out| {
             // dx += dout viewed as x's shape
-            if let Some(dx) = &mut d[0] {
-                dx.add_assign(&dout.reshape(ins[0].shape())?)?;
+            if d[0].is_wanted() {
+                d[0].add(&dout.reshape(ins[0].shape())?)?;
             }
             Ok(())
         })
@@ -24,8 +24,8 @@ impl Graph {
         let out = tensor::transpose(&self.value(x)?, a0, a1)?;
         self.record("transpose", out, &[x], move |d, dout, _ins, _out| {
             // dx += dout with the same two axes swapped back
-            if let Some(dx) = &mut d[0] {
-                dx.add_assign(&tensor::transpose(dout, a0, a1)?)?;
+            if d[0].is_wanted() {
+                d[0].add(&tensor::transpose(dout, a0, a1)?)?;
             }
             Ok(())
         })
@@ -40,8 +40,8 @@ impl Graph {
         }
         self.record("permute", out, &[x], move |d, dout, _ins, _out| {
             // dx += dout permuted by the inverse permutation
-            if let Some(dx) = &mut d[0] {
-                dx.add_assign(&tensor::permute(dout, &inverse)?)?;
+            if d[0].is_wanted() {
+                d[0].add(&tensor::permute(dout, &inverse)?)?;
             }
             Ok(())
         })
@@ -53,7 +53,7 @@ impl Graph {
         let out = tensor::slice(&self.value(x)?, axis, start, end)?;
         self.record("slice", out, &[x], move |d, dout, _ins, _out| {
             // dx[.., start..end, ..] += dout
-            if let Some(dx) = &mut d[0] {
+            if let Some(dx) = d[0].sum_mut() {
                 slice_add_assign(dx, axis, start, dout);
             }
             Ok(())
@@ -73,8 +73,8 @@ impl Graph {
             let mut start = 0;
             for (slot, x) in d.iter_mut().zip(ins) {
                 let len = x.shape()[axis];
-                if let Some(dx) = slot {
-                    dx.add_assign(&tensor::slice(dout, axis, start, start + len)?)?;
+                if slot.is_wanted() {
+                    slot.add(&tensor::slice(dout, axis, start, start + len)?)?;
                 }
                 start += len;
             }
@@ -89,7 +89,7 @@ impl Graph {
         let indices = indices.to_vec();
         self.record("index_select", out, &[x], move |d, dout, _ins, _out| {
             // dx[.., indices[i], ..] += dout[.., i, ..] (scatter-add)
-            if let Some(dx) = &mut d[0] {
+            if let Some(dx) = d[0].sum_mut() {
                 scatter_add_assign(dx, axis, &indices, dout);
             }
             Ok(())
@@ -108,11 +108,9 @@ impl Graph {
             &[base, src],
             move |d, dout, _ins, _out| {
                 // dbase += dout, dsrc += dout[.., indices, ..] (gather)
-                if let Some(dbase) = &mut d[0] {
-                    dbase.add_assign(dout)?;
-                }
-                if let Some(dsrc) = &mut d[1] {
-                    dsrc.add_assign(&tensor::index_select(dout, axis, &indices)?)?;
+                d[0].add(dout)?;
+                if d[1].is_wanted() {
+                    d[1].add(&tensor::index_select(dout, axis, &indices)?)?;
                 }
                 Ok(())
             },

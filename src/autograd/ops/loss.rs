@@ -84,7 +84,7 @@ impl Graph {
         let ignore = opts.ignore_index;
         self.record(OP, out, &[logits], move |d, dout, _ins, _out| {
             // dlogits[r, :] += dout / count * (softmax[r, :] - q[r, :]) on valid rows
-            if let Some(dl) = &mut d[0] {
+            if let Some(dl) = d[0].sum_mut() {
                 let scale = dout.data()[0] / count as f32;
                 let lp = logp.data();
                 let dl = dl.data_mut();
@@ -122,12 +122,8 @@ impl Graph {
             // da += dout * 2 (a - b) / n, db -= the same
             let diff = tensor::sub(ins[0], ins[1])?;
             let scale = 2.0 * dout.data()[0] / n as f32;
-            if let Some(da) = &mut d[0] {
-                da.axpy_assign(scale, &diff)?;
-            }
-            if let Some(db) = &mut d[1] {
-                db.axpy_assign(-scale, &diff)?;
-            }
+            d[0].axpy(scale, &diff)?;
+            d[1].axpy(-scale, &diff)?;
             Ok(())
         })
     }
@@ -168,13 +164,13 @@ impl Graph {
                 let scale = dout.data()[0] / batch as f32;
                 let (lq, p) = (ins[0].data(), ins[1].data());
                 // dlog_input += -p * dout / batch
-                if let Some(dl) = &mut d[0] {
+                if let Some(dl) = d[0].sum_mut() {
                     for (g, &p) in dl.data_mut().iter_mut().zip(p) {
                         *g -= scale * p;
                     }
                 }
                 // dtarget += (ln p + 1 - log_input) * dout / batch, 0 where p == 0
-                if let Some(dp) = &mut d[1] {
+                if let Some(dp) = d[1].sum_mut() {
                     for ((g, &p), &l) in dp.data_mut().iter_mut().zip(p).zip(lq) {
                         if p != 0.0 {
                             *g += scale * (p.ln() + 1.0 - l);

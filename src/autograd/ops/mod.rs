@@ -1,8 +1,9 @@
 //! The ops of the tape, one file per group, each op's backward closure directly inside its
 //! forward (micrograd's habit), with llm.c's argument order: `(dinputs, dout, inputs, out)`.
 //!
-//! Every backward ADDS (`+=`) into the gradient slots of its inputs; a slot is `None` when that
-//! input needs no gradient. Composite ops (e.g. [`crate::autograd::Graph::neg`],
+//! Every backward ADDS (`+=`) into the gradient slots of its inputs
+//! ([`crate::autograd::GradSlot`]: unused when that input needs no gradient, an implicit zero
+//! until the first add). Composite ops (e.g. [`crate::autograd::Graph::neg`],
 //! [`crate::autograd::Graph::embedding`], [`crate::autograd::Graph::matmul_t`]) are written in
 //! terms of other ops and have no backward of their own.
 //!
@@ -21,16 +22,3 @@ pub mod loss;
 pub mod matmul;
 pub mod nn;
 pub mod reduce;
-
-use crate::error::Result;
-use crate::tensor::{Tensor, sum_to_shape};
-
-/// `slot += g`, first summing `g` down to the slot's shape (undoing a broadcast). Does nothing
-/// when the slot is `None` (that input needs no gradient).
-pub(crate) fn accumulate(slot: &mut Option<Tensor>, g: &Tensor) -> Result<()> {
-    if let Some(acc) = slot {
-        let shape = acc.shape().to_vec();
-        acc.add_assign(&sum_to_shape(g, &shape)?)?;
-    }
-    Ok(())
-}

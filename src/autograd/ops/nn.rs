@@ -4,12 +4,25 @@
 //! Shapes: `x` is `[..., C]`, seen as `rows x C` row-major; LayerNorm's weight and bias are
 //! `[C]`, its saved mean and rstd `[rows]`.
 
-use crate::autograd::{Graph, Var};
+use crate::autograd::{GradSlot, Graph, Var};
 use crate::error::{Error, Result};
 use crate::tensor::{self, Tensor};
 use lithe_kernels::gelu::{GeluKind, gelu_backward};
 use lithe_kernels::layernorm::layernorm_backward;
 use lithe_kernels::softmax::{log_softmax_backward, softmax_backward};
+
+/// The running sum of `slot` (zero-filled on first use), or a zeroed `scratch` buffer of
+/// `shape` when the input needs no gradient: for kernels that always write every output.
+fn or_scratch<'a>(
+    slot: &'a mut GradSlot,
+    scratch: &'a mut Option<Tensor>,
+    shape: &[usize],
+) -> &'a mut Tensor {
+    match slot.sum_mut() {
+        Some(t) => t,
+        None => scratch.insert(Tensor::zeros(shape)),
+    }
+}
 
 impl Graph {
     /// Softmax over the last axis (an empty last axis is [`Error::Empty`]).
@@ -17,7 +30,7 @@ impl Graph {
         let out = tensor::softmax(&self.value(x)?)?;
         self.record("softmax", out, &[x], |d, dout, _ins, y| {
             // dx += y * (dout - sum(dout * y)) per row
-            if let Some(dx) = &mut d[0] {
+            if let Some(dx) = d[0].sum_mut() {
                 let cols = *y.shape().last().unwrap_or(&1);
                 softmax_backward(dx.data_mut(), dout.data(), y.data(), cols)?;
             }
@@ -30,7 +43,7 @@ impl Graph {
         let out = tensor::log_softmax(&self.value(x)?)?;
         self.record("log_softmax", out, &[x], |d, dout, _ins, y| {
             // dx += dout - exp(y) * sum(dout) per row
-            if let Some(dx) = &mut d[0] {
+            if let Some(dx) = d[0].sum_mut() {
                 let cols = *y.shape().last().unwrap_or(&1);
                 log_softmax_backward(dx.data_mut(), dout.data(), y.data(), cols)?;
             }
@@ -52,14 +65,11 @@ impl Graph {
                     unreachable!("layernorm has three inputs")
                 };
                 let cols = ins[1].numel();
-                // The kernel accumulates into all three; a slot nobody wants gets a scratch buffer.
-                let wanted = [dx.is_some(), dw.is_some(), db.is_some()];
-                let scratch = |slot: &mut Option<Tensor>, shape: &[usize]| {
-                    slot.take().unwrap_or_else(|| Tensor::zeros(shape))
-                };
-                let mut gx = scratch(dx, ins[0].shape());
-                let mut gw = scratch(dw, &[cols]);
-                let mut gb = scratch(db, &[cols]);
+                // The kernel adds into all three; a slot nobody wants gets a scratch buffer.
+                let (mut sx, mut sw, mut sb) = (None, None, None);
+                let gx = or_scratch(dx, &mut sx, ins[0].shape());
+                let gw = or_scratch(dw, &mut sw, &[cols]);
+                let gb = or_scratch(db, &mut sb, &[cols]);
                 layernorm_backward(
                     gx.data_mut(),
                     gw.data_mut(),
@@ -71,11 +81,6 @@ impl Graph {
                     rstd.data(),
                     cols,
                 )?;
-                for ((slot, g), wanted) in [(dx, gx), (dw, gw), (db, gb)].into_iter().zip(wanted) {
-                    if wanted {
-                        *slot = Some(g);
-                    }
-                }
                 Ok(())
             },
         )
@@ -86,7 +91,7 @@ impl Graph {
         let out = tensor::gelu(&self.value(x)?, kind)?;
         self.record("gelu", out, &[x], move |d, dout, ins, _out| {
             // dx += gelu'(x) * dout
-            if let Some(dx) = &mut d[0] {
+            if let Some(dx) = d[0].sum_mut() {
                 gelu_backward(dx.data_mut(), ins[0].data(), dout.data(), kind)?;
             }
             Ok(())
@@ -118,8 +123,8 @@ impl Graph {
         let out = tensor::mul(&xv, &mask)?;
         self.record("dropout", out, &[x], move |d, dout, _ins, _out| {
             // dx += dout * mask / (1 - p)
-            if let Some(dx) = &mut d[0] {
-                dx.add_assign(&tensor::mul(dout, &mask)?)?;
+            if d[0].is_wanted() {
+                d[0].add(&tensor::mul(dout, &mask)?)?;
             }
             Ok(())
         })

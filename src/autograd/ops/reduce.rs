@@ -1,25 +1,26 @@
 //! Sums and means over axes.
 
+use crate::autograd::GradSlot;
 use crate::autograd::{Graph, Var};
 use crate::error::Result;
 use crate::tensor::{self, Tensor};
 
 /// `dx += broadcast(dout viewed with the reduced axes kept as 1) * scale`.
 fn spread(
-    slot: &mut Option<Tensor>,
+    slot: &mut GradSlot,
     dout: &Tensor,
     x_shape: &[usize],
     axes: &[usize],
     scale: f32,
 ) -> Result<()> {
-    if let Some(dx) = slot {
+    if slot.is_wanted() {
         let kept: Vec<usize> = x_shape
             .iter()
             .enumerate()
             .map(|(d, &n)| if axes.contains(&d) { 1 } else { n })
             .collect();
         let g = tensor::broadcast_to(&dout.reshape(&kept)?, x_shape)?;
-        dx.axpy_assign(scale, &g)?;
+        slot.axpy(scale, &g)?;
     }
     Ok(())
 }
