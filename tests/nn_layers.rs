@@ -132,6 +132,44 @@ fn attention_matches_per_head_reference() {
 }
 
 #[test]
+fn fused_attention_matches_the_composite_path_forward_and_backward() {
+    // `forward` takes the fused op (no head mask, no dropout, a per-key mask); `forward_parts`
+    // is the composite. Both must agree on the output and on every gradient.
+    let mut rng = Rng::new(10);
+    let att = MultiHeadAttention::new(12, 3, 0.0, "self", Init::Normal(0.3), &mut rng).unwrap();
+    let x = randn(&[2, 5, 12], 11);
+    let mask = AttentionMask::from_lengths(&[5, 3], 5).unwrap();
+    let run = |fused: bool| {
+        let g = Graph::new();
+        let xv = g.variable(x.clone());
+        let bias = g.constant(mask.additive_bias());
+        let y = if fused {
+            att.forward(&g, xv, Some(bias), None).unwrap()
+        } else {
+            att.forward_parts(&g, xv, Some(bias), None).unwrap().output
+        };
+        let w = g.constant(randn(&[2, 5, 12], 12));
+        g.backward(g.sum_all(g.mul(y, w).unwrap()).unwrap())
+            .unwrap();
+        let mut grads = vec![g.value(y).unwrap(), g.grad(xv).unwrap().unwrap()];
+        for (_, p) in att.named_params() {
+            grads.push(p.grad().unwrap());
+            p.zero_grad();
+        }
+        // The fused op records one node where the composite records a dozen.
+        (grads, g.len())
+    };
+    let ((fused, fused_nodes), (composite, composite_nodes)) = (run(true), run(false));
+    assert!(
+        fused_nodes < composite_nodes,
+        "{fused_nodes} vs {composite_nodes} nodes"
+    );
+    for (a, b) in fused.iter().zip(&composite) {
+        close(a, b, 2e-5);
+    }
+}
+
+#[test]
 fn head_mask_gradient_is_per_head() {
     let mut rng = Rng::new(8);
     let att = MultiHeadAttention::new(8, 4, 0.0, "self", Init::Normal(0.3), &mut rng).unwrap();

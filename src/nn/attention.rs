@@ -190,7 +190,31 @@ impl MultiHeadAttention {
         attn_bias: Option<Var>,
         head_mask: Option<Var>,
     ) -> Result<Var> {
-        Ok(self.forward_parts(g, x, attn_bias, head_mask)?.output)
+        // The fused op covers the common case; head masks (whose gradient is the point of
+        // them), attention dropout while training, and a bias that is not a per-key constant
+        // take the composite path, which is also the one that exposes every intermediate.
+        let dropout_active = self.dropout > 0.0 && g.is_training() && g.grad_enabled();
+        let per_key_bias = match attn_bias {
+            None => true,
+            Some(b) => {
+                let (bs, xs) = (g.shape(b)?, g.shape(x)?);
+                bs.len() == 4
+                    && bs[1..3] == [1, 1]
+                    && xs.len() == 3
+                    && bs[0] == xs[0]
+                    && bs[3] == xs[1]
+                    && !g.requires_grad(b)?
+            }
+        };
+        if head_mask.is_some() || dropout_active || !per_key_bias {
+            return Ok(self.forward_parts(g, x, attn_bias, head_mask)?.output);
+        }
+        let scale = 1.0 / (self.head_dim() as f32).sqrt();
+        let q = self.query.forward(g, x)?; // [B, T, H]
+        let k = self.key.forward(g, x)?;
+        let v = self.value.forward(g, x)?;
+        let context = g.attention(q, k, v, self.heads, scale, attn_bias)?; // [B, T, H]
+        self.dense.forward(g, context)
     }
 
     /// [`MultiHeadAttention::forward`], returning every intermediate value.

@@ -151,7 +151,29 @@ impl Block {
         attn_bias: Option<Var>,
         head_mask: Option<Var>,
     ) -> Result<Var> {
-        Ok(self.forward_traced(g, x, attn_bias, head_mask)?.output)
+        self.residuals(g, x, |h| {
+            let out = self.attention.forward(g, h, attn_bias, head_mask)?;
+            g.dropout(out, self.hidden_dropout)
+        })
+    }
+
+    /// The block around its attention: `attend` maps the attention input to its (dropped-out)
+    /// output; the norms, residuals and MLP are the same for the fast and the traced forward.
+    fn residuals(&self, g: &Graph, x: Var, attend: impl FnOnce(Var) -> Result<Var>) -> Result<Var> {
+        match self.norm {
+            NormPlacement::Post => {
+                let a = attend(x)?;
+                let x = self.attn_norm.forward(g, g.add(x, a)?)?; // LN(x + Attn(x))
+                let y = self.mlp.forward(g, x)?;
+                self.mlp_norm.forward(g, g.add(x, y)?) // LN(x + Mlp(x))
+            }
+            NormPlacement::Pre => {
+                let a = attend(self.attn_norm.forward(g, x)?)?;
+                let x = g.add(x, a)?; // x + Attn(LN(x))
+                let y = self.mlp.forward(g, self.mlp_norm.forward(g, x)?)?;
+                g.add(x, y) // x + Mlp(LN(x))
+            }
+        }
     }
 
     /// [`Block::forward`] with the attention's intermediate values.
@@ -162,25 +184,13 @@ impl Block {
         attn_bias: Option<Var>,
         head_mask: Option<Var>,
     ) -> Result<BlockTrace> {
-        let attend = |h: Var| -> Result<AttentionParts> {
-            let mut parts = self.attention.forward_parts(g, h, attn_bias, head_mask)?;
-            parts.output = g.dropout(parts.output, self.hidden_dropout)?;
-            Ok(parts)
-        };
-        let (output, attention) = match self.norm {
-            NormPlacement::Post => {
-                let parts = attend(x)?;
-                let x = self.attn_norm.forward(g, g.add(x, parts.output)?)?; // LN(x + Attn(x))
-                let y = self.mlp.forward(g, x)?;
-                (self.mlp_norm.forward(g, g.add(x, y)?)?, parts) // LN(x + Mlp(x))
-            }
-            NormPlacement::Pre => {
-                let parts = attend(self.attn_norm.forward(g, x)?)?;
-                let x = g.add(x, parts.output)?; // x + Attn(LN(x))
-                let y = self.mlp.forward(g, self.mlp_norm.forward(g, x)?)?;
-                (g.add(x, y)?, parts) // x + Mlp(LN(x))
-            }
-        };
+        let mut parts = None;
+        let output = self.residuals(g, x, |h| {
+            let p = parts.insert(self.attention.forward_parts(g, h, attn_bias, head_mask)?);
+            p.output = g.dropout(p.output, self.hidden_dropout)?;
+            Ok(p.output)
+        })?;
+        let attention = parts.expect("residuals calls attend once");
         Ok(BlockTrace { output, attention })
     }
 }
@@ -240,8 +250,12 @@ impl Encoder {
         mask: Option<&AttentionMask>,
         head_masks: Option<&[Var]>,
     ) -> Result<Var> {
-        let traces = self.forward_traced(g, x, mask, head_masks)?;
-        Ok(traces.last().map_or(x, |t| t.output))
+        let bias = self.check_inputs(g, x, mask, head_masks)?;
+        let mut h = x;
+        for (i, layer) in self.layers.iter().enumerate() {
+            h = layer.forward(g, h, bias, head_masks.map(|hm| hm[i]))?;
+        }
+        Ok(h)
     }
 
     /// [`Encoder::forward`], returning every block's output and attention values (for layer-wise
@@ -253,6 +267,26 @@ impl Encoder {
         mask: Option<&AttentionMask>,
         head_masks: Option<&[Var]>,
     ) -> Result<Vec<BlockTrace>> {
+        let bias = self.check_inputs(g, x, mask, head_masks)?;
+        let mut traces = Vec::with_capacity(self.layers.len());
+        let mut h = x;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let trace = layer.forward_traced(g, h, bias, head_masks.map(|hm| hm[i]))?;
+            h = trace.output;
+            traces.push(trace);
+        }
+        Ok(traces)
+    }
+
+    /// Checks the input `[B, T, H]`, the mask and the head masks; returns the additive
+    /// attention bias of the mask.
+    fn check_inputs(
+        &self,
+        g: &Graph,
+        x: Var,
+        mask: Option<&AttentionMask>,
+        head_masks: Option<&[Var]>,
+    ) -> Result<Option<Var>> {
         let shape = g.shape(x)?;
         if shape.len() != 3 {
             return Err(Error::shape(
@@ -269,21 +303,13 @@ impl Encoder {
             ));
         }
         // [B, 1, 1, T], built once and shared by every layer.
-        let bias = match mask {
+        match mask {
             Some(m) => {
                 m.expect("Encoder::forward", shape[0], shape[1])?;
-                Some(g.constant(m.additive_bias()))
+                Ok(Some(g.constant(m.additive_bias())))
             }
-            None => None,
-        };
-        let mut traces = Vec::with_capacity(self.layers.len());
-        let mut h = x;
-        for (i, layer) in self.layers.iter().enumerate() {
-            let trace = layer.forward_traced(g, h, bias, head_masks.map(|hm| hm[i]))?;
-            h = trace.output;
-            traces.push(trace);
+            None => Ok(None),
         }
-        Ok(traces)
     }
 }
 

@@ -12,6 +12,7 @@
 //! kernels propagate them through IEEE arithmetic without checks (a NaN in a softmax row makes
 //! that whole row NaN). Use [`Tensor::check_finite`] where a caller wants an error instead.
 
+mod attention;
 mod elementwise;
 pub(crate) mod layout;
 mod matmul;
@@ -20,6 +21,8 @@ mod reduce;
 pub mod rng;
 pub mod shape;
 
+pub use attention::attention;
+pub(crate) use attention::{AttentionGrads, attention_backward};
 pub use elementwise::{add, broadcast_to, div, mul, sub, sum_to_shape};
 pub use layout::{concat, index_select, permute, scatter_add, slice, transpose};
 pub(crate) use matmul::{GemmMode, gemm_into};

@@ -5,6 +5,7 @@
 
 mod check;
 mod ops_arith;
+mod ops_attention;
 mod ops_layout;
 mod ops_loss;
 mod ops_matmul;

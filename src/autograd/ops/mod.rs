@@ -12,11 +12,13 @@
 //! - [`reduce`]: sum, mean over axes (keepdim), sum_all, mean_all
 //! - [`layout`]: reshape, transpose, permute, slice, concat, index_select, scatter_add,
 //!   embedding
-//! - [`matmul`]: batched matmul with broadcast batch dims and transposed operands
+//! - [`matmul`]: batched matmul with broadcast batch dims and transposed operands; linear
+//! - [`attention`]: fused multi-head attention
 //! - [`nn`]: softmax, log_softmax, layernorm, gelu, dropout
 //! - [`loss`]: cross_entropy, mse, kl_div
 
 pub mod arith;
+pub mod attention;
 pub mod layout;
 pub mod loss;
 pub mod matmul;
