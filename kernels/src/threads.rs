@@ -64,6 +64,16 @@ pub(crate) fn pool(n: usize) -> Arc<ThreadPool> {
     pool
 }
 
+/// Runs `f` on lithe's pool (sized [`num_threads`]), so rayon's parallel iterators inside it use
+/// that many threads; with one thread `f` simply runs on the caller. Work split this way must call
+/// the kernels single-threaded (e.g. `GemmOptions { threads: Some(1), .. }`).
+pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    match num_threads() {
+        0 | 1 => f(),
+        n => pool(n).install(f),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,5 +86,14 @@ mod tests {
         set_num_threads(0);
         assert_eq!(num_threads(), default_threads());
         assert!(num_threads() >= 1);
+    }
+
+    #[test]
+    fn install_runs_on_a_pool_of_the_requested_size() {
+        set_num_threads(2);
+        assert_eq!(install(rayon::current_num_threads), 2);
+        set_num_threads(1);
+        assert_eq!(install(|| 7), 7);
+        set_num_threads(0);
     }
 }

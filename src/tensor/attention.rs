@@ -9,7 +9,8 @@
 use super::Tensor;
 use crate::error::{Error, Result};
 use lithe_kernels::softmax::{softmax_backward, softmax_forward};
-use lithe_kernels::{MatMut, MatRef, sgemm};
+use lithe_kernels::{GemmOptions, MatMut, MatRef, sgemm_with, threads};
+use rayon::prelude::*;
 
 /// Sizes of one attention call, checked once.
 #[derive(Clone, Copy, Debug)]
@@ -17,7 +18,6 @@ struct Dims {
     batch: usize,
     seq: usize,
     width: usize,
-    heads: usize,
     head_dim: usize,
 }
 
@@ -68,16 +68,15 @@ impl Dims {
             batch,
             seq,
             width,
-            heads,
             head_dim: width / heads,
         })
     }
 
-    /// Head `h` of sample `b` in a `[B, T, H]` buffer: `T x d`, row stride `H`.
-    fn head<'a>(&self, data: &'a [f32], b: usize, h: usize) -> Result<MatRef<'a>> {
-        let at = b * self.seq * self.width + h * self.head_dim;
+    /// Head `h` of one sample's `[T, H]` rows: `T x d`, row stride `H`.
+    fn head<'a>(&self, sample: &'a [f32], h: usize) -> Result<MatRef<'a>> {
+        let at = h * self.head_dim;
         Ok(MatRef::new(
-            &data[at..],
+            &sample[at..],
             self.seq,
             self.head_dim,
             self.width,
@@ -85,10 +84,10 @@ impl Dims {
         )?)
     }
 
-    fn head_mut<'a>(&self, data: &'a mut [f32], b: usize, h: usize) -> Result<MatMut<'a>> {
-        let at = b * self.seq * self.width + h * self.head_dim;
+    fn head_mut<'a>(&self, sample: &'a mut [f32], h: usize) -> Result<MatMut<'a>> {
+        let at = h * self.head_dim;
         Ok(MatMut::new(
-            &mut data[at..],
+            &mut sample[at..],
             self.seq,
             self.head_dim,
             self.width,
@@ -96,11 +95,27 @@ impl Dims {
         )?)
     }
 
-    /// The `T x T` probability block of `(b, h)` in a `[B, heads, T, T]` buffer.
-    fn block(&self, b: usize, h: usize) -> std::ops::Range<usize> {
-        let tt = self.seq * self.seq;
-        let at = (b * self.heads + h) * tt;
-        at..at + tt
+    /// Elements of one sample in a `[B, T, H]` buffer.
+    fn sample_len(&self) -> usize {
+        self.seq * self.width
+    }
+}
+
+/// Samples run in parallel on lithe's pool; the GEMMs inside each stay single-threaded.
+const SERIAL_GEMM: GemmOptions = GemmOptions {
+    isa: None,
+    threads: Some(1),
+};
+
+fn gemm(alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: MatMut<'_>) -> Result<()> {
+    Ok(sgemm_with(&SERIAL_GEMM, alpha, a, b, beta, c)?)
+}
+
+/// One optional `[B, T, H]` gradient split into per-sample chunks (all `None` when not wanted).
+fn per_sample(grad: Option<&mut Tensor>, batch: usize, len: usize) -> Vec<Option<&mut [f32]>> {
+    match grad {
+        Some(g) => g.data_mut().chunks_mut(len.max(1)).map(Some).collect(),
+        None => (0..batch).map(|_| None).collect(),
     }
 }
 
@@ -115,22 +130,17 @@ pub fn attention(
     key_bias: Option<&Tensor>,
 ) -> Result<(Tensor, Tensor)> {
     let dims = Dims::check(q, k, v, heads, key_bias)?;
-    let (t, n) = (dims.seq, dims.batch * dims.heads);
+    let (t, len) = (dims.seq, dims.sample_len());
     let mut out = vec![0f32; q.numel()];
-    let mut probs = vec![0f32; n * t * t];
-    let mut logits = vec![0f32; t * t];
+    let mut probs = vec![0f32; dims.batch * heads * t * t];
     let (qd, kd, vd) = (q.data(), k.data(), v.data());
-    for b in 0..dims.batch {
-        for h in 0..heads {
+    let sample = |b: usize, out_b: &mut [f32], probs_b: &mut [f32]| -> Result<()> {
+        let (q_b, k_b, v_b) = (&qd[b * len..], &kd[b * len..], &vd[b * len..]);
+        let mut logits = vec![0f32; t * t];
+        for (h, p) in probs_b.chunks_exact_mut(t * t).enumerate() {
             // S = scale * Q_h K_h^T (+ bias on every row), P = softmax(S) row by row.
             let s = MatMut::row_major(&mut logits, t, t)?;
-            sgemm(
-                scale,
-                dims.head(qd, b, h)?,
-                dims.head(kd, b, h)?.t(),
-                0.0,
-                s,
-            )?;
+            gemm(scale, dims.head(q_b, h)?, dims.head(k_b, h)?.t(), 0.0, s)?;
             if let Some(bias) = key_bias {
                 let row_bias = &bias.data()[b * t..(b + 1) * t];
                 for row in logits.chunks_exact_mut(t) {
@@ -139,18 +149,20 @@ pub fn attention(
                     }
                 }
             }
-            let p = &mut probs[dims.block(b, h)];
             softmax_forward(p, &logits, t)?;
             // O_h = P V_h, written into its column block of out.
             let p = MatRef::row_major(p, t, t)?;
-            sgemm(
-                1.0,
-                p,
-                dims.head(vd, b, h)?,
-                0.0,
-                dims.head_mut(&mut out, b, h)?,
-            )?;
+            gemm(1.0, p, dims.head(v_b, h)?, 0.0, dims.head_mut(out_b, h)?)?;
         }
+        Ok(())
+    };
+    if dims.batch > 0 && len > 0 && t > 0 {
+        threads::install(|| {
+            out.par_chunks_mut(len)
+                .zip(probs.par_chunks_mut(heads * t * t))
+                .enumerate()
+                .try_for_each(|(b, (out_b, probs_b))| sample(b, out_b, probs_b))
+        })?;
     }
     Ok((
         Tensor::from_vec(out, q.shape())?,
@@ -181,49 +193,70 @@ pub(crate) fn attention_backward(
 ) -> Result<()> {
     let dims = Dims::check(q, k, v, heads, None)?;
     dout.expect_shape("attention backward", q.shape())?;
-    let t = dims.seq;
+    let (t, len, batch) = (dims.seq, dims.sample_len(), dims.batch);
     let AttentionGrads { dq, dk, dv } = grads;
-    let mut dq = dq.map(|g| g.data_mut());
-    let mut dk = dk.map(|g| g.data_mut());
-    let mut dv = dv.map(|g| g.data_mut());
+    let want_ds = dq.is_some() || dk.is_some();
     let (go, qd, kd, vd, pd) = (dout.data(), q.data(), k.data(), v.data(), probs.data());
-    let mut dp = vec![0f32; t * t];
-    let mut ds = vec![0f32; t * t];
-    for b in 0..dims.batch {
-        for h in 0..heads {
-            let p = MatRef::row_major(&pd[dims.block(b, h)], t, t)?;
-            let dout_h = dims.head(go, b, h)?;
-            if let Some(dv) = dv.as_deref_mut() {
-                sgemm(1.0, p.t(), dout_h, 1.0, dims.head_mut(dv, b, h)?)?; // dV += P^T dO
+    let sample = |b: usize,
+                  mut dq_b: Option<&mut [f32]>,
+                  mut dk_b: Option<&mut [f32]>,
+                  mut dv_b: Option<&mut [f32]>|
+     -> Result<()> {
+        let (q_b, k_b, v_b, go_b) = (
+            &qd[b * len..],
+            &kd[b * len..],
+            &vd[b * len..],
+            &go[b * len..],
+        );
+        let probs_b = &pd[b * heads * t * t..(b + 1) * heads * t * t];
+        let (mut dp, mut ds) = (vec![0f32; t * t], vec![0f32; t * t]);
+        for (h, p_h) in probs_b.chunks_exact(t * t).enumerate() {
+            let p = MatRef::row_major(p_h, t, t)?;
+            let dout_h = dims.head(go_b, h)?;
+            if let Some(dv) = dv_b.as_deref_mut() {
+                gemm(1.0, p.t(), dout_h, 1.0, dims.head_mut(dv, h)?)?; // dV += P^T dO
             }
-            if dq.is_none() && dk.is_none() {
+            if !want_ds {
                 continue;
             }
             // dP = dO V^T, then dS = P * (dP - rowsum(dP * P)) (added into a zeroed dS).
-            let dp_m = MatMut::row_major(&mut dp, t, t)?;
-            sgemm(1.0, dout_h, dims.head(vd, b, h)?.t(), 0.0, dp_m)?;
+            gemm(
+                1.0,
+                dout_h,
+                dims.head(v_b, h)?.t(),
+                0.0,
+                MatMut::row_major(&mut dp, t, t)?,
+            )?;
             ds.fill(0.0);
-            softmax_backward(&mut ds, &dp, &pd[dims.block(b, h)], t)?;
+            softmax_backward(&mut ds, &dp, p_h, t)?;
             let ds_m = MatRef::row_major(&ds, t, t)?;
-            if let Some(dq) = dq.as_deref_mut() {
-                sgemm(
-                    scale,
-                    ds_m,
-                    dims.head(kd, b, h)?,
-                    1.0,
-                    dims.head_mut(dq, b, h)?,
-                )?;
+            if let Some(dq) = dq_b.as_deref_mut() {
+                gemm(scale, ds_m, dims.head(k_b, h)?, 1.0, dims.head_mut(dq, h)?)?; // dQ += s dS K
             }
-            if let Some(dk) = dk.as_deref_mut() {
-                sgemm(
+            if let Some(dk) = dk_b.as_deref_mut() {
+                gemm(
                     scale,
                     ds_m.t(),
-                    dims.head(qd, b, h)?,
+                    dims.head(q_b, h)?,
                     1.0,
-                    dims.head_mut(dk, b, h)?,
-                )?;
+                    dims.head_mut(dk, h)?,
+                )?; // dK += s dS^T Q
             }
         }
+        Ok(())
+    };
+    if batch == 0 || len == 0 || t == 0 {
+        return Ok(());
     }
+    let work: Vec<_> = per_sample(dq, batch, len)
+        .into_iter()
+        .zip(per_sample(dk, batch, len))
+        .zip(per_sample(dv, batch, len))
+        .enumerate()
+        .collect();
+    threads::install(|| {
+        work.into_par_iter()
+            .try_for_each(|(b, ((dq_b, dk_b), dv_b))| sample(b, dq_b, dk_b, dv_b))
+    })?;
     Ok(())
 }

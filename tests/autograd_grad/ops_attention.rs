@@ -89,3 +89,26 @@ fn attention_rejects_bad_inputs() {
         Err(lithe::Error::InvalidArgument { .. })
     ));
 }
+
+#[test]
+fn attention_is_identical_for_any_thread_count() {
+    // Samples are split across threads; each sample's arithmetic is the same either way.
+    let inputs = [
+        randn(&[3, 5, 8], 89),
+        randn(&[3, 5, 8], 90),
+        randn(&[3, 5, 8], 91),
+    ];
+    let run = |threads: usize| {
+        lithe::kernels::threads::set_num_threads(threads);
+        let g = Graph::new();
+        let v: Vec<_> = inputs.iter().map(|t| g.variable(t.clone())).collect();
+        let y = g.attention(v[0], v[1], v[2], 2, 0.3, None).unwrap();
+        g.backward_from(y, randn(&[3, 5, 8], 92)).unwrap();
+        let mut out = vec![g.value(y).unwrap()];
+        out.extend(v.iter().map(|&x| g.grad(x).unwrap().unwrap()));
+        out
+    };
+    let (one, two) = (run(1), run(2));
+    lithe::kernels::threads::set_num_threads(0);
+    assert_eq!(one, two);
+}
