@@ -232,6 +232,91 @@ fn train_text_runs_one_epoch_on_a_tiny_tsv_and_evaluates() {
     assert!((row["accuracy"].as_f64().unwrap() - acc).abs() < 1e-4);
 }
 
+/// The real all-MiniLM-L6-v2 folder (`LITHE_MINILM_DIR`, exported by `scripts/test`); `None`
+/// with a note when unset, a failure when `LITHE_REQUIRE_MINILM` is set.
+fn minilm_dir() -> Option<PathBuf> {
+    let required = std::env::var("LITHE_REQUIRE_MINILM").is_ok_and(|v| !v.is_empty() && v != "0");
+    match std::env::var_os("LITHE_MINILM_DIR") {
+        Some(d) => Some(PathBuf::from(d)),
+        None if required => panic!("LITHE_REQUIRE_MINILM is set but LITHE_MINILM_DIR is not"),
+        None => {
+            eprintln!("NOTE: LITHE_MINILM_DIR is not set; the fine-tuning test did NOT run");
+            None
+        }
+    }
+}
+
+#[test]
+fn train_text_init_fine_tunes_the_imported_bert() {
+    let Some(minilm) = minilm_dir() else { return };
+    let dir = scratch("text-init");
+    let mut tsv = String::new();
+    for (label, text) in [
+        (1, "a wonderful , moving film"),
+        (0, "a dull and tedious mess"),
+    ] {
+        for _ in 0..4 {
+            tsv += &format!("{label}\t{text}\n");
+        }
+    }
+    let data = dir.join("data.tsv");
+    std::fs::write(&data, &tsv).unwrap();
+    let out_dir = dir.join("run");
+    let out = lithe_cli(&[
+        "train",
+        "text",
+        "--train",
+        data.to_str().unwrap(),
+        "--test",
+        data.to_str().unwrap(),
+        "--init",
+        minilm.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--batch",
+        "4",
+        "--max-len",
+        "12",
+        "--lr",
+        "1e-5",
+        "--threads",
+        "2",
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Two small steps from the pretrained weights: the saved encoder is MiniLM's, moved a
+    // little (a model trained from scratch would differ by O(0.02) everywhere), and the new
+    // classifier head is there.
+    let (ours, _) = io::read_safetensors(out_dir.join("model.safetensors")).unwrap();
+    let (theirs, _) = io::read_safetensors(minilm.join("model.safetensors")).unwrap();
+    let find = |named: &io::NamedTensors, suffix: &str| {
+        named
+            .iter()
+            .find(|(n, _)| n.ends_with(suffix))
+            .unwrap_or_else(|| panic!("no tensor named *{suffix}"))
+            .1
+            .clone()
+    };
+    for name in [
+        "encoder.layer.5.intermediate.dense.weight",
+        "embeddings.word_embeddings.weight",
+    ] {
+        let (a, b) = (find(&ours, name), find(&theirs, name));
+        assert_eq!(a.shape(), b.shape(), "{name}");
+        let d = a.max_abs_diff(&b).unwrap();
+        assert!(
+            d < 1e-3,
+            "{name} moved by {d}: not initialised from the import"
+        );
+    }
+    assert_eq!(find(&ours, "classifier.weight").shape(), [2, 384]);
+    let row: serde_json::Value =
+        serde_json::from_str(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
+    assert!((0.0..=1.0).contains(&row["test_accuracy"].as_f64().unwrap()));
+}
+
 #[test]
 fn bad_inputs_are_clear_errors() {
     let dir = scratch("bad");
