@@ -26,6 +26,8 @@ pub fn sgemm_kernels() -> KernelSet {
         pack_a: pack::pack_a::<MR>,
         pack_b: pack::pack_b::<NR>,
         ukernel: sgemm_ukernel_8x12,
+        ukernel_direct_a: None,
+        direct_a_max_n: 0,
     }
 }
 

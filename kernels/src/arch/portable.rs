@@ -40,3 +40,24 @@ pub unsafe fn sgemm_ukernel<const MR: usize, const NR: usize>(p: &UkernelParams)
     }
     unsafe { store_tile(p, &acc) };
 }
+
+/// The portable MR x NR micro-kernel reading A in place (the direct-A variant of the contract:
+/// A(i, p) at `a + i * rsa + p`, rows past `m` never read).
+///
+/// # Safety
+/// See the contract in `gemm::contract`.
+pub unsafe fn sgemm_ukernel_direct_a<const MR: usize, const NR: usize>(p: &UkernelParams) {
+    let mut acc = [[0.0f32; NR]; MR];
+    // SAFETY: the packed B panel holds `k * NR` values.
+    let b = unsafe { std::slice::from_raw_parts(p.b, p.k * NR) };
+    for (i, acc_row) in acc.iter_mut().enumerate().take(p.m) {
+        // SAFETY: row i < m of A holds `k` contiguous values.
+        let a = unsafe { std::slice::from_raw_parts(p.a.offset(i as isize * p.rsa), p.k) };
+        for (&ai, bp) in a.iter().zip(b.chunks_exact(NR)) {
+            for (acc_ij, &bj) in acc_row.iter_mut().zip(bp) {
+                *acc_ij += ai * bj;
+            }
+        }
+    }
+    unsafe { store_tile(p, &acc) };
+}
