@@ -103,6 +103,7 @@ pub fn ukernel_alone() {
         beta: 0.0,
         a: a.0.as_ptr(),
         rsa: 0,
+        csa: 0,
         b: b.0.as_ptr(),
         c: c.as_mut_ptr(),
         rsc: ks.nr as isize,

@@ -1,8 +1,8 @@
 //! Every GEMM path this machine supports (and the portable kernels with odd tiles) against the
 //! f64 triple loop in `reference.rs`, over shapes that straddle every tile and block edge, all
 //! four transpose combinations, row- and column-major C, and alpha/beta in {0, 1, other}.
-//! Every ISA runs both ways of feeding a row-major A to the micro-kernel (packed, and read in
-//! place by the direct-A kernel), and operands embedded in NaN-padded storage show any read
+//! Every ISA runs both ways of feeding A to the micro-kernel (packed, and read in place by the
+//! direct-A kernel), and operands embedded in NaN-padded storage show any read
 //! outside a view (the padding would poison C) and any write outside C.
 
 use lithe_kernels::gemm::{KernelSet, driver};
@@ -217,7 +217,7 @@ fn check(ks: &KernelSet, threads: usize, case: &Case, seed: u64) {
 
 /// Every kernel set worth testing: each supported ISA as shipped, the same with tiny cache
 /// blocks (so M, N and K are each split into several blocks even on small shapes), each with a
-/// row-major A always packed and always read in place, and the portable kernels with odd tile
+/// dense A always packed and always read in place, and the portable kernels with odd tile
 /// shapes.
 fn kernel_sets() -> Vec<KernelSet> {
     let mut sets = Vec::new();
@@ -240,7 +240,7 @@ fn kernel_sets() -> Vec<KernelSet> {
     sets
 }
 
-/// Whether `ks` reads a row-major A in place on problems `n` wide.
+/// Whether `ks` reads a dense A in place on problems `n` wide.
 fn runs_direct_a(ks: &KernelSet, n: usize) -> bool {
     ks.ukernel_direct_a.is_some() && n <= ks.direct_a_max_n
 }
@@ -335,7 +335,7 @@ fn threads_split_m_and_n() {
     }
 }
 
-/// The direct-A path (a row-major A read in place) at and around every tile edge, with padded
+/// The direct-A path (a row- or column-major A read in place) at and around every tile edge, with padded
 /// (non-unit) row strides, M or N = 1, K = 1, beta = 0 over NaN in C, beta != 0 and alpha != 1.
 #[test]
 fn direct_a_on_tile_edges_with_strides() {
@@ -371,7 +371,7 @@ fn direct_a_on_tile_edges_with_strides() {
                             m: m.max(1),
                             n: n.max(1),
                             k,
-                            trans_a: false,
+                            trans_a: (y + z + pad) % 2 == 1,
                             trans_b: (x + y) % 2 == 1,
                             c_col_major: (y + z) % 3 == 0,
                             alpha,

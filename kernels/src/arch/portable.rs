@@ -42,7 +42,7 @@ pub unsafe fn sgemm_ukernel<const MR: usize, const NR: usize>(p: &UkernelParams)
 }
 
 /// The portable MR x NR micro-kernel reading A in place (the direct-A variant of the contract:
-/// A(i, p) at `a + i * rsa + p`, rows past `m` never read).
+/// A(i, p) at `a + i * rsa + p * csa`, rows past `m` never read).
 ///
 /// # Safety
 /// See the contract in `gemm::contract`.
@@ -51,9 +51,9 @@ pub unsafe fn sgemm_ukernel_direct_a<const MR: usize, const NR: usize>(p: &Ukern
     // SAFETY: the packed B panel holds `k * NR` values.
     let b = unsafe { std::slice::from_raw_parts(p.b, p.k * NR) };
     for (i, acc_row) in acc.iter_mut().enumerate().take(p.m) {
-        // SAFETY: row i < m of A holds `k` contiguous values.
-        let a = unsafe { std::slice::from_raw_parts(p.a.offset(i as isize * p.rsa), p.k) };
-        for (&ai, bp) in a.iter().zip(b.chunks_exact(NR)) {
+        for (q, bp) in b.chunks_exact(NR).enumerate() {
+            // SAFETY: (i, q) < (m, k) lies inside the caller's A.
+            let ai = unsafe { *p.a.offset(i as isize * p.rsa + q as isize * p.csa) };
             for (acc_ij, &bj) in acc_row.iter_mut().zip(bp) {
                 *acc_ij += ai * bj;
             }

@@ -45,7 +45,7 @@ pub unsafe fn sgemm_ukernel_direct_a_6x16(p: &UkernelParams) {
     unsafe { sgemm_ukernel_direct_a(p) }
 }
 
-/// The direct-A kernel: the same tile, each A value broadcast from its row of the unpacked A.
+/// The direct-A kernel: the same tile, each A value broadcast from the unpacked A.
 /// Rows past `m` re-read row `m - 1` (in bounds, results never stored).
 #[target_feature(enable = "avx2,fma")]
 unsafe fn sgemm_ukernel_direct_a(p: &UkernelParams) {
@@ -60,7 +60,7 @@ unsafe fn sgemm_ukernel_direct_a(p: &UkernelParams) {
             let b0 = _mm256_load_ps(b);
             let b1 = _mm256_load_ps(b.add(8));
             for (row, &ap) in acc.iter_mut().zip(&rows) {
-                let ai = _mm256_broadcast_ss(&*ap.add(q));
+                let ai = _mm256_broadcast_ss(&*ap.offset(q as isize * p.csa));
                 row[0] = _mm256_fmadd_ps(ai, b0, row[0]);
                 row[1] = _mm256_fmadd_ps(ai, b1, row[1]);
             }

@@ -89,8 +89,7 @@ unsafe fn sgemm_ukernel<const M: usize>(p: &UkernelParams) {
     unsafe { store_acc(p, &acc) }
 }
 
-/// The direct-A kernel: the same tile, with each A value broadcast from its row of the unpacked
-/// A. Rows past `m` re-read row `m - 1` (in bounds, results never stored), so the k loop has one
+/// The direct-A kernel: the same tile, with each A value broadcast from the unpacked A. Rows past `m` re-read row `m - 1` (in bounds, results never stored), so the k loop has one
 /// shape for every tile height.
 #[target_feature(enable = "avx512f")]
 unsafe fn sgemm_ukernel_direct_a<const M: usize>(p: &UkernelParams) {
@@ -106,7 +105,7 @@ unsafe fn sgemm_ukernel_direct_a<const M: usize>(p: &UkernelParams) {
             let b0 = _mm512_load_ps(b);
             let b1 = _mm512_load_ps(b.add(16));
             for (row, &ap) in acc.iter_mut().zip(&rows) {
-                let ai = _mm512_set1_ps(*ap.add(q));
+                let ai = _mm512_set1_ps(*ap.offset(q as isize * p.csa));
                 row[0] = _mm512_fmadd_ps(ai, b0, row[0]);
                 row[1] = _mm512_fmadd_ps(ai, b1, row[1]);
             }

@@ -142,7 +142,7 @@ fn scale_c(c: OutPtr, m: usize, n: usize, beta: f32) {
     }
 }
 
-/// The single-threaded five-loop nest. A row-major A is read in place instead of packed when the
+/// The single-threaded five-loop nest. A row- or column-major A is read in place instead of packed when the
 /// problem is narrow (see [`KernelSet::direct_a`]): each A micro-panel then meets only a few B
 /// micro-panels, too few to repay the copy.
 fn gemm_serial(ks: &KernelSet, alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: OutPtr) {
@@ -172,7 +172,7 @@ fn gemm_serial(ks: &KernelSet, alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f
                     for ir in (0..mb).step_by(mr) {
                         let rows = mr.min(mb - ir);
                         let (ukernel, a_ptr) = match direct {
-                            // Row-major A in place: A(ic + ir, pc) and row stride.
+                            // A in place: A(ic + ir, pc) and its strides.
                             Some(uk) => (uk, a.sub(ic + ir, pc, rows, kb).data().as_ptr()),
                             None => (ks.ukernel, packed_a[(ir / mr) * mr * kb..].as_ptr()),
                         };
@@ -183,6 +183,7 @@ fn gemm_serial(ks: &KernelSet, alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f
                                 beta: beta_block,
                                 a: a_ptr,
                                 rsa: a.row_stride() as isize,
+                                csa: a.col_stride() as isize,
                                 b: packed_b[(jr / nr) * nr * kb..].as_ptr(),
                                 c: c.offset(ic + ir, jc + jr).ptr,
                                 rsc: c.rs,
