@@ -133,14 +133,16 @@ unsafe fn store_acc<const M: usize>(p: &UkernelParams, acc: &[[__m512; 2]; M]) {
             // (masked-off lanes are neither read nor written).
             unsafe {
                 let c = p.c.offset(i as isize * p.rsc);
+                // Wrapping: with n <= 16 this may point past the view (it is never accessed).
+                let c1 = c.wrapping_add(16);
                 let mut r0 = _mm512_mul_ps(alpha, row[0]);
                 let mut r1 = _mm512_mul_ps(alpha, row[1]);
                 if p.beta != 0.0 {
                     r0 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(m0, c), r0);
-                    r1 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(m1, c.add(16)), r1);
+                    r1 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(m1, c1), r1);
                 }
                 _mm512_mask_storeu_ps(c, m0, r0);
-                _mm512_mask_storeu_ps(c.add(16), m1, r1);
+                _mm512_mask_storeu_ps(c1, m1, r1);
             }
         }
     } else {
@@ -183,12 +185,53 @@ pub fn sgemm_kernels_with_mr<const M: usize>() -> KernelSet {
 /// 16 x 16 at a time in registers instead of one scattered element at a time. A partial last
 /// panel is transposed the same way with zero columns for the padding.
 pub fn pack_b_32(b: MatRef<'_>, dst: &mut [f32]) {
-    if b.row_stride() != 1 || b.col_stride() == 1 || b.rows() == 0 || b.cols() == 0 {
+    let (kb, nb) = (b.rows(), b.cols());
+    if kb == 0 || nb == 0 {
+        return;
+    }
+    if b.col_stride() == 1 {
+        let full = nb / NR;
+        pack::pack_b::<NR>(b.sub(0, 0, kb, full * NR), dst);
+        if nb > full * NR {
+            // SAFETY: AVX-512F was detected (see below); the last panel starts after `full`
+            // panels of `dst`.
+            unsafe {
+                pack_b_rowmajor_partial(
+                    b.sub(0, full * NR, kb, nb - full * NR),
+                    dst,
+                    full * NR * kb,
+                )
+            };
+        }
+        return;
+    }
+    if b.row_stride() != 1 {
         return pack::pack_b::<NR>(b, dst);
     }
     // SAFETY: this kernel set exists only after AVX-512F was detected; the driver sizes `dst`
     // for ceil(nb / NR) panels.
     unsafe { pack_b_colmajor(b, dst) };
+}
+
+/// The partial last panel (`nb < NR` columns) of a row-major B: two masked loads per row, which
+/// also write the zero padding (a plain copy would be a `memcpy` and a `memset` call per row).
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_b_rowmajor_partial(b: MatRef<'_>, dst: &mut [f32], at: usize) {
+    let (kb, nb, rs) = (b.rows(), b.cols(), b.row_stride());
+    let src = b.data();
+    assert!(nb < NR && dst.len() >= at + kb * NR && (kb - 1) * rs + nb <= src.len());
+    let lanes = |n: usize| -> __mmask16 { if n >= 16 { 0xFFFF } else { (1u16 << n) - 1 } };
+    let (m0, m1) = (lanes(nb), lanes(nb.saturating_sub(16)));
+    for p in 0..kb {
+        // SAFETY: row p holds `nb` values from `p * rs` (asserted above) and the masks cover
+        // exactly them; the panel row `at + p * NR` has NR values.
+        unsafe {
+            let row = src.as_ptr().add(p * rs);
+            let out = dst.as_mut_ptr().add(at + p * NR);
+            _mm512_storeu_ps(out, _mm512_maskz_loadu_ps(m0, row));
+            _mm512_storeu_ps(out.add(16), _mm512_maskz_loadu_ps(m1, row.wrapping_add(16)));
+        }
+    }
 }
 
 /// Column-major B: for each 16-deep slab of a panel, 16 columns are loaded as 16 vectors (each

@@ -59,7 +59,7 @@ impl OutPtr {
 }
 
 /// Work below this many multiply-adds runs on the calling thread: a pool hand-off costs more.
-const PARALLEL_MIN_MACS: usize = 1 << 17;
+pub(crate) const PARALLEL_MIN_MACS: usize = 1 << 17;
 
 /// Runs `C = alpha * A * B + beta * C` (shapes already checked) on `threads` threads.
 pub fn gemm(
