@@ -335,8 +335,9 @@ fn threads_split_m_and_n() {
     }
 }
 
-/// The direct-A path (a row- or column-major A read in place) at and around every tile edge, with padded
-/// (non-unit) row strides, M or N = 1, K = 1, beta = 0 over NaN in C, beta != 0 and alpha != 1.
+/// The direct-A path (a row- or column-major A read in place) at and around every tile edge,
+/// with padded (non-unit) strides, M or N = 1, K = 1, beta = 0 over NaN in C, beta != 0 and
+/// alpha != 1.
 #[test]
 fn direct_a_on_tile_edges_with_strides() {
     let scales = [

@@ -89,8 +89,9 @@ unsafe fn sgemm_ukernel<const M: usize>(p: &UkernelParams) {
     unsafe { store_acc(p, &acc) }
 }
 
-/// The direct-A kernel: the same tile, with each A value broadcast from the unpacked A. Rows past `m` re-read row `m - 1` (in bounds, results never stored), so the k loop has one
-/// shape for every tile height.
+/// The direct-A kernel: the same tile, with each A value broadcast from the unpacked A. Rows
+/// past `m` re-read row `m - 1` (in bounds, results never stored), so the k loop has one shape
+/// for every tile height.
 #[target_feature(enable = "avx512f")]
 unsafe fn sgemm_ukernel_direct_a<const M: usize>(p: &UkernelParams) {
     prefetch_c(p);

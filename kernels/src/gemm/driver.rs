@@ -142,9 +142,9 @@ fn scale_c(c: OutPtr, m: usize, n: usize, beta: f32) {
     }
 }
 
-/// The single-threaded five-loop nest. A row- or column-major A is read in place instead of packed when the
-/// problem is narrow (see [`KernelSet::direct_a`]): each A micro-panel then meets only a few B
-/// micro-panels, too few to repay the copy.
+/// The single-threaded five-loop nest. A row- or column-major A is read in place instead of
+/// packed when the problem is narrow (see [`KernelSet::direct_a`]): each A micro-panel then
+/// meets only a few B micro-panels, too few to repay the copy.
 fn gemm_serial(ks: &KernelSet, alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: OutPtr) {
     let (m, n, k) = (a.rows(), b.cols(), a.cols());
     let (mr, nr) = (ks.mr, ks.nr);
