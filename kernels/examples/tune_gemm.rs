@@ -50,6 +50,12 @@ fn main() {
             base.with_blocking(mc, kc, nc),
         ));
     }
+    // Where reading A in place stops paying: both ways on this shape.
+    sets.push(("A always packed".to_string(), base.with_direct_a_max_n(0)));
+    sets.push((
+        "A always in place".to_string(),
+        base.with_direct_a_max_n(usize::MAX),
+    ));
     for (name, ks) in &sets {
         let mut times = Vec::new();
         for _ in 0..5 {
