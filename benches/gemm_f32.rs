@@ -4,8 +4,9 @@
 //! criterion's "elem/s" reads as FLOP/s. Every path's output is checked against the f64
 //! reference before it is timed.
 //!
-//! `cargo bench --bench gemm_f32` (filter e.g. `-- 128x384x1536`); `LITHE_THREADS` is ignored:
-//! each benchmark pins its thread count in its name.
+//! `cargo bench --bench gemm_f32` (filter e.g. `-- 128x384x1536`, or `-- gemm_f32_small` for the
+//! small training shapes); `LITHE_THREADS` is ignored: each benchmark pins its thread count in
+//! its name.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use lithe::kernels::reference::sgemm_ref;
@@ -105,5 +106,54 @@ fn bench_gemm(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_gemm);
+/// (name, M, K, N, A transposed, B transposed): the GEMMs of one training step of a tiny ViT
+/// (3200 tokens of width 64, MLP 256, attention heads of 16 over 50 tokens) in the layouts the
+/// model issues them: Linear forward `X W^T`, input gradient `dY W`, weight gradient `dY^T X`,
+/// and attention per (batch, head).
+const SMALL_SHAPES: [(&str, usize, usize, usize, bool, bool); 9] = [
+    ("fwd_x_wt", 3200, 64, 64, false, true),
+    ("fwd_fc2_x_wt", 3200, 256, 64, false, true),
+    ("bwd_dx_dy_w", 3200, 64, 256, false, false),
+    ("bwd_dw_dyt_x", 64, 3200, 64, true, false),
+    ("bwd_dw_fc1_dyt_x", 256, 3200, 64, true, false),
+    ("attn_q_kt", 50, 16, 50, false, true),
+    ("attn_p_v", 50, 50, 16, false, false),
+    ("attn_pt_do", 50, 50, 16, true, false),
+    ("attn_ds_k", 50, 50, 16, false, false),
+];
+
+fn bench_small(c: &mut Criterion) {
+    for (name, m, k, n, ta, tb) in SMALL_SHAPES {
+        let mut group = c.benchmark_group(format!("gemm_f32_small/{name}/{m}x{k}x{n}"));
+        group.throughput(Throughput::Elements((2 * m * n * k) as u64));
+        group.sample_size(30);
+        let (a, b) = (values(m * k, 5), values(k * n, 6));
+        let mut out = vec![0.0f32; m * n];
+        for isa in Isa::available() {
+            let opts = GemmOptions {
+                isa: Some(isa),
+                threads: Some(1),
+            };
+            group.bench_function(BenchmarkId::new(isa.name(), "t1"), |bench| {
+                bench.iter(|| {
+                    let av = if ta {
+                        MatRef::row_major(&a, k, m).unwrap().t()
+                    } else {
+                        MatRef::row_major(&a, m, k).unwrap()
+                    };
+                    let bv = if tb {
+                        MatRef::row_major(&b, n, k).unwrap().t()
+                    } else {
+                        MatRef::row_major(&b, k, n).unwrap()
+                    };
+                    let cv = MatMut::row_major(&mut out, m, n).unwrap();
+                    sgemm_with(&opts, 1.0, black_box(av), black_box(bv), 0.0, cv).unwrap();
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench_gemm, bench_small);
 criterion_main!(benches);

@@ -50,6 +50,12 @@ fn main() {
             base.with_blocking(mc, kc, nc),
         ));
     }
+    // Where reading A in place stops paying: both ways on this shape.
+    sets.push(("A always packed".to_string(), base.with_direct_a_max_n(0)));
+    sets.push((
+        "A always in place".to_string(),
+        base.with_direct_a_max_n(usize::MAX),
+    ));
     for (name, ks) in &sets {
         let mut times = Vec::new();
         for _ in 0..5 {
@@ -102,6 +108,8 @@ pub fn ukernel_alone() {
         alpha: 1.0,
         beta: 0.0,
         a: a.0.as_ptr(),
+        rsa: 0,
+        csa: 0,
         b: b.0.as_ptr(),
         c: c.as_mut_ptr(),
         rsc: ks.nr as isize,

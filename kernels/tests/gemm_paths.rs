@@ -1,6 +1,9 @@
 //! Every GEMM path this machine supports (and the portable kernels with odd tiles) against the
 //! f64 triple loop in `reference.rs`, over shapes that straddle every tile and block edge, all
 //! four transpose combinations, row- and column-major C, and alpha/beta in {0, 1, other}.
+//! Every ISA runs both ways of feeding A to the micro-kernel (packed, and read in place by the
+//! direct-A kernel), and operands embedded in NaN-padded storage show any read
+//! outside a view (the padding would poison C) and any write outside C.
 
 use lithe_kernels::gemm::{KernelSet, driver};
 use lithe_kernels::reference::sgemm_ref;
@@ -56,13 +59,40 @@ struct Case {
     c_col_major: bool,
     alpha: f32,
     beta: f32,
+    /// Extra elements at the end of every row (or column) of A, B and C: A and B's are NaN, C's
+    /// a sentinel that must survive.
+    pad: usize,
 }
 
-fn view(d: &mut [f32], m: usize, n: usize, col_major: bool) -> MatMut<'_> {
-    if col_major {
-        MatMut::col_major(d, m, n).unwrap()
+/// Sentinel in C's padding: anything written outside the view changes it.
+const C_PAD: f32 = 12345.0;
+
+/// A `rows x cols` row-major matrix with `pad` NaNs after each row, and its view.
+fn padded(values: &[f32], rows: usize, cols: usize, pad: usize) -> Vec<f32> {
+    let mut store = vec![f32::NAN; rows * (cols + pad)];
+    for (i, row) in values.chunks_exact(cols.max(1)).enumerate().take(rows) {
+        store[i * (cols + pad)..i * (cols + pad) + cols].copy_from_slice(row);
+    }
+    store
+}
+
+/// The m x n elements of a C stored with `pad` after each row or column, in view order.
+fn interior(store: &[f32], m: usize, n: usize, col_major: bool, pad: usize) -> Vec<f32> {
+    let (rs, cs) = if col_major {
+        (1, m + pad)
     } else {
-        MatMut::row_major(d, m, n).unwrap()
+        (n + pad, 1)
+    };
+    (0..m)
+        .flat_map(|i| (0..n).map(move |j| store[i * rs + j * cs]))
+        .collect()
+}
+
+fn cview(d: &mut [f32], m: usize, n: usize, col_major: bool, pad: usize) -> MatMut<'_> {
+    if col_major {
+        MatMut::new(d, m, n, 1, m + pad).unwrap()
+    } else {
+        MatMut::new(d, m, n, n + pad, 1).unwrap()
     }
 }
 
@@ -77,27 +107,54 @@ fn check(ks: &KernelSet, threads: usize, case: &Case, seed: u64) {
         c_col_major,
         alpha,
         beta,
+        pad,
     } = *case;
-    let a_data = fill(m * k, seed);
-    let b_data = fill(k * n, seed + 1);
-    let a = if trans_a {
-        MatRef::row_major(&a_data, k, m).unwrap().t()
+    let (a_vals, b_vals) = (fill(m * k, seed), fill(k * n, seed + 1));
+    let a_data = if trans_a {
+        padded(&a_vals, k, m, pad)
     } else {
-        MatRef::row_major(&a_data, m, k).unwrap()
+        padded(&a_vals, m, k, pad)
+    };
+    let b_data = if trans_b {
+        padded(&b_vals, n, k, pad)
+    } else {
+        padded(&b_vals, k, n, pad)
+    };
+    let a = if trans_a {
+        MatRef::new(&a_data, k, m, m + pad, 1).unwrap().t()
+    } else {
+        MatRef::new(&a_data, m, k, k + pad, 1).unwrap()
     };
     let b = if trans_b {
-        MatRef::row_major(&b_data, n, k).unwrap().t()
+        MatRef::new(&b_data, n, k, k + pad, 1).unwrap().t()
     } else {
-        MatRef::row_major(&b_data, k, n).unwrap()
+        MatRef::new(&b_data, k, n, n + pad, 1).unwrap()
     };
-    let c0 = fill(m * n, seed + 2);
+    let c_len = if c_col_major {
+        (m + pad) * n
+    } else {
+        m * (n + pad)
+    };
+    let mut c0 = vec![C_PAD; c_len];
+    let c_vals = fill(m * n, seed + 2);
+    {
+        let mut c = cview(&mut c0, m, n, c_col_major, pad);
+        let (rs, cs) = (c.row_stride(), c.col_stride());
+        for (idx, &v) in c_vals.iter().enumerate() {
+            c.data_mut()[(idx / n) * rs + (idx % n) * cs] = v;
+        }
+    }
     let mut want = c0.clone();
     let mut got = c0.clone();
     if beta == 0.0 {
         // beta == 0 means C is write-only: poison it so a read shows up as NaN.
-        got.iter_mut().for_each(|v| *v = f32::NAN);
+        let mut c = cview(&mut got, m, n, c_col_major, pad);
+        let (rs, cs) = (c.row_stride(), c.col_stride());
+        for idx in 0..m * n {
+            c.data_mut()[(idx / n) * rs + (idx % n) * cs] = f32::NAN;
+        }
     }
-    sgemm_ref(alpha, a, b, beta, view(&mut want, m, n, c_col_major));
+    sgemm_ref(alpha, a, b, beta, cview(&mut want, m, n, c_col_major, pad));
     driver::gemm(
         ks,
         threads,
@@ -105,8 +162,13 @@ fn check(ks: &KernelSet, threads: usize, case: &Case, seed: u64) {
         a,
         b,
         beta,
-        view(&mut got, m, n, c_col_major),
+        cview(&mut got, m, n, c_col_major, pad),
     );
+    let untouched = got
+        .iter()
+        .zip(&c0)
+        .filter(|&(_, &c)| c == C_PAD)
+        .all(|(&g, _)| g == C_PAD);
     // The magnitude of the summed terms: |alpha| |A| |B| + |beta| |C0|, via the reference on
     // absolute values.
     let (a_abs, b_abs): (Vec<f32>, Vec<f32>) = (
@@ -120,8 +182,11 @@ fn check(ks: &KernelSet, threads: usize, case: &Case, seed: u64) {
         a_abs,
         b_abs,
         beta.abs(),
-        view(&mut scale, m, n, c_col_major),
+        cview(&mut scale, m, n, c_col_major, pad),
     );
+    let got = interior(&got, m, n, c_col_major, pad);
+    let want = interior(&want, m, n, c_col_major, pad);
+    let scale = interior(&scale, m, n, c_col_major, pad);
     let diff: f64 = got
         .iter()
         .zip(&want)
@@ -139,28 +204,45 @@ fn check(ks: &KernelSet, threads: usize, case: &Case, seed: u64) {
         err_terms
     };
     assert!(
-        err <= REL_FROB && got.iter().all(|v| !v.is_nan()),
-        "{:?} mr={} nr={} threads={threads}: m={m} n={n} k={k} ta={trans_a} tb={trans_b} \
-         c_col={c_col_major} alpha={alpha} beta={beta}: rel frob err {err:e}",
+        err <= REL_FROB && got.iter().all(|v| !v.is_nan()) && untouched,
+        "{:?} mr={} nr={} direct_a_max_n={} threads={threads}: m={m} n={n} k={k} ta={trans_a} \
+         tb={trans_b} c_col={c_col_major} alpha={alpha} beta={beta} pad={pad}: rel frob err \
+         {err:e}, C padding untouched: {untouched}",
         ks.isa,
         ks.mr,
-        ks.nr
+        ks.nr,
+        ks.direct_a_max_n
     );
 }
 
 /// Every kernel set worth testing: each supported ISA as shipped, the same with tiny cache
-/// blocks (so M, N and K are each split into several blocks even on small shapes), and the
-/// portable kernels with odd tile shapes.
+/// blocks (so M, N and K are each split into several blocks even on small shapes), each with a
+/// dense A always packed and always read in place, and the portable kernels with odd tile
+/// shapes.
 fn kernel_sets() -> Vec<KernelSet> {
     let mut sets = Vec::new();
     for isa in Isa::available() {
         let ks = KernelSet::for_isa(isa).unwrap();
         sets.push(ks);
-        sets.push(ks.with_blocking(2 * ks.mr, 7, 2 * ks.nr));
+        sets.push(ks.with_direct_a_max_n(0));
+        sets.push(
+            ks.with_blocking(2 * ks.mr, 7, 2 * ks.nr)
+                .with_direct_a_max_n(usize::MAX),
+        );
     }
     sets.push(KernelSet::portable::<3, 5>());
-    sets.push(KernelSet::portable::<1, 1>().with_blocking(2, 3, 2));
+    sets.push(KernelSet::portable::<3, 5>().with_direct_a_max_n(0));
+    sets.push(
+        KernelSet::portable::<1, 1>()
+            .with_blocking(2, 3, 2)
+            .with_direct_a_max_n(usize::MAX),
+    );
     sets
+}
+
+/// Whether `ks` reads a dense A in place on problems `n` wide.
+fn runs_direct_a(ks: &KernelSet, n: usize) -> bool {
+    ks.ukernel_direct_a.is_some() && n <= ks.direct_a_max_n
 }
 
 /// Sizes just below, at and above a tile edge, plus 1 and a few primes.
@@ -198,6 +280,7 @@ fn every_path_on_tile_edges() {
                             c_col_major: (m + n) % 3 == 0,
                             alpha: 1.0,
                             beta: if k % 2 == 0 { 0.0 } else { 0.5 },
+                            pad: 0,
                         };
                         check(&ks, 1, &case, (m * 1000 + n * 10 + k) as u64);
                     }
@@ -222,6 +305,7 @@ fn deep_k_crosses_kc_blocks() {
                 c_col_major: false,
                 alpha: -1.5,
                 beta: 2.0,
+                pad: 0,
             };
             check(&ks, 1, &case, 7);
         }
@@ -243,8 +327,99 @@ fn threads_split_m_and_n() {
                     c_col_major: false,
                     alpha: 1.0,
                     beta: 0.0,
+                    pad: 0,
                 };
                 check(&ks, threads, &case, 11);
+            }
+        }
+    }
+}
+
+/// The direct-A path (a row- or column-major A read in place) at and around every tile edge,
+/// with padded (non-unit) strides, M or N = 1, K = 1, beta = 0 over NaN in C, beta != 0 and
+/// alpha != 1.
+#[test]
+fn direct_a_on_tile_edges_with_strides() {
+    let scales = [
+        (1.0, 0.0),
+        (-0.75, 1.0),
+        (3.0, -2.5),
+        (1.0, 1.0),
+        (-0.75, 0.0),
+    ];
+    let mut ran = 0;
+    for ks in kernel_sets() {
+        let ks = ks.with_direct_a_max_n(usize::MAX);
+        if ks.ukernel_direct_a.is_none() {
+            continue;
+        }
+        let ms = [
+            1,
+            2,
+            ks.mr - 1,
+            ks.mr,
+            ks.mr + 1,
+            2 * ks.mr - 1,
+            2 * ks.mr + 1,
+        ];
+        let ns = [1, 2, ks.nr - 1, ks.nr, ks.nr + 1, 2 * ks.nr + 1];
+        for (x, &m) in ms.iter().enumerate() {
+            for (y, &n) in ns.iter().enumerate() {
+                for (z, &k) in [1, 2, 17].iter().enumerate() {
+                    for pad in [0, 3] {
+                        let (alpha, beta) = scales[(x + y + z + pad) % scales.len()];
+                        let case = Case {
+                            m: m.max(1),
+                            n: n.max(1),
+                            k,
+                            trans_a: (y + z + pad) % 2 == 1,
+                            trans_b: (x + y) % 2 == 1,
+                            c_col_major: (y + z) % 3 == 0,
+                            alpha,
+                            beta,
+                            pad,
+                        };
+                        assert!(runs_direct_a(&ks, case.n));
+                        check(&ks, 1, &case, (m * 1000 + n * 10 + k) as u64);
+                        ran += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(ran > 0, "no kernel set has a direct-A kernel");
+}
+
+/// The small GEMMs of one training step of a little Transformer: attention per (batch, head)
+/// (50 tokens, head width 16) in all four layouts, and narrow Linear layers, overwriting and
+/// accumulating, on every kernel set.
+#[test]
+fn small_training_shapes() {
+    let shapes = [
+        (50, 16, 50),
+        (50, 50, 16),
+        (16, 50, 50),
+        (64, 200, 64),
+        (200, 64, 64),
+        (100, 16, 64),
+    ];
+    for ks in kernel_sets() {
+        for (m, k, n) in shapes {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                for beta in [0.0, 1.0] {
+                    let case = Case {
+                        m,
+                        n,
+                        k,
+                        trans_a: ta,
+                        trans_b: tb,
+                        c_col_major: false,
+                        alpha: 1.0,
+                        beta,
+                        pad: 0,
+                    };
+                    check(&ks, 1, &case, (m + n + k) as u64);
+                }
             }
         }
     }
@@ -263,10 +438,12 @@ proptest! {
         ta: bool, tb: bool, c_col: bool,
         alpha in prop::sample::select(vec![1.0f32, 0.0, -0.75, 3.0]),
         beta in prop::sample::select(vec![0.0f32, 1.0, -2.5]),
+        pad in 0usize..4,
         seed: u64,
     ) {
         for ks in kernel_sets() {
-            let case = Case { m, n, k, trans_a: ta, trans_b: tb, c_col_major: c_col, alpha, beta };
+            let case =
+                Case { m, n, k, trans_a: ta, trans_b: tb, c_col_major: c_col, alpha, beta, pad };
             check(&ks, 1, &case, seed);
         }
     }

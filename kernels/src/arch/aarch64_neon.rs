@@ -26,6 +26,8 @@ pub fn sgemm_kernels() -> KernelSet {
         pack_a: pack::pack_a::<MR>,
         pack_b: pack::pack_b::<NR>,
         ukernel: sgemm_ukernel_8x12,
+        ukernel_direct_a: Some(sgemm_ukernel_direct_a_8x12),
+        direct_a_max_n: 8 * NR,
     }
 }
 
@@ -34,6 +36,39 @@ pub fn sgemm_kernels() -> KernelSet {
 pub unsafe fn sgemm_ukernel_8x12(p: &UkernelParams) {
     // SAFETY: the kernel set is only built after `Isa::Neon.check()`.
     unsafe { sgemm_ukernel(p) }
+}
+
+/// # Safety
+/// NEON must be present; the direct-A contract in `gemm::contract` holds.
+pub unsafe fn sgemm_ukernel_direct_a_8x12(p: &UkernelParams) {
+    // SAFETY: the kernel set is only built after `Isa::Neon.check()`.
+    unsafe { sgemm_ukernel_direct_a(p) }
+}
+
+/// The direct-A kernel: the same tile, each A value loaded and broadcast (`ld1r`) from the
+/// unpacked A. Rows past `m` re-read row `m - 1` (in bounds, results never stored).
+#[target_feature(enable = "neon")]
+unsafe fn sgemm_ukernel_direct_a(p: &UkernelParams) {
+    let last = p.m.min(MR) - 1;
+    let rows: [*const f32; MR] =
+        std::array::from_fn(|i| p.a.wrapping_offset(i.min(last) as isize * p.rsa));
+    let mut acc = [[vdupq_n_f32(0.0); 3]; MR];
+    let mut b = p.b;
+    for q in 0..p.k {
+        // SAFETY: each depth step reads 12 packed B values and A(i, q) of rows that exist.
+        unsafe {
+            let bv = [vld1q_f32(b), vld1q_f32(b.add(4)), vld1q_f32(b.add(8))];
+            for (row, &ap) in acc.iter_mut().zip(&rows) {
+                let ai = vld1q_dup_f32(ap.offset(q as isize * p.csa));
+                for (acc_ij, &bj) in row.iter_mut().zip(&bv) {
+                    *acc_ij = vfmaq_f32(*acc_ij, bj, ai);
+                }
+            }
+            b = b.add(NR);
+        }
+    }
+    // SAFETY: forwarded contract.
+    unsafe { store_acc(p, &acc) }
 }
 
 #[target_feature(enable = "neon")]
@@ -61,7 +96,17 @@ unsafe fn sgemm_ukernel(p: &UkernelParams) {
             b = b.add(NR);
         }
     }
-    let alpha = vdupq_n_f32(p.alpha);
+    // SAFETY: forwarded contract.
+    unsafe { store_acc(p, &acc) }
+}
+
+/// `C = alpha * acc + beta * C` on the `m x n` corner of the tile.
+// Inlined into its `#[target_feature]` callers (it has no features of its own), so `acc` stays
+// in registers.
+#[inline(always)]
+unsafe fn store_acc(p: &UkernelParams, acc: &[[float32x4_t; 3]; MR]) {
+    // SAFETY: only inlined into NEON functions.
+    let alpha = unsafe { vdupq_n_f32(p.alpha) };
     if p.m == MR && p.n == NR && p.csc == 1 {
         for (i, row) in acc.iter().enumerate() {
             // SAFETY: full tile, rows of 12 contiguous elements.

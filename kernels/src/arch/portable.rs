@@ -40,3 +40,24 @@ pub unsafe fn sgemm_ukernel<const MR: usize, const NR: usize>(p: &UkernelParams)
     }
     unsafe { store_tile(p, &acc) };
 }
+
+/// The portable MR x NR micro-kernel reading A in place (the direct-A variant of the contract:
+/// A(i, p) at `a + i * rsa + p * csa`, rows past `m` never read).
+///
+/// # Safety
+/// See the contract in `gemm::contract`.
+pub unsafe fn sgemm_ukernel_direct_a<const MR: usize, const NR: usize>(p: &UkernelParams) {
+    let mut acc = [[0.0f32; NR]; MR];
+    // SAFETY: the packed B panel holds `k * NR` values.
+    let b = unsafe { std::slice::from_raw_parts(p.b, p.k * NR) };
+    for (i, acc_row) in acc.iter_mut().enumerate().take(p.m) {
+        for (q, bp) in b.chunks_exact(NR).enumerate() {
+            // SAFETY: (i, q) < (m, k) lies inside the caller's A.
+            let ai = unsafe { *p.a.offset(i as isize * p.rsa + q as isize * p.csa) };
+            for (acc_ij, &bj) in acc_row.iter_mut().zip(bp) {
+                *acc_ij += ai * bj;
+            }
+        }
+    }
+    unsafe { store_tile(p, &acc) };
+}

@@ -26,6 +26,8 @@ pub fn sgemm_kernels() -> KernelSet {
         pack_a: pack::pack_a::<MR>,
         pack_b: pack::pack_b::<NR>,
         ukernel: sgemm_ukernel_6x16,
+        ukernel_direct_a: Some(sgemm_ukernel_direct_a_6x16),
+        direct_a_max_n: 8 * NR,
     }
 }
 
@@ -34,6 +36,39 @@ pub fn sgemm_kernels() -> KernelSet {
 pub unsafe fn sgemm_ukernel_6x16(p: &UkernelParams) {
     // SAFETY: the kernel set is only built after `Isa::Avx2.check()`.
     unsafe { sgemm_ukernel(p) }
+}
+
+/// # Safety
+/// AVX2 and FMA must be present; the direct-A contract in `gemm::contract` holds.
+pub unsafe fn sgemm_ukernel_direct_a_6x16(p: &UkernelParams) {
+    // SAFETY: the kernel set is only built after `Isa::Avx2.check()`.
+    unsafe { sgemm_ukernel_direct_a(p) }
+}
+
+/// The direct-A kernel: the same tile, each A value broadcast from the unpacked A.
+/// Rows past `m` re-read row `m - 1` (in bounds, results never stored).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn sgemm_ukernel_direct_a(p: &UkernelParams) {
+    let last = p.m.min(MR) - 1;
+    let rows: [*const f32; MR] =
+        std::array::from_fn(|i| p.a.wrapping_offset(i.min(last) as isize * p.rsa));
+    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+    let mut b = p.b;
+    for q in 0..p.k {
+        // SAFETY: each depth step reads 16 packed B values and A(i, q) of rows that exist.
+        unsafe {
+            let b0 = _mm256_load_ps(b);
+            let b1 = _mm256_load_ps(b.add(8));
+            for (row, &ap) in acc.iter_mut().zip(&rows) {
+                let ai = _mm256_broadcast_ss(&*ap.offset(q as isize * p.csa));
+                row[0] = _mm256_fmadd_ps(ai, b0, row[0]);
+                row[1] = _mm256_fmadd_ps(ai, b1, row[1]);
+            }
+            b = b.add(NR);
+        }
+    }
+    // SAFETY: forwarded contract.
+    unsafe { store_acc(p, &acc) }
 }
 
 #[target_feature(enable = "avx2,fma")]
@@ -54,7 +89,17 @@ unsafe fn sgemm_ukernel(p: &UkernelParams) {
             b = b.add(NR);
         }
     }
-    let alpha = _mm256_set1_ps(p.alpha);
+    // SAFETY: forwarded contract.
+    unsafe { store_acc(p, &acc) }
+}
+
+/// `C = alpha * acc + beta * C` on the `m x n` corner of the tile.
+// Inlined into its `#[target_feature]` callers (it has no features of its own), so `acc` stays
+// in registers.
+#[inline(always)]
+unsafe fn store_acc(p: &UkernelParams, acc: &[[__m256; 2]; MR]) {
+    // SAFETY: only inlined into AVX2 functions.
+    let alpha = unsafe { _mm256_set1_ps(p.alpha) };
     if p.m == MR && p.n == NR && p.csc == 1 {
         for (i, row) in acc.iter().enumerate() {
             // SAFETY: full tile, rows of 16 contiguous elements.

@@ -30,6 +30,8 @@ pub fn sgemm_kernels() -> KernelSet {
         pack_a: pack::pack_a::<MR>,
         pack_b: pack_b_32,
         ukernel: sgemm_ukernel_12x32,
+        ukernel_direct_a: Some(sgemm_ukernel_direct_a_12x32),
+        direct_a_max_n: 8 * NR,
     }
 }
 
@@ -40,15 +42,30 @@ pub unsafe fn sgemm_ukernel_12x32(p: &UkernelParams) {
     unsafe { sgemm_ukernel::<MR>(p) }
 }
 
-#[target_feature(enable = "avx512f")]
-unsafe fn sgemm_ukernel<const M: usize>(p: &UkernelParams) {
-    // Start fetching the C tile now so its misses overlap the k loop instead of stalling the
-    // epilogue (a full 12 x 32 tile is 24 cache lines).
+/// # Safety
+/// AVX-512F must be present; the direct-A contract in `gemm::contract` holds.
+pub unsafe fn sgemm_ukernel_direct_a_12x32(p: &UkernelParams) {
+    // SAFETY: the kernel set is only built after `Isa::Avx512.check()`.
+    unsafe { sgemm_ukernel_direct_a::<MR>(p) }
+}
+
+/// Start fetching the C tile now so its misses overlap the k loop instead of stalling the
+/// epilogue (a full 12 x 32 tile is 24 cache lines).
+#[inline(always)]
+fn prefetch_c(p: &UkernelParams) {
     for i in 0..p.m {
         let row = p.c.wrapping_offset(i as isize * p.rsc) as *const i8;
-        _mm_prefetch::<_MM_HINT_T0>(row);
-        _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(64));
+        // SAFETY: prefetches never fault.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(row);
+            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(64));
+        }
     }
+}
+
+#[target_feature(enable = "avx512f")]
+unsafe fn sgemm_ukernel<const M: usize>(p: &UkernelParams) {
+    prefetch_c(p);
     let mut acc = [[_mm512_setzero_ps(); 2]; M];
     let (mut a, mut b) = (p.a, p.b);
     for _ in 0..p.k {
@@ -68,21 +85,65 @@ unsafe fn sgemm_ukernel<const M: usize>(p: &UkernelParams) {
             b = b.add(NR);
         }
     }
-    let alpha = _mm512_set1_ps(p.alpha);
-    if p.m == M && p.n == NR && p.csc == 1 {
-        for (i, row) in acc.iter().enumerate() {
-            // SAFETY: full tile, rows of 32 contiguous elements.
+    // SAFETY: forwarded contract.
+    unsafe { store_acc(p, &acc) }
+}
+
+/// The direct-A kernel: the same tile, with each A value broadcast from the unpacked A. Rows
+/// past `m` re-read row `m - 1` (in bounds, results never stored), so the k loop has one shape
+/// for every tile height.
+#[target_feature(enable = "avx512f")]
+unsafe fn sgemm_ukernel_direct_a<const M: usize>(p: &UkernelParams) {
+    prefetch_c(p);
+    let last = p.m.min(M) - 1;
+    let rows: [*const f32; M] =
+        std::array::from_fn(|i| p.a.wrapping_offset(i.min(last) as isize * p.rsa));
+    let mut acc = [[_mm512_setzero_ps(); 2]; M];
+    let mut b = p.b;
+    for q in 0..p.k {
+        // SAFETY: each depth step reads 32 packed B values and A(i, q) of rows that exist.
+        unsafe {
+            let b0 = _mm512_load_ps(b);
+            let b1 = _mm512_load_ps(b.add(16));
+            for (row, &ap) in acc.iter_mut().zip(&rows) {
+                let ai = _mm512_set1_ps(*ap.offset(q as isize * p.csa));
+                row[0] = _mm512_fmadd_ps(ai, b0, row[0]);
+                row[1] = _mm512_fmadd_ps(ai, b1, row[1]);
+            }
+            b = b.add(NR);
+        }
+    }
+    // SAFETY: forwarded contract.
+    unsafe { store_acc(p, &acc) }
+}
+
+/// `C = alpha * acc + beta * C` on the `m x n` corner. Row-major C (`csc == 1`) takes masked
+/// vector stores, so partial tiles (a 50-wide attention score matrix is one full and one 18-wide
+/// tile) cost no more than full ones; other strides go through the portable scalar store.
+// Inlined into its `#[target_feature]` callers (it has no features of its own), so `acc` stays
+// in registers.
+#[inline(always)]
+unsafe fn store_acc<const M: usize>(p: &UkernelParams, acc: &[[__m512; 2]; M]) {
+    if p.csc == 1 {
+        // SAFETY: only inlined into AVX-512F functions.
+        let (alpha, beta) = unsafe { (_mm512_set1_ps(p.alpha), _mm512_set1_ps(p.beta)) };
+        let lanes = |n: usize| -> __mmask16 { if n >= 16 { 0xFFFF } else { (1u16 << n) - 1 } };
+        let (m0, m1) = (lanes(p.n), lanes(p.n.saturating_sub(16)));
+        for (i, row) in acc.iter().enumerate().take(p.m) {
+            // SAFETY: row i < m of C holds n contiguous elements; the masks cover exactly them
+            // (masked-off lanes are neither read nor written).
             unsafe {
                 let c = p.c.offset(i as isize * p.rsc);
+                // Wrapping: with n <= 16 this may point past the view (it is never accessed).
+                let c1 = c.wrapping_add(16);
                 let mut r0 = _mm512_mul_ps(alpha, row[0]);
                 let mut r1 = _mm512_mul_ps(alpha, row[1]);
                 if p.beta != 0.0 {
-                    let beta = _mm512_set1_ps(p.beta);
-                    r0 = _mm512_fmadd_ps(beta, _mm512_loadu_ps(c), r0);
-                    r1 = _mm512_fmadd_ps(beta, _mm512_loadu_ps(c.add(16)), r1);
+                    r0 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(m0, c), r0);
+                    r1 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(m1, c1), r1);
                 }
-                _mm512_storeu_ps(c, r0);
-                _mm512_storeu_ps(c.add(16), r1);
+                _mm512_mask_storeu_ps(c, m0, r0);
+                _mm512_mask_storeu_ps(c1, m1, r1);
             }
         }
     } else {
@@ -106,42 +167,82 @@ pub fn sgemm_kernels_with_mr<const M: usize>() -> KernelSet {
         // SAFETY: only reachable through a kernel set built after detection.
         unsafe { sgemm_ukernel::<M>(p) }
     }
+    unsafe fn uk_direct<const M: usize>(p: &UkernelParams) {
+        // SAFETY: only reachable through a kernel set built after detection.
+        unsafe { sgemm_ukernel_direct_a::<M>(p) }
+    }
     KernelSet {
         mr: M,
         mc: 16 * M,
         pack_a: pack::pack_a::<M>,
         ukernel: uk::<M>,
+        ukernel_direct_a: Some(uk_direct::<M>),
         ..sgemm_kernels()
     }
 }
 
 /// Packs B into 32-wide panels like [`pack::pack_b`], transposing column-major B (a Linear
-/// layer's `W^T`, with `W` stored `[out, in]` row-major) 16 x 16 at a time in registers instead
-/// of one scattered element at a time.
+/// layer's `W^T`, with `W` stored `[out, in]` row-major, or the `K^T` of attention scores)
+/// 16 x 16 at a time in registers instead of one scattered element at a time. A partial last
+/// panel is transposed the same way with zero columns for the padding.
 pub fn pack_b_32(b: MatRef<'_>, dst: &mut [f32]) {
     let (kb, nb) = (b.rows(), b.cols());
-    let full = nb / NR;
-    if b.row_stride() != 1 || full == 0 {
+    if kb == 0 || nb == 0 {
+        return;
+    }
+    if b.col_stride() == 1 {
+        let full = nb / NR;
+        pack::pack_b::<NR>(b.sub(0, 0, kb, full * NR), dst);
+        if nb > full * NR {
+            // SAFETY: AVX-512F was detected (see below); the last panel starts after `full`
+            // panels of `dst`.
+            unsafe {
+                pack_b_rowmajor_partial(
+                    b.sub(0, full * NR, kb, nb - full * NR),
+                    dst,
+                    full * NR * kb,
+                )
+            };
+        }
+        return;
+    }
+    if b.row_stride() != 1 {
         return pack::pack_b::<NR>(b, dst);
     }
-    // SAFETY: this kernel set exists only after AVX-512F was detected; `full` panels of `kb`
-    // rows fit in `dst` (the driver sizes it for ceil(nb / NR) panels).
-    unsafe { pack_b_colmajor_full_panels(b, full, dst) };
-    if nb > full * NR {
-        pack::pack_b::<NR>(
-            b.sub(0, full * NR, kb, nb - full * NR),
-            &mut dst[full * NR * kb..],
-        );
+    // SAFETY: this kernel set exists only after AVX-512F was detected; the driver sizes `dst`
+    // for ceil(nb / NR) panels.
+    unsafe { pack_b_colmajor(b, dst) };
+}
+
+/// The partial last panel (`nb < NR` columns) of a row-major B: two masked loads per row, which
+/// also write the zero padding (a plain copy would be a `memcpy` and a `memset` call per row).
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_b_rowmajor_partial(b: MatRef<'_>, dst: &mut [f32], at: usize) {
+    let (kb, nb, rs) = (b.rows(), b.cols(), b.row_stride());
+    let src = b.data();
+    assert!(nb < NR && dst.len() >= at + kb * NR && (kb - 1) * rs + nb <= src.len());
+    let lanes = |n: usize| -> __mmask16 { if n >= 16 { 0xFFFF } else { (1u16 << n) - 1 } };
+    let (m0, m1) = (lanes(nb), lanes(nb.saturating_sub(16)));
+    for p in 0..kb {
+        // SAFETY: row p holds `nb` values from `p * rs` (asserted above) and the masks cover
+        // exactly them; the panel row `at + p * NR` has NR values.
+        unsafe {
+            let row = src.as_ptr().add(p * rs);
+            let out = dst.as_mut_ptr().add(at + p * NR);
+            _mm512_storeu_ps(out, _mm512_maskz_loadu_ps(m0, row));
+            _mm512_storeu_ps(out.add(16), _mm512_maskz_loadu_ps(m1, row.wrapping_add(16)));
+        }
     }
 }
 
-/// Full 32-column panels of a column-major B: for each 16-deep slab, 16 columns are loaded as
-/// 16 vectors (each contiguous in memory), transposed, and stored as 16 panel rows.
+/// Column-major B: for each 16-deep slab of a panel, 16 columns are loaded as 16 vectors (each
+/// contiguous in memory; zero past the last column), transposed, and stored as 16 panel rows.
 #[target_feature(enable = "avx512f")]
-unsafe fn pack_b_colmajor_full_panels(b: MatRef<'_>, panels: usize, dst: &mut [f32]) {
-    let (kb, cs) = (b.rows(), b.col_stride());
+unsafe fn pack_b_colmajor(b: MatRef<'_>, dst: &mut [f32]) {
+    let (kb, nb, cs) = (b.rows(), b.cols(), b.col_stride());
+    let panels = nb.div_ceil(NR);
     let src = b.data();
-    assert!(dst.len() >= panels * NR * kb && (panels * NR - 1) * cs + kb <= src.len());
+    assert!(dst.len() >= panels * NR * kb && (nb - 1) * cs + kb <= src.len());
     for q in 0..panels {
         let panel = &mut dst[q * NR * kb..(q + 1) * NR * kb];
         for p0 in (0..kb).step_by(16) {
@@ -153,10 +254,16 @@ unsafe fn pack_b_colmajor_full_panels(b: MatRef<'_>, panels: usize, dst: &mut [f
             };
             for half in 0..2 {
                 let col0 = q * NR + half * 16;
-                // SAFETY: column `col0 + i` holds `kb` values from `(col0 + i) * cs` (asserted
-                // above); the mask keeps the load inside them.
-                let cols: [__m512; 16] = std::array::from_fn(|i| unsafe {
-                    _mm512_maskz_loadu_ps(mask, src.as_ptr().add((col0 + i) * cs + p0))
+                // SAFETY: column `col0 + i < nb` holds `kb` values from `(col0 + i) * cs`
+                // (asserted above); the mask keeps the load inside them.
+                let cols: [__m512; 16] = std::array::from_fn(|i| {
+                    if col0 + i < nb {
+                        unsafe {
+                            _mm512_maskz_loadu_ps(mask, src.as_ptr().add((col0 + i) * cs + p0))
+                        }
+                    } else {
+                        _mm512_setzero_ps()
+                    }
                 });
                 let t = transpose_16x16(cols);
                 for (r, row) in t.iter().enumerate().take(rows) {

@@ -16,6 +16,13 @@
 //! - If `beta == 0`, C is not read: it may hold NaN or infinity.
 //! - C element (i, j) is at `c + i * rsc + j * csc`; the kernel takes the fast path for full tiles
 //!   with `csc == 1`.
+//!
+//! The direct-A variant ([`KernelSet::ukernel_direct_a`]) is the same except that `a` is not
+//! packed: it points at A(0, 0) of the caller's A, A(i, p) at `a + i * rsa + p * csa`, and only
+//! the `m` rows that exist are read (there is no padding to read). Packing A pays off when A~ is
+//! reused by many B micro-panels; when N is a few panels wide (a Linear layer's 64-wide output,
+//! its weight gradient, an attention head) the copy costs as much as the arithmetic it feeds, so
+//! the driver hands such problems to this variant instead.
 
 use super::pack;
 use crate::{Isa, KernelError};
@@ -30,8 +37,12 @@ pub struct UkernelParams {
     pub alpha: f32,
     /// Scale of the existing C; 0 means C is write-only.
     pub beta: f32,
-    /// Packed A micro-panel (MR x k).
+    /// Packed A micro-panel (MR x k), or A(0, 0) of the unpacked A for the direct-A variant.
     pub a: *const f32,
+    /// Row stride of the unpacked A (direct-A variant only; ignored by the packed kernels).
+    pub rsa: isize,
+    /// Column stride of the unpacked A (direct-A variant only; ignored by the packed kernels).
+    pub csa: isize,
     /// Packed B micro-panel (k x NR).
     pub b: *const f32,
     /// Top-left element of the C tile.
@@ -77,6 +88,11 @@ pub struct KernelSet {
     pub pack_b: PackFn,
     /// The MR x NR micro-kernel.
     pub ukernel: Ukernel,
+    /// The MR x NR micro-kernel reading A in place, if this ISA has one.
+    pub ukernel_direct_a: Option<Ukernel>,
+    /// The driver reads a row- or column-major A in place (no packing) when the problem has at
+    /// most this many columns (0: never).
+    pub direct_a_max_n: usize,
 }
 
 impl KernelSet {
@@ -116,6 +132,8 @@ impl KernelSet {
             pack_a: pack::pack_a::<MR>,
             pack_b: pack::pack_b::<NR>,
             ukernel: crate::arch::portable::sgemm_ukernel::<MR, NR>,
+            ukernel_direct_a: Some(crate::arch::portable::sgemm_ukernel_direct_a::<MR, NR>),
+            direct_a_max_n: 4 * NR,
         }
     }
 
@@ -126,5 +144,24 @@ impl KernelSet {
         self.kc = kc.max(1);
         self.nc = nc.max(1).div_ceil(self.nr) * self.nr;
         self
+    }
+
+    /// The same kernels, reading a row- or column-major A in place for problems up to `max_n`
+    /// columns wide (0: always pack; `usize::MAX`: never pack such an A). Ignored without a
+    /// direct-A kernel.
+    pub fn with_direct_a_max_n(mut self, max_n: usize) -> KernelSet {
+        self.direct_a_max_n = max_n;
+        self
+    }
+
+    /// Whether the driver reads this A in place for a problem `n` columns wide.
+    pub(crate) fn direct_a(&self, a: &super::MatRef<'_>, n: usize) -> Option<Ukernel> {
+        // A unit stride keeps the reads of one tile on few cache lines: k-contiguous rows (each
+        // row a stream) or MR-contiguous columns (one stream); any other layout is packed.
+        if (a.col_stride() == 1 || a.row_stride() == 1) && n <= self.direct_a_max_n {
+            self.ukernel_direct_a
+        } else {
+            None
+        }
     }
 }

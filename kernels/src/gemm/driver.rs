@@ -59,7 +59,7 @@ impl OutPtr {
 }
 
 /// Work below this many multiply-adds runs on the calling thread: a pool hand-off costs more.
-const PARALLEL_MIN_MACS: usize = 1 << 17;
+pub(crate) const PARALLEL_MIN_MACS: usize = 1 << 17;
 
 /// Runs `C = alpha * A * B + beta * C` (shapes already checked) on `threads` threads.
 pub fn gemm(
@@ -142,10 +142,13 @@ fn scale_c(c: OutPtr, m: usize, n: usize, beta: f32) {
     }
 }
 
-/// The single-threaded five-loop nest.
+/// The single-threaded five-loop nest. A row- or column-major A is read in place instead of
+/// packed when the problem is narrow (see [`KernelSet::direct_a`]): each A micro-panel then
+/// meets only a few B micro-panels, too few to repay the copy.
 fn gemm_serial(ks: &KernelSet, alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: OutPtr) {
     let (m, n, k) = (a.rows(), b.cols(), a.cols());
     let (mr, nr) = (ks.mr, ks.nr);
+    let direct = ks.direct_a(&a, n);
     BUFFERS.with(|bufs| {
         let mut bufs = bufs.borrow_mut();
         let PackBuffers { a: abuf, b: bbuf } = &mut *bufs;
@@ -158,26 +161,40 @@ fn gemm_serial(ks: &KernelSet, alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f
                 let beta_block = if pc == 0 { beta } else { 1.0 };
                 for ic in (0..m).step_by(ks.mc) {
                     let mb = ks.mc.min(m - ic);
-                    let packed_a = as_floats(abuf, mb.div_ceil(mr) * mr * kb);
-                    (ks.pack_a)(a.sub(ic, pc, mb, kb), packed_a);
+                    let packed_a = match direct {
+                        Some(_) => &mut [][..],
+                        None => {
+                            let buf = as_floats(abuf, mb.div_ceil(mr) * mr * kb);
+                            (ks.pack_a)(a.sub(ic, pc, mb, kb), buf);
+                            buf
+                        }
+                    };
                     for ir in (0..mb).step_by(mr) {
-                        let a_panel = &packed_a[(ir / mr) * mr * kb..];
+                        let rows = mr.min(mb - ir);
+                        let (ukernel, a_ptr) = match direct {
+                            // A in place: A(ic + ir, pc) and its strides.
+                            Some(uk) => (uk, a.sub(ic + ir, pc, rows, kb).data().as_ptr()),
+                            None => (ks.ukernel, packed_a[(ir / mr) * mr * kb..].as_ptr()),
+                        };
                         for jr in (0..nb).step_by(nr) {
                             let params = UkernelParams {
                                 k: kb,
                                 alpha,
                                 beta: beta_block,
-                                a: a_panel.as_ptr(),
+                                a: a_ptr,
+                                rsa: a.row_stride() as isize,
+                                csa: a.col_stride() as isize,
                                 b: packed_b[(jr / nr) * nr * kb..].as_ptr(),
                                 c: c.offset(ic + ir, jc + jr).ptr,
                                 rsc: c.rs,
                                 csc: c.cs,
-                                m: mr.min(mb - ir),
+                                m: rows,
                                 n: nr.min(nb - jr),
                             };
-                            // SAFETY: panels hold `kb` packed columns/rows of a full tile, and the
+                            // SAFETY: the B panel (and the A panel, or the `rows x kb` block of A
+                            // read in place) holds `kb` columns/rows of a full tile, and the
                             // `m x n` corner of C at this offset lies inside the caller's view.
-                            unsafe { (ks.ukernel)(&params) };
+                            unsafe { ukernel(&params) };
                         }
                     }
                 }

@@ -73,10 +73,14 @@ pub fn sgemm_with(
         Some(isa) => KernelSet::for_isa(isa)?,
         None => *active_kernels(),
     };
-    let threads = opts
-        .threads
-        .unwrap_or_else(crate::threads::num_threads)
-        .max(1);
+    // Small problems run on the calling thread anyway: skip the thread-count lookup (a lock).
+    let macs = a.rows().saturating_mul(b.cols()).saturating_mul(a.cols());
+    let small = macs < driver::PARALLEL_MIN_MACS;
+    let threads = match opts.threads {
+        _ if small => 1,
+        Some(t) => t.max(1),
+        None => crate::threads::num_threads().max(1),
+    };
     driver::gemm(&kernels, threads, alpha, a, b, beta, c);
     Ok(())
 }

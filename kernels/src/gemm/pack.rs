@@ -75,10 +75,20 @@ pub fn pack_b<const NR: usize>(b: MatRef<'_>, dst: &mut [f32]) {
         let cols = NR.min(nb - j0);
         if cols == NR && cs == 1 {
             continue; // packed above
-        } else if cols == NR && rs == 1 {
+        } else if cs == 1 {
+            // Partial panel of a row-major B: copy each row's piece and zero the padding.
+            for (p, out) in panel.chunks_exact_mut(NR).enumerate() {
+                let at = p * rs + j0;
+                out[..cols].copy_from_slice(&src[at..at + cols]);
+                out[cols..].fill(0.0);
+            }
+        } else if rs == 1 {
             // Column-major B (e.g. a transposed row-major weight): read each column front to
             // back (one prefetchable stream at a time) and scatter it down the panel.
-            for j in 0..NR {
+            if cols < NR {
+                panel.fill(0.0);
+            }
+            for j in 0..cols {
                 let col = &src[(j0 + j) * cs..(j0 + j) * cs + kb];
                 for (p, &v) in col.iter().enumerate() {
                     panel[p * NR + j] = v;
