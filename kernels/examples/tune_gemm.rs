@@ -116,6 +116,7 @@ pub fn ukernel_alone() {
         csc: 1,
         m: ks.mr,
         n: ks.nr,
+        bias: std::ptr::null(),
     };
     let reps = 20000;
     let t = cpu_now();

@@ -49,6 +49,9 @@ pub enum KernelError {
     /// The requested instruction set exists but this CPU (or this build target) lacks it.
     #[error("instruction set {0} is not supported on this CPU")]
     UnsupportedIsa(&'static str),
+    /// A pre-packed operand was packed for other kernels (ISA or blocking) than the call runs.
+    #[error("packed operand does not match the kernels: {0}")]
+    PackedMismatch(String),
     /// A length argument does not match the buffers passed.
     #[error("length mismatch: {0}")]
     LengthMismatch(String),

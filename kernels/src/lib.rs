@@ -23,5 +23,5 @@ pub mod threads;
 
 pub use elementwise::ElementwiseKernels;
 pub use error::KernelError;
-pub use gemm::{GemmOptions, MatMut, MatRef, sgemm, sgemm_with};
+pub use gemm::{BSource, GemmOptions, MatMut, MatRef, PackedB, sgemm, sgemm_fused, sgemm_with};
 pub use isa::Isa;

@@ -5,10 +5,22 @@ use crate::gemm::{MatMut, MatRef};
 
 /// `C = alpha * A * B + beta * C` as a triple loop with f64 accumulation. `beta == 0` does not
 /// read C. Shapes must agree (this is a test oracle: it panics on misuse).
-pub fn sgemm_ref(alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f32, mut c: MatMut<'_>) {
+pub fn sgemm_ref(alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: MatMut<'_>) {
+    sgemm_bias_ref(alpha, a, b, beta, None, c);
+}
+
+/// [`sgemm_ref`] plus `bias[j]` added to column j of every row (the fused epilogue's oracle).
+pub fn sgemm_bias_ref(
+    alpha: f32,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    beta: f32,
+    bias: Option<&[f32]>,
+    mut c: MatMut<'_>,
+) {
     let (m, n, k) = (a.rows(), b.cols(), a.cols());
     assert!(
-        b.rows() == k && c.rows() == m && c.cols() == n,
+        b.rows() == k && c.rows() == m && c.cols() == n && bias.is_none_or(|v| v.len() == n),
         "sgemm_ref: shape mismatch"
     );
     let (rs, cs) = (c.row_stride(), c.col_stride());
@@ -20,12 +32,14 @@ pub fn sgemm_ref(alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f32, mut c: Mat
                 dot += a.at(i, p) as f64 * b.at(p, j) as f64;
             }
             let dst = &mut out[i * rs + j * cs];
-            let scaled = alpha as f64 * dot;
-            *dst = if beta == 0.0 {
-                scaled as f32
-            } else {
-                (scaled + beta as f64 * *dst as f64) as f32
-            };
+            let mut v = alpha as f64 * dot;
+            if beta != 0.0 {
+                v += beta as f64 * *dst as f64;
+            }
+            if let Some(bias) = bias {
+                v += bias[j] as f64;
+            }
+            *dst = v as f32;
         }
     }
 }

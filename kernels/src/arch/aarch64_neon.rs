@@ -100,7 +100,7 @@ unsafe fn sgemm_ukernel(p: &UkernelParams) {
     unsafe { store_acc(p, &acc) }
 }
 
-/// `C = alpha * acc + beta * C` on the `m x n` corner of the tile.
+/// `C = alpha * acc + beta * C (+ bias)` on the `m x n` corner of the tile.
 // Inlined into its `#[target_feature]` callers (it has no features of its own), so `acc` stays
 // in registers.
 #[inline(always)]
@@ -108,6 +108,15 @@ unsafe fn store_acc(p: &UkernelParams, acc: &[[float32x4_t; 3]; MR]) {
     // SAFETY: only inlined into NEON functions.
     let alpha = unsafe { vdupq_n_f32(p.alpha) };
     if p.m == MR && p.n == NR && p.csc == 1 {
+        let has_bias = !p.bias.is_null();
+        // SAFETY: a non-null bias holds the full tile's 12 values.
+        let bias: [float32x4_t; 3] = std::array::from_fn(|j| unsafe {
+            if has_bias {
+                vld1q_f32(p.bias.add(4 * j))
+            } else {
+                vdupq_n_f32(0.0)
+            }
+        });
         for (i, row) in acc.iter().enumerate() {
             // SAFETY: full tile, rows of 12 contiguous elements.
             unsafe {
@@ -116,6 +125,9 @@ unsafe fn store_acc(p: &UkernelParams, acc: &[[float32x4_t; 3]; MR]) {
                     let mut r = vmulq_f32(alpha, v);
                     if p.beta != 0.0 {
                         r = vfmaq_f32(r, vdupq_n_f32(p.beta), vld1q_f32(c.add(4 * j)));
+                    }
+                    if has_bias {
+                        r = vaddq_f32(r, bias[j]);
                     }
                     vst1q_f32(c.add(4 * j), r);
                 }

@@ -2,22 +2,36 @@
 
 use crate::gemm::UkernelParams;
 
-/// Writes an MR x NR accumulator tile into C under the contract's alpha/beta rules, only the
-/// `m x n` corner, at any strides. Shared by every ISA's edge path.
+/// Writes an MR x NR accumulator tile into C under the contract's alpha/beta/bias rules, only
+/// the `m x n` corner, at any strides. Shared by every ISA's edge path.
 ///
 /// # Safety
-/// `p.c` must address `p.m x p.n` writable elements at strides (`p.rsc`, `p.csc`).
+/// `p.c` must address `p.m x p.n` writable elements at strides (`p.rsc`, `p.csc`), and `p.bias`
+/// must be null or address `p.n` values.
 #[inline(always)]
 pub unsafe fn store_tile<const MR: usize, const NR: usize>(
     p: &UkernelParams,
     acc: &[[f32; NR]; MR],
 ) {
+    let mut bias = [0.0f32; NR];
+    if !p.bias.is_null() {
+        // SAFETY: a non-null bias holds the tile's `n <= NR` values.
+        bias[..p.n].copy_from_slice(unsafe { std::slice::from_raw_parts(p.bias, p.n) });
+    }
     for (i, row) in acc.iter().enumerate().take(p.m) {
         for (j, &v) in row.iter().enumerate().take(p.n) {
             // SAFETY: (i, j) < (m, n), inside the tile the caller vouched for.
             let dst = unsafe { p.c.offset(i as isize * p.rsc + j as isize * p.csc) };
             let v = p.alpha * v;
-            unsafe { *dst = if p.beta == 0.0 { v } else { v + p.beta * *dst } };
+            let v = if p.beta == 0.0 {
+                v
+            } else {
+                // SAFETY: as above; beta != 0, so C is readable.
+                v + p.beta * unsafe { *dst }
+            };
+            let v = if p.bias.is_null() { v } else { v + bias[j] };
+            // SAFETY: as above.
+            unsafe { *dst = v };
         }
     }
 }

@@ -93,7 +93,7 @@ unsafe fn sgemm_ukernel(p: &UkernelParams) {
     unsafe { store_acc(p, &acc) }
 }
 
-/// `C = alpha * acc + beta * C` on the `m x n` corner of the tile.
+/// `C = alpha * acc + beta * C (+ bias)` on the `m x n` corner of the tile.
 // Inlined into its `#[target_feature]` callers (it has no features of its own), so `acc` stays
 // in registers.
 #[inline(always)]
@@ -101,6 +101,15 @@ unsafe fn store_acc(p: &UkernelParams, acc: &[[__m256; 2]; MR]) {
     // SAFETY: only inlined into AVX2 functions.
     let alpha = unsafe { _mm256_set1_ps(p.alpha) };
     if p.m == MR && p.n == NR && p.csc == 1 {
+        let has_bias = !p.bias.is_null();
+        // SAFETY: a non-null bias holds the full tile's 16 values.
+        let (bias0, bias1) = unsafe {
+            if has_bias {
+                (_mm256_loadu_ps(p.bias), _mm256_loadu_ps(p.bias.add(8)))
+            } else {
+                (_mm256_setzero_ps(), _mm256_setzero_ps())
+            }
+        };
         for (i, row) in acc.iter().enumerate() {
             // SAFETY: full tile, rows of 16 contiguous elements.
             unsafe {
@@ -111,6 +120,10 @@ unsafe fn store_acc(p: &UkernelParams, acc: &[[__m256; 2]; MR]) {
                     let beta = _mm256_set1_ps(p.beta);
                     r0 = _mm256_fmadd_ps(beta, _mm256_loadu_ps(c), r0);
                     r1 = _mm256_fmadd_ps(beta, _mm256_loadu_ps(c.add(8)), r1);
+                }
+                if has_bias {
+                    r0 = _mm256_add_ps(r0, bias0);
+                    r1 = _mm256_add_ps(r1, bias1);
                 }
                 _mm256_storeu_ps(c, r0);
                 _mm256_storeu_ps(c.add(8), r1);

@@ -117,9 +117,10 @@ unsafe fn sgemm_ukernel_direct_a<const M: usize>(p: &UkernelParams) {
     unsafe { store_acc(p, &acc) }
 }
 
-/// `C = alpha * acc + beta * C` on the `m x n` corner. Row-major C (`csc == 1`) takes masked
-/// vector stores, so partial tiles (a 50-wide attention score matrix is one full and one 18-wide
-/// tile) cost no more than full ones; other strides go through the portable scalar store.
+/// `C = alpha * acc + beta * C (+ bias)` on the `m x n` corner. Row-major C (`csc == 1`) takes
+/// masked vector stores, so partial tiles (a 50-wide attention score matrix is one full and one
+/// 18-wide tile) cost no more than full ones; other strides go through the portable scalar
+/// store.
 // Inlined into its `#[target_feature]` callers (it has no features of its own), so `acc` stays
 // in registers.
 #[inline(always)]
@@ -129,6 +130,18 @@ unsafe fn store_acc<const M: usize>(p: &UkernelParams, acc: &[[__m512; 2]; M]) {
         let (alpha, beta) = unsafe { (_mm512_set1_ps(p.alpha), _mm512_set1_ps(p.beta)) };
         let lanes = |n: usize| -> __mmask16 { if n >= 16 { 0xFFFF } else { (1u16 << n) - 1 } };
         let (m0, m1) = (lanes(p.n), lanes(p.n.saturating_sub(16)));
+        let has_bias = !p.bias.is_null();
+        // SAFETY: a non-null bias holds `n` values; the masks read exactly those.
+        let (bias0, bias1) = unsafe {
+            if has_bias {
+                (
+                    _mm512_maskz_loadu_ps(m0, p.bias),
+                    _mm512_maskz_loadu_ps(m1, p.bias.wrapping_add(16)),
+                )
+            } else {
+                (_mm512_setzero_ps(), _mm512_setzero_ps())
+            }
+        };
         for (i, row) in acc.iter().enumerate().take(p.m) {
             // SAFETY: row i < m of C holds n contiguous elements; the masks cover exactly them
             // (masked-off lanes are neither read nor written).
@@ -141,6 +154,10 @@ unsafe fn store_acc<const M: usize>(p: &UkernelParams, acc: &[[__m512; 2]; M]) {
                 if p.beta != 0.0 {
                     r0 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(m0, c), r0);
                     r1 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(m1, c1), r1);
+                }
+                if has_bias {
+                    r0 = _mm512_add_ps(r0, bias0);
+                    r1 = _mm512_add_ps(r1, bias1);
                 }
                 _mm512_mask_storeu_ps(c, m0, r0);
                 _mm512_mask_storeu_ps(c1, m1, r1);

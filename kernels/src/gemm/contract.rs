@@ -3,7 +3,7 @@
 //! A micro-kernel computes one MR x NR tile:
 //!
 //! ```text
-//! C[0..m, 0..n] := alpha * (A_panel * B_panel)[0..m, 0..n] + beta * C[0..m, 0..n]
+//! C[0..m, 0..n] := alpha * (A_panel * B_panel)[0..m, 0..n] + beta * C[0..m, 0..n] (+ bias[0..n])
 //! ```
 //!
 //! - `a` points at a packed A micro-panel: `k` columns of `MR` values, column after column
@@ -16,6 +16,9 @@
 //! - If `beta == 0`, C is not read: it may hold NaN or infinity.
 //! - C element (i, j) is at `c + i * rsc + j * csc`; the kernel takes the fast path for full tiles
 //!   with `csc == 1`.
+//! - `bias`, when not null, points at `n` values (the tile's columns) added to every row after
+//!   the alpha/beta update, once per element (the driver passes it only with the last K block,
+//!   so a Linear layer's bias costs no pass of its own over C).
 //!
 //! The direct-A variant ([`KernelSet::ukernel_direct_a`]) is the same except that `a` is not
 //! packed: it points at A(0, 0) of the caller's A, A(i, p) at `a + i * rsa + p * csa`, and only
@@ -55,6 +58,8 @@ pub struct UkernelParams {
     pub m: usize,
     /// Columns of the tile to write (<= NR).
     pub n: usize,
+    /// Bias of the tile's `n` columns, added to every row; null for none.
+    pub bias: *const f32,
 }
 
 /// A micro-kernel.

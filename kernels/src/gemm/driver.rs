@@ -6,13 +6,10 @@
 //! stays in L1) and `jr` over the NR-wide B micro-panels streaming from L2, one micro-kernel call
 //! per tile.
 
-use super::{KernelSet, MatMut, MatRef, UkernelParams};
+use super::pack::{CacheLine, as_floats};
+use super::{BSource, KernelSet, MatMut, MatRef, PackedB, UkernelParams};
+use crate::KernelError;
 use std::cell::RefCell;
-
-/// 64-byte aligned storage for packed panels.
-#[derive(Clone, Copy)]
-#[repr(C, align(64))]
-struct CacheLine([f32; 16]);
 
 /// Per-thread packing buffers: they grow to the largest block seen and are then reused, so a
 /// steady stream of GEMMs allocates nothing.
@@ -20,16 +17,6 @@ struct CacheLine([f32; 16]);
 struct PackBuffers {
     a: Vec<CacheLine>,
     b: Vec<CacheLine>,
-}
-
-fn as_floats(buf: &mut Vec<CacheLine>, len: usize) -> &mut [f32] {
-    let lines = len.div_ceil(16);
-    if buf.len() < lines {
-        buf.resize(lines, CacheLine([0.0; 16]));
-    }
-    // SAFETY: `CacheLine` is `repr(C)` around `[f32; 16]` with no padding, so `lines` of them are
-    // `16 * lines >= len` initialised, properly aligned f32s.
-    unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<f32>(), len) }
 }
 
 thread_local! {
@@ -61,6 +48,35 @@ impl OutPtr {
 /// Work below this many multiply-adds runs on the calling thread: a pool hand-off costs more.
 pub(crate) const PARALLEL_MIN_MACS: usize = 1 << 17;
 
+/// B as one thread's loop nest sees it: a view to pack block by block, or columns
+/// `j0..j0 + n` of a pre-packed B (`j0` a multiple of NR).
+#[derive(Clone, Copy)]
+enum BPart<'a> {
+    View(MatRef<'a>),
+    Packed { b: &'a PackedB, j0: usize, n: usize },
+}
+
+impl BPart<'_> {
+    fn cols(&self) -> usize {
+        match self {
+            BPart::View(b) => b.cols(),
+            BPart::Packed { n, .. } => *n,
+        }
+    }
+
+    /// Columns `start..start + size` (`start` a multiple of NR).
+    fn cols_range(self, start: usize, size: usize) -> Self {
+        match self {
+            BPart::View(b) => BPart::View(b.sub(0, start, b.rows(), size)),
+            BPart::Packed { b, j0, .. } => BPart::Packed {
+                b,
+                j0: j0 + start,
+                n: size,
+            },
+        }
+    }
+}
+
 /// Runs `C = alpha * A * B + beta * C` (shapes already checked) on `threads` threads.
 pub fn gemm(
     ks: &KernelSet,
@@ -69,6 +85,58 @@ pub fn gemm(
     a: MatRef<'_>,
     b: MatRef<'_>,
     beta: f32,
+    c: MatMut<'_>,
+) {
+    run(ks, threads, alpha, a, BPart::View(b), beta, None, c);
+}
+
+/// Runs `C = alpha * A * B + beta * C (+ bias[j] on column j)` on `threads` threads, after
+/// checking the shapes, the bias length and that a packed B was packed for `ks`.
+#[allow(clippy::too_many_arguments)] // BLAS argument order: scalars next to their operands.
+pub fn gemm_fused(
+    ks: &KernelSet,
+    threads: usize,
+    alpha: f32,
+    a: MatRef<'_>,
+    b: BSource<'_>,
+    beta: f32,
+    bias: Option<&[f32]>,
+    c: MatMut<'_>,
+) -> Result<(), KernelError> {
+    super::check_shapes(&a, b.rows(), b.cols(), &c)?;
+    if let Some(bias) = bias
+        && bias.len() != c.cols()
+    {
+        return Err(KernelError::ShapeMismatch(format!(
+            "bias has {} values, C has {} columns",
+            bias.len(),
+            c.cols()
+        )));
+    }
+    let b = match b {
+        BSource::View(b) => BPart::View(b),
+        BSource::Packed(b) => {
+            b.check_kernels(ks)?;
+            BPart::Packed {
+                b,
+                j0: 0,
+                n: b.cols(),
+            }
+        }
+    };
+    run(ks, threads, alpha, a, b, beta, bias, c);
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run(
+    ks: &KernelSet,
+    threads: usize,
+    alpha: f32,
+    a: MatRef<'_>,
+    b: BPart<'_>,
+    beta: f32,
+    bias: Option<&[f32]>,
     mut c: MatMut<'_>,
 ) {
     let (m, n, k) = (a.rows(), b.cols(), a.cols());
@@ -81,7 +149,7 @@ pub fn gemm(
         cs: c.col_stride() as isize,
     };
     if k == 0 {
-        scale_c(out, m, n, beta);
+        scale_c(out, m, n, beta, bias);
         return;
     }
     let threads = if m * n * k < PARALLEL_MIN_MACS {
@@ -90,7 +158,7 @@ pub fn gemm(
         threads
     };
     // Split the longer of M and N into `parts` tile-aligned ranges, one per thread; each thread
-    // packs its own blocks.
+    // packs its own blocks (of a pre-packed B, it reads the panels of its NR-aligned range).
     let (split_n, tile, len) = if n >= m {
         (true, ks.nr, n)
     } else {
@@ -98,7 +166,7 @@ pub fn gemm(
     };
     let parts = threads.min(len.div_ceil(tile)).max(1);
     if parts == 1 {
-        gemm_serial(ks, alpha, a, b, beta, out);
+        gemm_serial(ks, alpha, a, b, beta, bias, out);
         return;
     }
     let tiles_per_part = len.div_ceil(tile).div_ceil(parts);
@@ -110,42 +178,44 @@ pub fn gemm(
         }
         let size = chunk.min(len - start);
         if split_n {
-            gemm_serial(
-                ks,
-                alpha,
-                a,
-                b.sub(0, start, k, size),
-                beta,
-                out.offset(0, start),
-            );
+            let bias = bias.map(|v| &v[start..start + size]);
+            let b = b.cols_range(start, size);
+            gemm_serial(ks, alpha, a, b, beta, bias, out.offset(0, start));
         } else {
-            gemm_serial(
-                ks,
-                alpha,
-                a.sub(start, 0, size, k),
-                b,
-                beta,
-                out.offset(start, 0),
-            );
+            let a = a.sub(start, 0, size, k);
+            gemm_serial(ks, alpha, a, b, beta, bias, out.offset(start, 0));
         }
     };
     crate::threads::pool(parts).broadcast(|ctx| run_part(ctx.index()));
 }
 
-fn scale_c(c: OutPtr, m: usize, n: usize, beta: f32) {
+/// The k == 0 product: `C = beta * C (+ bias)`.
+fn scale_c(c: OutPtr, m: usize, n: usize, beta: f32, bias: Option<&[f32]>) {
     for i in 0..m {
         for j in 0..n {
             let p = c.offset(i, j).ptr;
             // SAFETY: (i, j) is inside the m x n view C came from.
-            unsafe { *p = if beta == 0.0 { 0.0 } else { beta * *p } };
+            unsafe {
+                let v = if beta == 0.0 { 0.0 } else { beta * *p };
+                *p = bias.map_or(v, |bias| v + bias[j]);
+            }
         }
     }
 }
 
 /// The single-threaded five-loop nest. A row- or column-major A is read in place instead of
 /// packed when the problem is narrow (see [`KernelSet::direct_a`]): each A micro-panel then
-/// meets only a few B micro-panels, too few to repay the copy.
-fn gemm_serial(ks: &KernelSet, alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: OutPtr) {
+/// meets only a few B micro-panels, too few to repay the copy. A pre-packed B skips the B
+/// packing; the bias goes to the micro-kernels of the last K block only.
+fn gemm_serial(
+    ks: &KernelSet,
+    alpha: f32,
+    a: MatRef<'_>,
+    b: BPart<'_>,
+    beta: f32,
+    bias: Option<&[f32]>,
+    c: OutPtr,
+) {
     let (m, n, k) = (a.rows(), b.cols(), a.cols());
     let (mr, nr) = (ks.mr, ks.nr);
     let direct = ks.direct_a(&a, n);
@@ -156,9 +226,16 @@ fn gemm_serial(ks: &KernelSet, alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f
             let nb = ks.nc.min(n - jc);
             for pc in (0..k).step_by(ks.kc) {
                 let kb = ks.kc.min(k - pc);
-                let packed_b = as_floats(bbuf, nb.div_ceil(nr) * nr * kb);
-                (ks.pack_b)(b.sub(pc, jc, kb, nb), packed_b);
+                let packed_b: &[f32] = match b {
+                    BPart::View(b) => {
+                        let buf = as_floats(bbuf, nb.div_ceil(nr) * nr * kb);
+                        (ks.pack_b)(b.sub(pc, jc, kb, nb), buf);
+                        buf
+                    }
+                    BPart::Packed { b, j0, .. } => b.block(pc, kb, j0 + jc),
+                };
                 let beta_block = if pc == 0 { beta } else { 1.0 };
+                let bias_block = bias.filter(|_| pc + kb == k);
                 for ic in (0..m).step_by(ks.mc) {
                     let mb = ks.mc.min(m - ic);
                     let packed_a = match direct {
@@ -177,6 +254,8 @@ fn gemm_serial(ks: &KernelSet, alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f
                             None => (ks.ukernel, packed_a[(ir / mr) * mr * kb..].as_ptr()),
                         };
                         for jr in (0..nb).step_by(nr) {
+                            let bias =
+                                bias_block.map_or(std::ptr::null(), |v| v[jc + jr..].as_ptr());
                             let params = UkernelParams {
                                 k: kb,
                                 alpha,
@@ -190,10 +269,12 @@ fn gemm_serial(ks: &KernelSet, alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f
                                 csc: c.cs,
                                 m: rows,
                                 n: nr.min(nb - jr),
+                                bias,
                             };
                             // SAFETY: the B panel (and the A panel, or the `rows x kb` block of A
-                            // read in place) holds `kb` columns/rows of a full tile, and the
-                            // `m x n` corner of C at this offset lies inside the caller's view.
+                            // read in place) holds `kb` columns/rows of a full tile, the `m x n`
+                            // corner of C at this offset lies inside the caller's view, and the
+                            // bias (length n, checked) holds this tile's `n` columns.
                             unsafe { ukernel(&params) };
                         }
                     }

@@ -6,7 +6,11 @@
 //!
 //! - [`pack`]: copies blocks of A and B into micro-panels the micro-kernel streams through;
 //! - the micro-kernels (one file per ISA under `crate::arch`) compute one MR x NR tile of C;
-//! - [`driver`]: the loops over blocks (no ISA code), and the split across threads.
+//! - [`driver`]: the loops over blocks (no ISA code), and the split across threads;
+//! - [`PackedB`]: a B (a Linear layer's weight) packed once and reused by every call.
+//!
+//! [`sgemm_fused`] also adds a bias row in the micro-kernels' epilogue, so a Linear layer's
+//! `X W^T + b` is one pass over C.
 //!
 //! Which micro-kernel runs is decided once ([`crate::Isa::active`]), or per call through
 //! [`GemmOptions`].
@@ -14,9 +18,11 @@
 pub mod contract;
 pub mod driver;
 pub mod pack;
+mod packed;
 mod view;
 
 pub use contract::{KernelSet, UkernelParams};
+pub use packed::{BSource, PackedB};
 pub use view::{MatMut, MatRef};
 
 use crate::{Isa, KernelError};
@@ -58,21 +64,8 @@ pub fn sgemm_with(
     beta: f32,
     c: MatMut<'_>,
 ) -> Result<(), KernelError> {
-    if a.rows() != c.rows() || b.cols() != c.cols() || a.cols() != b.rows() {
-        return Err(KernelError::ShapeMismatch(format!(
-            "A is {}x{}, B is {}x{}, C is {}x{}",
-            a.rows(),
-            a.cols(),
-            b.rows(),
-            b.cols(),
-            c.rows(),
-            c.cols()
-        )));
-    }
-    let kernels = match opts.isa {
-        Some(isa) => KernelSet::for_isa(isa)?,
-        None => *active_kernels(),
-    };
+    check_shapes(&a, b.rows(), b.cols(), &c)?;
+    let kernels = resolve_kernels(opts)?;
     // Small problems run on the calling thread anyway: skip the thread-count lookup (a lock).
     let macs = a.rows().saturating_mul(b.cols()).saturating_mul(a.cols());
     let small = macs < driver::PARALLEL_MIN_MACS;
@@ -83,6 +76,64 @@ pub fn sgemm_with(
     };
     driver::gemm(&kernels, threads, alpha, a, b, beta, c);
     Ok(())
+}
+
+/// `C = alpha * A * B + beta * C (+ bias[j] on every row's j-th column when given)`, with B a
+/// view or packed once by [`PackedB::pack`].
+///
+/// The bias is added once per element in the micro-kernel's epilogue of the last K block, so a
+/// Linear layer `Y = X W^T + b` is `sgemm_fused(opts, 1.0, x, b_w, 0.0, Some(b), y)` instead of
+/// filling Y with the bias rows and accumulating into it. Edge behaviour as in [`sgemm`], with
+/// k == 0 giving `C = beta * C + bias`. Errors: mismatched shapes (including `bias.len() != n`)
+/// and a [`PackedB`] packed for other kernels than `opts` resolves to
+/// ([`KernelError::PackedMismatch`]). With the same kernels, a packed B and the view it was packed
+/// from give bit-identical results, on any thread count.
+pub fn sgemm_fused(
+    opts: &GemmOptions,
+    alpha: f32,
+    a: MatRef<'_>,
+    b: BSource<'_>,
+    beta: f32,
+    bias: Option<&[f32]>,
+    c: MatMut<'_>,
+) -> Result<(), KernelError> {
+    let kernels = resolve_kernels(opts)?;
+    let macs = a.rows().saturating_mul(b.cols()).saturating_mul(a.cols());
+    let threads = match opts.threads {
+        _ if macs < driver::PARALLEL_MIN_MACS => 1,
+        Some(t) => t.max(1),
+        None => crate::threads::num_threads().max(1),
+    };
+    driver::gemm_fused(&kernels, threads, alpha, a, b, beta, bias, c)
+}
+
+/// A is m x k, B is k x n, C is m x n.
+pub(crate) fn check_shapes(
+    a: &MatRef<'_>,
+    b_rows: usize,
+    b_cols: usize,
+    c: &MatMut<'_>,
+) -> Result<(), KernelError> {
+    if a.rows() != c.rows() || b_cols != c.cols() || a.cols() != b_rows {
+        return Err(KernelError::ShapeMismatch(format!(
+            "A is {}x{}, B is {}x{}, C is {}x{}",
+            a.rows(),
+            a.cols(),
+            b_rows,
+            b_cols,
+            c.rows(),
+            c.cols()
+        )));
+    }
+    Ok(())
+}
+
+/// The kernels `opts` asks for: its ISA, else the active one.
+pub(crate) fn resolve_kernels(opts: &GemmOptions) -> Result<KernelSet, KernelError> {
+    match opts.isa {
+        Some(isa) => KernelSet::for_isa(isa),
+        None => Ok(*active_kernels()),
+    }
 }
 
 /// The kernel set of [`Isa::active`], chosen once.

@@ -6,6 +6,22 @@
 
 use super::MatRef;
 
+/// 64-byte aligned storage for packed panels (the micro-kernels use aligned loads of B).
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+pub(crate) struct CacheLine(pub(crate) [f32; 16]);
+
+/// The first `len` floats of `buf`, grown (zero-filled) to hold them.
+pub(crate) fn as_floats(buf: &mut Vec<CacheLine>, len: usize) -> &mut [f32] {
+    let lines = len.div_ceil(16);
+    if buf.len() < lines {
+        buf.resize(lines, CacheLine([0.0; 16]));
+    }
+    // SAFETY: `CacheLine` is `repr(C)` around `[f32; 16]` with no padding, so `lines` of them are
+    // `16 * lines >= len` initialised, properly aligned f32s.
+    unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<f32>(), len) }
+}
+
 /// Packs an `mb x kb` block of A into `ceil(mb / MR)` micro-panels of `MR x kb`, each stored
 /// column by column: panel `q` holds `dst[q*MR*kb + p*MR + i] = A(q*MR + i, p)`.
 pub fn pack_a<const MR: usize>(a: MatRef<'_>, dst: &mut [f32]) {
