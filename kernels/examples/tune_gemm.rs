@@ -1,7 +1,7 @@
 //! Tuning aid: times kernel sets with different blockings on one shape, measuring the thread's
 //! CPU time (robust when the machine is shared). `cargo run --release --example tune_gemm MxKxN`.
 use lithe_kernels::gemm::{KernelSet, driver};
-use lithe_kernels::{Isa, MatMut, MatRef};
+use lithe_kernels::{BSource, Isa, MatMut, MatRef, PackedB};
 
 #[repr(C)]
 struct Timespec {
@@ -56,40 +56,65 @@ fn main() {
         "A always in place".to_string(),
         base.with_direct_a_max_n(usize::MAX),
     ));
-    for (name, ks) in &sets {
-        let mut times = Vec::new();
+    let median_of = |f: &mut dyn FnMut()| {
         for _ in 0..5 {
-            driver::gemm(
-                ks,
-                1,
-                1.0,
-                MatRef::row_major(&a, m, k).unwrap(),
-                bview(),
-                0.0,
-                MatMut::row_major(&mut c, m, n).unwrap(),
-            );
+            f();
         }
-        for _ in 0..40 {
-            let t = cpu_now();
-            driver::gemm(
-                ks,
-                1,
-                1.0,
-                MatRef::row_major(&a, m, k).unwrap(),
-                bview(),
-                0.0,
-                MatMut::row_major(&mut c, m, n).unwrap(),
-            );
-            times.push(cpu_now() - t);
-        }
+        let mut times: Vec<f64> = (0..40)
+            .map(|_| {
+                let t = cpu_now();
+                f();
+                cpu_now() - t
+            })
+            .collect();
         times.sort_by(|x, y| x.partial_cmp(y).unwrap());
-        let med = times[times.len() / 2];
+        times[times.len() / 2]
+    };
+    let report = |name: &str, med: f64| {
         println!(
             "{shape} {name:28} {:8.1} us  {:6.1} GFLOP/s (cpu time)",
             med * 1e6,
             2.0 * (m * n * k) as f64 / med / 1e9
         );
+    };
+    for (name, ks) in &sets {
+        let med = median_of(&mut || {
+            driver::gemm(
+                ks,
+                1,
+                1.0,
+                MatRef::row_major(&a, m, k).unwrap(),
+                bview(),
+                0.0,
+                MatMut::row_major(&mut c, m, n).unwrap(),
+            )
+        });
+        report(name, med);
     }
+    // B packed once (a weight packed at load) against packing it on every call (above), and a
+    // Linear layer's bias: filled into C then accumulated (beta = 1), or added in the epilogue.
+    let packed = PackedB::pack_for(&base, bview()).unwrap();
+    let bias: Vec<f32> = (0..n).map(|j| j as f32 * 1e-3).collect();
+    let fused = |b: BSource<'_>, bias: Option<&[f32]>, beta: f32, c: &mut [f32]| {
+        let (av, cv) = (
+            MatRef::row_major(&a, m, k).unwrap(),
+            MatMut::row_major(c, m, n).unwrap(),
+        );
+        driver::gemm_fused(&base, 1, 1.0, av, b, beta, bias, cv).unwrap();
+    };
+    let med = median_of(&mut || fused(BSource::Packed(&packed), None, 0.0, &mut c));
+    report("B pre-packed", med);
+    let med = median_of(&mut || {
+        for row in c.chunks_exact_mut(n) {
+            row.copy_from_slice(&bias);
+        }
+        fused(BSource::View(bview()), None, 1.0, &mut c);
+    });
+    report("bias: fill C, beta = 1", med);
+    let med = median_of(&mut || fused(BSource::View(bview()), Some(&bias), 0.0, &mut c));
+    report("bias fused", med);
+    let med = median_of(&mut || fused(BSource::Packed(&packed), Some(&bias), 0.0, &mut c));
+    report("bias fused, B pre-packed", med);
 }
 
 /// The micro-kernel alone on L1-resident panels: its ceiling without any memory traffic.
