@@ -305,7 +305,7 @@ fn tile_edges_packed_and_bias() {
                             c_col_major: (x + y + z) % 3 == 0,
                             alpha,
                             beta,
-                            bias: (x + y + z + b_col_major as usize) % 4 != 0,
+                            bias: !(x + y + z + b_col_major as usize).is_multiple_of(4),
                             pad: (y + z) % 3,
                         };
                         check(&ks, &[1], &case, (m * 1000 + n * 10 + k) as u64);

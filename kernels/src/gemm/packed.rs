@@ -104,7 +104,7 @@ impl PackedB {
     /// The packed panels of rows `pc..pc + kb` (one KC block, `pc` a multiple of KC) from
     /// column `j` (a multiple of NR) to the end of B.
     pub(crate) fn block(&self, pc: usize, kb: usize, j: usize) -> &[f32] {
-        debug_assert!(pc % self.kc == 0 && j % self.nr == 0 && pc + kb <= self.k);
+        debug_assert!(pc.is_multiple_of(self.kc) && j.is_multiple_of(self.nr) && pc + kb <= self.k);
         let n_pad = self.n.div_ceil(self.nr) * self.nr;
         // SAFETY: `CacheLine` is `repr(C)` around `[f32; 16]` with no padding, and `data` holds
         // at least `k * n_pad` floats (see `pack_for`).
