@@ -54,6 +54,45 @@ fn linear_any_rank() {
     );
 }
 
+#[test]
+fn linear_inference_uses_the_current_weight_after_every_change() {
+    // Inference graphs multiply by a packed copy of W^T: it must follow set_value, optimizer
+    // updates and a swapped-in parameter, and agree with the training-graph forward.
+    let mut rng = Rng::new(4);
+    let mut lin = Linear::new(70, 40, true, Init::Normal(0.5), &mut rng);
+    let x = randn(&[3, 7, 70], 5);
+    let infer = |lin: &Linear| {
+        let g = Graph::inference();
+        g.value(lin.forward(&g, g.constant(x.clone())).unwrap())
+            .unwrap()
+    };
+    let train = |lin: &Linear| {
+        let g = Graph::new();
+        g.value(lin.forward(&g, g.constant(x.clone())).unwrap())
+            .unwrap()
+    };
+    let first = infer(&lin);
+    close(&first, &train(&lin), 1e-5);
+    close(&infer(&lin), &first, 0.0); // the cached packing gives the same bits
+
+    lin.weight.set_value(randn(&[40, 70], 6)).unwrap();
+    let after_set = infer(&lin);
+    close(&after_set, &train(&lin), 1e-5);
+    assert!(after_set.max_abs_diff(&first).unwrap() > 0.1);
+
+    let mut opt = lithe::Sgd::new(vec![lin.weight.clone()], lithe::SgdConfig::default()).unwrap();
+    let g = Graph::new();
+    let y = lin.forward(&g, g.constant(x.clone())).unwrap();
+    g.backward(g.sum_all(y).unwrap()).unwrap();
+    lithe::Optimizer::step(&mut opt).unwrap();
+    let after_step = infer(&lin);
+    close(&after_step, &train(&lin), 1e-5);
+    assert!(after_step.max_abs_diff(&after_set).unwrap() > 1e-3);
+
+    lin.weight = lithe::Param::new(randn(&[40, 70], 7));
+    close(&infer(&lin), &train(&lin), 1e-5);
+}
+
 /// Attention computed head by head with plain loops.
 fn attention_reference(
     att: &MultiHeadAttention,

@@ -9,6 +9,8 @@ struct ParamState {
     value: Tensor,
     grad: Option<Tensor>,
     requires_grad: bool,
+    // Bumped by every change of the value: caches derived from it (packed weights) compare it.
+    version: u64,
 }
 
 /// A shared handle to a trainable tensor and its accumulated gradient.
@@ -32,6 +34,7 @@ impl Param {
                 value,
                 grad: None,
                 requires_grad: true,
+                version: 0,
             })),
         }
     }
@@ -67,7 +70,14 @@ impl Param {
             ));
         }
         s.value = value;
+        s.version += 1;
         Ok(())
+    }
+
+    /// A counter that changes whenever the value may have changed ([`Param::set_value`],
+    /// [`Param::update`]): what caches derived from the value (e.g. a packed weight) compare.
+    pub fn version(&self) -> u64 {
+        self.lock().version
     }
 
     /// The gradient accumulated since the last [`Param::zero_grad`], if any backward pass
@@ -96,6 +106,7 @@ impl Param {
     pub fn update<R>(&self, f: impl FnOnce(&mut Tensor, Option<&Tensor>) -> R) -> R {
         let mut s = self.lock();
         let s = &mut *s;
+        s.version += 1;
         f(&mut s.value, s.grad.as_ref())
     }
 

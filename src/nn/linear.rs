@@ -5,7 +5,9 @@
 use super::{Module, join};
 use crate::autograd::{Graph, Param, Var};
 use crate::error::{Error, Result};
-use crate::tensor::{Rng, Tensor};
+use crate::tensor::{self, Rng, Tensor};
+use lithe_kernels::{GemmOptions, MatRef, PackedB};
+use std::sync::{Arc, Mutex};
 
 /// Standard deviation of BERT's and ViT's weight initialisation (`initializer_range`).
 pub const INIT_STD: f32 = 0.02;
@@ -47,12 +49,45 @@ impl Init {
 }
 
 /// `y = x W^T + b`, with `W[out, in]` stored as PyTorch's `nn.Linear.weight`.
+///
+/// On graphs without gradients (inference) the layer multiplies by `W^T` packed once for the
+/// GEMM kernels, kept until the weight changes.
 #[derive(Clone, Debug)]
 pub struct Linear {
     /// `[out, in]`.
     pub weight: Param,
     /// `[out]`, absent for a bias-free layer.
     pub bias: Option<Param>,
+    packed: PackedWeight,
+}
+
+/// `W^T` packed for inference, with the weight handle and version it was packed from.
+#[derive(Clone, Debug, Default)]
+struct PackedWeight(Arc<Mutex<Option<(Param, u64, Arc<PackedB>)>>>);
+
+impl PackedWeight {
+    /// The packed `W^T` of `weight`, packing it again when the weight (or its value) changed.
+    fn get(&self, weight: &Param) -> Result<Arc<PackedB>> {
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let version = weight.version();
+        if let Some((p, v, packed)) = &*slot
+            && p.same_as(weight)
+            && *v == version
+        {
+            return Ok(packed.clone());
+        }
+        let w = weight.value();
+        let [out, inp] = w.shape()[..] else {
+            return Err(Error::shape(
+                "Linear",
+                format!("weight {:?} is not [out, in]", w.shape()),
+            ));
+        };
+        let w_t = MatRef::row_major(w.data(), out, inp)?.t();
+        let packed = Arc::new(PackedB::pack(w_t, &GemmOptions::default())?);
+        *slot = Some((weight.clone(), version, packed.clone()));
+        Ok(packed)
+    }
 }
 
 impl Linear {
@@ -61,6 +96,7 @@ impl Linear {
         Linear {
             weight: Param::new(init.sample(&[outputs, inputs], rng)),
             bias: bias.then(|| Param::new(Tensor::zeros(&[outputs]))),
+            packed: PackedWeight::default(),
         }
     }
 
@@ -77,7 +113,11 @@ impl Linear {
                 ),
             ));
         }
-        Ok(Linear { weight, bias })
+        Ok(Linear {
+            weight,
+            bias,
+            packed: PackedWeight::default(),
+        })
     }
 
     /// Input width.
@@ -91,8 +131,15 @@ impl Linear {
     }
 
     /// `x[..., in] -> [..., out]`: one GEMM over all leading rows with `W` read transposed
-    /// in place, accumulating onto the broadcast bias ([`Graph::linear`]).
+    /// in place and the bias added in its epilogue ([`Graph::linear`]); without gradients, on
+    /// the packed `W^T`.
     pub fn forward(&self, g: &Graph, x: Var) -> Result<Var> {
+        if !g.grad_enabled() {
+            let packed = self.packed.get(&self.weight)?;
+            let bias = self.bias.as_ref().map(Param::value);
+            let y = tensor::linear_packed(&g.value(x)?, &packed, bias.as_ref())?;
+            return Ok(g.constant(y)); // [..., out]
+        }
         let bias = self.bias.as_ref().map(|b| g.param(b));
         g.linear(x, g.param(&self.weight), bias) // [..., out]
     }

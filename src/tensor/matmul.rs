@@ -7,7 +7,7 @@
 use super::Tensor;
 use super::shape::{broadcast_shapes, broadcast_strides, for_each_row, numel};
 use crate::error::{Error, Result};
-use lithe_kernels::{MatMut, MatRef, sgemm};
+use lithe_kernels::{BSource, GemmOptions, MatMut, MatRef, PackedB, sgemm, sgemm_fused};
 
 /// Whether [`gemm_into`] overwrites its output or accumulates into it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,42 +159,54 @@ pub fn matmul_ex(a: &Tensor, ta: bool, b: &Tensor, tb: bool) -> Result<Tensor> {
     Ok(c)
 }
 
-/// A Linear layer's `x[..., in] @ w[out, in]^T + bias[out] -> [..., out]`. The output starts as
-/// the bias repeated over the rows and the GEMM accumulates onto it (beta = 1), so the bias costs
-/// no pass of its own and the output is never zero-filled. [`Error::Shape`] unless `x` has rank
-/// >= 2, `w` is `[out, in]` and `bias` is `[out]`.
+/// A Linear layer's `x[..., in] @ w[out, in]^T + bias[out] -> [..., out]`: one GEMM over all
+/// leading rows with `w` read transposed in place and the bias added in the GEMM's epilogue (no
+/// pass of its own). [`Error::Shape`] unless `x` has rank >= 2, `w` is `[out, in]` and `bias` is
+/// `[out]`.
 pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
-    const OP: &str = "linear";
+    if w.rank() != 2 {
+        return Err(Error::shape(
+            "linear",
+            format!("weight {:?} must be [out, in]", w.shape()),
+        ));
+    }
+    let (outputs, inputs) = (w.shape()[0], w.shape()[1]);
+    let wt = MatRef::row_major(w.data(), outputs, inputs)?.t(); // [in, out], read in place
+    linear_with(x, BSource::View(wt), bias)
+}
+
+/// [`linear`] with the weight already packed for the GEMM ([`PackedB`] of `w^T`, `[in, out]`):
+/// the inference path, where weights do not change between calls.
+pub fn linear_packed(x: &Tensor, w_t: &PackedB, bias: Option<&Tensor>) -> Result<Tensor> {
+    linear_with(x, BSource::Packed(w_t), bias)
+}
+
+fn linear_with(x: &Tensor, w_t: BSource<'_>, bias: Option<&Tensor>) -> Result<Tensor> {
+    let (inputs, outputs) = match w_t {
+        BSource::View(m) => (m.rows(), m.cols()),
+        BSource::Packed(p) => (p.rows(), p.cols()),
+    };
     let ok = x.rank() >= 2
-        && w.rank() == 2
-        && w.shape()[1] == x.shape()[x.rank() - 1]
-        && bias.is_none_or(|b| b.shape() == [w.shape()[0]]);
+        && x.shape()[x.rank() - 1] == inputs
+        && bias.is_none_or(|b| b.shape() == [outputs]);
     if !ok {
         return Err(Error::shape(
-            OP,
+            "linear",
             format!(
-                "x {:?}, weight {:?}, bias {:?}: need x [..., in], weight [out, in], bias [out]",
+                "x {:?}, weight [{outputs}, {inputs}], bias {:?}: need x [..., in] and bias [out]",
                 x.shape(),
-                w.shape(),
                 bias.map(|b| b.shape())
             ),
         ));
     }
-    let outputs = w.shape()[0];
     let rows: usize = x.shape()[..x.rank() - 1].iter().product();
     let mut shape = x.shape().to_vec();
     *shape.last_mut().expect("rank >= 2") = outputs;
-    let mut out = match bias {
-        Some(b) if outputs > 0 => {
-            let mut data = Vec::with_capacity(rows * outputs);
-            for _ in 0..rows {
-                data.extend_from_slice(b.data());
-            }
-            Tensor::from_vec(data, &shape)?
-        }
-        _ => Tensor::zeros(&shape),
-    };
-    gemm_into(x, false, w, true, &mut out, GemmMode::Accumulate)?;
+    let mut out = Tensor::zeros(&shape);
+    let xv = MatRef::row_major(x.data(), rows, inputs)?;
+    let c = MatMut::row_major(out.data_mut(), rows, outputs)?;
+    let bias = bias.map(|b| b.data());
+    sgemm_fused(&GemmOptions::default(), 1.0, xv, w_t, 0.0, bias, c)?;
     Ok(out)
 }
 

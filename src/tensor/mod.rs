@@ -26,7 +26,7 @@ pub(crate) use attention::{AttentionGrads, attention_backward};
 pub use elementwise::{add, broadcast_to, div, mul, sub, sum_to_shape};
 pub use layout::{concat, index_select, permute, scatter_add, slice, transpose};
 pub(crate) use matmul::{GemmMode, gemm_into};
-pub use matmul::{linear, matmul, matmul_ex, matmul_t};
+pub use matmul::{linear, linear_packed, matmul, matmul_ex, matmul_t};
 pub use nn::{gelu, layernorm, log_softmax, softmax};
 pub use reduce::{mean, sum};
 pub use rng::Rng;
