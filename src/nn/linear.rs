@@ -61,20 +61,28 @@ pub struct Linear {
     packed: PackedWeight,
 }
 
-/// `W^T` packed for inference, with the weight handle and version it was packed from.
+/// `W^T` packed for inference (shared by clones of the layer).
 #[derive(Clone, Debug, Default)]
-struct PackedWeight(Arc<Mutex<Option<(Param, u64, Arc<PackedB>)>>>);
+struct PackedWeight(Arc<Mutex<Option<PackedEntry>>>);
+
+/// A packing and the weight handle and version it was made from.
+#[derive(Debug)]
+struct PackedEntry {
+    weight: Param,
+    version: u64,
+    packed: Arc<PackedB>,
+}
 
 impl PackedWeight {
     /// The packed `W^T` of `weight`, packing it again when the weight (or its value) changed.
     fn get(&self, weight: &Param) -> Result<Arc<PackedB>> {
         let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let version = weight.version();
-        if let Some((p, v, packed)) = &*slot
-            && p.same_as(weight)
-            && *v == version
+        if let Some(e) = &*slot
+            && e.weight.same_as(weight)
+            && e.version == version
         {
-            return Ok(packed.clone());
+            return Ok(e.packed.clone());
         }
         let w = weight.value();
         let [out, inp] = w.shape()[..] else {
@@ -85,7 +93,11 @@ impl PackedWeight {
         };
         let w_t = MatRef::row_major(w.data(), out, inp)?.t();
         let packed = Arc::new(PackedB::pack(w_t, &GemmOptions::default())?);
-        *slot = Some((weight.clone(), version, packed.clone()));
+        *slot = Some(PackedEntry {
+            weight: weight.clone(),
+            version,
+            packed: packed.clone(),
+        });
         Ok(packed)
     }
 }
