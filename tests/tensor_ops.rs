@@ -226,3 +226,27 @@ fn row_kernels() {
     .unwrap();
     assert!((g.data()[1] - 0.841_344_7).abs() < 1e-6);
 }
+
+#[test]
+fn row_wise_ops_split_across_threads_give_identical_bits() {
+    // Large enough to be split into runs on two threads; odd sizes so runs end mid-vector.
+    let x = Tensor::randn(&[301, 257], 0.0, 2.0, &mut lithe::Rng::new(40));
+    let w = Tensor::randn(&[301, 257], 0.0, 1.0, &mut lithe::Rng::new(41));
+    let run = |threads: usize| {
+        lithe::kernels::threads::set_num_threads(threads);
+        let g = lithe::Graph::new();
+        let xv = g.variable(x.clone());
+        let s = g.softmax(xv).unwrap();
+        let y = g.gelu(xv, lithe::GeluKind::Erf).unwrap();
+        let both = g.add(s, y).unwrap();
+        g.backward_from(both, w.clone()).unwrap();
+        vec![
+            g.value(s).unwrap(),
+            g.value(y).unwrap(),
+            g.grad(xv).unwrap().unwrap(),
+        ]
+    };
+    let (one, two) = (run(1), run(2));
+    lithe::kernels::threads::set_num_threads(0);
+    assert_eq!(one, two);
+}

@@ -17,6 +17,7 @@ mod elementwise;
 pub(crate) mod layout;
 mod matmul;
 mod nn;
+pub(crate) mod parallel;
 mod reduce;
 pub mod rng;
 pub mod shape;

@@ -1,6 +1,7 @@
 //! Row-wise neural-network maths over the last axis, on the kernels of `lithe-kernels`.
 
 use super::Tensor;
+use super::parallel::for_row_runs;
 use crate::error::{Error, Result};
 use lithe_kernels::gelu::{GeluKind, gelu_forward};
 use lithe_kernels::layernorm::layernorm_forward;
@@ -22,7 +23,14 @@ pub(crate) fn last_dim(op: &'static str, t: &Tensor) -> Result<usize> {
 pub fn softmax(t: &Tensor) -> Result<Tensor> {
     let cols = last_dim("softmax", t)?;
     let mut out = Tensor::zeros(t.shape());
-    softmax_forward(out.data_mut(), t.data(), cols)?;
+    let x = t.data();
+    for_row_runs(out.data_mut(), cols, |row, y| {
+        Ok(softmax_forward(
+            y,
+            &x[row * cols..row * cols + y.len()],
+            cols,
+        )?)
+    })?;
     Ok(out)
 }
 
@@ -70,7 +78,11 @@ pub fn layernorm(
 
 /// GELU, exact (`GeluKind::Erf`) or tanh-approximated, element-wise.
 pub fn gelu(t: &Tensor, kind: GeluKind) -> Result<Tensor> {
+    // Element-wise: "rows" of 64 keep the runs aligned for the SIMD kernels.
     let mut out = Tensor::zeros(t.shape());
-    gelu_forward(out.data_mut(), t.data(), kind)?;
+    let x = t.data();
+    for_row_runs(out.data_mut(), 64, |row, y| {
+        Ok(gelu_forward(y, &x[row * 64..row * 64 + y.len()], kind)?)
+    })?;
     Ok(out)
 }

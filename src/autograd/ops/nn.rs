@@ -6,6 +6,7 @@
 
 use crate::autograd::{GradSlot, Graph, Var};
 use crate::error::{Error, Result};
+use crate::tensor::parallel::for_row_runs;
 use crate::tensor::{self, Tensor};
 use lithe_kernels::gelu::{GeluKind, gelu_backward};
 use lithe_kernels::layernorm::layernorm_backward;
@@ -32,7 +33,11 @@ impl Graph {
             // dx += y * (dout - sum(dout * y)) per row
             if let Some(dx) = d[0].sum_mut() {
                 let cols = *y.shape().last().unwrap_or(&1);
-                softmax_backward(dx.data_mut(), dout.data(), y.data(), cols)?;
+                let (g, y) = (dout.data(), y.data());
+                for_row_runs(dx.data_mut(), cols, |row, dx| {
+                    let at = row * cols..row * cols + dx.len();
+                    Ok(softmax_backward(dx, &g[at.clone()], &y[at], cols)?)
+                })?;
             }
             Ok(())
         })
@@ -92,7 +97,11 @@ impl Graph {
         self.record("gelu", out, &[x], move |d, dout, ins, _out| {
             // dx += gelu'(x) * dout
             if let Some(dx) = d[0].sum_mut() {
-                gelu_backward(dx.data_mut(), ins[0].data(), dout.data(), kind)?;
+                let (x, g) = (ins[0].data(), dout.data());
+                for_row_runs(dx.data_mut(), 64, |row, dx| {
+                    let at = row * 64..row * 64 + dx.len();
+                    Ok(gelu_backward(dx, &x[at.clone()], &g[at], kind)?)
+                })?;
             }
             Ok(())
         })
