@@ -197,6 +197,14 @@ fn check(ks: &KernelSet, threads: &[usize], case: &Case, seed: u64) {
         );
     }
 
+    if !case.bias {
+        // Without a bias, the fused entry point is the plain GEMM, bit for bit.
+        let mut plain = ops.c_before(case);
+        let cv = cview(&mut plain, case);
+        driver::gemm(ks, 1, case.alpha, ops.a(case), ops.b(case), case.beta, cv);
+        assert!(same_bits(&plain, &got), "{ctx}: driver::gemm vs view B");
+    }
+
     let mut want = ops.c0.clone();
     sgemm_bias_ref(
         case.alpha,

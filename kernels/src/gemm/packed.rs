@@ -1,14 +1,15 @@
 //! B packed once: a Linear layer's weight is the same B on every call, so inference packs it at
-//! load time (as MLAS and oneDNN do) and every GEMM with it skips the B packing, which at a
-//! batch of one sequence is a tenth of the layer's time.
+//! load time (as MLAS and oneDNN do) and every GEMM with it skips the B packing, whose cost is
+//! spread over few rows of A when M is small (one sequence, or one token).
 //!
 //! Layout: the KC-deep blocks of B one after another (block `pc` holds rows `pc..pc + kb`), each
 //! the `ceil(n / NR)` micro-panels of all N columns, exactly as the driver's B packer writes one
 //! (jc, pc) block. The NC split does not appear in the layout: the (jc, pc) block the driver
 //! wants is the contiguous run of panels `jc / NR ..` of block `pc`, and so is any NR-aligned
-//! column range a thread gets, wherever it meets the NC blocks. The layout therefore depends on
-//! the ISA's packer, NR and KC only; those are recorded and checked against the kernels of every
-//! call.
+//! column range a thread gets, wherever it meets the NC blocks. Every panel starts a multiple of
+//! NR floats past a 64-byte boundary, as in the driver's own buffers, so the x86 kernels' aligned
+//! loads of B hold. The layout therefore depends on the ISA's packer, NR and KC only; those are
+//! recorded and checked against the kernels of every call.
 
 use super::pack::{CacheLine, as_floats};
 use super::{GemmOptions, KernelSet, MatRef};
