@@ -1,8 +1,9 @@
 //! `lithe-kernels`: the CPU compute under lithe.
 //!
 //! Everything here works on plain slices: no tensor type, no allocation on the hot path (packing
-//! buffers are per-thread and grow once). Each kernel has a scalar twin in [`reference`] that the
-//! property tests use as the oracle, and each SIMD path is chosen at run time (see [`isa`]).
+//! buffers are per-thread and grow once). Each kernel has a scalar twin in
+//! [`reference`](mod@reference) that the property tests use as the oracle, and each SIMD path is
+//! chosen at run time (see [`isa`]).
 //!
 //! - [`gemm`]: f32 `C = alpha * op(A) * op(B) + beta * C` with BLIS-style packing, per-ISA
 //!   micro-kernels (AVX2+FMA, AVX-512F, NEON, portable) and a threaded driver.
