@@ -8,20 +8,9 @@
 
 use lithe_kernels::{GemmOptions, Isa, MatMut, MatRef, sgemm_with};
 
-#[repr(C)]
-struct Timespec {
-    sec: i64,
-    nsec: i64,
-}
-unsafe extern "C" {
-    fn clock_gettime(clk: i32, ts: *mut Timespec) -> i32;
-}
-fn cpu_now() -> f64 {
-    let mut ts = Timespec { sec: 0, nsec: 0 };
-    // SAFETY: valid pointer; CLOCK_THREAD_CPUTIME_ID = 3 on Linux.
-    unsafe { clock_gettime(3, &mut ts) };
-    ts.sec as f64 + ts.nsec as f64 * 1e-9
-}
+#[path = "common/cpu_time.rs"]
+mod cpu_time;
+use cpu_time::cpu_now;
 
 /// (name, M, K, N, A transposed, B transposed, beta).
 const SHAPES: [(&str, usize, usize, usize, bool, bool, f32); 16] = [

@@ -7,6 +7,10 @@
 //! in NaN-padded storage, so a read outside a view poisons C, and C's padding holds a sentinel
 //! that any stray write changes.
 
+mod common;
+
+use common::fill;
+
 use lithe_kernels::gemm::{KernelSet, driver};
 use lithe_kernels::reference::sgemm_bias_ref;
 use lithe_kernels::{BSource, GemmOptions, Isa, KernelError, MatMut, MatRef, PackedB, sgemm_fused};
@@ -18,23 +22,6 @@ const REL_FROB: f64 = 1e-5;
 
 /// Sentinel in C's padding: anything written outside the view changes it.
 const C_PAD: f32 = 12345.0;
-
-/// Deterministic values in [-1, 1), with a few exact extremes.
-fn fill(len: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|i| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            match i % 89 {
-                11 => -0.0,
-                23 => 1.0,
-                _ => ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0,
-            }
-        })
-        .collect()
-}
 
 #[derive(Clone, Copy, Debug)]
 struct Case {

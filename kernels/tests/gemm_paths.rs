@@ -5,6 +5,10 @@
 //! direct-A kernel), and operands embedded in NaN-padded storage show any read
 //! outside a view (the padding would poison C) and any write outside C.
 
+mod common;
+
+use common::fill;
+
 use lithe_kernels::gemm::{KernelSet, driver};
 use lithe_kernels::reference::sgemm_ref;
 use lithe_kernels::{GemmOptions, Isa, KernelError, MatMut, MatRef, sgemm_with};
@@ -30,23 +34,6 @@ fn rel_frobenius(got: &[f32], want: &[f32]) -> f64 {
     } else {
         (num / den).sqrt()
     }
-}
-
-/// Deterministic values in [-1, 1), with some exact extremes sprinkled in.
-fn fill(len: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|i| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            match i % 97 {
-                13 => -0.0,
-                29 => 1.0,
-                _ => ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0,
-            }
-        })
-        .collect()
 }
 
 #[derive(Clone, Copy)]

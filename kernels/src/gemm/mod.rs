@@ -64,18 +64,7 @@ pub fn sgemm_with(
     beta: f32,
     c: MatMut<'_>,
 ) -> Result<(), KernelError> {
-    check_shapes(&a, b.rows(), b.cols(), &c)?;
-    let kernels = resolve_kernels(opts)?;
-    // Small problems run on the calling thread anyway: skip the thread-count lookup (a lock).
-    let macs = a.rows().saturating_mul(b.cols()).saturating_mul(a.cols());
-    let small = macs < driver::PARALLEL_MIN_MACS;
-    let threads = match opts.threads {
-        _ if small => 1,
-        Some(t) => t.max(1),
-        None => crate::threads::num_threads().max(1),
-    };
-    driver::gemm(&kernels, threads, alpha, a, b, beta, c);
-    Ok(())
+    sgemm_fused(opts, alpha, a, BSource::View(b), beta, None, c)
 }
 
 /// `C = alpha * A * B + beta * C (+ bias[j] on every row's j-th column when given)`, with B a
@@ -98,6 +87,7 @@ pub fn sgemm_fused(
     c: MatMut<'_>,
 ) -> Result<(), KernelError> {
     let kernels = resolve_kernels(opts)?;
+    // Small problems run on the calling thread anyway: skip the thread-count lookup (a lock).
     let macs = a.rows().saturating_mul(b.cols()).saturating_mul(a.cols());
     let threads = match opts.threads {
         _ if macs < driver::PARALLEL_MIN_MACS => 1,
