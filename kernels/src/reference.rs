@@ -278,10 +278,14 @@ pub fn dequant_f64(
     }
 }
 
-/// Symmetric quantization of one value: `clamp(round_half_even(x / scale), -127, 127)`,
-/// computed in f64.
+/// Symmetric quantization of one value: `clamp(round_half_even(x / scale), -127, 127)`, the
+/// quotient rounded to f32 first (the contract of the vector kernels, which divide in f32).
 pub fn quantize_ref(x: f32, scale: f32) -> i8 {
-    (x as f64 / scale as f64)
-        .round_ties_even()
-        .clamp(-127.0, 127.0) as i8
+    let quotient = x / scale;
+    let mut q = quotient.trunc();
+    let frac = quotient - q;
+    if frac.abs() > 0.5 || (frac.abs() == 0.5 && q % 2.0 != 0.0) {
+        q += frac.signum();
+    }
+    q.clamp(-127.0, 127.0) as i8
 }
