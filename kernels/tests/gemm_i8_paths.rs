@@ -546,3 +546,18 @@ mod quantize {
         assert!(quantize_per_row(&[f32::INFINITY; 2], 2, &mut [0; 2], &mut [0.0; 1]).is_err());
     }
 }
+
+#[test]
+fn lithe_isa_forces_the_int8_path() {
+    eprintln!("int8 paths on this CPU: {:?}", I8Isa::available());
+    if let Ok(Some(isa)) = I8Isa::from_env() {
+        assert_eq!(I8Isa::active(), isa);
+        let (a, b) = (fill(5 * 9, 1), fill(7 * 9, 2));
+        let packed = PackedI8B::pack(&b, 7, 9, I8Isa::active()).unwrap();
+        assert_eq!(packed.isa(), isa);
+        let (mut got, mut want) = (vec![0; 35], vec![0; 35]);
+        gemm_i8(&a, 9, 5, &packed, &mut got, 7, &I8GemmOptions::default()).unwrap();
+        gemm_i8_ref(&a, 9, &b, 9, 5, 7, 9, &mut want, 7);
+        assert_eq!(got, want);
+    }
+}
