@@ -92,7 +92,7 @@ fn check_rows(what: &str, len: usize, cols: usize, rows: usize) -> Result<(), Ke
     if cols == 0 && len == 0 && rows == 0 {
         return Ok(());
     }
-    if cols == 0 || len % cols != 0 || len / cols != rows {
+    if cols == 0 || !len.is_multiple_of(cols) || len / cols != rows {
         return Err(KernelError::LengthMismatch(format!(
             "{what}: {len} values in rows of {cols} do not match {rows} scales"
         )));

@@ -54,6 +54,7 @@ fn opts(ks: &I8Kernels, threads: usize) -> I8GemmOptions {
 }
 
 /// Runs `m x k` A (row stride `lda`) against `n x k` B on `ks` and checks every sum exactly.
+#[allow(clippy::too_many_arguments)]
 fn check_exact(
     ks: &I8Kernels,
     threads: usize,

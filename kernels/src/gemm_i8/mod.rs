@@ -66,6 +66,7 @@ pub fn gemm_i8(
 ///
 /// Errors: as [`gemm_i8`], plus `w_scales` (and `bias`) not of length N, a per-row scale slice
 /// not of length `m`.
+#[allow(clippy::too_many_arguments)] // BLAS-style: each operand with its stride
 pub fn gemm_i8_dequant(
     a: &[i8],
     lda: usize,
@@ -90,6 +91,7 @@ pub fn gemm_i8_dequant(
 /// `out = clamp(round_half_even(y / out_scale), -127, 127)`.
 ///
 /// Errors: as [`gemm_i8_dequant`], plus an `out_scale` that is not finite and positive.
+#[allow(clippy::too_many_arguments)] // BLAS-style: each operand with its stride
 pub fn gemm_i8_requant(
     a: &[i8],
     lda: usize,
@@ -176,7 +178,10 @@ fn prepare(
             )));
         }
         for i in 0..m {
-            if let Some(p) = a[i * lda..i * lda + k].iter().position(|&v| v == i8::MIN) {
+            let row = &a[i * lda..i * lda + k];
+            // `contains` on bytes is a vectorized search; find the index only on failure.
+            if row.contains(&i8::MIN) {
+                let p = row.iter().position(|&v| v == i8::MIN).unwrap_or(0);
                 return Err(KernelError::I8OutOfRange {
                     what: "A",
                     index: i * lda + p,

@@ -20,6 +20,8 @@ use crate::{I8Isa, KernelError};
 pub trait ElemFormat {
     /// Bytes per packed value.
     const BYTES: usize;
+    /// For one-byte formats: the mask XORed onto the value's bits (`None` for wider formats).
+    const BYTE_XOR: Option<u8>;
     /// Writes `v` at the start of `dst`.
     fn put(dst: &mut [u8], v: i8);
 }
@@ -33,6 +35,7 @@ pub struct I16;
 
 impl ElemFormat for S8 {
     const BYTES: usize = 1;
+    const BYTE_XOR: Option<u8> = Some(0);
     #[inline(always)]
     fn put(dst: &mut [u8], v: i8) {
         dst[0] = v as u8;
@@ -41,6 +44,7 @@ impl ElemFormat for S8 {
 
 impl ElemFormat for U8Biased {
     const BYTES: usize = 1;
+    const BYTE_XOR: Option<u8> = Some(0x80);
     #[inline(always)]
     fn put(dst: &mut [u8], v: i8) {
         dst[0] = (v as u8) ^ 0x80;
@@ -49,6 +53,7 @@ impl ElemFormat for U8Biased {
 
 impl ElemFormat for I16 {
     const BYTES: usize = 2;
+    const BYTE_XOR: Option<u8> = None;
     #[inline(always)]
     fn put(dst: &mut [u8], v: i8) {
         dst[..2].copy_from_slice(&(v as i16).to_le_bytes());
@@ -159,6 +164,17 @@ fn pack_line<const R: usize, const KG: usize, F: ElemFormat>(
     let group_stride = R * KG * F::BYTES;
     let mut groups = row.chunks_exact(KG);
     let mut at = r * KG * F::BYTES;
+    if let Some(xor) = F::BYTE_XOR {
+        // One-byte formats: whole groups at once (a 4-byte group is one u32 copy).
+        let mask = [xor; KG];
+        for g in groups.by_ref() {
+            let out = &mut panel[at..at + KG];
+            for ((o, &v), &x) in out.iter_mut().zip(g).zip(&mask) {
+                *o = v as u8 ^ x;
+            }
+            at += group_stride;
+        }
+    }
     for g in groups.by_ref() {
         let out = &mut panel[at..at + KG * F::BYTES];
         for (t, &v) in g.iter().enumerate() {
