@@ -45,7 +45,7 @@ pub enum KernelError {
     },
     /// `LITHE_ISA` (or an explicit option) names an instruction set this library does not know.
     #[error(
-        "unknown instruction set {0:?}: expected one of scalar, avx2, avx512, neon (f32 and int8), avx-vnni, avx512-vnni, vnni, neon-dotprod (int8)"
+        "unknown instruction set {0:?}: expected one of scalar, avx2, avx512, neon (f32 and int8), avx-vnni, avx512-vnni, amx, vnni, neon-dotprod (int8)"
     )]
     UnknownIsa(String),
     /// The requested instruction set exists but this CPU (or this build target) lacks it.

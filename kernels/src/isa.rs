@@ -114,8 +114,8 @@ impl Isa {
 /// (VNNI, `sdot`) are extensions of their own.
 ///
 /// Names (for `LITHE_ISA`, case-insensitive): `scalar`, `avx2` (sign extension + `vpmaddwd`),
-/// `avx-vnni` (ymm `vpdpbusd`), `avx512-vnni` (zmm `vpdpbusd`), `neon` (`smull`/`smlal2`/
-/// `sadalp`), `neon-dotprod` (`sdot`). The f32 name `avx512` means the best AVX-512 int8 path
+/// `avx-vnni` (ymm `vpdpbusd`), `avx512-vnni` (zmm `vpdpbusd`), `amx` (AMX-INT8 `tdpbssd`
+/// tiles), `neon` (`smull`/`smlal2`/`sadalp`), `neon-dotprod` (`sdot`). The f32 name `avx512` means the best AVX-512 int8 path
 /// (`avx512-vnni`); `vnni` means the best VNNI path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum I8Isa {
@@ -127,6 +127,8 @@ pub enum I8Isa {
     AvxVnni,
     /// x86-64 AVX512-VNNI: 512-bit `vpdpbusd`.
     Avx512Vnni,
+    /// x86-64 AMX-INT8: `tdpbssd` on 16 x 64 byte tiles (Sapphire Rapids and later).
+    Amx,
     /// aarch64 Advanced SIMD without the dot-product extension: `smull`/`smlal2`/`sadalp`.
     Neon,
     /// aarch64 with the dot-product extension: `sdot`.
@@ -135,7 +137,8 @@ pub enum I8Isa {
 
 impl I8Isa {
     /// Every int8 path lithe knows, fastest first.
-    pub const ALL: [I8Isa; 6] = [
+    pub const ALL: [I8Isa; 7] = [
+        I8Isa::Amx,
         I8Isa::Avx512Vnni,
         I8Isa::AvxVnni,
         I8Isa::Avx2,
@@ -151,6 +154,7 @@ impl I8Isa {
             I8Isa::Avx2 => "avx2",
             I8Isa::AvxVnni => "avx-vnni",
             I8Isa::Avx512Vnni => "avx512-vnni",
+            I8Isa::Amx => "amx",
             I8Isa::Neon => "neon",
             I8Isa::NeonDotprod => "neon-dotprod",
         }
@@ -161,7 +165,7 @@ impl I8Isa {
         match self {
             I8Isa::Scalar => Isa::Scalar,
             I8Isa::Avx2 | I8Isa::AvxVnni => Isa::Avx2,
-            I8Isa::Avx512Vnni => Isa::Avx512,
+            I8Isa::Avx512Vnni | I8Isa::Amx => Isa::Avx512,
             I8Isa::Neon | I8Isa::NeonDotprod => Isa::Neon,
         }
     }
@@ -172,6 +176,7 @@ impl I8Isa {
         match lower.as_str() {
             "avx512" | "avx512vnni" => return Ok(I8Isa::Avx512Vnni),
             "avxvnni" => return Ok(I8Isa::AvxVnni),
+            "amx-int8" | "amxint8" => return Ok(I8Isa::Amx),
             "dotprod" | "neondotprod" => return Ok(I8Isa::NeonDotprod),
             "vnni" => {
                 return Ok([I8Isa::Avx512Vnni, I8Isa::AvxVnni]
@@ -203,6 +208,8 @@ impl I8Isa {
                     && is_x86_feature_detected!("avx512bw")
                     && is_x86_feature_detected!("avx512vnni")
             }
+            #[cfg(target_arch = "x86_64")]
+            I8Isa::Amx => crate::arch::x86_amx_i8::amx_usable(),
             #[cfg(target_arch = "aarch64")]
             I8Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
             #[cfg(target_arch = "aarch64")]

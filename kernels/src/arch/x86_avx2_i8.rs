@@ -45,6 +45,8 @@ pub fn kernels() -> I8Kernels {
             max_m: 4,
             kernel: skinny_16,
             pack_rows: pack::pack_rows::<KG, I16>,
+            kg: KG,
+            colsum_factor: 0,
         }),
     }
 }

@@ -46,6 +46,8 @@ pub fn kernels() -> I8Kernels {
             max_m: 4,
             kernel: skinny_48,
             pack_rows: pack::pack_rows::<KG, U8Biased>,
+            kg: KG,
+            colsum_factor: -128,
         }),
     }
 }
@@ -57,22 +59,16 @@ pub unsafe fn ukernel_8x48(p: &I8UkernelParams) {
     unsafe { tile(p) }
 }
 
-/// Loads the 48 initial column sums.
+/// Loads `16 * C` initial column sums.
 #[inline(always)]
-unsafe fn load_row(ptr: *const i32) -> [__m512i; 3] {
-    // SAFETY: the caller passes 48 readable i32s.
-    unsafe {
-        [
-            _mm512_loadu_si512(ptr.cast()),
-            _mm512_loadu_si512(ptr.add(16).cast()),
-            _mm512_loadu_si512(ptr.add(32).cast()),
-        ]
-    }
+unsafe fn load_row<const C: usize>(ptr: *const i32) -> [__m512i; C] {
+    // SAFETY: the caller passes 16 * C readable i32s.
+    std::array::from_fn(|q| unsafe { _mm512_loadu_si512(ptr.add(16 * q).cast()) })
 }
 
-/// Stores the first `n` of 48 sums.
+/// Stores the first `n` of `16 * C` sums.
 #[target_feature(enable = "avx512f")]
-unsafe fn store_row(c: *mut i32, row: &[__m512i; 3], n: usize) {
+unsafe fn store_row<const C: usize>(c: *mut i32, row: &[__m512i; C], n: usize) {
     for (q, &v) in row.iter().enumerate() {
         let lo = 16 * q;
         if n >= lo + 16 {
@@ -89,7 +85,7 @@ unsafe fn store_row(c: *mut i32, row: &[__m512i; 3], n: usize) {
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn tile(p: &I8UkernelParams) {
     // SAFETY: `col_init` holds NR values.
-    let init = unsafe { load_row(p.col_init) };
+    let init = unsafe { load_row::<3>(p.col_init) };
     let mut acc = [init; MR];
     let (mut a, mut b) = (p.a, p.b);
     for _ in 0..p.groups {
@@ -123,38 +119,53 @@ unsafe fn tile(p: &I8UkernelParams) {
 /// AVX512-VNNI must be present; the skinny contract in `gemm_i8::contract` holds (m <= 4).
 pub unsafe fn skinny_48(p: &I8UkernelParams) {
     // SAFETY: this table is only built after `I8Isa::Avx512Vnni.check()`; m <= max_m = 4.
+    unsafe { skinny_cols::<3>(p) }
+}
+
+/// The skinny kernel on 32-wide panels (the AMX path's B layout: depth groups of 4, 32
+/// columns), with `a + 128` rows and `-128 * colsum` initial sums.
+///
+/// # Safety
+/// AVX512-VNNI must be present; the skinny contract in `gemm_i8::contract` holds (m <= 4).
+pub unsafe fn skinny_32(p: &I8UkernelParams) {
+    // SAFETY: forwarded (AMX CPUs have AVX512-VNNI; the AMX table checks it).
+    unsafe { skinny_cols::<2>(p) }
+}
+
+#[inline(always)]
+unsafe fn skinny_cols<const C: usize>(p: &I8UkernelParams) {
+    // SAFETY: forwarded.
     unsafe {
         match p.m {
-            1 => skinny::<1, 4>(p),
-            2 => skinny::<2, 2>(p),
-            3 => skinny::<3, 1>(p),
-            _ => skinny::<4, 1>(p),
+            1 => skinny::<1, 4, C>(p),
+            2 => skinny::<2, 2, C>(p),
+            3 => skinny::<3, 1, C>(p),
+            _ => skinny::<4, 1, C>(p),
         }
     }
 }
 
-/// `M` rows against one B panel, the depth unrolled `U` times into independent sums.
+/// `M` rows against one panel of `16 * C` columns, the depth unrolled `U` times into
+/// independent sums.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn skinny<const M: usize, const U: usize>(p: &I8UkernelParams) {
+unsafe fn skinny<const M: usize, const U: usize, const C: usize>(p: &I8UkernelParams) {
+    let group_bytes = 64 * C;
     let zero = _mm512_setzero_si512();
-    let mut acc = [[[zero; 3]; M]; U];
-    // SAFETY: `col_init` holds NR values.
-    let init = unsafe { load_row(p.col_init) };
+    let mut acc = [[[zero; C]; M]; U];
+    // SAFETY: `col_init` holds 16 * C values.
+    let init = unsafe { load_row::<C>(p.col_init) };
     acc[0] = [init; M];
     let rows: [*const u8; M] = std::array::from_fn(|i| p.a.wrapping_add(i * p.lda));
-    let step = |acc: &mut [[__m512i; 3]; M], g: usize| {
-        // SAFETY: group g < groups: B has 3 zmm there and each row a dword.
+    let step = |acc: &mut [[__m512i; C]; M], g: usize| {
+        // SAFETY: group g < groups: B has C zmm there and each row a dword.
         unsafe {
-            let b = p.b.add(g * B_GROUP);
-            let ahead = b.wrapping_add(B_PREFETCH_GROUPS * B_GROUP) as *const i8;
-            _mm_prefetch::<_MM_HINT_T0>(ahead);
-            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64));
-            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(128));
-            let bv = [
-                _mm512_loadu_si512(b.cast()),
-                _mm512_loadu_si512(b.add(64).cast()),
-                _mm512_loadu_si512(b.add(128).cast()),
-            ];
+            let b = p.b.add(g * group_bytes);
+            let ahead = b.wrapping_add(B_PREFETCH_GROUPS * group_bytes) as *const i8;
+            for q in 0..C {
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * q));
+            }
+            let bv: [__m512i; C] =
+                std::array::from_fn(|q| _mm512_loadu_si512(b.add(64 * q).cast()));
             for (row, &a) in acc.iter_mut().zip(&rows) {
                 let ai = _mm512_set1_epi32(a.add(KG * g).cast::<i32>().read_unaligned());
                 for (s, &bq) in row.iter_mut().zip(&bv) {

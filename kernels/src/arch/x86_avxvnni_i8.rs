@@ -40,6 +40,8 @@ pub fn kernels() -> I8Kernels {
             max_m: 4,
             kernel: skinny_16_vnni,
             pack_rows: pack::pack_rows::<KG, U8Biased>,
+            kg: KG,
+            colsum_factor: -128,
         }),
     }
 }

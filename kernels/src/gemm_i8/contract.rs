@@ -66,8 +66,12 @@ pub struct SkinnyKernel {
     pub max_m: usize,
     /// The kernel (`a` points at rows packed by `pack_rows`, `lda` bytes apart).
     pub kernel: I8Ukernel,
-    /// Packs A rows for it.
+    /// Packs A rows for it (padded to the table's depth padding).
     pub pack_rows: PackAFn,
+    /// Depth values per group it steps over (may be finer than the table's `kg`).
+    pub kg: usize,
+    /// Multiplier of each column's sum of B that starts its accumulators.
+    pub colsum_factor: i32,
 }
 
 /// Everything the int8 driver needs for one path.
@@ -100,7 +104,7 @@ pub struct I8Kernels {
 }
 
 /// The largest MR x NR over all paths: the size of the stack tile fused epilogues work on.
-pub const MAX_TILE: usize = 512;
+pub const MAX_TILE: usize = 1024;
 
 impl I8Kernels {
     /// The kernels of `isa`, or an error if this CPU lacks it.
@@ -114,6 +118,8 @@ impl I8Kernels {
             I8Isa::AvxVnni => Some(crate::arch::x86_avxvnni_i8::kernels()),
             #[cfg(target_arch = "x86_64")]
             I8Isa::Avx512Vnni => Some(crate::arch::x86_avx512vnni_i8::kernels()),
+            #[cfg(target_arch = "x86_64")]
+            I8Isa::Amx => Some(crate::arch::x86_amx_i8::kernels()),
             #[cfg(target_arch = "aarch64")]
             I8Isa::Neon => Some(crate::arch::aarch64_neon_i8::kernels()),
             #[cfg(target_arch = "aarch64")]
@@ -122,7 +128,9 @@ impl I8Kernels {
             _ => None,
         };
         let set = set.ok_or(KernelError::UnsupportedIsa(isa.name()))?;
-        debug_assert!(set.mr * set.nr <= MAX_TILE);
+        assert!(
+            set.mr * set.nr <= MAX_TILE && set.skinny.is_none_or(|s| s.max_m * set.nr <= MAX_TILE)
+        );
         Ok(set)
     }
 
@@ -150,6 +158,8 @@ impl I8Kernels {
                 max_m: 2,
                 kernel: p::skinny::<NR>,
                 pack_rows: pack::pack_rows::<{ p::KG }, pack::S8>,
+                kg: p::KG,
+                colsum_factor: 0,
             }),
         }
     }

@@ -130,8 +130,13 @@ fn serial(
             buf.set_len(mb * row_bytes);
             (sk.pack_rows)(a_rows, lda, mb, k, buf.as_mut_slice());
             let a_ptr = buf.as_slice().as_ptr();
+            let skinny_init = b.skinny_col_init();
             for q in panels {
-                let p = params(a_ptr, row_bytes, mb, q);
+                let p = I8UkernelParams {
+                    groups: kp / sk.kg,
+                    col_init: skinny_init[q * ks.nr..].as_ptr(),
+                    ..params(a_ptr, row_bytes, mb, q)
+                };
                 // SAFETY: `p` points at `mb` padded rows and one full B panel; emit supplies C.
                 unsafe { emit(ks, sink, sk.kernel, p, &mut tile, rows.start, q * ks.nr) };
             }

@@ -144,7 +144,18 @@ pub fn pack_rows<const KG: usize, F: ElemFormat>(
     k: usize,
     dst: &mut [u8],
 ) {
-    let kp = k.div_ceil(KG) * KG;
+    pack_rows_padded::<KG, KG, F>(a, lda, mb, k, dst)
+}
+
+/// [`pack_rows`] with the depth padded to a multiple of `KPAD` (a multiple of `KG`).
+pub fn pack_rows_padded<const KG: usize, const KPAD: usize, F: ElemFormat>(
+    a: &[i8],
+    lda: usize,
+    mb: usize,
+    k: usize,
+    dst: &mut [u8],
+) {
+    let kp = k.div_ceil(KPAD) * KPAD;
     for i in 0..mb {
         let out = &mut dst[i * kp * F::BYTES..(i + 1) * kp * F::BYTES];
         // A panel of height 1 is exactly a padded row.
@@ -207,7 +218,19 @@ pub fn pack_b<const NR: usize, const KG: usize, F: ElemFormat>(
     k: usize,
     dst: &mut [u8],
 ) {
-    let kp = k.div_ceil(KG) * KG;
+    pack_b_padded::<NR, KG, KG, F>(b, ldb, n, k, dst)
+}
+
+/// [`pack_b`] with the depth padded to a multiple of `KPAD` (a multiple of `KG`): AMX tiles
+/// consume 64 depth values at a time but want B in groups of 4.
+pub fn pack_b_padded<const NR: usize, const KG: usize, const KPAD: usize, F: ElemFormat>(
+    b: &[i8],
+    ldb: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [u8],
+) {
+    let kp = k.div_ceil(KPAD) * KPAD;
     let panel_bytes = NR * kp * F::BYTES;
     for (q, panel) in dst
         .chunks_exact_mut(panel_bytes.max(1))
@@ -239,6 +262,7 @@ pub struct PackedI8B {
     k: usize,
     data: AlignedBytes,
     col_init: Vec<i32>,
+    skinny_col_init: Vec<i32>,
 }
 
 impl PackedI8B {
@@ -275,13 +299,18 @@ impl PackedI8B {
         let panels = n.div_ceil(ks.nr);
         let mut data = AlignedBytes::zeroed(panels * ks.b_panel_bytes(k));
         (ks.pack_b)(b, k, n, k, data.as_mut_slice());
-        let mut col_init = vec![0i32; panels * ks.nr];
-        if ks.colsum_factor != 0 {
-            for (init, row) in col_init.iter_mut().zip(b.chunks_exact(k.max(1))) {
-                let sum: i32 = row.iter().map(|&v| v as i32).sum();
-                *init = ks.colsum_factor * sum;
-            }
-        }
+        let col_sums: Vec<i32> = (0..panels * ks.nr)
+            .map(|j| match b.get(j * k..(j + 1) * k) {
+                Some(row) if j < n => row.iter().map(|&v| v as i32).sum(),
+                _ => 0,
+            })
+            .collect();
+        let scaled = |factor: i32| col_sums.iter().map(|&s| factor * s).collect::<Vec<_>>();
+        let col_init = scaled(ks.colsum_factor);
+        let skinny_col_init = match ks.skinny {
+            Some(sk) if sk.colsum_factor != ks.colsum_factor => scaled(sk.colsum_factor),
+            _ => Vec::new(),
+        };
         Ok(PackedI8B {
             isa,
             layout: Layout::of(ks),
@@ -289,6 +318,7 @@ impl PackedI8B {
             k,
             data,
             col_init,
+            skinny_col_init,
         })
     }
 
@@ -324,6 +354,15 @@ impl PackedI8B {
     pub(crate) fn col_init(&self) -> &[i32] {
         &self.col_init
     }
+
+    /// The initial column sums of the kernel table's skinny kernel.
+    pub(crate) fn skinny_col_init(&self) -> &[i32] {
+        if self.skinny_col_init.is_empty() {
+            &self.col_init
+        } else {
+            &self.skinny_col_init
+        }
+    }
 }
 
 /// What a kernel table assumes about packed B.
@@ -333,6 +372,7 @@ struct Layout {
     kg: usize,
     b_bytes: usize,
     colsum_factor: i32,
+    skinny_colsum_factor: Option<i32>,
 }
 
 impl Layout {
@@ -342,6 +382,7 @@ impl Layout {
             kg: ks.kg,
             b_bytes: ks.b_bytes,
             colsum_factor: ks.colsum_factor,
+            skinny_colsum_factor: ks.skinny.map(|s| s.colsum_factor),
         }
     }
 }

@@ -1,0 +1,179 @@
+//! AMX-INT8 kernels (Intel Sapphire Rapids and later): `tdpbssd` multiplies a 16 x 64 tile of
+//! signed bytes by a 64 x 16 one into a 16 x 16 tile of i32 sums, 16,384 multiply-adds per
+//! instruction, s8 x s8 directly (no +128 trick).
+//!
+//! Tile 32 x 32: four C tiles (tmm0..3), two A tiles (tmm4, tmm5: rows 0-15 and 16-31) and two
+//! B tiles (tmm6, tmm7: columns 0-15 and 16-31) per 64-deep chunk; 4 `tdpbssd` per 8 KiB of tile
+//! loads. A is packed as 32-row panels of 64-byte row chunks (`pack_a::<32, 64>`: a tile is 16
+//! rows at stride 64); B as 32-column panels in depth groups of 4 (`tdpbssd` wants B's rows to
+//! be groups of 4 depth values), padded to 64 deep: a tile is 16 groups at stride 128.
+//!
+//! The AMX instructions are not exposed as stable intrinsics, so the kernel is one `asm!` block.
+//! Linux hands out the (8 KiB) tile state only on request: [`amx_usable`] asks once with
+//! `arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`.
+//!
+//! Small M goes to the AVX512-VNNI skinny kernel on the same B panels (with its own
+//! `-128 * colsum` initial sums): a 32-row tile for one row would waste 31/32 of the work.
+
+use super::x86_avx512vnni_i8::skinny_32;
+use crate::I8Isa;
+use crate::gemm_i8::pack::{self, S8, U8Biased};
+use crate::gemm_i8::{I8Kernels, I8UkernelParams, SkinnyKernel};
+use std::arch::asm;
+use std::sync::OnceLock;
+
+/// Rows of the register tile (two AMX tiles).
+pub const MR: usize = 32;
+/// Columns of the register tile (two AMX tiles).
+pub const NR: usize = 32;
+/// Depth of one AMX chunk.
+const KCHUNK: usize = 64;
+
+/// The AMX kernel table.
+pub fn kernels() -> I8Kernels {
+    I8Kernels {
+        isa: I8Isa::Amx,
+        mr: MR,
+        nr: NR,
+        kg: KCHUNK,
+        a_bytes: 1,
+        b_bytes: 1,
+        colsum_factor: 0,
+        b_block_bytes: 512 << 10,
+        pack_a: pack::pack_a::<MR, KCHUNK, S8>,
+        pack_b: pack::pack_b_padded::<NR, 4, KCHUNK, S8>,
+        ukernel: ukernel_32x32,
+        skinny: Some(SkinnyKernel {
+            max_m: 4,
+            kernel: skinny_32,
+            pack_rows: pack::pack_rows_padded::<4, KCHUNK, U8Biased>,
+            kg: 4,
+            colsum_factor: -128,
+        }),
+    }
+}
+
+/// Whether this CPU and OS can run the AMX path: CPUID reports AMX-TILE and AMX-INT8 (and
+/// AVX512-VNNI, used for small M), and the kernel granted this process the tile state.
+pub fn amx_usable() -> bool {
+    static USABLE: OnceLock<bool> = OnceLock::new();
+    *USABLE.get_or_init(|| {
+        let leaf7 = std::arch::x86_64::__cpuid_count(7, 0);
+        let (tile, int8) = (leaf7.edx >> 24 & 1 == 1, leaf7.edx >> 25 & 1 == 1);
+        tile && int8
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vnni")
+            && request_tile_state()
+    })
+}
+
+/// `arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`: true if granted.
+#[cfg(target_os = "linux")]
+fn request_tile_state() -> bool {
+    const SYS_ARCH_PRCTL: i64 = 158;
+    const ARCH_REQ_XCOMP_PERM: i64 = 0x1023;
+    const XFEATURE_XTILEDATA: i64 = 18;
+    let ret: i64;
+    // SAFETY: a plain system call that only changes this process's permitted xsave features;
+    // the kernel clobbers rcx and r11.
+    unsafe {
+        asm!(
+            "syscall",
+            inlateout("rax") SYS_ARCH_PRCTL => ret,
+            in("rdi") ARCH_REQ_XCOMP_PERM,
+            in("rsi") XFEATURE_XTILEDATA,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack)
+        );
+    }
+    ret == 0
+}
+
+#[cfg(not(target_os = "linux"))]
+fn request_tile_state() -> bool {
+    false
+}
+
+/// The tile configuration: palette 1, all eight tiles 16 rows of 64 bytes.
+#[repr(C, align(64))]
+struct TileConfig([u8; 64]);
+
+const TILE_CONFIG: TileConfig = {
+    let mut cfg = [0u8; 64];
+    cfg[0] = 1; // palette
+    let mut t = 0;
+    while t < 8 {
+        cfg[16 + 2 * t] = 64; // bytes per row (u16, little-endian)
+        cfg[48 + t] = 16; // rows
+        t += 1;
+    }
+    TileConfig(cfg)
+};
+
+/// 32 x 32 i32 sums, as the tiles store them.
+#[repr(C, align(64))]
+struct OutTile([[i32; NR]; MR]);
+
+/// # Safety
+/// AMX must be usable ([`amx_usable`]); the contract in `gemm_i8::contract` holds.
+pub unsafe fn ukernel_32x32(p: &I8UkernelParams) {
+    let mut out = OutTile([[0; NR]; MR]);
+    let config = TILE_CONFIG;
+    // SAFETY: the packed A panel holds `groups` chunks of 32 x 64 bytes and the B panel
+    // `groups` chunks of 16 groups x 128 bytes (see the module docs); `out` is 32 rows of
+    // 128 bytes. The tile registers are configured, used and released inside this block.
+    unsafe {
+        asm!(
+            "ldtilecfg [{cfg}]",
+            "tilezero tmm0",
+            "tilezero tmm1",
+            "tilezero tmm2",
+            "tilezero tmm3",
+            "test {n}, {n}",
+            "jz 3f",
+            "2:",
+            "tileloadd tmm4, [{a} + {s64}*1]",
+            "lea {t}, [{a} + 1024]",
+            "tileloadd tmm5, [{t} + {s64}*1]",
+            "tileloadd tmm6, [{b} + {s128}*1]",
+            "lea {t}, [{b} + 64]",
+            "tileloadd tmm7, [{t} + {s128}*1]",
+            "tdpbssd tmm0, tmm4, tmm6",
+            "tdpbssd tmm1, tmm4, tmm7",
+            "tdpbssd tmm2, tmm5, tmm6",
+            "tdpbssd tmm3, tmm5, tmm7",
+            "add {a}, 2048",
+            "add {b}, 2048",
+            "dec {n}",
+            "jnz 2b",
+            "3:",
+            "tilestored [{o} + {s128}*1], tmm0",
+            "lea {t}, [{o} + 64]",
+            "tilestored [{t} + {s128}*1], tmm1",
+            "lea {t}, [{o} + 2048]",
+            "tilestored [{t} + {s128}*1], tmm2",
+            "lea {t}, [{o} + 2112]",
+            "tilestored [{t} + {s128}*1], tmm3",
+            "tilerelease",
+            cfg = in(reg) config.0.as_ptr(),
+            n = inout(reg) p.groups => _,
+            a = inout(reg) p.a => _,
+            b = inout(reg) p.b => _,
+            o = in(reg) out.0.as_mut_ptr(),
+            t = out(reg) _,
+            s64 = in(reg) 64usize,
+            s128 = in(reg) 128usize,
+            options(nostack)
+        );
+    }
+    // SAFETY: `col_init` holds NR values.
+    let init = unsafe { std::slice::from_raw_parts(p.col_init, NR) };
+    for (i, row) in out.0.iter().enumerate().take(p.m) {
+        // SAFETY: row i < m of the C tile, n <= NR columns.
+        let dst = unsafe { std::slice::from_raw_parts_mut(p.c.add(i * p.ldc), p.n) };
+        for ((d, &s), &c0) in dst.iter_mut().zip(row).zip(init) {
+            *d = s + c0;
+        }
+    }
+}
