@@ -116,13 +116,43 @@ const TILE_CONFIG: TileConfig = {
 struct OutTile([[i32; NR]; MR]);
 
 /// # Safety
-/// AMX must be usable ([`amx_usable`]); the contract in `gemm_i8::contract` holds.
+/// AMX must be usable ([`amx_usable`]); the contract in `gemm_i8::contract` holds, and every
+/// initial column sum is zero (this table's `colsum_factor` is 0: `tdpbssd` is s8 x s8).
 pub unsafe fn ukernel_32x32(p: &I8UkernelParams) {
-    let mut out = OutTile([[0; NR]; MR]);
+    debug_assert!(
+        // SAFETY: `col_init` holds NR values.
+        unsafe { std::slice::from_raw_parts(p.col_init, NR) }
+            .iter()
+            .all(|&v| v == 0)
+    );
+    if p.m == MR && p.n == NR {
+        // Full tile: the tiles store straight into C (row stride ldc * 4 bytes).
+        // SAFETY: C holds 32 rows of 32 i32s at stride ldc (contract).
+        unsafe { tile_product(p, p.c, p.ldc * 4) };
+        return;
+    }
+    let mut out = std::mem::MaybeUninit::<OutTile>::uninit();
+    // SAFETY: `out` is 32 rows of 128 bytes, all of which the tiles store; then the m x n
+    // corner goes to C.
+    unsafe {
+        tile_product(p, out.as_mut_ptr().cast::<i32>(), NR * 4);
+        let out = out.assume_init_ref();
+        for (i, row) in out.0.iter().enumerate().take(p.m) {
+            std::ptr::copy_nonoverlapping(row.as_ptr(), p.c.add(i * p.ldc), p.n);
+        }
+    }
+}
+
+/// The 32 x 32 product of one A and one B panel, stored as i32 rows at `dst` (row stride
+/// `stride` bytes).
+///
+/// # Safety
+/// As [`ukernel_32x32`]; `dst` addresses 32 rows of 32 writable i32s at `stride`.
+unsafe fn tile_product(p: &I8UkernelParams, dst: *mut i32, stride: usize) {
     let config = TILE_CONFIG;
     // SAFETY: the packed A panel holds `groups` chunks of 32 x 64 bytes and the B panel
-    // `groups` chunks of 16 groups x 128 bytes (see the module docs); `out` is 32 rows of
-    // 128 bytes. The tile registers are configured, used and released inside this block.
+    // `groups` chunks of 16 groups x 128 bytes (see the module docs); `dst` is 32 rows of 128
+    // bytes at `stride`. The tile registers are configured, used and released inside this block.
     unsafe {
         asm!(
             "ldtilecfg [{cfg}]",
@@ -148,32 +178,26 @@ pub unsafe fn ukernel_32x32(p: &I8UkernelParams) {
             "dec {n}",
             "jnz 2b",
             "3:",
-            "tilestored [{o} + {s128}*1], tmm0",
+            "tilestored [{o} + {so}*1], tmm0",
             "lea {t}, [{o} + 64]",
-            "tilestored [{t} + {s128}*1], tmm1",
-            "lea {t}, [{o} + 2048]",
-            "tilestored [{t} + {s128}*1], tmm2",
-            "lea {t}, [{o} + 2112]",
-            "tilestored [{t} + {s128}*1], tmm3",
+            "tilestored [{t} + {so}*1], tmm1",
+            "mov {t}, {so}",
+            "shl {t}, 4",
+            "add {o}, {t}",
+            "tilestored [{o} + {so}*1], tmm2",
+            "lea {t}, [{o} + 64]",
+            "tilestored [{t} + {so}*1], tmm3",
             "tilerelease",
             cfg = in(reg) config.0.as_ptr(),
             n = inout(reg) p.groups => _,
             a = inout(reg) p.a => _,
             b = inout(reg) p.b => _,
-            o = in(reg) out.0.as_mut_ptr(),
+            o = inout(reg) dst => _,
+            so = in(reg) stride,
             t = out(reg) _,
             s64 = in(reg) 64usize,
             s128 = in(reg) 128usize,
             options(nostack)
         );
-    }
-    // SAFETY: `col_init` holds NR values.
-    let init = unsafe { std::slice::from_raw_parts(p.col_init, NR) };
-    for (i, row) in out.0.iter().enumerate().take(p.m) {
-        // SAFETY: row i < m of the C tile, n <= NR columns.
-        let dst = unsafe { std::slice::from_raw_parts_mut(p.c.add(i * p.ldc), p.n) };
-        for ((d, &s), &c0) in dst.iter_mut().zip(row).zip(init) {
-            *d = s + c0;
-        }
     }
 }

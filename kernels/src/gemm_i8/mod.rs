@@ -179,8 +179,8 @@ fn prepare(
         }
         for i in 0..m {
             let row = &a[i * lda..i * lda + k];
-            // `contains` on bytes is a vectorized search; find the index only on failure.
-            if row.contains(&i8::MIN) {
+            // A branch-free OR over the row vectorizes; find the index only on failure.
+            if row.iter().fold(false, |seen, &v| seen | (v == i8::MIN)) {
                 let p = row.iter().position(|&v| v == i8::MIN).unwrap_or(0);
                 return Err(KernelError::I8OutOfRange {
                     what: "A",
