@@ -32,6 +32,9 @@ thread_local! {
 
 /// Work below this many multiply-adds runs on the calling thread.
 const PARALLEL_MIN_MACS: usize = 1 << 17;
+/// The same for the skinny kernel, whose calls take a few microseconds per million
+/// multiply-adds (a 384 x 1536 weight at M = 1 is faster on one thread than handed to two).
+const SKINNY_PARALLEL_MIN_MACS: usize = 1 << 22;
 
 /// Runs `C = A * B^T` through `sink` (shapes and values already checked) on up to `threads`
 /// threads. The result does not depend on the thread count: every output is one exact integer
@@ -50,12 +53,17 @@ pub(crate) fn run(
         return;
     }
     let panels = n.div_ceil(ks.nr);
-    let threads = if m * n * k.max(1) < PARALLEL_MIN_MACS {
+    let skinny = ks.skinny.is_some_and(|s| m <= s.max_m);
+    let min_macs = if skinny {
+        SKINNY_PARALLEL_MIN_MACS
+    } else {
+        PARALLEL_MIN_MACS
+    };
+    let threads = if m * n * k.max(1) < min_macs {
         1
     } else {
         threads.max(1)
     };
-    let skinny = ks.skinny.is_some_and(|s| m <= s.max_m);
     let m_tiles = m.div_ceil(ks.mr);
     if threads == 1 {
         serial(ks, a, lda, 0..m, 0..panels, b, sink);
