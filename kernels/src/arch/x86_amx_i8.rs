@@ -8,7 +8,8 @@
 //! rows at stride 64); B as 32-column panels in depth groups of 4 (`tdpbssd` wants B's rows to
 //! be groups of 4 depth values), padded to 64 deep: a tile is 16 groups at stride 128.
 //!
-//! The AMX instructions are not exposed as stable intrinsics, so the kernel is one `asm!` block.
+//! The AMX instructions are not exposed as stable intrinsics, so the kernel is one `asm!` block;
+//! the tile configuration is loaded once per thread and kept.
 //! Linux hands out the (8 KiB) tile state only on request: [`amx_usable`] asks once with
 //! `arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`.
 //!
@@ -111,6 +112,26 @@ const TILE_CONFIG: TileConfig = {
     TileConfig(cfg)
 };
 
+thread_local! {
+    /// Whether this thread's tile registers hold [`TILE_CONFIG`].
+    static TILES_CONFIGURED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Loads [`TILE_CONFIG`] once per thread. `ldtilecfg` costs as much as several `tdpbssd`, so
+/// the configuration is kept between calls instead of being loaded and released each time;
+/// nothing else in lithe touches the tile registers, and the OS saves them with the thread.
+#[inline]
+fn configure_tiles() {
+    TILES_CONFIGURED.with(|configured| {
+        if !configured.get() {
+            let config = TILE_CONFIG;
+            // SAFETY: a valid palette-1 configuration; AMX use was granted (`amx_usable`).
+            unsafe { asm!("ldtilecfg [{0}]", in(reg) config.0.as_ptr(), options(nostack)) };
+            configured.set(true);
+        }
+    });
+}
+
 /// 32 x 32 i32 sums, as the tiles store them.
 #[repr(C, align(64))]
 struct OutTile([[i32; NR]; MR]);
@@ -149,13 +170,12 @@ pub unsafe fn ukernel_32x32(p: &I8UkernelParams) {
 /// # Safety
 /// As [`ukernel_32x32`]; `dst` addresses 32 rows of 32 writable i32s at `stride`.
 unsafe fn tile_product(p: &I8UkernelParams, dst: *mut i32, stride: usize) {
-    let config = TILE_CONFIG;
+    configure_tiles();
     // SAFETY: the packed A panel holds `groups` chunks of 32 x 64 bytes and the B panel
     // `groups` chunks of 16 groups x 128 bytes (see the module docs); `dst` is 32 rows of 128
-    // bytes at `stride`. The tile registers are configured, used and released inside this block.
+    // bytes at `stride`. The tiles were configured by `configure_tiles`.
     unsafe {
         asm!(
-            "ldtilecfg [{cfg}]",
             "tilezero tmm0",
             "tilezero tmm1",
             "tilezero tmm2",
@@ -187,8 +207,6 @@ unsafe fn tile_product(p: &I8UkernelParams, dst: *mut i32, stride: usize) {
             "tilestored [{o} + {so}*1], tmm2",
             "lea {t}, [{o} + 64]",
             "tilestored [{t} + {so}*1], tmm3",
-            "tilerelease",
-            cfg = in(reg) config.0.as_ptr(),
             n = inout(reg) p.groups => _,
             a = inout(reg) p.a => _,
             b = inout(reg) p.b => _,
