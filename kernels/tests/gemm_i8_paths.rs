@@ -562,3 +562,24 @@ fn lithe_isa_forces_the_int8_path() {
         assert_eq!(got, want);
     }
 }
+
+/// Cache-line aligned C with a row stride of whole lines: the case where kernels may store
+/// full tiles straight into C (the AMX path does).
+#[test]
+fn aligned_output_rows() {
+    #[derive(Clone, Copy)]
+    #[repr(C, align(64))]
+    struct Line([i32; 16]);
+    let (m, n, k) = (96, 64, 200);
+    let (a, b) = (fill(m * k, 21), fill(n * k, 22));
+    let mut want = vec![0i32; m * n];
+    gemm_i8_ref(&a, k, &b, k, m, n, k, &mut want, n);
+    for ks in kernel_sets() {
+        let packed = PackedI8B::pack_for(&b, n, k, &ks).unwrap();
+        let mut lines = vec![Line([-1; 16]); m * n / 16];
+        // SAFETY: `Line` is 16 i32s with no padding.
+        let c = unsafe { std::slice::from_raw_parts_mut(lines.as_mut_ptr().cast::<i32>(), m * n) };
+        gemm_i8(&a, k, m, &packed, c, n, &opts(&ks, 1)).unwrap();
+        assert_eq!(c, &want[..], "{} mr={} nr={}", ks.isa, ks.mr, ks.nr);
+    }
+}
