@@ -146,7 +146,8 @@ pub unsafe fn ukernel_32x32(p: &I8UkernelParams) {
             .iter()
             .all(|&v| v == 0)
     );
-    if p.m == MR && p.n == NR && (p.c as usize) % 64 == 0 && (p.ldc * 4) % 64 == 0 {
+    if p.m == MR && p.n == NR && (p.c as usize).is_multiple_of(64) && (p.ldc * 4).is_multiple_of(64)
+    {
         // Full tile on cache-line aligned rows: the tiles store straight into C (row stride
         // ldc * 4 bytes). On misaligned rows every 64-byte tile row store would split across two
         // cache lines, so those tiles go through the aligned buffer below instead.
