@@ -126,10 +126,18 @@ struct QuantKernels {
     abs_max: fn(&[f32]) -> f32,
 }
 
+/// 1.5 * 2^23: adding it to a float in [-2^22, 2^22] rounds it to an integer (half to even,
+/// the default rounding mode) held in the low mantissa bits, at bit pattern `MAGIC_BITS + q`.
+const ROUNDING_MAGIC: f32 = 12_582_912.0;
+const MAGIC_BITS: i32 = 0x4B40_0000;
+
 #[inline(always)]
 fn quantize_body(x: &[f32], scale: f32, out: &mut [i8]) {
+    // Clamp, then round by the magic addition: the same result as rounding first (the bounds
+    // are integers), and unlike a float-to-int cast it vectorizes to plain integer lanes.
     for (o, &v) in out.iter_mut().zip(x) {
-        *o = (v / scale).round_ties_even().clamp(-127.0, 127.0) as i32 as i8;
+        let rounded = (v / scale).clamp(-127.0, 127.0) + ROUNDING_MAGIC;
+        *o = (rounded.to_bits() as i32 - MAGIC_BITS) as i8;
     }
 }
 

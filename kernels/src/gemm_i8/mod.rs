@@ -8,6 +8,10 @@
 //!   in i16: 2 * 127 * 127 = 32258 fits, 2 * 128 * 128 does not).
 //!
 //! Every path returns bit-identical i32 sums (checked against [`crate::reference::gemm_i8_ref`]).
+//! Paths ([`I8Isa`]): AMX-INT8 tiles, AVX512-VNNI (zmm), AVX-VNNI (ymm), AVX2, NEON dotprod,
+//! NEON, portable; small M (decode) goes to a skinny kernel that streams B once without padding
+//! A to the tile height. Threads split N (or M when N is narrow); the result never depends on
+//! the thread count.
 //! Files: [`pack`] (layouts), [`contract`] (micro-kernel contract and per-path table),
 //! `driver` (loops and threads), [`epilogue`] (dequantize, GELU, requantize); the
 //! micro-kernels live under `crate::arch` (`*_i8.rs`).

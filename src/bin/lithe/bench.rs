@@ -57,7 +57,7 @@ pub struct GemmArgs {
     #[arg(long, default_value_t = 1)]
     threads: usize,
     /// Force a code path (f32: scalar, avx2, avx512, neon; i8 also avx-vnni, avx512-vnni,
-    /// neon-dotprod); default: `LITHE_ISA`, else the best this CPU has.
+    /// amx, neon-dotprod); default: `LITHE_ISA`, else the best this CPU has.
     #[arg(long)]
     isa: Option<String>,
     /// Time budget per shape in milliseconds (after warm-up).
