@@ -7,6 +7,9 @@
 //!
 //! - [`gemm`]: f32 `C = alpha * op(A) * op(B) + beta * C` with BLIS-style packing, per-ISA
 //!   micro-kernels (AVX2+FMA, AVX-512F, NEON, portable) and a threaded driver.
+//! - [`gemm_i8`]: int8 `C_i32 = A_s8 * B_s8^T` on weights packed once, exact on every path
+//!   (AVX2, AVX-VNNI, AVX512-VNNI, AMX-INT8, NEON, NEON dotprod, portable), with fused dequantize / GELU /
+//!   requantize epilogues; [`quantize`]: f32 <-> s8.
 //! - [`softmax`], [`layernorm`], [`gelu`]: row-wise and element-wise kernels for Transformers,
 //!   with per-ISA fast paths (AVX2+FMA, AVX-512F, NEON, portable) dispatched through
 //!   [`elementwise::ElementwiseKernels`].
@@ -16,8 +19,10 @@ pub mod elementwise;
 pub mod error;
 pub mod gelu;
 pub mod gemm;
+pub mod gemm_i8;
 pub mod isa;
 pub mod layernorm;
+pub mod quantize;
 pub mod reference;
 pub mod softmax;
 pub mod threads;
@@ -25,4 +30,5 @@ pub mod threads;
 pub use elementwise::ElementwiseKernels;
 pub use error::KernelError;
 pub use gemm::{BSource, GemmOptions, MatMut, MatRef, PackedB, sgemm, sgemm_fused, sgemm_with};
-pub use isa::Isa;
+pub use gemm_i8::{I8GemmOptions, PackedI8B, gemm_i8, gemm_i8_dequant, gemm_i8_requant};
+pub use isa::{I8Isa, Isa};

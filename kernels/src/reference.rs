@@ -246,3 +246,60 @@ pub fn gelu_backward_ref(dinp: &mut [f32], inp: &[f32], dout: &[f32], kind: crat
         *d += (gelu_and_grad_f64(x as f64, kind).1 * g as f64) as f32;
     }
 }
+
+/// GELU of `x` in f64.
+pub fn gelu_f64(x: f64, kind: crate::gelu::GeluKind) -> f64 {
+    gelu_and_grad_f64(x, kind).0
+}
+
+/// int8 GEMM oracle: `c[i * ldc + j] = sum_p a[i * lda + p] * b[j * ldb + p]` for `i < m`,
+/// `j < n`, `p < k`, summed in i64 and then converted (it panics if a sum leaves i32, which
+/// needs K > 133,000 at the extremes).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_i8_ref(
+    a: &[i8],
+    lda: usize,
+    b: &[i8],
+    ldb: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    c: &mut [i32],
+    ldc: usize,
+) {
+    for i in 0..m {
+        for j in 0..n {
+            let dot: i64 = (0..k)
+                .map(|p| a[i * lda + p] as i64 * b[j * ldb + p] as i64)
+                .sum();
+            c[i * ldc + j] = i32::try_from(dot).expect("gemm_i8_ref: sum overflows i32");
+        }
+    }
+}
+
+/// The dequantize epilogue of one sum in f64: `act(s_a * s_w * acc + bias)`.
+pub fn dequant_f64(
+    acc: i32,
+    s_a: f32,
+    s_w: f32,
+    bias: f32,
+    act: crate::gemm_i8::Activation,
+) -> f64 {
+    let y = s_a as f64 * s_w as f64 * acc as f64 + bias as f64;
+    match act {
+        crate::gemm_i8::Activation::None => y,
+        crate::gemm_i8::Activation::Gelu(kind) => gelu_f64(y, kind),
+    }
+}
+
+/// Symmetric quantization of one value: `clamp(round_half_even(x / scale), -127, 127)`, the
+/// quotient rounded to f32 first (the contract of the vector kernels, which divide in f32).
+pub fn quantize_ref(x: f32, scale: f32) -> i8 {
+    let quotient = x / scale;
+    let mut q = quotient.trunc();
+    let frac = quotient - q;
+    if frac.abs() > 0.5 || (frac.abs() == 0.5 && q % 2.0 != 0.0) {
+        q += frac.signum();
+    }
+    q.clamp(-127.0, 127.0) as i8
+}

@@ -2,6 +2,8 @@
 //! and entered only after run-time detection. Nothing outside `arch` contains intrinsics.
 //!
 //! GEMM micro-kernels: `portable`, `x86_avx2`, `x86_avx512`, `aarch64_neon`.
+//! int8 GEMM micro-kernels: `portable_i8`, `x86_avx2_i8`, `x86_avxvnni_i8`, `x86_avx512vnni_i8`, `x86_amx_i8`,
+//! `aarch64_neon_i8` (baseline and dotprod).
 //! Element-wise kernels: written once in `elementwise` over the vector trait in `simd`, and
 //! instantiated per ISA in `portable_elementwise`, `x86_avx2_elementwise`,
 //! `x86_avx512_elementwise` and `aarch64_neon_elementwise`.
@@ -10,15 +12,26 @@
 pub mod aarch64_neon;
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod aarch64_neon_elementwise;
+#[cfg(target_arch = "aarch64")]
+pub mod aarch64_neon_i8;
 pub(crate) mod elementwise;
 pub mod portable;
 pub(crate) mod portable_elementwise;
+pub mod portable_i8;
 pub(crate) mod simd;
+#[cfg(target_arch = "x86_64")]
+pub mod x86_amx_i8;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_avx2;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_avx2_elementwise;
 #[cfg(target_arch = "x86_64")]
+pub mod x86_avx2_i8;
+#[cfg(target_arch = "x86_64")]
 pub mod x86_avx512;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_avx512_elementwise;
+#[cfg(target_arch = "x86_64")]
+pub mod x86_avx512vnni_i8;
+#[cfg(target_arch = "x86_64")]
+pub mod x86_avxvnni_i8;

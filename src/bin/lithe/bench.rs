@@ -41,6 +41,8 @@ pub struct MinilmArgs {
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Dtype {
     F32,
+    /// int8 `C_i32 = A_s8 * B_s8^T` (B packed once); reports `gops`.
+    I8,
 }
 
 #[derive(Args)]
@@ -54,7 +56,8 @@ pub struct GemmArgs {
     /// Threads to split over.
     #[arg(long, default_value_t = 1)]
     threads: usize,
-    /// Force a code path (scalar, avx2, avx512, neon); default: the best this CPU has.
+    /// Force a code path (f32: scalar, avx2, avx512, neon; i8 also avx-vnni, avx512-vnni,
+    /// amx, neon-dotprod); default: `LITHE_ISA`, else the best this CPU has.
     #[arg(long)]
     isa: Option<String>,
     /// Time budget per shape in milliseconds (after warm-up).
@@ -72,7 +75,7 @@ pub fn run(cmd: BenchCommand) -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
-fn parse_shape(s: &str) -> Result<(usize, usize, usize), String> {
+pub fn parse_shape(s: &str) -> Result<(usize, usize, usize), String> {
     let dims: Vec<usize> = s
         .split('x')
         .map(|d| d.trim().parse::<usize>())
@@ -117,6 +120,15 @@ pub fn median_time(budget: Duration, mut f: impl FnMut()) -> Duration {
 }
 
 fn gemm(args: GemmArgs) -> Result<(), Box<dyn std::error::Error>> {
+    if let Dtype::I8 = args.dtype {
+        return crate::bench_i8::bench_gemm_i8(
+            &args.shape,
+            args.threads,
+            args.isa.as_deref(),
+            Duration::from_millis(args.budget_ms),
+            args.json,
+        );
+    }
     let isa = match &args.isa {
         Some(name) => Isa::parse(name)?.check()?,
         None => Isa::from_env()?.unwrap_or_else(Isa::best),

@@ -4,6 +4,7 @@
 //! on stdout instead (progress and notes go to stderr).
 
 mod bench;
+mod bench_i8;
 mod demo;
 mod embed;
 mod table;

@@ -1,0 +1,224 @@
+//! AMX-INT8 kernels (Intel Sapphire Rapids and later): `tdpbssd` multiplies a 16 x 64 tile of
+//! signed bytes by a 64 x 16 one into a 16 x 16 tile of i32 sums, 16,384 multiply-adds per
+//! instruction, s8 x s8 directly (no +128 trick).
+//!
+//! Tile 32 x 32: four C tiles (tmm0..3), two A tiles (tmm4, tmm5: rows 0-15 and 16-31) and two
+//! B tiles (tmm6, tmm7: columns 0-15 and 16-31) per 64-deep chunk; 4 `tdpbssd` per 8 KiB of tile
+//! loads. A is packed as 32-row panels of 64-byte row chunks (`pack_a::<32, 64>`: a tile is 16
+//! rows at stride 64); B as 32-column panels in depth groups of 4 (`tdpbssd` wants B's rows to
+//! be groups of 4 depth values), padded to 64 deep: a tile is 16 groups at stride 128.
+//!
+//! The AMX instructions are not exposed as stable intrinsics, so the kernel is one `asm!` block;
+//! the tile configuration is loaded once per thread and kept.
+//! Linux hands out the (8 KiB) tile state only on request: [`amx_usable`] asks once with
+//! `arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`.
+//!
+//! Small M goes to the AVX512-VNNI skinny kernel on the same B panels (with its own
+//! `-128 * colsum` initial sums): a 32-row tile for one row would waste 31/32 of the work.
+
+use super::x86_avx512vnni_i8::skinny_32;
+use crate::I8Isa;
+use crate::gemm_i8::pack::{self, S8, U8Biased};
+use crate::gemm_i8::{I8Kernels, I8UkernelParams, SkinnyKernel};
+use std::arch::asm;
+use std::sync::OnceLock;
+
+/// Rows of the register tile (two AMX tiles).
+pub const MR: usize = 32;
+/// Columns of the register tile (two AMX tiles).
+pub const NR: usize = 32;
+/// Depth of one AMX chunk.
+const KCHUNK: usize = 64;
+
+/// The AMX kernel table.
+pub fn kernels() -> I8Kernels {
+    I8Kernels {
+        isa: I8Isa::Amx,
+        mr: MR,
+        nr: NR,
+        kg: KCHUNK,
+        a_bytes: 1,
+        b_bytes: 1,
+        colsum_factor: 0,
+        b_block_bytes: 512 << 10,
+        pack_a: pack::pack_a::<MR, KCHUNK, S8>,
+        pack_b: pack::pack_b_padded::<NR, 4, KCHUNK, S8>,
+        ukernel: ukernel_32x32,
+        skinny: Some(SkinnyKernel {
+            max_m: 4,
+            kernel: skinny_32,
+            pack_rows: pack::pack_rows_padded::<4, KCHUNK, U8Biased>,
+            kg: 4,
+            colsum_factor: -128,
+        }),
+    }
+}
+
+/// Whether this CPU and OS can run the AMX path: CPUID reports AMX-TILE and AMX-INT8 (and
+/// AVX512-VNNI, used for small M), and the kernel granted this process the tile state.
+pub fn amx_usable() -> bool {
+    static USABLE: OnceLock<bool> = OnceLock::new();
+    *USABLE.get_or_init(|| {
+        let leaf7 = std::arch::x86_64::__cpuid_count(7, 0);
+        let (tile, int8) = (leaf7.edx >> 24 & 1 == 1, leaf7.edx >> 25 & 1 == 1);
+        tile && int8
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vnni")
+            && request_tile_state()
+    })
+}
+
+/// `arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`: true if granted.
+#[cfg(target_os = "linux")]
+fn request_tile_state() -> bool {
+    const SYS_ARCH_PRCTL: i64 = 158;
+    const ARCH_REQ_XCOMP_PERM: i64 = 0x1023;
+    const XFEATURE_XTILEDATA: i64 = 18;
+    let ret: i64;
+    // SAFETY: a plain system call that only changes this process's permitted xsave features;
+    // the kernel clobbers rcx and r11.
+    unsafe {
+        asm!(
+            "syscall",
+            inlateout("rax") SYS_ARCH_PRCTL => ret,
+            in("rdi") ARCH_REQ_XCOMP_PERM,
+            in("rsi") XFEATURE_XTILEDATA,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack)
+        );
+    }
+    ret == 0
+}
+
+#[cfg(not(target_os = "linux"))]
+fn request_tile_state() -> bool {
+    false
+}
+
+/// The tile configuration: palette 1, all eight tiles 16 rows of 64 bytes.
+#[repr(C, align(64))]
+struct TileConfig([u8; 64]);
+
+const TILE_CONFIG: TileConfig = {
+    let mut cfg = [0u8; 64];
+    cfg[0] = 1; // palette
+    let mut t = 0;
+    while t < 8 {
+        cfg[16 + 2 * t] = 64; // bytes per row (u16, little-endian)
+        cfg[48 + t] = 16; // rows
+        t += 1;
+    }
+    TileConfig(cfg)
+};
+
+thread_local! {
+    /// Whether this thread's tile registers hold [`TILE_CONFIG`].
+    static TILES_CONFIGURED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Loads [`TILE_CONFIG`] once per thread. `ldtilecfg` costs as much as several `tdpbssd`, so
+/// the configuration is kept between calls instead of being loaded and released each time;
+/// nothing else in lithe touches the tile registers, and the OS saves them with the thread.
+#[inline]
+fn configure_tiles() {
+    TILES_CONFIGURED.with(|configured| {
+        if !configured.get() {
+            let config = TILE_CONFIG;
+            // SAFETY: a valid palette-1 configuration; AMX use was granted (`amx_usable`).
+            unsafe { asm!("ldtilecfg [{0}]", in(reg) config.0.as_ptr(), options(nostack)) };
+            configured.set(true);
+        }
+    });
+}
+
+/// 32 x 32 i32 sums, as the tiles store them.
+#[repr(C, align(64))]
+struct OutTile([[i32; NR]; MR]);
+
+/// # Safety
+/// AMX must be usable ([`amx_usable`]); the contract in `gemm_i8::contract` holds, and every
+/// initial column sum is zero (this table's `colsum_factor` is 0: `tdpbssd` is s8 x s8).
+pub unsafe fn ukernel_32x32(p: &I8UkernelParams) {
+    debug_assert!(
+        // SAFETY: `col_init` holds NR values.
+        unsafe { std::slice::from_raw_parts(p.col_init, NR) }
+            .iter()
+            .all(|&v| v == 0)
+    );
+    if p.m == MR && p.n == NR && (p.c as usize).is_multiple_of(64) && (p.ldc * 4).is_multiple_of(64)
+    {
+        // Full tile on cache-line aligned rows: the tiles store straight into C (row stride
+        // ldc * 4 bytes). On misaligned rows every 64-byte tile row store would split across two
+        // cache lines, so those tiles go through the aligned buffer below instead.
+        // SAFETY: C holds 32 rows of 32 i32s at stride ldc (contract).
+        unsafe { tile_product(p, p.c, p.ldc * 4) };
+        return;
+    }
+    let mut out = std::mem::MaybeUninit::<OutTile>::uninit();
+    // SAFETY: `out` is 32 rows of 128 bytes, all of which the tiles store; then the m x n
+    // corner goes to C.
+    unsafe {
+        tile_product(p, out.as_mut_ptr().cast::<i32>(), NR * 4);
+        let out = out.assume_init_ref();
+        for (i, row) in out.0.iter().enumerate().take(p.m) {
+            std::ptr::copy_nonoverlapping(row.as_ptr(), p.c.add(i * p.ldc), p.n);
+        }
+    }
+}
+
+/// The 32 x 32 product of one A and one B panel, stored as i32 rows at `dst` (row stride
+/// `stride` bytes).
+///
+/// # Safety
+/// As [`ukernel_32x32`]; `dst` addresses 32 rows of 32 writable i32s at `stride`.
+unsafe fn tile_product(p: &I8UkernelParams, dst: *mut i32, stride: usize) {
+    configure_tiles();
+    // SAFETY: the packed A panel holds `groups` chunks of 32 x 64 bytes and the B panel
+    // `groups` chunks of 16 groups x 128 bytes (see the module docs); `dst` is 32 rows of 128
+    // bytes at `stride`. The tiles were configured by `configure_tiles`.
+    unsafe {
+        asm!(
+            "tilezero tmm0",
+            "tilezero tmm1",
+            "tilezero tmm2",
+            "tilezero tmm3",
+            "test {n}, {n}",
+            "jz 3f",
+            "2:",
+            "tileloadd tmm4, [{a} + {s64}*1]",
+            "lea {t}, [{a} + 1024]",
+            "tileloadd tmm5, [{t} + {s64}*1]",
+            "tileloadd tmm6, [{b} + {s128}*1]",
+            "lea {t}, [{b} + 64]",
+            "tileloadd tmm7, [{t} + {s128}*1]",
+            "tdpbssd tmm0, tmm4, tmm6",
+            "tdpbssd tmm1, tmm4, tmm7",
+            "tdpbssd tmm2, tmm5, tmm6",
+            "tdpbssd tmm3, tmm5, tmm7",
+            "add {a}, 2048",
+            "add {b}, 2048",
+            "dec {n}",
+            "jnz 2b",
+            "3:",
+            "tilestored [{o} + {so}*1], tmm0",
+            "lea {t}, [{o} + 64]",
+            "tilestored [{t} + {so}*1], tmm1",
+            "mov {t}, {so}",
+            "shl {t}, 4",
+            "add {o}, {t}",
+            "tilestored [{o} + {so}*1], tmm2",
+            "lea {t}, [{o} + 64]",
+            "tilestored [{t} + {so}*1], tmm3",
+            n = inout(reg) p.groups => _,
+            a = inout(reg) p.a => _,
+            b = inout(reg) p.b => _,
+            o = inout(reg) dst => _,
+            so = in(reg) stride,
+            t = out(reg) _,
+            s64 = in(reg) 64usize,
+            s128 = in(reg) 128usize,
+            options(nostack)
+        );
+    }
+}

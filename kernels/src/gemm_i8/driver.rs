@@ -1,0 +1,210 @@
+//! The loops around the int8 micro-kernels, and the split across threads. No ISA code here.
+//!
+//! B is packed once into NR-wide panels covering all of K. Per call, each thread packs its rows
+//! of A, then walks blocks of B panels sized to stay in L2 (`b_block_bytes`); within a block,
+//! each MR-row A micro-panel (in L1) meets every B panel of the block, one micro-kernel call per
+//! tile. Small M goes to the skinny kernel, which streams each B panel once for all rows.
+
+use super::epilogue::Epilogue;
+use super::{I8Kernels, I8UkernelParams, MAX_TILE, PackedI8B};
+use crate::gemm_i8::pack::AlignedBytes;
+use std::cell::RefCell;
+use std::ops::Range;
+
+/// Where finished tiles go.
+#[derive(Clone, Copy)]
+pub(crate) enum Sink<'a> {
+    /// Raw i32 sums, row stride `ldc`: written by the micro-kernel directly.
+    I32 { c: *mut i32, ldc: usize },
+    /// Through a fused epilogue.
+    Epilogue(Epilogue<'a>),
+}
+
+// SAFETY: threads only ever receive disjoint row or column ranges of the output (see `run`), and
+// the epilogue's slices are read-only.
+unsafe impl Send for Sink<'_> {}
+unsafe impl Sync for Sink<'_> {}
+
+thread_local! {
+    /// Per-thread packed A: grows to the largest block seen, then reused.
+    static PACKED_A: RefCell<AlignedBytes> = RefCell::new(AlignedBytes::default());
+}
+
+/// Work below this many multiply-adds runs on the calling thread.
+const PARALLEL_MIN_MACS: usize = 1 << 17;
+/// The same for the skinny kernel, whose calls take a few microseconds per million
+/// multiply-adds (a 384 x 1536 weight at M = 1 is faster on one thread than handed to two).
+const SKINNY_PARALLEL_MIN_MACS: usize = 1 << 22;
+
+/// Runs `C = A * B^T` through `sink` (shapes and values already checked) on up to `threads`
+/// threads. The result does not depend on the thread count: every output is one exact integer
+/// sum computed by one thread.
+pub(crate) fn run(
+    ks: &I8Kernels,
+    threads: usize,
+    a: &[i8],
+    lda: usize,
+    m: usize,
+    b: &PackedI8B,
+    sink: &Sink<'_>,
+) {
+    let (n, k) = (b.n(), b.k());
+    if m == 0 || n == 0 {
+        return;
+    }
+    let panels = n.div_ceil(ks.nr);
+    let skinny = ks.skinny.is_some_and(|s| m <= s.max_m);
+    let min_macs = if skinny {
+        SKINNY_PARALLEL_MIN_MACS
+    } else {
+        PARALLEL_MIN_MACS
+    };
+    let threads = if m * n * k.max(1) < min_macs {
+        1
+    } else {
+        threads.max(1)
+    };
+    let m_tiles = m.div_ceil(ks.mr);
+    if threads == 1 {
+        serial(ks, a, lda, 0..m, 0..panels, b, sink);
+        return;
+    }
+    // Split N (each thread streams its own share of B, the larger operand); split M instead
+    // when there are too few B panels to share and enough row tiles.
+    let split_m = !skinny && panels < 2 * threads && m_tiles >= 2 * threads;
+    let (units, unit) = if split_m {
+        (m_tiles, ks.mr)
+    } else {
+        (panels, 1)
+    };
+    let parts = threads.min(units);
+    let per_part = units.div_ceil(parts);
+    let run_part = |t: usize| {
+        let start = t * per_part;
+        if start >= units {
+            return;
+        }
+        let end = (start + per_part).min(units);
+        if split_m {
+            serial(
+                ks,
+                a,
+                lda,
+                start * unit..(end * unit).min(m),
+                0..panels,
+                b,
+                sink,
+            );
+        } else {
+            serial(ks, a, lda, 0..m, start..end, b, sink);
+        }
+    };
+    crate::threads::pool(parts).broadcast(|ctx| run_part(ctx.index()));
+}
+
+/// One thread's share: rows `rows` of C against B panels `panels`.
+fn serial(
+    ks: &I8Kernels,
+    a: &[i8],
+    lda: usize,
+    rows: Range<usize>,
+    panels: Range<usize>,
+    b: &PackedI8B,
+    sink: &Sink<'_>,
+) {
+    let (n, k) = (b.n(), b.k());
+    let kp = ks.padded_k(k);
+    let groups = kp / ks.kg;
+    let b_panel = ks.b_panel_bytes(k);
+    let (b_data, col_init) = (b.data(), b.col_init());
+    let mb = rows.len();
+    let a_rows = &a[rows.start * lda..];
+    let mut tile = [0i32; MAX_TILE];
+    PACKED_A.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        let params = |a: *const u8, lda: usize, m: usize, q: usize| I8UkernelParams {
+            groups,
+            a,
+            lda,
+            b: b_data[q * b_panel..].as_ptr(),
+            col_init: col_init[q * ks.nr..].as_ptr(),
+            c: std::ptr::null_mut(),
+            ldc: 0,
+            m,
+            n: ks.nr.min(n - q * ks.nr),
+        };
+        if let Some(sk) = ks.skinny.filter(|s| mb <= s.max_m) {
+            let row_bytes = kp * ks.a_bytes;
+            buf.set_len(mb * row_bytes);
+            (sk.pack_rows)(a_rows, lda, mb, k, buf.as_mut_slice());
+            let a_ptr = buf.as_slice().as_ptr();
+            let skinny_init = b.skinny_col_init();
+            for q in panels {
+                let p = I8UkernelParams {
+                    groups: kp / sk.kg,
+                    col_init: skinny_init[q * ks.nr..].as_ptr(),
+                    ..params(a_ptr, row_bytes, mb, q)
+                };
+                // SAFETY: `p` points at `mb` padded rows and one full B panel; emit supplies C.
+                unsafe { emit(ks, sink, sk.kernel, p, &mut tile, rows.start, q * ks.nr) };
+            }
+            return;
+        }
+        let a_panel = ks.a_panel_bytes(k);
+        let m_panels = mb.div_ceil(ks.mr);
+        buf.set_len(m_panels * a_panel);
+        (ks.pack_a)(a_rows, lda, mb, k, buf.as_mut_slice());
+        let a_data = buf.as_slice();
+        let block = (ks.b_block_bytes / b_panel.max(1)).max(1);
+        let mut q0 = panels.start;
+        while q0 < panels.end {
+            let q1 = (q0 + block).min(panels.end);
+            for ip in 0..m_panels {
+                let a_ptr = a_data[ip * a_panel..].as_ptr();
+                let m_tile = ks.mr.min(mb - ip * ks.mr);
+                for q in q0..q1 {
+                    let p = params(a_ptr, 0, m_tile, q);
+                    let row0 = rows.start + ip * ks.mr;
+                    // SAFETY: `p` points at one full A micro-panel and one full B panel.
+                    unsafe { emit(ks, sink, ks.ukernel, p, &mut tile, row0, q * ks.nr) };
+                }
+            }
+            q0 = q1;
+        }
+    });
+}
+
+/// Runs one kernel call and sends its tile (output rows from `row0`, columns from `col0`) to
+/// the sink.
+///
+/// # Safety
+/// `p` satisfies the kernel contract apart from C, and the `p.m x p.n` tile at (row0, col0) lies
+/// inside the sink's output and belongs to this thread.
+#[inline(always)]
+unsafe fn emit(
+    ks: &I8Kernels,
+    sink: &Sink<'_>,
+    kernel: super::I8Ukernel,
+    mut p: I8UkernelParams,
+    tile: &mut [i32; MAX_TILE],
+    row0: usize,
+    col0: usize,
+) {
+    match sink {
+        Sink::I32 { c, ldc } => {
+            p.c = c.wrapping_add(row0 * ldc + col0);
+            p.ldc = *ldc;
+            // SAFETY: forwarded contract.
+            unsafe { kernel(&p) };
+        }
+        Sink::Epilogue(e) => {
+            p.c = tile.as_mut_ptr();
+            p.ldc = ks.nr;
+            // SAFETY: the stack tile holds MAX_TILE >= m * NR values.
+            unsafe {
+                kernel(&p);
+                e.apply(&tile[..], ks.nr, p.m, p.n, row0, col0);
+            }
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! Fused epilogues: what happens to a finished tile of i32 sums before it leaves the GEMM.
+//!
+//! Dequantize (DESIGN.md, "Int8 inference"):
+//!
+//! ```text
+//! y[m, n] = (s_a[m] * s_w[n]) * acc[m, n] + bias[n]        in f32
+//! ```
+//!
+//! then optionally GELU, then either store `y` as f32 or requantize it for the next layer:
+//! `q = clamp(round_half_even(y / s_out), -127, 127)`. Each step is one correctly rounded f32
+//! operation, so `y` is within a few ulps of the same formula in f64 (relative to
+//! `|s_a s_w acc| + |bias|`).
+
+use crate::elementwise::{ElementwiseKernels, GeluForwardFn};
+use crate::gelu::GeluKind;
+
+/// The activation scale: one for the whole tensor (static quantization) or one per row of A
+/// (dynamic quantization).
+#[derive(Clone, Copy, Debug)]
+pub enum Scale<'a> {
+    /// One scale for every row.
+    PerTensor(f32),
+    /// `scales[i]` for row `i` (length M).
+    PerRow(&'a [f32]),
+}
+
+impl Scale<'_> {
+    /// The scale of row `i`.
+    #[inline]
+    pub fn of_row(&self, i: usize) -> f32 {
+        match *self {
+            Scale::PerTensor(s) => s,
+            Scale::PerRow(v) => v[i],
+        }
+    }
+}
+
+/// An activation applied after the bias.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Activation {
+    /// None.
+    #[default]
+    None,
+    /// GELU of the given kind.
+    Gelu(GeluKind),
+}
+
+/// How i32 sums become real numbers: `y = s_a[m] * s_w[n] * acc + bias[n]`, then `act`.
+#[derive(Clone, Copy, Debug)]
+pub struct Dequant<'a> {
+    /// Activation (A) scale, per tensor or per row.
+    pub a_scale: Scale<'a>,
+    /// Weight scale per output column (length N).
+    pub w_scales: &'a [f32],
+    /// Optional bias per output column (length N).
+    pub bias: Option<&'a [f32]>,
+    /// Optional activation.
+    pub act: Activation,
+}
+
+/// Widest tile any path produces (columns).
+const MAX_NR: usize = 64;
+
+/// Where dequantized rows go.
+#[derive(Clone, Copy)]
+pub(crate) enum Target {
+    /// f32 output, row stride `ld`.
+    F32 { out: *mut f32, ld: usize },
+    /// Requantized s8 output, row stride `ld`, scale `scale`.
+    S8 { out: *mut i8, ld: usize, scale: f32 },
+}
+
+/// A dequantizing epilogue bound to its output.
+#[derive(Clone, Copy)]
+pub(crate) struct Epilogue<'a> {
+    spec: Dequant<'a>,
+    gelu: Option<(GeluForwardFn, GeluKind)>,
+    target: Target,
+}
+
+impl<'a> Epilogue<'a> {
+    /// Binds `spec` to `target`; GELU runs on `elementwise`'s path.
+    pub(crate) fn new(
+        spec: Dequant<'a>,
+        target: Target,
+        elementwise: &ElementwiseKernels,
+    ) -> Epilogue<'a> {
+        let gelu = match spec.act {
+            Activation::None => None,
+            Activation::Gelu(kind) => Some((elementwise.gelu_forward, kind)),
+        };
+        Epilogue { spec, gelu, target }
+    }
+
+    /// Applies the epilogue to the `m x n` corner of `tile` (row stride `ldt`), which holds the
+    /// sums of output rows `row0..row0 + m` and columns `col0..col0 + n`.
+    ///
+    /// # Safety
+    /// The target holds those rows and columns, and no other thread writes them; the spec's
+    /// slices cover them (checked by the public entry points).
+    pub(crate) unsafe fn apply(
+        &self,
+        tile: &[i32],
+        ldt: usize,
+        m: usize,
+        n: usize,
+        row0: usize,
+        col0: usize,
+    ) {
+        debug_assert!(n <= MAX_NR);
+        let mut y = [0.0f32; MAX_NR];
+        let mut act = [0.0f32; MAX_NR];
+        let w = &self.spec.w_scales[col0..col0 + n];
+        for i in 0..m {
+            let sa = self.spec.a_scale.of_row(row0 + i);
+            let acc = &tile[i * ldt..i * ldt + n];
+            let y = &mut y[..n];
+            match self.spec.bias {
+                Some(bias) => {
+                    let bias = &bias[col0..col0 + n];
+                    for (((o, &s), &w), &b) in y.iter_mut().zip(acc).zip(w).zip(bias) {
+                        *o = s as f32 * (sa * w) + b;
+                    }
+                }
+                None => {
+                    for ((o, &s), &w) in y.iter_mut().zip(acc).zip(w) {
+                        *o = s as f32 * (sa * w);
+                    }
+                }
+            }
+            let vals: &[f32] = match self.gelu {
+                Some((gelu, kind)) => {
+                    // SAFETY: the kernel set's ISA was checked when it was built; equal lengths.
+                    unsafe { gelu(&mut act[..n], y, kind) };
+                    &act[..n]
+                }
+                None => y,
+            };
+            match self.target {
+                Target::F32 { out, ld } => {
+                    // SAFETY: (row0 + i, col0..col0 + n) is inside the output (see above).
+                    let dst = unsafe {
+                        std::slice::from_raw_parts_mut(out.add((row0 + i) * ld + col0), n)
+                    };
+                    dst.copy_from_slice(vals);
+                }
+                Target::S8 { out, ld, scale } => {
+                    // SAFETY: as above.
+                    let dst = unsafe {
+                        std::slice::from_raw_parts_mut(out.add((row0 + i) * ld + col0), n)
+                    };
+                    for (q, &v) in dst.iter_mut().zip(vals) {
+                        *q = requantize(v, scale);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `clamp(round_half_even(v / scale), -127, 127)`; NaN becomes 0.
+#[inline(always)]
+pub(crate) fn requantize(v: f32, scale: f32) -> i8 {
+    // `as` saturates and maps NaN to 0; the clamp keeps -128 out.
+    (v / scale).round_ties_even().clamp(-127.0, 127.0) as i8
+}

@@ -1,0 +1,248 @@
+//! int8 GEMM: `C_i32 = A_s8 * B_s8^T`, with fused dequantize / GELU / requantize epilogues.
+//!
+//! - A (M x K) holds row-major activations, row `i` at `a[i * lda..]`;
+//! - B (N x K) holds weights, one row per output column (a Linear layer's `[out, in]` matrix),
+//!   packed once at load into a [`PackedI8B`] for one int8 path ([`I8Isa`]);
+//! - values lie in [-127, 127] (symmetric quantization). -128 is rejected, because it is the
+//!   value that would break the exactness of some paths (e.g. NEON's `smull` + `smlal2` pair sums
+//!   in i16: 2 * 127 * 127 = 32258 fits, 2 * 128 * 128 does not).
+//!
+//! Every path returns bit-identical i32 sums (checked against [`crate::reference::gemm_i8_ref`]).
+//! Paths ([`I8Isa`]): AMX-INT8 tiles, AVX512-VNNI (zmm), AVX-VNNI (ymm), AVX2, NEON dotprod,
+//! NEON, portable; small M (decode) goes to a skinny kernel that streams B once without padding
+//! A to the tile height. Threads split N (or M when N is narrow); the result never depends on
+//! the thread count.
+//! Files: [`pack`] (layouts), [`contract`] (micro-kernel contract and per-path table),
+//! `driver` (loops and threads), [`epilogue`] (dequantize, GELU, requantize); the
+//! micro-kernels live under `crate::arch` (`*_i8.rs`).
+
+pub mod contract;
+mod driver;
+pub mod epilogue;
+pub mod pack;
+
+pub use contract::{I8Kernels, I8Ukernel, I8UkernelParams, MAX_TILE, SkinnyKernel};
+pub use epilogue::{Activation, Dequant, Scale};
+pub use pack::PackedI8B;
+
+use crate::elementwise::ElementwiseKernels;
+use crate::{I8Isa, KernelError};
+use driver::Sink;
+use epilogue::{Epilogue, Target};
+
+/// Per-call options of the int8 GEMMs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct I8GemmOptions {
+    /// Threads to split over; `None` uses [`crate::threads::num_threads`].
+    pub threads: Option<usize>,
+    /// Run on this kernel table instead of the one of the weights' path (tests use portable
+    /// kernels with odd tiles); the weights must have been packed for it
+    /// ([`PackedI8B::pack_for`]).
+    pub kernels: Option<I8Kernels>,
+}
+
+/// `C = A * B^T` in exact i32: `c[i * ldc + j] = sum_p a[i * lda + p] * B[j, p]` for
+/// `i < m`, `j < b.n()`.
+///
+/// Errors: `lda < K` (when m > 1), `ldc < N` (when m > 1), slices too short, a -128 in the rows
+/// of A that are read, weights packed for another kernel table. `m == 0` or `N == 0` touches
+/// nothing; `K == 0` writes zeros.
+pub fn gemm_i8(
+    a: &[i8],
+    lda: usize,
+    m: usize,
+    b: &PackedI8B,
+    c: &mut [i32],
+    ldc: usize,
+    opts: &I8GemmOptions,
+) -> Result<(), KernelError> {
+    let ks = prepare(a, lda, m, b, opts)?;
+    check_out("C", c.len(), m, b.n(), ldc)?;
+    let sink = Sink::I32 {
+        c: c.as_mut_ptr(),
+        ldc,
+    };
+    driver::run(&ks, threads(opts), a, lda, m, b, &sink);
+    Ok(())
+}
+
+/// `out = act(s_a[i] * s_w[j] * (A * B^T)[i, j] + bias[j])` in f32 (see [`epilogue`]).
+///
+/// Errors: as [`gemm_i8`], plus `w_scales` (and `bias`) not of length N, a per-row scale slice
+/// not of length `m`.
+#[allow(clippy::too_many_arguments)] // BLAS-style: each operand with its stride
+pub fn gemm_i8_dequant(
+    a: &[i8],
+    lda: usize,
+    m: usize,
+    b: &PackedI8B,
+    dq: &Dequant<'_>,
+    out: &mut [f32],
+    ldo: usize,
+    opts: &I8GemmOptions,
+) -> Result<(), KernelError> {
+    let ks = prepare(a, lda, m, b, opts)?;
+    check_out("out", out.len(), m, b.n(), ldo)?;
+    check_dequant(dq, m, b.n())?;
+    let target = Target::F32 {
+        out: out.as_mut_ptr(),
+        ld: ldo,
+    };
+    run_epilogue(&ks, a, lda, m, b, dq, target, opts)
+}
+
+/// [`gemm_i8_dequant`] followed by requantization for the next layer:
+/// `out = clamp(round_half_even(y / out_scale), -127, 127)`.
+///
+/// Errors: as [`gemm_i8_dequant`], plus an `out_scale` that is not finite and positive.
+#[allow(clippy::too_many_arguments)] // BLAS-style: each operand with its stride
+pub fn gemm_i8_requant(
+    a: &[i8],
+    lda: usize,
+    m: usize,
+    b: &PackedI8B,
+    dq: &Dequant<'_>,
+    out_scale: f32,
+    out: &mut [i8],
+    ldo: usize,
+    opts: &I8GemmOptions,
+) -> Result<(), KernelError> {
+    let ks = prepare(a, lda, m, b, opts)?;
+    check_out("out", out.len(), m, b.n(), ldo)?;
+    check_dequant(dq, m, b.n())?;
+    if !(out_scale.is_finite() && out_scale > 0.0) {
+        return Err(KernelError::InvalidValue(format!(
+            "out_scale must be finite and positive, got {out_scale}"
+        )));
+    }
+    let target = Target::S8 {
+        out: out.as_mut_ptr(),
+        ld: ldo,
+        scale: out_scale,
+    };
+    run_epilogue(&ks, a, lda, m, b, dq, target, opts)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_epilogue(
+    ks: &I8Kernels,
+    a: &[i8],
+    lda: usize,
+    m: usize,
+    b: &PackedI8B,
+    dq: &Dequant<'_>,
+    target: Target,
+    opts: &I8GemmOptions,
+) -> Result<(), KernelError> {
+    let elementwise = ElementwiseKernels::for_isa(ks.isa.f32_family())?;
+    let sink = Sink::Epilogue(Epilogue::new(*dq, target, &elementwise));
+    driver::run(ks, threads(opts), a, lda, m, b, &sink);
+    Ok(())
+}
+
+fn threads(opts: &I8GemmOptions) -> usize {
+    opts.threads
+        .unwrap_or_else(crate::threads::num_threads)
+        .max(1)
+}
+
+/// Checks A and the weights' path; returns the kernel table to run.
+fn prepare(
+    a: &[i8],
+    lda: usize,
+    m: usize,
+    b: &PackedI8B,
+    opts: &I8GemmOptions,
+) -> Result<I8Kernels, KernelError> {
+    let ks = match opts.kernels {
+        Some(ks) => ks,
+        None => I8Kernels::for_isa(b.isa())?,
+    };
+    if !b.fits(&ks) {
+        return Err(KernelError::PackedForOtherIsa {
+            packed: b.isa().name(),
+            requested: ks.isa.name(),
+        });
+    }
+    let k = b.k();
+    if m > 1 && lda < k {
+        return Err(KernelError::ShapeMismatch(format!(
+            "lda = {lda} is less than K = {k}"
+        )));
+    }
+    if m > 0 {
+        let needed = (m - 1)
+            .checked_mul(lda)
+            .and_then(|v| v.checked_add(k))
+            .unwrap_or(usize::MAX);
+        if a.len() < needed {
+            return Err(KernelError::LengthMismatch(format!(
+                "A has {} values, {m} rows of K = {k} at stride {lda} need {needed}",
+                a.len()
+            )));
+        }
+        for i in 0..m {
+            let row = &a[i * lda..i * lda + k];
+            // A branch-free OR over the row vectorizes; find the index only on failure.
+            if row.iter().fold(false, |seen, &v| seen | (v == i8::MIN)) {
+                let p = row.iter().position(|&v| v == i8::MIN).unwrap_or(0);
+                return Err(KernelError::I8OutOfRange {
+                    what: "A",
+                    index: i * lda + p,
+                });
+            }
+        }
+    }
+    Ok(ks)
+}
+
+fn check_out(what: &str, len: usize, m: usize, n: usize, ld: usize) -> Result<(), KernelError> {
+    if m > 1 && ld < n {
+        return Err(KernelError::ShapeMismatch(format!(
+            "{what}: row stride {ld} is less than N = {n}"
+        )));
+    }
+    if m > 0 && n > 0 {
+        let needed = (m - 1)
+            .checked_mul(ld)
+            .and_then(|v| v.checked_add(n))
+            .unwrap_or(usize::MAX);
+        if len < needed {
+            return Err(KernelError::LengthMismatch(format!(
+                "{what} has {len} values, {m} rows of N = {n} at stride {ld} need {needed}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn check_dequant(dq: &Dequant<'_>, m: usize, n: usize) -> Result<(), KernelError> {
+    if dq.w_scales.len() != n {
+        return Err(KernelError::LengthMismatch(format!(
+            "w_scales has {} values, N = {n}",
+            dq.w_scales.len()
+        )));
+    }
+    if let Some(bias) = dq.bias
+        && bias.len() != n
+    {
+        return Err(KernelError::LengthMismatch(format!(
+            "bias has {} values, N = {n}",
+            bias.len()
+        )));
+    }
+    if let Scale::PerRow(s) = dq.a_scale
+        && s.len() != m
+    {
+        return Err(KernelError::LengthMismatch(format!(
+            "per-row activation scales: {} values for M = {m} rows",
+            s.len()
+        )));
+    }
+    Ok(())
+}
+
+/// The default int8 path: [`I8Isa::active`].
+pub fn active_isa() -> I8Isa {
+    I8Isa::active()
+}
