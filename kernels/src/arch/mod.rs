@@ -35,3 +35,5 @@ pub(crate) mod x86_avx512_elementwise;
 pub mod x86_avx512vnni_i8;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_avxvnni_i8;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86_ymm_i8;
