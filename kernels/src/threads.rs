@@ -78,8 +78,13 @@ pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 mod tests {
     use super::*;
 
+    /// The thread count is process-wide and tests run in parallel: tests that set it and read it
+    /// back take this lock so they do not see each other's settings.
+    static SETTING: Mutex<()> = Mutex::new(());
+
     #[test]
     fn set_num_threads_is_honoured_and_zero_restores_default() {
+        let _guard = SETTING.lock().unwrap_or_else(|e| e.into_inner());
         set_num_threads(3);
         assert_eq!(num_threads(), 3);
         assert_eq!(pool(3).current_num_threads(), 3);
@@ -90,6 +95,7 @@ mod tests {
 
     #[test]
     fn install_runs_on_a_pool_of_the_requested_size() {
+        let _guard = SETTING.lock().unwrap_or_else(|e| e.into_inner());
         set_num_threads(2);
         assert_eq!(install(rayon::current_num_threads), 2);
         set_num_threads(1);
