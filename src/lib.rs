@@ -6,6 +6,7 @@
 //! - [`nn`]: layers and models ([`nn::Bert`], [`nn::Vit`]) with Hugging Face parameter names;
 //! - [`data`]: dataset readers;
 //! - [`io`]: safetensors weights, JSON configs, Hugging Face BERT directories;
+//! - [`int8`]: the int8 inference engine a trained model is lowered into;
 //! - [`train`]: training loops (ViT on images, BERT on text), evaluation, saving a run;
 //! - [`error`]: the one error type, [`Error`];
 //! - [`alloc`]: glibc malloc thresholds that keep freed tensor memory for reuse;
@@ -19,6 +20,7 @@ pub mod cuda;
 pub mod data;
 pub mod embed;
 pub mod error;
+pub mod int8;
 pub mod io;
 pub mod nn;
 pub mod optim;
