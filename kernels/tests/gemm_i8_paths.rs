@@ -583,3 +583,38 @@ fn aligned_output_rows() {
         assert_eq!(c, &want[..], "{} mr={} nr={}", ks.isa, ks.mr, ks.nr);
     }
 }
+
+/// The AMX path hands the tile registers back after every call: XINUSE (`xgetbv(1)`) shows
+/// neither the tile configuration (bit 17) nor the tile data (bit 18) in use on the calling
+/// thread once a single-threaded GEMM returns.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn amx_releases_the_tile_state_after_each_call() {
+    if !I8Isa::available().contains(&I8Isa::Amx) {
+        eprintln!("no AMX on this CPU: nothing to check");
+        return;
+    }
+    /// XINUSE bits 17 and 18 of the calling thread.
+    fn tiles_in_use() -> u64 {
+        let (lo, hi): (u32, u32);
+        // SAFETY: `xgetbv` with ECX = 1 is valid on every CPU with AMX (which implies XSAVE and
+        // the XINUSE leaf).
+        unsafe {
+            std::arch::asm!("xgetbv", in("ecx") 1u32, out("eax") lo, out("edx") hi,
+                options(nomem, nostack));
+        }
+        ((u64::from(hi) << 32 | u64::from(lo)) >> 17) & 3
+    }
+    let ks = I8Kernels::for_isa(I8Isa::Amx).unwrap();
+    let (m, n, k) = (96, 80, 200);
+    let (a, b) = (fill(m * k, 1), fill(n * k, 2));
+    let packed = PackedI8B::pack(&b, n, k, I8Isa::Amx).unwrap();
+    let mut c = vec![0i32; m * n];
+    let mut expect = vec![0i32; m * n];
+    gemm_i8_ref(&a, k, &b, k, m, n, k, &mut expect, n);
+    for _ in 0..2 {
+        gemm_i8(&a, k, m, &packed, &mut c, n, &opts(&ks, 1)).unwrap();
+        assert_eq!(c, expect);
+        assert_eq!(tiles_in_use(), 0, "tile state left loaded after the call");
+    }
+}

@@ -43,6 +43,7 @@ pub fn dotprod_kernels() -> I8Kernels {
         pack_a: pack::pack_a::<DOT_MR, 4, S8>,
         pack_b: pack::pack_b::<DOT_NR, 4, S8>,
         ukernel: ukernel_8x12_dot,
+        tile_state: None,
         skinny: None,
     }
 }
@@ -61,6 +62,7 @@ pub fn kernels() -> I8Kernels {
         pack_a: pack::pack_a::<BASE_TILE, BASE_KG, S8>,
         pack_b: pack::pack_b::<BASE_TILE, BASE_KG, S8>,
         ukernel: ukernel_4x4,
+        tile_state: None,
         skinny: None,
     }
 }

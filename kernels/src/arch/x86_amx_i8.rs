@@ -8,8 +8,10 @@
 //! rows at stride 64); B as 32-column panels in depth groups of 4 (`tdpbssd` wants B's rows to
 //! be groups of 4 depth values), padded to 64 deep: a tile is 16 groups at stride 128.
 //!
-//! The AMX instructions are not exposed as stable intrinsics, so the kernel is one `asm!` block;
-//! the tile configuration is loaded once per thread and kept.
+//! The AMX instructions are not exposed as stable intrinsics, so the kernel is one `asm!` block.
+//! The driver loads the tile configuration before a thread's run of micro-kernel calls and
+//! releases it after ([`TileState`]): while tiles are configured the OS saves and restores their
+//! 8 KiB on every context switch, so a library must not leave them loaded between calls.
 //! Linux hands out the (8 KiB) tile state only on request: [`amx_usable`] asks once with
 //! `arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`.
 //!
@@ -19,7 +21,7 @@
 use super::x86_avx512vnni_i8::skinny_32;
 use crate::I8Isa;
 use crate::gemm_i8::pack::{self, S8, U8Biased};
-use crate::gemm_i8::{I8Kernels, I8UkernelParams, SkinnyKernel};
+use crate::gemm_i8::{I8Kernels, I8UkernelParams, SkinnyKernel, TileState};
 use std::arch::asm;
 use std::sync::OnceLock;
 
@@ -44,6 +46,10 @@ pub fn kernels() -> I8Kernels {
         pack_a: pack::pack_a::<MR, KCHUNK, S8>,
         pack_b: pack::pack_b_padded::<NR, 4, KCHUNK, S8>,
         ukernel: ukernel_32x32,
+        tile_state: Some(TileState {
+            acquire: configure_tiles,
+            release: release_tiles,
+        }),
         skinny: Some(SkinnyKernel {
             max_m: 4,
             kernel: skinny_32,
@@ -112,24 +118,24 @@ const TILE_CONFIG: TileConfig = {
     TileConfig(cfg)
 };
 
-thread_local! {
-    /// Whether this thread's tile registers hold [`TILE_CONFIG`].
-    static TILES_CONFIGURED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+/// Loads [`TILE_CONFIG`] on the calling thread (once per driver run: `ldtilecfg` costs as much
+/// as several `tdpbssd`).
+///
+/// # Safety
+/// AMX use was granted to this process ([`amx_usable`]).
+unsafe fn configure_tiles() {
+    let config = TILE_CONFIG;
+    // SAFETY: a valid palette-1 configuration; AMX use was granted (caller).
+    unsafe { asm!("ldtilecfg [{0}]", in(reg) config.0.as_ptr(), options(nostack)) };
 }
 
-/// Loads [`TILE_CONFIG`] once per thread. `ldtilecfg` costs as much as several `tdpbssd`, so
-/// the configuration is kept between calls instead of being loaded and released each time;
-/// nothing else in lithe touches the tile registers, and the OS saves them with the thread.
-#[inline]
-fn configure_tiles() {
-    TILES_CONFIGURED.with(|configured| {
-        if !configured.get() {
-            let config = TILE_CONFIG;
-            // SAFETY: a valid palette-1 configuration; AMX use was granted (`amx_usable`).
-            unsafe { asm!("ldtilecfg [{0}]", in(reg) config.0.as_ptr(), options(nostack)) };
-            configured.set(true);
-        }
-    });
+/// Returns the tile registers to their initial state, so the OS stops saving them.
+///
+/// # Safety
+/// AMX use was granted to this process ([`amx_usable`]).
+unsafe fn release_tiles() {
+    // SAFETY: `tilerelease` is valid whenever AMX is usable, configured or not.
+    unsafe { asm!("tilerelease", options(nostack, nomem)) };
 }
 
 /// 32 x 32 i32 sums, as the tiles store them.
@@ -137,8 +143,9 @@ fn configure_tiles() {
 struct OutTile([[i32; NR]; MR]);
 
 /// # Safety
-/// AMX must be usable ([`amx_usable`]); the contract in `gemm_i8::contract` holds, and every
-/// initial column sum is zero (this table's `colsum_factor` is 0: `tdpbssd` is s8 x s8).
+/// AMX must be usable ([`amx_usable`]) and the tiles configured on this thread
+/// ([`configure_tiles`], done by the driver through [`TileState`]); the contract in
+/// `gemm_i8::contract` holds, and every initial column sum is zero (this table's `colsum_factor` is 0: `tdpbssd` is s8 x s8).
 pub unsafe fn ukernel_32x32(p: &I8UkernelParams) {
     debug_assert!(
         // SAFETY: `col_init` holds NR values.
@@ -173,10 +180,9 @@ pub unsafe fn ukernel_32x32(p: &I8UkernelParams) {
 /// # Safety
 /// As [`ukernel_32x32`]; `dst` addresses 32 rows of 32 writable i32s at `stride`.
 unsafe fn tile_product(p: &I8UkernelParams, dst: *mut i32, stride: usize) {
-    configure_tiles();
     // SAFETY: the packed A panel holds `groups` chunks of 32 x 64 bytes and the B panel
     // `groups` chunks of 16 groups x 128 bytes (see the module docs); `dst` is 32 rows of 128
-    // bytes at `stride`. The tiles were configured by `configure_tiles`.
+    // bytes at `stride`. The tiles were configured (caller).
     unsafe {
         asm!(
             "tilezero tmm0",

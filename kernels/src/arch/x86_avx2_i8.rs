@@ -38,6 +38,7 @@ pub fn kernels() -> I8Kernels {
         pack_a: pack::pack_a::<MR, KG, I16>,
         pack_b: pack::pack_b::<NR, KG, I16>,
         ukernel: ukernel_6x16,
+        tile_state: None,
         skinny: Some(SkinnyKernel {
             max_m: 4,
             kernel: skinny_16,

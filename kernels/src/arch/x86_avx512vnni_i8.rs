@@ -42,6 +42,7 @@ pub fn kernels() -> I8Kernels {
         pack_a: pack::pack_a::<MR, KG, U8Biased>,
         pack_b: pack::pack_b::<NR, KG, S8>,
         ukernel: ukernel_8x48,
+        tile_state: None,
         skinny: Some(SkinnyKernel {
             max_m: 4,
             kernel: skinny_48,

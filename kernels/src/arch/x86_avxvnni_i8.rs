@@ -33,6 +33,7 @@ pub fn kernels() -> I8Kernels {
         pack_a: pack::pack_a::<MR, KG, U8Biased>,
         pack_b: pack::pack_b::<NR, KG, S8>,
         ukernel: ukernel_6x16_vnni,
+        tile_state: None,
         skinny: Some(SkinnyKernel {
             max_m: 4,
             kernel: skinny_16_vnni,

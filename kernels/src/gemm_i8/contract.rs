@@ -74,6 +74,17 @@ pub struct SkinnyKernel {
     pub colsum_factor: i32,
 }
 
+/// Per-thread register state a path must set up before its micro-kernel runs and hand back
+/// after (AMX: the tile configuration, which makes the OS save 8 KiB of tile data on every
+/// context switch for as long as it is loaded).
+#[derive(Clone, Copy, Debug)]
+pub struct TileState {
+    /// Loads the state on the calling thread.
+    pub acquire: unsafe fn(),
+    /// Releases it.
+    pub release: unsafe fn(),
+}
+
 /// Everything the int8 driver needs for one path.
 #[derive(Clone, Copy, Debug)]
 pub struct I8Kernels {
@@ -101,6 +112,8 @@ pub struct I8Kernels {
     pub ukernel: I8Ukernel,
     /// The small-M kernel, if this path has one.
     pub skinny: Option<SkinnyKernel>,
+    /// State the micro-kernel (not the skinny kernel) needs around a run of calls.
+    pub tile_state: Option<TileState>,
 }
 
 /// The largest MR x NR over all paths: the size of the stack tile fused epilogues work on.
@@ -154,6 +167,7 @@ impl I8Kernels {
             pack_a: pack::pack_a::<MR, { p::KG }, pack::S8>,
             pack_b: pack::pack_b::<NR, { p::KG }, pack::S8>,
             ukernel: p::ukernel::<MR, NR>,
+            tile_state: None,
             skinny: Some(SkinnyKernel {
                 max_m: 2,
                 kernel: p::skinny::<NR>,

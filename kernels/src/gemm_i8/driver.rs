@@ -152,6 +152,10 @@ fn serial(
         }
         let a_panel = ks.a_panel_bytes(k);
         let m_panels = mb.div_ceil(ks.mr);
+        if let Some(state) = ks.tile_state {
+            // SAFETY: the table comes from `I8Kernels::for_isa`, which checked the path is usable.
+            unsafe { (state.acquire)() };
+        }
         buf.set_len(m_panels * a_panel);
         (ks.pack_a)(a_rows, lda, mb, k, buf.as_mut_slice());
         let a_data = buf.as_slice();
@@ -170,6 +174,10 @@ fn serial(
                 }
             }
             q0 = q1;
+        }
+        if let Some(state) = ks.tile_state {
+            // SAFETY: as for `acquire`; no micro-kernel runs on this thread after this.
+            unsafe { (state.release)() };
         }
     });
 }

@@ -21,7 +21,7 @@ mod driver;
 pub mod epilogue;
 pub mod pack;
 
-pub use contract::{I8Kernels, I8Ukernel, I8UkernelParams, MAX_TILE, SkinnyKernel};
+pub use contract::{I8Kernels, I8Ukernel, I8UkernelParams, MAX_TILE, SkinnyKernel, TileState};
 pub use epilogue::{Activation, Dequant, Scale};
 pub use pack::PackedI8B;
 
