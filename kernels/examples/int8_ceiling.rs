@@ -131,7 +131,9 @@ fn main() {
         return;
     }
     // SAFETY (of each call below): AVX2 was detected above.
-    let chains: [(&str, fn(usize)); 3] = [
+    /// A chain's name and its loop.
+    type Chain = (&'static str, fn(usize));
+    let chains: [Chain; 3] = [
         ("maddubs (vpmaddubsw+vpmaddwd+vpaddd)", |n| unsafe {
             chains::maddubs(n)
         }),
