@@ -423,3 +423,50 @@ fn qat_bert_forward_equals_the_int8_engine() {
         );
     }
 }
+
+#[test]
+fn finetune_vit_trains_with_fake_quantization() {
+    let (train_set, test_set) = lithe::train::digits_split(3).unwrap();
+    let c = VitConfig {
+        num_labels: 10,
+        ..vit_config()
+    };
+    let vit = Vit::new(&c, &mut Rng::new(8)).unwrap();
+    let opts = lithe::train::TrainOptions {
+        epochs: 1,
+        batch_size: 32,
+        max_steps: Some(3),
+        ..Default::default()
+    };
+    assert!(
+        qat::finetune_vit(
+            &vit,
+            &train_set,
+            &test_set,
+            &QatConfig::ptq(),
+            &opts,
+            &mut |_| {}
+        )
+        .is_err(),
+        "PTQ does not train"
+    );
+    let mut steps = 0;
+    let history = qat::finetune_vit(
+        &vit,
+        &train_set,
+        &test_set,
+        &QatConfig::default(),
+        &opts,
+        &mut |e| steps += matches!(e, lithe::train::Event::Step { .. }) as usize,
+    )
+    .unwrap();
+    assert_eq!((steps, history.epochs.len()), (3, 1));
+    // Every layer observed its input during the training steps (and only then).
+    let states = qat::linear_states(&vit);
+    assert!(
+        states
+            .iter()
+            .all(|(_, q)| q.unwrap().range.is_some_and(|r| r > 0.0))
+    );
+    assert!(qat::quant_plan(&vit).is_ok());
+}

@@ -12,11 +12,20 @@
 //! ```no_run
 //! use lithe::compress::qat::{self, QatConfig};
 //! use lithe::nn::{Vit, VitConfig};
+//! use lithe::train::{self, TrainOptions};
 //! # fn main() -> lithe::Result<()> {
-//! # let (vit, train, test): (Vit, lithe::train::ImageSet, lithe::train::ImageSet) = todo!();
-//! qat::prepare_qat(&vit, &QatConfig::default())?;
-//! // ... train as usual (lithe::train::train_vit), or qat::finetune_vit ...
-//! let engine = qat::convert(&vit)?; // the int8 model, scales from the observers
+//! let config = VitConfig {
+//!     image_size: 8, patch_size: 4, num_channels: 1, hidden_size: 32, num_hidden_layers: 2,
+//!     num_attention_heads: 4, intermediate_size: 64, num_labels: 10, layer_norm_eps: 1e-6,
+//!     hidden_dropout_prob: 0.0, distillation_token: false,
+//! };
+//! let (train_set, test_set) = train::digits_split(0)?;
+//! let vit = Vit::new(&config, &mut lithe::Rng::new(0))?;
+//! train::train_vit(&vit, &train_set, &test_set, &TrainOptions::default(), &mut |_| {})?;
+//! // Fine-tune with fake quantization at a tenth of the learning rate, then lower.
+//! let opts = TrainOptions { epochs: 2, lr: 1e-4, ..TrainOptions::default() };
+//! qat::finetune_vit(&vit, &train_set, &test_set, &QatConfig::default(), &opts, &mut |_| {})?;
+//! let engine = qat::convert(&vit)?; // an int8::Int8Model, input scales from the observers
 //! # Ok(()) }
 //! ```
 
@@ -236,9 +245,10 @@ pub fn convert<M: Module + ToInt8 + ?Sized>(model: &M) -> Result<Int8Model> {
     model.to_int8(&quant_plan(model)?)
 }
 
-/// Quantization-aware fine-tuning of `vit` ([`train_vit`] after [`prepare_qat`]; a model that
-/// is already prepared keeps its state). Usually from a trained f32 model with a learning rate
-/// about a tenth of the original. [`QatMode::Ptq`] is rejected: it does not train.
+/// Quantization-aware fine-tuning of `vit`: [`train_vit`] after [`prepare_qat`] (a model
+/// already prepared with the same settings keeps its observed ranges, so training can resume).
+/// Usually from a trained f32 model with a learning rate about a tenth of the original.
+/// [`QatMode::Ptq`] is rejected: it does not train.
 pub fn finetune_vit(
     vit: &Vit,
     train: &ImageSet,
@@ -272,7 +282,10 @@ fn prepare_for_training<M: Module>(model: &M, config: &QatConfig, op: &'static s
             "PTQ does not train: use calibrate and convert",
         ));
     }
-    if !is_prepared(model) {
+    let input = config.input_quant()?;
+    let mut same = is_prepared(model);
+    model.visit_linears(&mut |_, lin| same &= lin.quant().is_some_and(|q| q.input == input));
+    if !same {
         prepare_qat(model, config)?;
     }
     Ok(())
