@@ -84,6 +84,25 @@ fn manual_linear(x: &Tensor, lin: &Linear, x_scale: Option<f32>) -> Vec<f64> {
     y
 }
 
+/// The int8 engine's arithmetic for a per-tensor input scale `s_x`: exact i32 dot products of
+/// the quantized values, then `s_x * s_w[n] * acc + b[n]` in f32.
+fn integer_linear(x: &Tensor, lin: &Linear, s_x: f32) -> Vec<f64> {
+    let (w, b) = (lin.weight.value(), lin.bias.as_ref().unwrap().value());
+    let (out, inp) = (lin.out_features(), lin.in_features());
+    let mut qx = vec![0i8; x.numel()];
+    quantize_per_tensor(x.data(), s_x, &mut qx).unwrap();
+    let (mut qw, mut sw) = (vec![0i8; w.numel()], vec![0.0f32; out]);
+    quantize_per_row(w.data(), inp, &mut qw, &mut sw).unwrap();
+    let mut y = Vec::new();
+    for xr in qx.chunks_exact(inp) {
+        for (n, wr) in qw.chunks_exact(inp).enumerate() {
+            let acc: i32 = xr.iter().zip(wr).map(|(&a, &b)| a as i32 * b as i32).sum();
+            y.push((s_x * sw[n] * acc as f32 + b.data()[n]) as f64);
+        }
+    }
+    y
+}
+
 fn max_diff(got: &[f32], want: &[f64]) -> f64 {
     assert_eq!(got.len(), want.len());
     got.iter()
@@ -121,6 +140,15 @@ fn qat_linear_forward_is_the_quantized_formula() {
     let want = manual_linear(&x, &lin, Some(symmetric_scale(max_abs(x.data()))));
     let d = max_diff(y.data(), &want);
     assert!(d < 1e-5, "training forward differs from the formula by {d}");
+    // The same up to f32 rounding as the engine's integer arithmetic.
+    let d = max_diff(
+        y.data(),
+        &integer_linear(&x, &lin, symmetric_scale(max_abs(x.data()))),
+    );
+    assert!(
+        d < 1e-5,
+        "training forward differs from the integer formula by {d}"
+    );
     // The inference path (no gradients: normally the packed f32 weight) agrees too.
     let g = Graph::inference();
     let y_inf = g
