@@ -284,9 +284,23 @@ fn ptq_calibration_takes_the_max_over_batches_in_f32() {
     // After calibration the model fake-quantizes: its logits move away from f32.
     let g = Graph::inference();
     let q = g
-        .value(vit.forward_logits(&g, g.constant(x)).unwrap())
+        .value(vit.forward_logits(&g, g.constant(x.clone())).unwrap())
         .unwrap();
     assert_ne!(q.data(), f32_logits.data());
+    // ... and the engine with the calibrated scales computes the same.
+    let run = |engine: &lithe::int8::Int8Model| {
+        let mut ws = engine.workspace(4, engine.max_seq()).unwrap();
+        let input = Input::Images {
+            pixels: x.data(),
+            batch: 4,
+        };
+        engine.forward(&mut ws, input).unwrap().to_vec()
+    };
+    let got = run(&qat::convert(&vit).unwrap());
+    check_engine("vit PTQ", &got, &q, &f32_logits);
+    // ptq_vit does it all in one call (the same batches) and leaves the model in f32.
+    assert_eq!(run(&qat::ptq_vit(&vit, &data, 4, None).unwrap()), got);
+    assert!(!qat::is_prepared(&vit));
 }
 
 #[test]
@@ -348,6 +362,20 @@ fn params_of(m: &impl Module) -> Vec<Param> {
     m.named_params().into_iter().map(|(_, p)| p).collect()
 }
 
+/// The acceptance check: `engine` logits within 1e-3 of the QAT model's, and the f32 model's
+/// (the same weights, QAT state removed) much further away, so the comparison can tell.
+fn check_engine(what: &str, engine: &[f32], qat_logits: &Tensor, f32_logits: &Tensor) {
+    let wide = |t: &Tensor| t.data().iter().map(|&v| v as f64).collect::<Vec<_>>();
+    let d = max_diff(engine, &wide(qat_logits));
+    let d32 = max_diff(engine, &wide(f32_logits));
+    eprintln!("{what}: max |int8 - QAT| logit difference {d:e}, |int8 - f32| {d32:e}");
+    assert!(d <= 1e-3, "{what}: QAT and int8 logits differ by {d}");
+    assert!(
+        d32 > 10.0 * d,
+        "{what}: f32 is as close as QAT: {d32} vs {d}"
+    );
+}
+
 #[test]
 fn qat_vit_forward_equals_the_int8_engine() {
     let vit = Vit::new(&vit_config(), &mut Rng::new(6)).unwrap();
@@ -355,6 +383,11 @@ fn qat_vit_forward_equals_the_int8_engine() {
     let (b, shape) = (6, [6, 1, 8, 8]);
     let x = Tensor::uniform(&shape, 0.0, 1.0, &mut rng);
     let y: Vec<usize> = (0..b).map(|i| i % 4).collect();
+    let logits = || {
+        let g = Graph::inference();
+        g.value(vit.forward_logits(&g, g.constant(x.clone())).unwrap())
+            .unwrap()
+    };
     for mode in [QatConfig::default(), QatConfig::dynamic()] {
         qat::prepare_qat(&vit, &mode).unwrap();
         qat_steps(params_of(&vit), 4, |g| {
@@ -362,32 +395,16 @@ fn qat_vit_forward_equals_the_int8_engine() {
             g.cross_entropy(logits, &y, &CrossEntropyOptions::default())
                 .unwrap()
         });
-        let g = Graph::inference();
-        let want = g
-            .value(vit.forward_logits(&g, g.constant(x.clone())).unwrap())
-            .unwrap();
+        let want = logits();
         let engine = qat::convert(&vit).unwrap();
         let mut ws = engine.workspace(b, engine.max_seq()).unwrap();
-        let got = engine
-            .forward(
-                &mut ws,
-                Input::Images {
-                    pixels: x.data(),
-                    batch: b,
-                },
-            )
-            .unwrap();
-        let want64: Vec<f64> = want.data().iter().map(|&v| v as f64).collect();
-        let d = max_diff(got, &want64);
-        eprintln!(
-            "vit {:?}: max |QAT - int8| logit difference {d:e}",
-            mode.mode
-        );
-        assert!(
-            d <= 1e-3,
-            "{:?}: QAT and int8 logits differ by {d}",
-            mode.mode
-        );
+        let input = Input::Images {
+            pixels: x.data(),
+            batch: b,
+        };
+        let got = engine.forward(&mut ws, input).unwrap();
+        qat::strip_qat(&vit);
+        check_engine(&format!("vit {:?}", mode.mode), got, &want, &logits());
     }
 }
 
@@ -410,26 +427,21 @@ fn qat_bert_forward_equals_the_int8_engine() {
     let ids32: Vec<u32> = ids.iter().map(|&i| i as u32).collect();
     let mask = AttentionMask::from_lengths(&lengths, t).unwrap();
     let y = [0, 1, 2, 1];
+    let logits = |g: &Graph| {
+        bert.forward_logits(g, &ids, [b, t], None, Some(&mask))
+            .unwrap()
+    };
+    let eval = || {
+        let g = Graph::inference();
+        g.value(logits(&g)).unwrap()
+    };
     for mode in [QatConfig::default(), QatConfig::dynamic()] {
         qat::prepare_qat(&bert, &mode).unwrap();
         qat_steps(params_of(&bert), 4, |g| {
-            let logits = bert
-                .forward_logits(g, &ids, [b, t], None, Some(&mask))
-                .unwrap();
-            g.cross_entropy(logits, &y, &CrossEntropyOptions::default())
+            g.cross_entropy(logits(g), &y, &CrossEntropyOptions::default())
                 .unwrap()
         });
-        let g = Graph::inference();
-        let logits = bert
-            .forward_logits(&g, &ids, [b, t], None, Some(&mask))
-            .unwrap();
-        let want: Vec<f64> = g
-            .value(logits)
-            .unwrap()
-            .data()
-            .iter()
-            .map(|&v| v as f64)
-            .collect();
+        let want = eval();
         let engine = qat::convert(&bert).unwrap();
         let mut ws = engine.workspace(b, t).unwrap();
         let input = Input::Tokens {
@@ -439,16 +451,8 @@ fn qat_bert_forward_equals_the_int8_engine() {
             lengths: Some(&lengths),
         };
         let got = engine.forward(&mut ws, input).unwrap();
-        let d = max_diff(got, &want);
-        eprintln!(
-            "bert {:?}: max |QAT - int8| logit difference {d:e}",
-            mode.mode
-        );
-        assert!(
-            d <= 1e-3,
-            "{:?}: QAT and int8 logits differ by {d}",
-            mode.mode
-        );
+        qat::strip_qat(&bert);
+        check_engine(&format!("bert {:?}", mode.mode), got, &want, &eval());
     }
 }
 
