@@ -31,7 +31,7 @@
 
 use crate::error::{Error, Result};
 use crate::int8::{ActQuant, Int8Model, QuantPlan, ToInt8, symmetric_scale};
-use crate::nn::{Bert, InputQuant, Linear, LinearQuant, Module, Vit};
+use crate::nn::{AttentionMask, Bert, InputQuant, Linear, LinearQuant, Module, Vit};
 use crate::train::{Event, History, ImageSet, TextSet, TrainOptions, train_bert, train_vit};
 use crate::{Graph, data::Tokenizer};
 use std::collections::HashMap;
@@ -203,6 +203,37 @@ pub fn calibrate_vit(
     })
 }
 
+/// [`calibrate`] on texts: `bert`'s forward over `data` tokenized by `tok` (as the trainer
+/// does), in batches of `batch_size` (at most `max_batches` of them), on inference graphs.
+pub fn calibrate_bert(
+    bert: &Bert,
+    tok: &Tokenizer,
+    data: &TextSet,
+    batch_size: usize,
+    max_batches: Option<usize>,
+) -> Result<()> {
+    if data.is_empty() || batch_size == 0 {
+        return Err(Error::invalid(
+            "qat::calibrate_bert",
+            "need a non-empty calibration set and batch_size > 0",
+        ));
+    }
+    let rows: Vec<usize> = (0..data.len()).collect();
+    let batches = max_batches.unwrap_or(usize::MAX);
+    calibrate(bert, || {
+        for chunk in rows.chunks(batch_size).take(batches) {
+            let texts: Vec<&str> = chunk.iter().map(|&r| data.texts[r].as_str()).collect();
+            let enc = tok.encode_batch(&texts, data.max_len)?;
+            let mask = AttentionMask::from_lengths(&enc.lengths(), enc.seq)?;
+            let types: Vec<usize> = enc.token_type_ids.iter().map(|&t| t as usize).collect();
+            let g = Graph::inference();
+            let shape = [enc.batch, enc.seq];
+            bert.forward_logits(&g, &enc.ids_usize(), shape, Some(&types), Some(&mask))?;
+        }
+        Ok(())
+    })
+}
+
 fn check_observed<M: Module + ?Sized>(model: &M, op: &'static str) -> Result<()> {
     for (name, q) in states(model, op)? {
         if q.input != InputQuant::Dynamic && q.range.is_none() {
@@ -303,6 +334,21 @@ pub fn ptq_vit(
     prepare_qat(vit, &QatConfig::ptq())?;
     let engine = calibrate_vit(vit, calib, batch_size, max_batches).and_then(|()| convert(vit));
     strip_qat(vit);
+    engine
+}
+
+/// [`ptq_vit`] for a [`Bert`] classifier, calibrated on texts ([`calibrate_bert`]).
+pub fn ptq_bert(
+    bert: &Bert,
+    tok: &Tokenizer,
+    calib: &TextSet,
+    batch_size: usize,
+    max_batches: Option<usize>,
+) -> Result<Int8Model> {
+    prepare_qat(bert, &QatConfig::ptq())?;
+    let engine =
+        calibrate_bert(bert, tok, calib, batch_size, max_batches).and_then(|()| convert(bert));
+    strip_qat(bert);
     engine
 }
 
