@@ -312,21 +312,21 @@ impl Int8Model {
                 // classifier(tanh(pooler(hidden[:, 0])))
                 gather(pooled_in, 0);
                 p.pooler
-                    .forward(pooled, h, pooled_in, b, none, q8, row_scales)?;
+                    .forward_into(pooled, h, pooled_in, b, none, q8, row_scales)?;
                 pooled.iter_mut().for_each(|v| *v = v.tanh());
                 p.classifier
-                    .forward(logits, c, pooled, b, none, q8, row_scales)?;
+                    .forward_into(logits, c, pooled, b, none, q8, row_scales)?;
             }
             Arch::Vit(p) => {
                 // The final LayerNorm is per token: only the tokens the heads read need it.
                 gather(pooled_in, 0);
                 p.norm.forward(pooled, pooled_in, b, mean, rstd)?;
                 p.classifier
-                    .forward(logits, c, pooled, b, none, q8, row_scales)?;
+                    .forward_into(logits, c, pooled, b, none, q8, row_scales)?;
                 if let Some(dist) = &p.distillation_classifier {
                     gather(pooled_in, 1);
                     p.norm.forward(pooled, pooled_in, b, mean, rstd)?;
-                    dist.forward(logits2, c, pooled, b, none, q8, row_scales)?;
+                    dist.forward_into(logits2, c, pooled, b, none, q8, row_scales)?;
                     for (l, &d) in logits.iter_mut().zip(&*logits2) {
                         *l = (*l + d) * 0.5;
                     }
@@ -600,7 +600,7 @@ fn embed_images(p: &VitParts, ws: &mut Workspace, pixels: &[f32], geo: Batch<'_>
         // The projection writes each sample's patch rows straight after its prefix tokens.
         let out = &mut ws.x[(b * t + pre) * h..];
         let patches = &ws.patches[b * n * pd..];
-        p.projection.forward(
+        p.projection.forward_into(
             out,
             h,
             patches,
@@ -634,5 +634,17 @@ impl ToInt8 for crate::nn::Vit {
 impl ToInt8 for crate::nn::Bert {
     fn to_int8(&self, plan: &QuantPlan) -> Result<Int8Model> {
         Int8Model::from_bert(self, plan)
+    }
+}
+
+impl std::fmt::Debug for Int8Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Int8Model")
+            .field("kind", &self.kind())
+            .field("layers", &self.blocks.len())
+            .field("hidden_size", &self.hidden_size())
+            .field("num_classes", &self.num_classes())
+            .field("max_seq", &self.max_seq())
+            .finish_non_exhaustive()
     }
 }
