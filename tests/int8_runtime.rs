@@ -257,6 +257,7 @@ fn vit_hidden_matches_f32_features() {
         .unwrap();
     assert_eq!(got.len(), 4 * 5 * 32);
     let err = rel_err(got, expected.data());
+    eprintln!("vit hidden: relative error {err}");
     assert!(err < 0.05, "relative error {err}");
 }
 
@@ -277,6 +278,7 @@ fn bert_logits_match_f32_model_with_padding() {
     let got = int8.forward(&mut ws, input).unwrap();
     let err = rel_err(got, &expected);
     let agree = argmax_agreement(got, &expected, 5);
+    eprintln!("bert: relative error {err}, agreement {agree}");
     assert!(err < 0.05, "relative error {err}");
     assert!(agree >= 0.9, "argmax agreement {agree}");
 }
@@ -339,6 +341,7 @@ fn bert_embed_matches_f32_mean_pool() {
     };
     let got_hidden = int8.hidden(&mut ws, input).unwrap().to_vec();
     let err = rel_err(&got_hidden, expected_hidden.data());
+    eprintln!("bert hidden: relative error {err}");
     assert!(err < 0.05, "hidden relative error {err}");
     let got = int8.embed(&mut ws, input, Pooling::Mean).unwrap();
     for (b, (x, y)) in got
@@ -349,6 +352,7 @@ fn bert_embed_matches_f32_mean_pool() {
         let cos: f32 = x.iter().zip(y).map(|(a, b)| a * b).sum();
         let norm: f32 = x.iter().map(|a| a * a).sum::<f32>().sqrt();
         assert!((norm - 1.0).abs() < 1e-5, "sample {b}: norm {norm}");
+        eprintln!("bert embed sample {b}: cosine {cos}");
         assert!(cos > 0.99, "sample {b}: cosine {cos}");
     }
     // CLS pooling is the normalized first token.
@@ -433,6 +437,7 @@ fn static_plan_runs_and_stays_close() {
     };
     let got = int8.forward(&mut ws, input).unwrap();
     let err = rel_err(got, &expected);
+    eprintln!("bert static plan: relative error {err}");
     assert!(err < 0.1, "relative error {err}");
 }
 
