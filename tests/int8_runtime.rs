@@ -506,7 +506,7 @@ fn bad_inputs_are_errors() {
         Err(Error::InvalidArgument { .. })
     ));
     let mut ws = bert.workspace(2, 8).unwrap();
-    let ids = vec![1u32; 27];
+    let ids = [1u32; 27];
     let tok = |batch, seq, lengths| Input::Tokens {
         ids: &ids[..batch * seq],
         batch,

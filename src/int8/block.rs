@@ -64,7 +64,7 @@ impl Norm {
 #[derive(Clone)]
 pub(crate) enum Qkv {
     /// `[3A, H]`: Q rows, then K, then V.
-    Fused(Int8Linear),
+    Fused(Box<Int8Linear>),
     /// Q, K, V, each `[A, H]`.
     Separate(Box<[Int8Linear; 3]>),
 }
@@ -175,7 +175,7 @@ impl Int8Block {
         }
         let same = |x: &Int8Linear| x.act() == q.act() && x.bias.is_some() == q.bias.is_some();
         let qkv = if same(&k) && same(&v) {
-            Qkv::Fused(Int8Linear::concat(&[&q, &k, &v])?)
+            Qkv::Fused(Box::new(Int8Linear::concat(&[&q, &k, &v])?))
         } else {
             Qkv::Separate(Box::new([q, k, v]))
         };
