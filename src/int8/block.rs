@@ -64,7 +64,7 @@ impl Norm {
 #[derive(Clone)]
 pub(crate) enum Qkv {
     /// `[3A, H]`: Q rows, then K, then V.
-    Fused(Int8Linear),
+    Fused(Box<Int8Linear>),
     /// Q, K, V, each `[A, H]`.
     Separate(Box<[Int8Linear; 3]>),
 }
@@ -175,7 +175,7 @@ impl Int8Block {
         }
         let same = |x: &Int8Linear| x.act() == q.act() && x.bias.is_some() == q.bias.is_some();
         let qkv = if same(&k) && same(&v) {
-            Qkv::Fused(Int8Linear::concat(&[&q, &k, &v])?)
+            Qkv::Fused(Box::new(Int8Linear::concat(&[&q, &k, &v])?))
         } else {
             Qkv::Separate(Box::new([q, k, v]))
         };
@@ -232,8 +232,8 @@ impl Int8Block {
                 self.attn_norm.forward(x, tmp, rows, s.mean, s.rstd)?;
                 let inner_buf = &mut s.inner[..rows * inner];
                 self.fc1
-                    .forward(inner_buf, inner, x, rows, gelu, s.q8, s.row_scales)?;
-                self.fc2.forward(
+                    .forward_into(inner_buf, inner, x, rows, gelu, s.q8, s.row_scales)?;
+                self.fc2.forward_into(
                     tmp,
                     h,
                     inner_buf,
@@ -253,7 +253,7 @@ impl Int8Block {
                 // before the output projection overwrites `tmp`.
                 self.project_qkv(normed, rows, s)?;
                 self.attend(geo, a, s)?;
-                self.dense.forward(
+                self.dense.forward_into(
                     tmp,
                     h,
                     &s.ctx[..rows * a],
@@ -266,8 +266,8 @@ impl Int8Block {
                 self.mlp_norm.forward(tmp, x, rows, s.mean, s.rstd)?;
                 let inner_buf = &mut s.inner[..rows * inner];
                 self.fc1
-                    .forward(inner_buf, inner, tmp, rows, gelu, s.q8, s.row_scales)?;
-                self.fc2.forward(
+                    .forward_into(inner_buf, inner, tmp, rows, gelu, s.q8, s.row_scales)?;
+                self.fc2.forward_into(
                     tmp,
                     h,
                     inner_buf,
@@ -293,7 +293,7 @@ impl Int8Block {
         let (rows, a, h) = (geo.rows(), self.attn_width(), self.attn_norm.width());
         self.project_qkv(x, rows, s)?;
         self.attend(geo, a, s)?;
-        self.dense.forward(
+        self.dense.forward_into(
             out,
             h,
             &s.ctx[..rows * a],
@@ -309,11 +309,13 @@ impl Int8Block {
         let a = self.attn_width();
         let qkv = &mut s.qkv[..rows * 3 * a];
         match &self.qkv {
-            Qkv::Fused(l) => l.forward(qkv, 3 * a, x, rows, Activation::None, s.q8, s.row_scales),
+            Qkv::Fused(l) => {
+                l.forward_into(qkv, 3 * a, x, rows, Activation::None, s.q8, s.row_scales)
+            }
             Qkv::Separate(parts) => {
                 for (i, l) in parts.iter().enumerate() {
                     let out = &mut qkv[i * a..];
-                    l.forward(out, 3 * a, x, rows, Activation::None, s.q8, s.row_scales)?;
+                    l.forward_into(out, 3 * a, x, rows, Activation::None, s.q8, s.row_scales)?;
                 }
                 Ok(())
             }

@@ -4,8 +4,9 @@
 //! format name and version. Loading checks every tensor's dtype and shape and every metadata
 //! field, and rejects tensors it does not know.
 
+use super::Int8Model;
 use super::block::{Int8Block, Norm, Qkv};
-use super::model::{Arch, BertParts, Int8Model, VitParts};
+use super::parts::{Arch, BertParts, VitParts};
 use super::{ActQuant, Int8Linear};
 use crate::error::{Error, Result};
 use crate::io::{file_error, parse_safetensors, write_atomically};
