@@ -50,6 +50,23 @@ pub enum QatMode {
     Dynamic,
 }
 
+impl std::str::FromStr for QatMode {
+    type Err = Error;
+
+    /// `static` (or `qat`), `ptq`, `dynamic`: the names a command line takes.
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "static" | "qat" => Ok(QatMode::Static),
+            "ptq" => Ok(QatMode::Ptq),
+            "dynamic" => Ok(QatMode::Dynamic),
+            _ => Err(Error::invalid(
+                "QatMode",
+                format!("`{s}` is not one of static, ptq, dynamic"),
+            )),
+        }
+    }
+}
+
 /// Settings of [`prepare_qat`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct QatConfig {

@@ -102,6 +102,17 @@ fn dynamic_plan_and_errors() {
         mode: QatMode::Static,
     };
     assert!(qat::prepare_qat(&vit, &bad).is_err());
+    let modes = ["static", "qat", "ptq", "dynamic"].map(|m| m.parse::<QatMode>().unwrap());
+    assert_eq!(
+        modes,
+        [
+            QatMode::Static,
+            QatMode::Static,
+            QatMode::Ptq,
+            QatMode::Dynamic
+        ]
+    );
+    assert!("int4".parse::<QatMode>().is_err());
 
     qat::prepare_qat(&vit, &QatConfig::default()).unwrap();
     assert!(qat::is_prepared(&vit));
