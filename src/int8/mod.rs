@@ -10,10 +10,23 @@
 //! - a [`Workspace`] is sized once for the largest batch and sequence, and
 //!   [`Int8Model::forward`] allocates nothing after that.
 //!
-//! Files: `linear` (one quantized layer), `model` (the Bert and Vit forwards), `workspace`
-//! (the arena), `io` (safetensors save/load).
+//! Files: `linear` (one quantized layer), `block` (a Transformer block and its attention),
+//! `model` (the Bert and Vit forwards), `parts` (embeddings and heads), `lower` (f32 model -> int8), `workspace` (the arena),
+//! `io` (safetensors save/load).
 
 use std::collections::HashMap;
+
+mod block;
+mod io;
+mod linear;
+mod lower;
+mod model;
+mod parts;
+mod workspace;
+
+pub use linear::Int8Linear;
+pub use model::{Input, Int8Model, ModelKind, ToInt8};
+pub use workspace::Workspace;
 
 /// How the input of one [`Int8Linear`] is quantized.
 #[derive(Clone, Copy, Debug, PartialEq)]
