@@ -490,6 +490,14 @@ fn forward_hidden_embed_allocate_nothing() {
 // Bad inputs
 
 #[test]
+fn engine_types_can_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Int8Model>();
+    send_sync::<Int8Linear>();
+    send_sync::<Workspace>();
+}
+
+#[test]
 fn bad_inputs_are_errors() {
     let bert = tiny_bert(50).to_int8(&QuantPlan::dynamic()).unwrap();
     let vit = tiny_vit(false, 51).to_int8(&QuantPlan::dynamic()).unwrap();

@@ -467,8 +467,17 @@ fn load_vit(r: &mut Reader<'_>, c: VitConfig, heads: &[usize]) -> Result<Int8Mod
     }
     let h = c.hidden_size;
     let side = c.image_size / c.patch_size;
-    let tokens = side * side + 1 + usize::from(c.distillation_token);
-    let patch = c.num_channels * c.patch_size * c.patch_size;
+    // Checked: the sizes come from the file.
+    let tokens = side
+        .checked_mul(side)
+        .and_then(|n| n.checked_add(1 + usize::from(c.distillation_token)));
+    let patch = c
+        .num_channels
+        .checked_mul(c.patch_size)
+        .and_then(|v| v.checked_mul(c.patch_size));
+    let (Some(tokens), Some(patch)) = (tokens, patch) else {
+        return Err(r.malformed("config: image sizes overflow"));
+    };
     let cls_token = r.f32("embeddings.cls_token", &[1, 1, h])?;
     let distillation_token = match c.distillation_token {
         true => Some(r.f32("embeddings.distillation_token", &[1, 1, h])?),

@@ -347,6 +347,12 @@ impl Int8Model {
                 if seq == 0 {
                     return Err(Error::empty(OP, "sequences of 0 tokens"));
                 }
+                if seq > self.max_seq() {
+                    return Err(Error::shape(
+                        OP,
+                        format!("{seq} tokens, the position table has {}", self.max_seq()),
+                    ));
+                }
                 let vocab = p.config.vocab_size;
                 if let Some(&id) = ids.iter().find(|&&id| id as usize >= vocab) {
                     return Err(Error::Index {
