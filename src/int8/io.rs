@@ -121,7 +121,14 @@ pub(crate) fn save(m: &Int8Model, path: &Path) -> Result<()> {
             w.norm("embeddings.LayerNorm", &p.norm);
             w.linear("pooler.dense", &p.pooler);
             w.linear("classifier", &p.classifier);
-            ("bert", serde_json::to_string(c))
+            // The layer and class counts of the model as it is (a pruned or distilled model
+            // may have kept the config it was built from).
+            let c = BertConfig {
+                num_hidden_layers: m.blocks.len(),
+                num_labels: m.num_classes(),
+                ..c.clone()
+            };
+            ("bert", serde_json::to_string(&c))
         }
         Arch::Vit(p) => {
             w.entries.push(f32_entry(
@@ -147,7 +154,12 @@ pub(crate) fn save(m: &Int8Model, path: &Path) -> Result<()> {
             if let Some(d) = &p.distillation_classifier {
                 w.linear("distillation_classifier", d);
             }
-            ("vit", serde_json::to_string(&p.config))
+            let c = VitConfig {
+                num_hidden_layers: m.blocks.len(),
+                num_labels: m.num_classes(),
+                ..p.config.clone()
+            };
+            ("vit", serde_json::to_string(&c))
         }
     };
     for (i, b) in m.blocks.iter().enumerate() {
