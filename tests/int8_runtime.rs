@@ -490,6 +490,14 @@ fn forward_hidden_embed_allocate_nothing() {
 // Bad inputs
 
 #[test]
+fn engine_types_can_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Int8Model>();
+    send_sync::<Int8Linear>();
+    send_sync::<Workspace>();
+}
+
+#[test]
 fn bad_inputs_are_errors() {
     let bert = tiny_bert(50).to_int8(&QuantPlan::dynamic()).unwrap();
     let vit = tiny_vit(false, 51).to_int8(&QuantPlan::dynamic()).unwrap();
@@ -666,6 +674,17 @@ fn save_load_round_trip_is_bit_exact() {
     );
     let file_len = std::fs::metadata(&path).unwrap().len() as usize;
     assert!(file_len > bert.weight_bytes() && file_len < bert.weight_bytes() + 64 * 1024);
+
+    // A model whose blocks no longer match its config (a layer dropped, as by depth pruning)
+    // saves and loads as the model it is.
+    let mut shallow = tiny_bert(64);
+    shallow.encoder.layers.pop();
+    let shallow = shallow.to_int8(&QuantPlan::dynamic()).unwrap();
+    let path = temp_path("shallow.safetensors");
+    shallow.save(&path).unwrap();
+    let loaded = Int8Model::load(&path).unwrap();
+    let a = logits(&shallow, &mut ws, input);
+    assert_eq!(a, logits(&loaded, &mut ws, input));
 
     for distillation in [false, true] {
         let vit = tiny_vit(distillation, 62)

@@ -161,8 +161,20 @@ impl Int8Model {
     /// Logits [B, classes] (Vit: class-token head (DeiT: mean of both heads); Bert:
     /// pooler+classifier).
     pub fn forward<'w>(&self, ws: &'w mut Workspace, input: Input<'_>) -> Result<&'w [f32]> {
-        let geo = self.run_blocks(ws, input)?;
-        let (b, t, h, c) = (geo.batch, geo.seq, self.hidden_size(), self.num_classes());
+        // The heads read only the leading tokens (class, and DeiT's distillation token), so the
+        // last block computes its output for those alone.
+        let leading = match &self.arch {
+            Arch::Bert(_) => 1,
+            Arch::Vit(p) => p.prefix(),
+        };
+        let geo = self.run_blocks(ws, input, leading)?;
+        // Rows of x per sample: `leading` after a last block, all T without blocks.
+        let t = if self.blocks.is_empty() {
+            geo.seq
+        } else {
+            leading
+        };
+        let (b, h, c) = (geo.batch, self.hidden_size(), self.num_classes());
         let Workspace {
             x,
             pooled_in,
@@ -226,7 +238,7 @@ impl Int8Model {
 
     /// Runs the model up to its final hidden states: `ws.x` (Bert) or `ws.tmp` (Vit).
     fn final_hidden<'i>(&self, ws: &mut Workspace, input: Input<'i>) -> Result<Batch<'i>> {
-        let geo = self.run_blocks(ws, input)?;
+        let geo = self.run_blocks(ws, input, usize::MAX)?;
         if let Arch::Vit(p) = &self.arch {
             let rows = geo.rows();
             p.norm
@@ -272,7 +284,14 @@ impl Int8Model {
     }
 
     /// Checks `input` against the model and `ws`, embeds it into `ws.x` and runs every block.
-    fn run_blocks<'i>(&self, ws: &mut Workspace, input: Input<'i>) -> Result<Batch<'i>> {
+    /// The last block computes only the first `last_queries` tokens of each sample (all of
+    /// them when `last_queries >= T`); see [`Int8Block::forward`].
+    fn run_blocks<'i>(
+        &self,
+        ws: &mut Workspace,
+        input: Input<'i>,
+        last_queries: usize,
+    ) -> Result<Batch<'i>> {
         let geo = self.check(ws, &input)?;
         match (&self.arch, input) {
             (Arch::Bert(p), Input::Tokens { ids, .. }) => embed_tokens(p, ws, ids, geo)?,
@@ -295,8 +314,15 @@ impl Int8Model {
             mean: &mut ws.mean,
             rstd: &mut ws.rstd,
         };
-        for block in &self.blocks {
-            block.forward(&mut ws.x, &mut ws.tmp, geo, norm, self.gelu, &mut s)?;
+        let last = self.blocks.len().saturating_sub(1);
+        for (i, block) in self.blocks.iter().enumerate() {
+            let queries = if i == last {
+                last_queries.min(geo.seq)
+            } else {
+                geo.seq
+            };
+            let (x, tmp) = (&mut ws.x, &mut ws.tmp);
+            block.forward(x, tmp, geo, queries, norm, self.gelu, &mut s)?;
         }
         Ok(geo)
     }
@@ -346,6 +372,12 @@ impl Int8Model {
                 }
                 if seq == 0 {
                     return Err(Error::empty(OP, "sequences of 0 tokens"));
+                }
+                if seq > self.max_seq() {
+                    return Err(Error::shape(
+                        OP,
+                        format!("{seq} tokens, the position table has {}", self.max_seq()),
+                    ));
                 }
                 let vocab = p.config.vocab_size;
                 if let Some(&id) = ids.iter().find(|&&id| id as usize >= vocab) {
