@@ -30,6 +30,10 @@ thread_local! {
     static PACKED_A: RefCell<AlignedBytes> = RefCell::new(AlignedBytes::default());
 }
 
+/// The i32 tile a fused epilogue reads, aligned to a cache line.
+#[repr(C, align(64))]
+struct AlignedTile([i32; MAX_TILE]);
+
 /// Work below this many multiply-adds runs on the calling thread.
 const PARALLEL_MIN_MACS: usize = 1 << 17;
 /// The same for the skinny kernel, whose calls take a few microseconds per million
@@ -119,7 +123,8 @@ fn serial(
     let (b_data, col_init) = (b.data(), b.col_init());
     let mb = rows.len();
     let a_rows = &a[rows.start * lda..];
-    let mut tile = [0i32; MAX_TILE];
+    // Cache-line aligned, so the AMX tiles store straight into it.
+    let mut tile = AlignedTile([0; MAX_TILE]);
     PACKED_A.with(|buf| {
         let mut buf = buf.borrow_mut();
         let params = |a: *const u8, lda: usize, m: usize, q: usize| I8UkernelParams {
@@ -146,7 +151,7 @@ fn serial(
                     ..params(a_ptr, row_bytes, mb, q)
                 };
                 // SAFETY: `p` points at `mb` padded rows and one full B panel; emit supplies C.
-                unsafe { emit(ks, sink, sk.kernel, p, &mut tile, rows.start, q * ks.nr) };
+                unsafe { emit(ks, sink, sk.kernel, p, &mut tile.0, rows.start, q * ks.nr) };
             }
             return;
         }
@@ -170,7 +175,7 @@ fn serial(
                     let p = params(a_ptr, 0, m_tile, q);
                     let row0 = rows.start + ip * ks.mr;
                     // SAFETY: `p` points at one full A micro-panel and one full B panel.
-                    unsafe { emit(ks, sink, ks.ukernel, p, &mut tile, row0, q * ks.nr) };
+                    unsafe { emit(ks, sink, ks.ukernel, p, &mut tile.0, row0, q * ks.nr) };
                 }
             }
             q0 = q1;

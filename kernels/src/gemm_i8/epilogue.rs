@@ -11,6 +11,7 @@
 //! operation, so `y` is within a few ulps of the same formula in f64 (relative to
 //! `|s_a s_w acc| + |bias|`).
 
+use super::MAX_TILE;
 use crate::elementwise::{ElementwiseKernels, GeluForwardFn};
 use crate::gelu::GeluKind;
 
@@ -107,14 +108,17 @@ impl<'a> Epilogue<'a> {
         row0: usize,
         col0: usize,
     ) {
-        debug_assert!(n <= MAX_NR);
-        let mut y = [0.0f32; MAX_NR];
-        let mut act = [0.0f32; MAX_NR];
+        debug_assert!(n <= MAX_NR && m * n <= MAX_TILE);
+        // The whole tile is dequantized into `y` (rows of n) first, so GELU runs once over
+        // m * n values: its polynomial and division chains are long, and one call per short row
+        // left them latency-bound.
+        let mut y = [0.0f32; MAX_TILE];
+        let mut act = [0.0f32; MAX_TILE];
+        let y = &mut y[..m * n];
         let w = &self.spec.w_scales[col0..col0 + n];
-        for i in 0..m {
+        for (i, y) in y.chunks_exact_mut(n).enumerate() {
             let sa = self.spec.a_scale.of_row(row0 + i);
             let acc = &tile[i * ldt..i * ldt + n];
-            let y = &mut y[..n];
             match self.spec.bias {
                 Some(bias) => {
                     let bias = &bias[col0..col0 + n];
@@ -128,21 +132,23 @@ impl<'a> Epilogue<'a> {
                     }
                 }
             }
-            let vals: &[f32] = match self.gelu {
-                Some((gelu, kind)) => {
-                    // SAFETY: the kernel set's ISA was checked when it was built; equal lengths.
-                    unsafe { gelu(&mut act[..n], y, kind) };
-                    &act[..n]
-                }
-                None => y,
-            };
+        }
+        let vals: &[f32] = match self.gelu {
+            Some((gelu, kind)) => {
+                // SAFETY: the kernel set's ISA was checked when it was built; equal lengths.
+                unsafe { gelu(&mut act[..m * n], y, kind) };
+                &act[..m * n]
+            }
+            None => y,
+        };
+        for (i, vals) in vals.chunks_exact(n).enumerate() {
             match self.target {
                 Target::F32 { out, ld } => {
                     // SAFETY: (row0 + i, col0..col0 + n) is inside the output (see above).
                     let dst = unsafe {
                         std::slice::from_raw_parts_mut(out.add((row0 + i) * ld + col0), n)
                     };
-                    dst.copy_from_slice(vals);
+                    copy_row(dst, vals);
                 }
                 Target::S8 { out, ld, scale } => {
                     // SAFETY: as above.
@@ -153,6 +159,29 @@ impl<'a> Epilogue<'a> {
                         *q = requantize(v, scale);
                     }
                 }
+            }
+        }
+    }
+}
+
+/// `dst = src` for one tile row: the common widths get a fixed-size copy the compiler keeps
+/// inline (a `memcpy` call per 128-byte row cost more than the copy).
+#[inline(always)]
+fn copy_row(dst: &mut [f32], src: &[f32]) {
+    match (
+        dst.len(),
+        <&[f32; 32]>::try_from(src),
+        <&[f32; 16]>::try_from(src),
+    ) {
+        (32, Ok(s), _) => <&mut [f32; 32]>::try_from(dst)
+            .expect("32 values")
+            .copy_from_slice(s),
+        (16, _, Ok(s)) => <&mut [f32; 16]>::try_from(dst)
+            .expect("16 values")
+            .copy_from_slice(s),
+        _ => {
+            for (d, &s) in dst.iter_mut().zip(src) {
+                *d = s;
             }
         }
     }
