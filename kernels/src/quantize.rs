@@ -110,9 +110,9 @@ fn check_scale(scale: f32) -> Result<(), KernelError> {
 }
 
 fn check_finite(x: &[f32]) -> Result<(), KernelError> {
-    // A branch-free AND over the values vectorizes (an early-exit search does not, and cost as
-    // much as the quantization itself); find the index only on failure.
-    if x.iter().fold(true, |ok, v| ok & v.is_finite()) {
+    // A branch-free AND over the values, compiled per ISA (an early-exit search does not
+    // vectorize, and cost as much as the quantization itself); find the index only on failure.
+    if (kernels().all_finite)(x) {
         return Ok(());
     }
     match x.iter().position(|v| !v.is_finite()) {
@@ -125,11 +125,17 @@ fn check_finite(x: &[f32]) -> Result<(), KernelError> {
 }
 
 /// One ISA's quantization loops.
-struct QuantKernels {
+pub(crate) struct QuantKernels {
     quantize: fn(&[f32], f32, &mut [i8]),
     dequantize: fn(&[i8], f32, &mut [f32]),
     abs_max: fn(&[f32]) -> f32,
+    all_finite: fn(&[f32]) -> bool,
+    /// `out[j] = acc[j] * (s_a * w[j]) + bias[j]`: one row of a dequantizing GEMM epilogue.
+    pub(crate) dequant_sums: DequantSumsFn,
 }
+
+/// `(acc, s_a, w_scales, bias, out)`: i32 sums of one row to f32 (see [`QuantKernels`]).
+pub(crate) type DequantSumsFn = fn(&[i32], f32, &[f32], Option<&[f32]>, &mut [f32]);
 
 /// 1.5 * 2^23: adding it to a float in [-2^22, 2^22] rounds it to an integer (half to even,
 /// the default rounding mode) held in the low mantissa bits, at bit pattern `MAGIC_BITS + q`.
@@ -143,6 +149,27 @@ fn quantize_body(x: &[f32], scale: f32, out: &mut [i8]) {
     for (o, &v) in out.iter_mut().zip(x) {
         let rounded = (v / scale).clamp(-127.0, 127.0) + ROUNDING_MAGIC;
         *o = (rounded.to_bits() as i32 - MAGIC_BITS) as i8;
+    }
+}
+
+#[inline(always)]
+fn all_finite_body(x: &[f32]) -> bool {
+    x.iter().fold(true, |ok, v| ok & v.is_finite())
+}
+
+#[inline(always)]
+fn dequant_sums_body(acc: &[i32], sa: f32, w: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
+    match bias {
+        Some(bias) => {
+            for (((o, &s), &w), &b) in out.iter_mut().zip(acc).zip(w).zip(bias) {
+                *o = s as f32 * (sa * w) + b;
+            }
+        }
+        None => {
+            for ((o, &s), &w) in out.iter_mut().zip(acc).zip(w) {
+                *o = s as f32 * (sa * w);
+            }
+        }
     }
 }
 
@@ -188,12 +215,28 @@ macro_rules! quant_kernels_for {
             unsafe fn abs_max(x: &[f32]) -> f32 {
                 super::abs_max_body(x)
             }
+            #[target_feature(enable = $features)]
+            unsafe fn all_finite(x: &[f32]) -> bool {
+                super::all_finite_body(x)
+            }
+            #[target_feature(enable = $features)]
+            unsafe fn dequant_sums(
+                acc: &[i32],
+                sa: f32,
+                w: &[f32],
+                bias: Option<&[f32]>,
+                out: &mut [f32],
+            ) {
+                super::dequant_sums_body(acc, sa, w, bias, out)
+            }
             pub(super) fn kernels() -> super::QuantKernels {
                 // SAFETY (for each): only returned after the features were detected (`kernels`).
                 super::QuantKernels {
                     quantize: |x, s, o| unsafe { quantize(x, s, o) },
                     dequantize: |q, s, o| unsafe { dequantize(q, s, o) },
                     abs_max: |x| unsafe { abs_max(x) },
+                    all_finite: |x| unsafe { all_finite(x) },
+                    dequant_sums: |a, s, w, b, o| unsafe { dequant_sums(a, s, w, b, o) },
                 }
             }
         }
@@ -208,7 +251,7 @@ quant_kernels_for!(
 quant_kernels_for!(x86_avx2, cfg(target_arch = "x86_64"), "avx2,fma");
 quant_kernels_for!(aarch64_neon, cfg(target_arch = "aarch64"), "neon");
 
-fn kernels() -> &'static QuantKernels {
+pub(crate) fn kernels() -> &'static QuantKernels {
     static K: std::sync::OnceLock<QuantKernels> = std::sync::OnceLock::new();
     K.get_or_init(|| match Isa::active() {
         #[cfg(target_arch = "x86_64")]
@@ -225,6 +268,8 @@ fn kernels() -> &'static QuantKernels {
             quantize: quantize_body,
             dequantize: dequantize_body,
             abs_max: abs_max_body,
+            all_finite: all_finite_body,
+            dequant_sums: dequant_sums_body,
         },
     })
 }

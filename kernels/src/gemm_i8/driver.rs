@@ -5,7 +5,7 @@
 //! each MR-row A micro-panel (in L1) meets every B panel of the block, one micro-kernel call per
 //! tile. Small M goes to the skinny kernel, which streams each B panel once for all rows.
 
-use super::epilogue::Epilogue;
+use super::epilogue::{Epilogue, EpilogueScratch};
 use super::{I8Kernels, I8UkernelParams, MAX_TILE, PackedI8B};
 use crate::gemm_i8::pack::AlignedBytes;
 use std::cell::RefCell;
@@ -125,6 +125,7 @@ fn serial(
     let a_rows = &a[rows.start * lda..];
     // Cache-line aligned, so the AMX tiles store straight into it.
     let mut tile = AlignedTile([0; MAX_TILE]);
+    let mut scratch = EpilogueScratch::new();
     PACKED_A.with(|buf| {
         let mut buf = buf.borrow_mut();
         let params = |a: *const u8, lda: usize, m: usize, q: usize| I8UkernelParams {
@@ -151,7 +152,18 @@ fn serial(
                     ..params(a_ptr, row_bytes, mb, q)
                 };
                 // SAFETY: `p` points at `mb` padded rows and one full B panel; emit supplies C.
-                unsafe { emit(ks, sink, sk.kernel, p, &mut tile.0, rows.start, q * ks.nr) };
+                unsafe {
+                    emit(
+                        ks,
+                        sink,
+                        sk.kernel,
+                        p,
+                        &mut tile.0,
+                        &mut scratch,
+                        rows.start,
+                        q * ks.nr,
+                    )
+                };
             }
             return;
         }
@@ -175,7 +187,18 @@ fn serial(
                     let p = params(a_ptr, 0, m_tile, q);
                     let row0 = rows.start + ip * ks.mr;
                     // SAFETY: `p` points at one full A micro-panel and one full B panel.
-                    unsafe { emit(ks, sink, ks.ukernel, p, &mut tile.0, row0, q * ks.nr) };
+                    unsafe {
+                        emit(
+                            ks,
+                            sink,
+                            ks.ukernel,
+                            p,
+                            &mut tile.0,
+                            &mut scratch,
+                            row0,
+                            q * ks.nr,
+                        )
+                    };
                 }
             }
             q0 = q1;
@@ -194,12 +217,14 @@ fn serial(
 /// `p` satisfies the kernel contract apart from C, and the `p.m x p.n` tile at (row0, col0) lies
 /// inside the sink's output and belongs to this thread.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 unsafe fn emit(
     ks: &I8Kernels,
     sink: &Sink<'_>,
     kernel: super::I8Ukernel,
     mut p: I8UkernelParams,
     tile: &mut [i32; MAX_TILE],
+    scratch: &mut EpilogueScratch,
     row0: usize,
     col0: usize,
 ) {
@@ -216,7 +241,7 @@ unsafe fn emit(
             // SAFETY: the stack tile holds MAX_TILE >= m * NR values.
             unsafe {
                 kernel(&p);
-                e.apply(&tile[..], ks.nr, p.m, p.n, row0, col0);
+                e.apply(scratch, &tile[..], ks.nr, p.m, p.n, row0, col0);
             }
         }
     }

@@ -14,6 +14,7 @@
 use super::MAX_TILE;
 use crate::elementwise::{ElementwiseKernels, GeluForwardFn};
 use crate::gelu::GeluKind;
+use crate::quantize::DequantSumsFn;
 
 /// The activation scale: one for the whole tensor (static quantization) or one per row of A
 /// (dynamic quantization).
@@ -71,10 +72,27 @@ pub(crate) enum Target {
     S8 { out: *mut i8, ld: usize, scale: f32 },
 }
 
+/// f32 room for one tile, kept by the driver across tiles (zeroing it per tile cost more than
+/// the dequantization).
+pub(crate) struct EpilogueScratch {
+    y: [f32; MAX_TILE],
+    act: [f32; MAX_TILE],
+}
+
+impl EpilogueScratch {
+    pub(crate) fn new() -> Self {
+        EpilogueScratch {
+            y: [0.0; MAX_TILE],
+            act: [0.0; MAX_TILE],
+        }
+    }
+}
+
 /// A dequantizing epilogue bound to its output.
 #[derive(Clone, Copy)]
 pub(crate) struct Epilogue<'a> {
     spec: Dequant<'a>,
+    dequant_sums: DequantSumsFn,
     gelu: Option<(GeluForwardFn, GeluKind)>,
     target: Target,
 }
@@ -90,7 +108,12 @@ impl<'a> Epilogue<'a> {
             Activation::None => None,
             Activation::Gelu(kind) => Some((elementwise.gelu_forward, kind)),
         };
-        Epilogue { spec, gelu, target }
+        Epilogue {
+            spec,
+            dequant_sums: crate::quantize::kernels().dequant_sums,
+            gelu,
+            target,
+        }
     }
 
     /// Applies the epilogue to the `m x n` corner of `tile` (row stride `ldt`), which holds the
@@ -101,6 +124,7 @@ impl<'a> Epilogue<'a> {
     /// slices cover them (checked by the public entry points).
     pub(crate) unsafe fn apply(
         &self,
+        scratch: &mut EpilogueScratch,
         tile: &[i32],
         ldt: usize,
         m: usize,
@@ -112,32 +136,18 @@ impl<'a> Epilogue<'a> {
         // The whole tile is dequantized into `y` (rows of n) first, so GELU runs once over
         // m * n values: its polynomial and division chains are long, and one call per short row
         // left them latency-bound.
-        let mut y = [0.0f32; MAX_TILE];
-        let mut act = [0.0f32; MAX_TILE];
-        let y = &mut y[..m * n];
+        let (y, act) = (&mut scratch.y[..m * n], &mut scratch.act[..m * n]);
         let w = &self.spec.w_scales[col0..col0 + n];
+        let bias = self.spec.bias.map(|b| &b[col0..col0 + n]);
         for (i, y) in y.chunks_exact_mut(n).enumerate() {
             let sa = self.spec.a_scale.of_row(row0 + i);
-            let acc = &tile[i * ldt..i * ldt + n];
-            match self.spec.bias {
-                Some(bias) => {
-                    let bias = &bias[col0..col0 + n];
-                    for (((o, &s), &w), &b) in y.iter_mut().zip(acc).zip(w).zip(bias) {
-                        *o = s as f32 * (sa * w) + b;
-                    }
-                }
-                None => {
-                    for ((o, &s), &w) in y.iter_mut().zip(acc).zip(w) {
-                        *o = s as f32 * (sa * w);
-                    }
-                }
-            }
+            (self.dequant_sums)(&tile[i * ldt..i * ldt + n], sa, w, bias, y);
         }
         let vals: &[f32] = match self.gelu {
             Some((gelu, kind)) => {
                 // SAFETY: the kernel set's ISA was checked when it was built; equal lengths.
-                unsafe { gelu(&mut act[..m * n], y, kind) };
-                &act[..m * n]
+                unsafe { gelu(act, y, kind) };
+                act
             }
             None => y,
         };
