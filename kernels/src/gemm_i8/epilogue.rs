@@ -122,6 +122,7 @@ impl<'a> Epilogue<'a> {
     /// # Safety
     /// The target holds those rows and columns, and no other thread writes them; the spec's
     /// slices cover them (checked by the public entry points).
+    #[allow(clippy::too_many_arguments)] // the tile, its place in the output, and scratch
     pub(crate) unsafe fn apply(
         &self,
         scratch: &mut EpilogueScratch,
