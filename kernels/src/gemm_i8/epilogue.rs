@@ -134,66 +134,74 @@ impl<'a> Epilogue<'a> {
         col0: usize,
     ) {
         debug_assert!(n <= MAX_NR && m * n <= MAX_TILE);
-        // The whole tile is dequantized into `y` (rows of n) first, so GELU runs once over
-        // m * n values: its polynomial and division chains are long, and one call per short row
-        // left them latency-bound.
-        let (y, act) = (&mut scratch.y[..m * n], &mut scratch.act[..m * n]);
         let w = &self.spec.w_scales[col0..col0 + n];
         let bias = self.spec.bias.map(|b| &b[col0..col0 + n]);
-        for (i, y) in y.chunks_exact_mut(n).enumerate() {
-            let sa = self.spec.a_scale.of_row(row0 + i);
-            (self.dequant_sums)(&tile[i * ldt..i * ldt + n], sa, w, bias, y);
+        let row_out = |i: usize, out: *mut f32, ld: usize| {
+            // SAFETY: (row0 + i, col0..col0 + n) is inside the output (see above).
+            unsafe { std::slice::from_raw_parts_mut(out.add((row0 + i) * ld + col0), n) }
+        };
+        match (self.target, self.gelu) {
+            (Target::F32 { out, ld }, None) => {
+                // Straight into the output rows.
+                for i in 0..m {
+                    let sa = self.spec.a_scale.of_row(row0 + i);
+                    let acc = &tile[i * ldt..i * ldt + n];
+                    (self.dequant_sums)(acc, sa, w, bias, row_out(i, out, ld));
+                }
+                return;
+            }
+            (Target::F32 { out, ld }, Some((gelu, kind))) => {
+                // The whole tile is dequantized first, then GELU runs row after row straight
+                // into the output: back-to-back calls overlap their long polynomial and
+                // division chains (interleaved with the dequantization they were
+                // latency-bound).
+                let y = &mut scratch.y[..m * n];
+                self.dequant_tile(y, tile, ldt, n, row0, w, bias);
+                for (i, y) in y.chunks_exact(n).enumerate() {
+                    // SAFETY: the kernel set's ISA was checked when it was built; equal lengths.
+                    unsafe { gelu(row_out(i, out, ld), y, kind) };
+                }
+                return;
+            }
+            (Target::S8 { .. }, _) => {}
         }
+        let (y, act) = (&mut scratch.y[..m * n], &mut scratch.act[..m * n]);
+        self.dequant_tile(y, tile, ldt, n, row0, w, bias);
         let vals: &[f32] = match self.gelu {
             Some((gelu, kind)) => {
-                // SAFETY: the kernel set's ISA was checked when it was built; equal lengths.
+                // SAFETY: as above.
                 unsafe { gelu(act, y, kind) };
                 act
             }
             None => y,
         };
-        for (i, vals) in vals.chunks_exact(n).enumerate() {
-            match self.target {
-                Target::F32 { out, ld } => {
-                    // SAFETY: (row0 + i, col0..col0 + n) is inside the output (see above).
-                    let dst = unsafe {
-                        std::slice::from_raw_parts_mut(out.add((row0 + i) * ld + col0), n)
-                    };
-                    copy_row(dst, vals);
-                }
-                Target::S8 { out, ld, scale } => {
-                    // SAFETY: as above.
-                    let dst = unsafe {
-                        std::slice::from_raw_parts_mut(out.add((row0 + i) * ld + col0), n)
-                    };
-                    for (q, &v) in dst.iter_mut().zip(vals) {
-                        *q = requantize(v, scale);
-                    }
+        if let Target::S8 { out, ld, scale } = self.target {
+            for (i, vals) in vals.chunks_exact(n).enumerate() {
+                // SAFETY: as above.
+                let dst =
+                    unsafe { std::slice::from_raw_parts_mut(out.add((row0 + i) * ld + col0), n) };
+                for (q, &v) in dst.iter_mut().zip(vals) {
+                    *q = requantize(v, scale);
                 }
             }
         }
     }
-}
 
-/// `dst = src` for one tile row: the common widths get a fixed-size copy the compiler keeps
-/// inline (a `memcpy` call per 128-byte row cost more than the copy).
-#[inline(always)]
-fn copy_row(dst: &mut [f32], src: &[f32]) {
-    match (
-        dst.len(),
-        <&[f32; 32]>::try_from(src),
-        <&[f32; 16]>::try_from(src),
+    /// `y` (rows of `n`) = the dequantized sums of the tile's rows.
+    #[allow(clippy::too_many_arguments)]
+    fn dequant_tile(
+        &self,
+        y: &mut [f32],
+        tile: &[i32],
+        ldt: usize,
+        n: usize,
+        row0: usize,
+        w: &[f32],
+        bias: Option<&[f32]>,
     ) {
-        (32, Ok(s), _) => <&mut [f32; 32]>::try_from(dst)
-            .expect("32 values")
-            .copy_from_slice(s),
-        (16, _, Ok(s)) => <&mut [f32; 16]>::try_from(dst)
-            .expect("16 values")
-            .copy_from_slice(s),
-        _ => {
-            for (d, &s) in dst.iter_mut().zip(src) {
-                *d = s;
-            }
+        for (i, y) in y.chunks_exact_mut(n).enumerate() {
+            let sa = self.spec.a_scale.of_row(row0 + i);
+            (self.dequant_sums)(&tile[i * ldt..i * ldt + n], sa, w, bias, y);
         }
     }
 }
