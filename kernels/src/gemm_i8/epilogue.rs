@@ -151,15 +151,15 @@ impl<'a> Epilogue<'a> {
                 return;
             }
             (Target::F32 { out, ld }, Some((gelu, kind))) => {
-                // The whole tile is dequantized first, then GELU runs row after row straight
-                // into the output: back-to-back calls overlap their long polynomial and
-                // division chains (interleaved with the dequantization they were
-                // latency-bound).
-                let y = &mut scratch.y[..m * n];
+                // GELU once over the whole dequantized tile, then row copies: its polynomial
+                // and division chains are long, and one call per short row left them
+                // latency-bound (more than the copies cost).
+                let (y, act) = (&mut scratch.y[..m * n], &mut scratch.act[..m * n]);
                 self.dequant_tile(y, tile, ldt, n, row0, w, bias);
-                for (i, y) in y.chunks_exact(n).enumerate() {
-                    // SAFETY: the kernel set's ISA was checked when it was built; equal lengths.
-                    unsafe { gelu(row_out(i, out, ld), y, kind) };
+                // SAFETY: the kernel set's ISA was checked when it was built; equal lengths.
+                unsafe { gelu(act, y, kind) };
+                for (i, vals) in act.chunks_exact(n).enumerate() {
+                    copy_row(row_out(i, out, ld), vals);
                 }
                 return;
             }
@@ -202,6 +202,27 @@ impl<'a> Epilogue<'a> {
         for (i, y) in y.chunks_exact_mut(n).enumerate() {
             let sa = self.spec.a_scale.of_row(row0 + i);
             (self.dequant_sums)(&tile[i * ldt..i * ldt + n], sa, w, bias, y);
+        }
+    }
+}
+
+/// `dst = src` for one tile row: the common widths get a fixed-size copy the compiler keeps
+/// inline (a `memcpy` call per 128-byte row cost more than the copy).
+#[inline(always)]
+fn copy_row(dst: &mut [f32], src: &[f32]) {
+    if let (Ok(d), Ok(s)) = (
+        <&mut [f32; 32]>::try_from(&mut *dst),
+        <&[f32; 32]>::try_from(src),
+    ) {
+        *d = *s;
+    } else if let (Ok(d), Ok(s)) = (
+        <&mut [f32; 16]>::try_from(&mut *dst),
+        <&[f32; 16]>::try_from(src),
+    ) {
+        *d = *s;
+    } else {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = s;
         }
     }
 }
