@@ -88,7 +88,7 @@ impl DwConvShape {
         weights: &[usize],
         biases: &[usize],
     ) -> Result<(), KernelError> {
-        if self.k % 2 == 0 {
+        if self.k.is_multiple_of(2) {
             return Err(KernelError::ShapeMismatch(format!(
                 "{what}: kernel size k = {} must be odd (the output grid keeps the input's size only with symmetric padding)",
                 self.k

@@ -7,9 +7,10 @@
 //!
 //! Channels last makes every tap one contiguous C-vector FMA, so the vectors run over channels
 //! (`V::LANES` at a time, then one masked tail). Each output row is cut into column tiles of
-//! `J` in {8, 4, 2, 1} whose `J` accumulators stay in registers across all `k x k` taps: eight
-//! independent FMA chains hide the FMA latency, and each tap's weight vector is loaded once per
-//! `J` FMAs. Borders are handled by clipping, never by a padded copy: tap rows outside the grid
+//! `J` in {8, 4, 2, 1} columns times `M` channel vectors, `J * M = 8` where the channels allow,
+//! whose accumulators stay in registers across all `k x k` taps: eight independent FMA chains
+//! hide the FMA latency even in the narrow tiles at the end of a 7- or 14-wide row, and each
+//! tap's weight vectors are loaded once per `J` FMAs. Borders are handled by clipping, never by a padded copy: tap rows outside the grid
 //! are skipped for the whole output row, and per tile the tap columns split into a middle range
 //! valid for all `J` columns (no checks) and at most `p` columns on each side where each column
 //! is checked.
@@ -42,6 +43,36 @@ unsafe fn st<V: SimdF32, const FULL: bool>(v: V, p: *mut f32, n: usize) {
     unsafe { if FULL { v.store(p) } else { v.store_tail(p, n) } }
 }
 
+/// Loads `M` consecutive channel vectors at `p` (see [`ld`]).
+///
+/// # Safety
+/// `p` is readable for `M * LANES` (if `FULL`) or `n` f32.
+#[inline(always)]
+unsafe fn vectors<V: SimdF32, const M: usize, const FULL: bool>(p: *const f32, n: usize) -> [V; M] {
+    // SAFETY: the caller's contract.
+    std::array::from_fn(|m| unsafe { ld::<V, FULL>(p.add(m * V::LANES), n) })
+}
+
+/// `d[m] += t[0][m] + t[1][m]` for `M` consecutive channel vectors at `d` (the two partial
+/// sums of a tap's gradient).
+///
+/// # Safety
+/// `d` is readable and writable for `M * LANES` (if `FULL`) or `n` f32.
+#[inline(always)]
+unsafe fn add_sums<V: SimdF32, const M: usize, const FULL: bool>(
+    d: *mut f32,
+    t: [[V; M]; 2],
+    n: usize,
+) {
+    for (m, (t0, t1)) in t[0].iter().zip(&t[1]).enumerate() {
+        // SAFETY: the caller's contract.
+        unsafe {
+            let dm = d.add(m * V::LANES);
+            st::<V, FULL>(ld::<V, FULL>(dm, n).add(t0.add(*t1)), dm, n);
+        }
+    }
+}
+
 /// Tap ranges of one tile of `j_len` output columns starting at `j0` in output row `i`:
 /// `(u_lo, u_hi)`, the tap rows whose input row `i + u - p` is inside the grid, and
 /// `(v_lo, v_hi)`, the tap columns whose input column `j + v - p` is inside the grid for every
@@ -57,8 +88,15 @@ fn tap_ranges(s: &DwConvShape, i: usize, j0: usize, j_len: usize) -> (usize, usi
     (u_lo, u_hi, v_lo, v_hi)
 }
 
-/// One tile of the correlation: `dst[j0 + jj] (=|+=) sum_{u,v} w(u, v) * src[i+u-p, j0+jj+v-p]`
-/// for `jj < J` and the `n` channel lanes at the pointers.
+/// Independent accumulators a tile aims for: FMA latency (4 cycles) times FMA ports (2) on
+/// current x86 cores. A tile of `J` columns therefore takes `M = 8 / J` channel vectors where
+/// the channels allow, so narrow tiles (the 4-, 2- and 1-column ends of 7- and 14-wide rows)
+/// keep eight chains in flight instead of being latency-bound.
+const CHAINS: usize = 8;
+
+/// One tile of the correlation:
+/// `dst[j0 + jj] (=|+=) sum_{u,v} w(u, v) * src[i+u-p, j0+jj+v-p]` for `jj < J`, over `M`
+/// channel vectors (`M * LANES` channels if `FULL`, else `M == 1` and the first `n < LANES`).
 ///
 /// Pointers, all already offset to the tile's first channel `c0`:
 /// `dst` = dst[b, i, 0, c0] (a [W, C] row), `init` = bias + c0 (forward: `=` bias + taps) or null
@@ -68,10 +106,10 @@ fn tap_ranges(s: &DwConvShape, i: usize, j0: usize, j_len: usize) -> (usize, usi
 ///
 /// # Safety
 /// `s` is the checked shape of the buffers behind the pointers; `j0 + J <= W`, `i < H`;
-/// `n == LANES` if `FULL`, else `0 < n < LANES`, and `c0 + n <= C`.
+/// `n == LANES` if `FULL`, else `M == 1` and `0 < n < LANES`; `c0 + M * n <= C`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn conv_tile<V: SimdF32, const J: usize, const FULL: bool>(
+unsafe fn conv_tile<V: SimdF32, const J: usize, const M: usize, const FULL: bool>(
     dst: *mut f32,
     init: *const f32,
     src: *const f32,
@@ -82,20 +120,23 @@ unsafe fn conv_tile<V: SimdF32, const J: usize, const FULL: bool>(
     j0: usize,
     n: usize,
 ) {
-    let (c, k, p, width) = (s.channels, s.k, s.padding(), s.width);
+    let (c, k, p, width, l) = (s.channels, s.k, s.padding(), s.width, V::LANES);
     let (u_lo, u_hi, v_lo, v_hi) = tap_ranges(s, i, j0, J);
     // SAFETY (whole body): every offset below addresses row i + u - p in [0, H), column
     // j0 + jj + v - p in [0, W) (by `tap_ranges` or the explicit check), tap u * k + v < k^2,
-    // channels c0..c0 + n < C: inside the buffers whose lengths the wrapper checked.
+    // channels c0 + m * LANES + lane < c0 + M * n <= C: inside the buffers whose lengths the
+    // wrapper checked.
     unsafe {
         let dst = dst.add(j0 * c);
-        let mut acc = [V::splat(0.0); J];
+        let mut acc = [[V::splat(0.0); M]; J];
         for (jj, a) in acc.iter_mut().enumerate() {
-            *a = if init.is_null() {
-                ld::<V, FULL>(dst.add(jj * c), n)
-            } else {
-                ld::<V, FULL>(init, n)
-            };
+            for (m, am) in a.iter_mut().enumerate() {
+                *am = if init.is_null() {
+                    ld::<V, FULL>(dst.add(jj * c + m * l), n)
+                } else {
+                    ld::<V, FULL>(init.add(m * l), n)
+                };
+            }
         }
         for u in u_lo..u_hi {
             // src[b, i + u - p, 0, c0] and the weight of tap (u, 0).
@@ -103,32 +144,39 @@ unsafe fn conv_tile<V: SimdF32, const J: usize, const FULL: bool>(
             let wrow = w0.offset(wstep * (u * k) as isize);
             // Border taps: valid for some columns of the tile only.
             for v in (0..v_lo).chain(v_hi..k) {
-                let wv = ld::<V, FULL>(wrow.offset(wstep * v as isize), n);
+                let wv = vectors::<V, M, FULL>(wrow.offset(wstep * v as isize), n);
                 for (jj, a) in acc.iter_mut().enumerate() {
                     let col = j0 + jj + v;
                     if col >= p && col - p < width {
-                        *a = ld::<V, FULL>(row.add((col - p) * c), n).mul_add(wv, *a);
+                        let x = row.add((col - p) * c);
+                        for (m, am) in a.iter_mut().enumerate() {
+                            *am = ld::<V, FULL>(x.add(m * l), n).mul_add(wv[m], *am);
+                        }
                     }
                 }
             }
             // Middle taps: valid for every column, no checks.
             for v in v_lo..v_hi {
-                let wv = ld::<V, FULL>(wrow.offset(wstep * v as isize), n);
+                let wv = vectors::<V, M, FULL>(wrow.offset(wstep * v as isize), n);
                 let x = row.add((j0 + v - p) * c);
                 for (jj, a) in acc.iter_mut().enumerate() {
-                    *a = ld::<V, FULL>(x.add(jj * c), n).mul_add(wv, *a);
+                    for (m, am) in a.iter_mut().enumerate() {
+                        *am = ld::<V, FULL>(x.add(jj * c + m * l), n).mul_add(wv[m], *am);
+                    }
                 }
             }
         }
         for (jj, a) in acc.iter().enumerate() {
-            st::<V, FULL>(*a, dst.add(jj * c), n);
+            for (m, am) in a.iter().enumerate() {
+                st::<V, FULL>(*am, dst.add(jj * c + m * l), n);
+            }
         }
     }
 }
 
-/// One tile of the filter and bias gradients:
+/// One tile of the filter and bias gradients, over `M` channel vectors as in [`conv_tile`]:
 /// `dw[u, v] += sum_jj dy[i, j0+jj] * x[i+u-p, j0+jj+v-p]` (valid taps) and
-/// `db += sum_jj dy[i, j0+jj]`, for the `n` channel lanes at the pointers.
+/// `db += sum_jj dy[i, j0+jj]`.
 ///
 /// Pointers, all offset to channel `c0`: `dw` = dw[0, 0, c0], `db` = db + c0,
 /// `dy` = dy[b, i, 0, c0] (a [W, C] row), `x` = x[b, 0, 0, c0] (a [H, W, C] grid).
@@ -137,7 +185,7 @@ unsafe fn conv_tile<V: SimdF32, const J: usize, const FULL: bool>(
 /// As [`conv_tile`].
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn wgrad_tile<V: SimdF32, const J: usize, const FULL: bool>(
+unsafe fn wgrad_tile<V: SimdF32, const J: usize, const M: usize, const FULL: bool>(
     dw: *mut f32,
     db: *mut f32,
     dy: *const f32,
@@ -147,50 +195,55 @@ unsafe fn wgrad_tile<V: SimdF32, const J: usize, const FULL: bool>(
     j0: usize,
     n: usize,
 ) {
-    let (c, k, p, width) = (s.channels, s.k, s.padding(), s.width);
+    let (c, k, p, width, l) = (s.channels, s.k, s.padding(), s.width, V::LANES);
     let (u_lo, u_hi, v_lo, v_hi) = tap_ranges(s, i, j0, J);
     // -0.0 is the additive identity for every x (including +0.0 and -0.0), so sums seeded with
     // it are exactly the sums of their terms.
     let zero = V::splat(-0.0);
     // SAFETY (whole body): as in `conv_tile`; tap (u, v) of dw is at (u * k + v) * C < k^2 C.
     unsafe {
-        let mut g = [zero; J];
-        for (jj, gv) in g.iter_mut().enumerate() {
-            *gv = ld::<V, FULL>(dy.add((j0 + jj) * c), n);
+        let mut g = [[zero; M]; J];
+        for (jj, gj) in g.iter_mut().enumerate() {
+            for (m, gm) in gj.iter_mut().enumerate() {
+                *gm = ld::<V, FULL>(dy.add((j0 + jj) * c + m * l), n);
+            }
         }
-        let mut gsum = ld::<V, FULL>(db, n);
-        for gv in g {
-            gsum = gsum.add(gv);
+        for m in 0..M {
+            let mut sum = ld::<V, FULL>(db.add(m * l), n);
+            for gj in &g {
+                sum = sum.add(gj[m]);
+            }
+            st::<V, FULL>(sum, db.add(m * l), n);
         }
-        st::<V, FULL>(gsum, db, n);
+        // dw[u, v, c0..] += t0 + t1: two chains per channel vector (even and odd columns), so
+        // an 8-column tile's one vector still has two sums in flight; taps are independent.
         for u in u_lo..u_hi {
             let row = x.add((i + u - p) * width * c);
             let dwrow = dw.add(u * k * c);
             for v in (0..v_lo).chain(v_hi..k) {
-                let mut t = zero;
-                for (jj, gv) in g.iter().enumerate() {
+                let mut t = [[zero; M]; 2];
+                for (jj, gj) in g.iter().enumerate() {
                     let col = j0 + jj + v;
                     if col >= p && col - p < width {
-                        t = gv.mul_add(ld::<V, FULL>(row.add((col - p) * c), n), t);
+                        let xv = row.add((col - p) * c);
+                        for (m, gm) in gj.iter().enumerate() {
+                            let prod = ld::<V, FULL>(xv.add(m * l), n);
+                            t[jj % 2][m] = gm.mul_add(prod, t[jj % 2][m]);
+                        }
                     }
                 }
-                let d = dwrow.add(v * c);
-                st::<V, FULL>(ld::<V, FULL>(d, n).add(t), d, n);
+                add_sums::<V, M, FULL>(dwrow.add(v * c), t, n);
             }
             for v in v_lo..v_hi {
                 let xv = row.add((j0 + v - p) * c);
-                // Two chains halve the dependent FMA latency per tap; taps are independent.
-                let (mut t0, mut t1) = (zero, zero);
-                for (jj, gv) in g.iter().enumerate() {
-                    let prod_in = ld::<V, FULL>(xv.add(jj * c), n);
-                    if jj % 2 == 0 {
-                        t0 = gv.mul_add(prod_in, t0);
-                    } else {
-                        t1 = gv.mul_add(prod_in, t1);
+                let mut t = [[zero; M]; 2];
+                for (jj, gj) in g.iter().enumerate() {
+                    for (m, gm) in gj.iter().enumerate() {
+                        let prod = ld::<V, FULL>(xv.add(jj * c + m * l), n);
+                        t[jj % 2][m] = gm.mul_add(prod, t[jj % 2][m]);
                     }
                 }
-                let d = dwrow.add(v * c);
-                st::<V, FULL>(ld::<V, FULL>(d, n).add(t0.add(t1)), d, n);
+                add_sums::<V, M, FULL>(dwrow.add(v * c), t, n);
             }
         }
     }
@@ -232,6 +285,37 @@ macro_rules! for_each_tile {
     }};
 }
 
+/// Calls `block(c0, M, FULL, n)` over the `C` channels of a `J`-column tile: blocks of `M`
+/// full vectors with `J * M <= CHAINS`, largest first (8, 4, 2, 1 vectors), then the masked
+/// tail (`M = 1`, `n = C % LANES`).
+macro_rules! for_each_channel_block {
+    ($c:expr, $l:expr, $jc:ident, |$c0:ident, $mc:ident, $full:ident, $n:ident| $block:expr) => {{
+        let (c, l) = ($c, $l);
+        let mut $c0 = 0;
+        for_each_channel_block!(@full c, l, $jc, $c0, $mc, $full, $n, $block, 8);
+        for_each_channel_block!(@full c, l, $jc, $c0, $mc, $full, $n, $block, 4);
+        for_each_channel_block!(@full c, l, $jc, $c0, $mc, $full, $n, $block, 2);
+        for_each_channel_block!(@full c, l, $jc, $c0, $mc, $full, $n, $block, 1);
+        if $c0 < c {
+            const $mc: usize = 1;
+            const $full: bool = false;
+            let $n = c - $c0;
+            $block;
+        }
+    }};
+    (@full $cv:ident, $lv:ident, $jc:ident, $c0:ident, $mc:ident, $full:ident, $n:ident, $block:expr, $m:literal) => {
+        if $jc * $m <= CHAINS {
+            const $mc: usize = $m;
+            const $full: bool = true;
+            let $n = $lv;
+            while $c0 + $mc * $lv <= $cv {
+                $block;
+                $c0 += $mc * $lv;
+            }
+        }
+    };
+}
+
 /// The correlation over the whole batch: `dst (=|+=) corr(src, w)` (see [`conv_tile`]).
 /// dst, src: [B, H, W, C]; w: [k, k, C]; `bias`: [C] for the forward (`=`), `None` for the
 /// input gradient (`+=`, with the filter flipped when `flip`).
@@ -247,8 +331,7 @@ unsafe fn conv<V: SimdF32>(
     flip: bool,
     s: &DwConvShape,
 ) {
-    let (c, l) = (s.channels, V::LANES);
-    let (full, tail) = (c / l * l, c % l);
+    let c = s.channels;
     let (w0, wstep) = if flip {
         // SAFETY: k^2 >= 1, so the last tap (k^2 - 1) * C is inside w (C lanes, or none if C = 0,
         // when no load happens).
@@ -264,15 +347,14 @@ unsafe fn conv<V: SimdF32>(
         for i in 0..s.height {
             // SAFETY: b < B and i < H, so the offsets are inside src and dst; the tiles' own
             // offsets are covered by `conv_tile`'s contract, which the loops below keep
-            // (j0 + J <= W, c0 + n <= C).
+            // (j0 + J <= W, c0 + M * n <= C).
             unsafe {
                 let drow = dst.as_mut_ptr().add(b * grid + i * s.width * c);
                 let sgrid = src.as_ptr().add(b * grid);
                 for_each_tile!(s.width, |j0, JC| {
-                    let mut c0 = 0;
-                    while c0 < full {
+                    for_each_channel_block!(c, V::LANES, JC, |c0, MC, FULL, n| {
                         let init = bias.map_or(std::ptr::null(), |bs| bs.as_ptr().add(c0));
-                        conv_tile::<V, JC, true>(
+                        conv_tile::<V, JC, MC, FULL>(
                             drow.add(c0),
                             init,
                             sgrid.add(c0),
@@ -281,24 +363,9 @@ unsafe fn conv<V: SimdF32>(
                             s,
                             i,
                             j0,
-                            l,
+                            n,
                         );
-                        c0 += l;
-                    }
-                    if tail > 0 {
-                        let init = bias.map_or(std::ptr::null(), |bs| bs.as_ptr().add(c0));
-                        conv_tile::<V, JC, false>(
-                            drow.add(c0),
-                            init,
-                            sgrid.add(c0),
-                            w0.add(c0),
-                            wstep,
-                            s,
-                            i,
-                            j0,
-                            tail,
-                        );
-                    }
+                    })
                 });
             }
         }
@@ -341,20 +408,19 @@ pub(crate) unsafe fn backward<V: SimdF32>(
 ) {
     // SAFETY: the caller's contract.
     unsafe { conv::<V>(dinp, None, dout, weight, true, &s) };
-    let (c, l) = (s.channels, V::LANES);
-    let (full, tail) = (c / l * l, c % l);
+    let c = s.channels;
     let grid = s.height * s.width * c;
     for b in 0..s.batch {
         for i in 0..s.height {
-            // SAFETY: as in `conv`: b < B, i < H, and the loops keep j0 + J <= W, c0 + n <= C.
+            // SAFETY: as in `conv`: b < B, i < H, and the loops keep j0 + J <= W,
+            // c0 + M * n <= C.
             unsafe {
                 let dyrow = dout.as_ptr().add(b * grid + i * s.width * c);
                 let xgrid = inp.as_ptr().add(b * grid);
                 let (dw, db) = (dweight.as_mut_ptr(), dbias.as_mut_ptr());
                 for_each_tile!(s.width, |j0, JC| {
-                    let mut c0 = 0;
-                    while c0 < full {
-                        wgrad_tile::<V, JC, true>(
+                    for_each_channel_block!(c, V::LANES, JC, |c0, MC, FULL, n| {
+                        wgrad_tile::<V, JC, MC, FULL>(
                             dw.add(c0),
                             db.add(c0),
                             dyrow.add(c0),
@@ -362,22 +428,9 @@ pub(crate) unsafe fn backward<V: SimdF32>(
                             &s,
                             i,
                             j0,
-                            l,
+                            n,
                         );
-                        c0 += l;
-                    }
-                    if tail > 0 {
-                        wgrad_tile::<V, JC, false>(
-                            dw.add(c0),
-                            db.add(c0),
-                            dyrow.add(c0),
-                            xgrid.add(c0),
-                            &s,
-                            i,
-                            j0,
-                            tail,
-                        );
-                    }
+                    })
                 });
             }
         }
