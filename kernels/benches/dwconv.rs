@@ -3,9 +3,9 @@
 //! Shapes: batch 64 of the 7 x 7 and 14 x 14 token grids (224-pixel images in patches of 32 and
 //! 16), C = 64, 192, 384 (the widths of Tiny/Small-sized ViTs), k = 3. Throughput is reported
 //! as elements = floating-point operations, so criterion's "elem/s" reads as FLOP/s: the forward
-//! counts `2 k^2 B H W C` (border taps included, as convolutions are conventionally counted, although
-//! the kernels skip them), the backward twice that (`dinp` and `dweight`) plus `B H W C` for
-//! `dbias`. Before timing, each path's output is checked against the f64 reference on the same
+//! counts `2 k^2 B H W C` (border taps included, as convolutions are conventionally counted,
+//! although the kernels skip them), the backward twice that (`dinp` and `dweight`) plus
+//! `B H W C` for `dbias`. Before timing, each path's output is checked against the f64 reference on the same
 //! grid and channels with a batch of 2 (a wrong fast kernel is not benchmarked).
 //!
 //! `cargo bench -p lithe-kernels --bench dwconv [-- FILTER]`; `LITHE_PATHS=avx2,scalar` restricts

@@ -254,7 +254,8 @@ proptest! {
     ) {
         let wide = |v: &[f32]| v.iter().map(|&t| t as f64).collect::<Vec<f64>>();
         let params = [wide(&x), wide(&w), wide(&b)];
-        let fd: Vec<Vec<f64>> = (0..3).map(|q| central_differences(s, &wide(&g), &params, q)).collect();
+        let fd: Vec<Vec<f64>> =
+            (0..3).map(|q| central_differences(s, &wide(&g), &params, q)).collect();
         let (na, nw, nc) = (x.len(), w.len(), b.len());
         let (mut sdx, mut sdw, mut sdb) = (vec![0.0; na], vec![0.0; nw], vec![0.0; nc]);
         r::dwconv_backward_ref(&mut sdx, &mut sdw, &mut sdb, &abs(&g), &abs(&x), &abs(&w), s);
