@@ -323,6 +323,82 @@ unsafe fn wgrad_tile<V: SimdF32, const J: usize, const M: usize, const FULL: boo
     }
 }
 
+/// [`wgrad_tile`] for a kernel size `K` known at compile time (the common `k = 3`): per tap
+/// row, the `K` tap sums stay in registers and each input vector of the row segment
+/// `j0 - p .. j0 + J + p` is loaded once for every tap that reads it. With one channel vector
+/// (`M == 1`) each tap keeps two sums (even and odd columns), so the row's `K` taps have `2K`
+/// chains in flight; with more vectors the `K * M` sums are enough.
+///
+/// # Safety
+/// As [`conv_tile`], and `K == s.k`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn wgrad_tile_k<
+    V: SimdF32,
+    const J: usize,
+    const M: usize,
+    const FULL: bool,
+    const K: usize,
+>(
+    dw: *mut f32,
+    db: *mut f32,
+    dy: *const f32,
+    x: *const f32,
+    s: &DwConvShape,
+    i: usize,
+    j0: usize,
+    n: usize,
+) {
+    let (c, p, width, l) = (s.channels, K / 2, s.width, V::LANES);
+    let (u_lo, u_hi, _, _) = tap_ranges(s, i, j0, J);
+    // -0.0: the additive identity (see `wgrad_tile`).
+    let zero = V::splat(-0.0);
+    // SAFETY (whole body): as in `conv_tile_k`; tap (u, v) of dw is at (u * K + v) * C.
+    unsafe {
+        let mut g = [[zero; M]; J];
+        for (jj, gj) in g.iter_mut().enumerate() {
+            for (m, gm) in gj.iter_mut().enumerate() {
+                *gm = ld::<V, FULL>(dy.add((j0 + jj) * c + m * l), n);
+            }
+        }
+        for m in 0..M {
+            let mut sum = ld::<V, FULL>(db.add(m * l), n);
+            for gj in &g {
+                sum = sum.add(gj[m]);
+            }
+            st::<V, FULL>(sum, db.add(m * l), n);
+        }
+        for u in u_lo..u_hi {
+            let row = x.add((i + u - p) * width * c);
+            let dwrow = dw.add(u * K * c);
+            // t[chain][v][m]: the sums of tap (u, v).
+            let mut t = [[[zero; M]; K]; 2];
+            for q in 0..J + K - 1 {
+                let col = j0 + q;
+                if col < p || col - p >= width {
+                    continue;
+                }
+                let xv = vectors::<V, M, FULL>(row.add((col - p) * c), n);
+                // `v` picks the tap and, with `q`, the column and chain: an index, not an item.
+                #[allow(clippy::needless_range_loop)]
+                for v in 0..K {
+                    if q >= v && q - v < J {
+                        let jj = q - v;
+                        let chain = if M == 1 { jj % 2 } else { 0 };
+                        let tv = &mut t[chain][v];
+                        for (tm, (gm, xm)) in tv.iter_mut().zip(g[jj].iter().zip(&xv)) {
+                            *tm = gm.mul_add(*xm, *tm);
+                        }
+                    }
+                }
+            }
+            for (v, (t0, t1)) in t[0].iter().zip(&t[1]).enumerate() {
+                add_sums::<V, M, FULL>(dwrow.add(v * c), [*t0, *t1], n);
+            }
+        }
+    }
+}
+
 /// Calls `tile(j0, J)` over the columns `0..width` of a row in tiles of 8, then at most one each
 /// of 4, 2 and 1 (`J` as a const generic so each tile's accumulators are registers).
 macro_rules! for_each_tile {
@@ -490,16 +566,13 @@ pub(crate) unsafe fn backward<V: SimdF32>(
                 let (dw, db) = (dweight.as_mut_ptr(), dbias.as_mut_ptr());
                 for_each_tile!(s.width, |j0, JC| {
                     for_each_channel_block!(c, V::LANES, JC, |c0, MC, FULL, n| {
-                        wgrad_tile::<V, JC, MC, FULL>(
-                            dw.add(c0),
-                            db.add(c0),
-                            dyrow.add(c0),
-                            xgrid.add(c0),
-                            &s,
-                            i,
-                            j0,
-                            n,
-                        );
+                        let (dwc, dbc) = (dw.add(c0), db.add(c0));
+                        let (g, x) = (dyrow.add(c0), xgrid.add(c0));
+                        if s.k == 3 {
+                            wgrad_tile_k::<V, JC, MC, FULL, 3>(dwc, dbc, g, x, &s, i, j0, n);
+                        } else {
+                            wgrad_tile::<V, JC, MC, FULL>(dwc, dbc, g, x, &s, i, j0, n);
+                        }
                     })
                 });
             }
