@@ -5,8 +5,9 @@
 //! as elements = floating-point operations, so criterion's "elem/s" reads as FLOP/s: the forward
 //! counts `2 k^2 B H W C` (border taps included, as convolutions are conventionally counted,
 //! although the kernels skip them), the backward twice that (`dinp` and `dweight`) plus
-//! `B H W C` for `dbias`. Before timing, each path's output is checked against the f64 reference on the same
-//! grid and channels with a batch of 2 (a wrong fast kernel is not benchmarked).
+//! `B H W C` for `dbias`. Before timing, each path's output is checked against the f64
+//! reference on the same grid and channels with a batch of 2 (a wrong fast kernel is not
+//! benchmarked).
 //!
 //! `cargo bench -p lithe-kernels --bench dwconv [-- FILTER]`; `LITHE_PATHS=avx2,scalar` restricts
 //! the paths.

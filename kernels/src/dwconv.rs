@@ -112,7 +112,7 @@ impl DwConvShape {
     }
 }
 
-/// `(out, inp, weight, bias, shape)`: out, inp [B, H, W, C]; weight [k, k, C]; bias [C].
+/// `(out, inp, weight, bias, shape)`: out, inp `[B, H, W, C]`; weight `[k, k, C]`; bias `[C]`.
 pub(crate) type DwConvForwardFn = unsafe fn(&mut [f32], &[f32], &[f32], &[f32], DwConvShape);
 /// `(dinp, dweight, dbias, dout, inp, weight, shape)`.
 pub(crate) type DwConvBackwardFn =
@@ -171,7 +171,7 @@ impl DwConvKernels {
 }
 
 /// `out = bias + dwconv(inp, weight)` (see the module docs for the exact sum).
-/// out, inp: [B, H, W, C]; weight: [k, k, C]; bias: [C].
+/// out, inp: `[B, H, W, C]`; weight: `[k, k, C]`; bias: `[C]`.
 pub fn dwconv_forward(
     out: &mut [f32],
     inp: &[f32],
@@ -218,7 +218,7 @@ fn dwconv_forward_on(
 /// `dweight[u,v,c] += sum_{b,i,j} dout[b,i,j,c] * inp[b, i+u-p, j+v-p, c]` (taps inside the grid),
 /// `dinp[b,r,s,c] += sum_{u,v} weight[u,v,c] * dout[b, r-u+p, s-v+p, c]` (the correlation of
 /// `dout` with the flipped filter).
-/// dinp, dout, inp: [B, H, W, C]; dweight, weight: [k, k, C]; dbias: [C].
+/// dinp, dout, inp: `[B, H, W, C]`; dweight, weight: `[k, k, C]`; dbias: `[C]`.
 #[allow(clippy::too_many_arguments)]
 pub fn dwconv_backward(
     dinp: &mut [f32],

@@ -320,7 +320,7 @@ fn dwconv_at(s: &DwConvShape, b: usize, i: usize, j: usize, c: usize) -> usize {
 
 /// Depthwise convolution forward in f64 on f64 buffers (the finite-difference tests
 /// differentiate this): `out[b,i,j,c] = bias[c] + sum_{u,v} w[u,v,c] * inp[b, i+u-p, j+v-p, c]`
-/// over the taps inside the grid. out, inp: [B, H, W, C]; weight: [k, k, C]; bias: [C].
+/// over the taps inside the grid. out, inp: `[B, H, W, C]`; weight: `[k, k, C]`; bias: `[C]`.
 pub fn dwconv_forward_f64(
     out: &mut [f64],
     inp: &[f64],
@@ -370,7 +370,7 @@ pub fn dwconv_forward_ref(
 /// `dweight[u,v,c] += sum_{b,i,j} dout[b,i,j,c] * inp[b, i+u-p, j+v-p, c]`,
 /// `dinp[b,r,q,c] += sum` of `weight[u,v,c] * dout[b,i,j,c]` over the outputs `(i, j)` whose tap
 /// `(u, v)` reads `(r, q)` (written as a scatter: the definition, not the flipped-filter form the
-/// kernels use). dinp, dout, inp: [B, H, W, C]; dweight, weight: [k, k, C]; dbias: [C].
+/// kernels use). dinp, dout, inp: `[B, H, W, C]`; dweight, weight: `[k, k, C]`; dbias: `[C]`.
 #[allow(clippy::too_many_arguments)]
 pub fn dwconv_backward_ref(
     dinp: &mut [f32],

@@ -13,7 +13,9 @@
 //! tap's weight vectors are loaded once per `J` FMAs. Borders are handled by clipping, never by
 //! a padded copy: tap rows outside the grid are skipped for the whole output row, and per tile
 //! the tap columns split into a middle range valid for all `J` columns (no checks) and at most
-//! `p` columns on each side where each column is checked.
+//! `p` columns on each side where each column is checked. For `k = 3` (a compile-time `K`) the
+//! tiles keep a tap row's weights (or tap sums) in registers and load each input vector once
+//! for all taps that read it, which moves the bound from the load ports to the FMAs.
 //!
 //! `dinp` is the same correlation run on `dout` with the flipped filter
 //! (`dinp[r, s] += sum_{u,v} weight[k-1-u, k-1-v] dout[r+u-p, s+v-p]`), so forward and
@@ -99,8 +101,8 @@ const CHAINS: usize = 8;
 /// channel vectors (`M * LANES` channels if `FULL`, else `M == 1` and the first `n < LANES`).
 ///
 /// Pointers, all already offset to the tile's first channel `c0`:
-/// `dst` = dst[b, i, 0, c0] (a [W, C] row), `init` = bias + c0 (forward: `=` bias + taps) or null
-/// (backward: `+=` onto dst), `src` = src[b, 0, 0, c0] (a [H, W, C] grid), `w0` = the weight of
+/// `dst` = dst[b, i, 0, c0] (a `[W, C]` row), `init` = bias + c0 (forward: `=` bias + taps) or null
+/// (backward: `+=` onto dst), `src` = src[b, 0, 0, c0] (a `[H, W, C]` grid), `w0` = the weight of
 /// tap (0, 0) and `wstep` the offset from one tap to the next in (u, v) row-major order
 /// (`+C`, or `-C` from the last tap for the flipped filter).
 ///
@@ -253,7 +255,7 @@ unsafe fn conv_tile_k<
 /// `db += sum_jj dy[i, j0+jj]`.
 ///
 /// Pointers, all offset to channel `c0`: `dw` = dw[0, 0, c0], `db` = db + c0,
-/// `dy` = dy[b, i, 0, c0] (a [W, C] row), `x` = x[b, 0, 0, c0] (a [H, W, C] grid).
+/// `dy` = dy[b, i, 0, c0] (a `[W, C]` row), `x` = x[b, 0, 0, c0] (a `[H, W, C]` grid).
 ///
 /// # Safety
 /// As [`conv_tile`].
@@ -468,7 +470,7 @@ macro_rules! for_each_channel_block {
 }
 
 /// The correlation over the whole batch: `dst (=|+=) corr(src, w)` (see [`conv_tile`]).
-/// dst, src: [B, H, W, C]; w: [k, k, C]; `bias`: [C] for the forward (`=`), `None` for the
+/// dst, src: `[B, H, W, C]`; w: `[k, k, C]`; `bias`: `[C]` for the forward (`=`), `None` for the
 /// input gradient (`+=`, with the filter flipped when `flip`).
 ///
 /// # Safety
@@ -518,8 +520,8 @@ unsafe fn conv<V: SimdF32>(
     }
 }
 
-/// Forward: `out = bias + corr(inp, weight)`. out, inp: [B, H, W, C]; weight: [k, k, C];
-/// bias: [C].
+/// Forward: `out = bias + corr(inp, weight)`. out, inp: `[B, H, W, C]`; weight: `[k, k, C]`;
+/// bias: `[C]`.
 ///
 /// # Safety
 /// The shape was checked against every buffer and `k` is odd.
@@ -536,8 +538,8 @@ pub(crate) unsafe fn forward<V: SimdF32>(
 }
 
 /// Backward, accumulating: `dinp += corr(dout, flipped weight)`, then `dweight`, `dbias` in one
-/// pass over `dout` and `inp`. dinp, dout, inp: [B, H, W, C]; dweight, weight: [k, k, C];
-/// dbias: [C].
+/// pass over `dout` and `inp`. dinp, dout, inp: `[B, H, W, C]`; dweight, weight: `[k, k, C]`;
+/// dbias: `[C]`.
 ///
 /// # Safety
 /// The shape was checked against every buffer and `k` is odd.
