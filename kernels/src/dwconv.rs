@@ -208,6 +208,11 @@ fn dwconv_forward_on(
         &[weight.len()],
         &[bias.len()],
     )?;
+    // No output element (B, H, W or C is 0): return before the kernels walk a possibly huge
+    // but empty grid (C = 0 with a large H x W passes the length checks).
+    if shape.activation_len() == Some(0) {
+        return Ok(());
+    }
     // SAFETY: `k` comes from `for_isa` (its ISA is present); `k` odd and lengths just checked.
     unsafe { (k.forward)(out, inp, weight, bias, shape) };
     Ok(())
@@ -282,6 +287,10 @@ fn dwconv_backward_on(
         &[dweight.len(), weight.len()],
         &[dbias.len()],
     )?;
+    // No position to sum over: every gradient is unchanged (see the forward for why to return).
+    if shape.activation_len() == Some(0) {
+        return Ok(());
+    }
     // SAFETY: `k` comes from `for_isa` (its ISA is present); `k` odd and lengths just checked.
     unsafe { (k.backward)(dinp, dweight, dbias, dout, inp, weight, shape) };
     Ok(())

@@ -487,7 +487,7 @@ fn bad_lengths_and_shapes_are_errors() {
     }
 }
 
-/// Empty batches, grids and channel counts are fine (nothing to do).
+/// Empty batches, grids and channel counts are fine (nothing to do, and nothing changes).
 #[test]
 fn empty_problems_are_ok() {
     for isa in Isa::available() {
@@ -495,17 +495,20 @@ fn empty_problems_are_ok() {
             DwConvShape::square(0, 7, 8, 3),
             DwConvShape::square(2, 0, 8, 3),
             DwConvShape::square(2, 7, 0, 3),
+            // No channels on a huge grid: nothing to do, and it must return at once.
+            DwConvShape::square(1 << 20, 1 << 20, 0, 3),
         ] {
             let (na, nw) = (s.activation_len().unwrap(), s.weight_len().unwrap());
             let (mut o, i, w, b) = (
                 vec![0.0; na],
                 vec![0.0; na],
-                vec![0.0; nw],
-                vec![0.0; s.channels],
+                vec![1.5; nw],
+                vec![1.5; s.channels],
             );
             dwconv_forward_with(isa, &mut o, &i, &w, &b, s).unwrap();
             let (mut dw, mut db) = (w.clone(), b.clone());
             dwconv_backward_with(isa, &mut o, &mut dw, &mut db, &i, &i, &w, s).unwrap();
+            assert_eq!((&dw, &db), (&w, &b), "[{isa}] {s:?}");
         }
     }
 }
