@@ -13,8 +13,11 @@
 //! - [`softmax`], [`layernorm`], [`gelu`]: row-wise and element-wise kernels for Transformers,
 //!   with per-ISA fast paths (AVX2+FMA, AVX-512F, NEON, portable) dispatched through
 //!   [`elementwise::ElementwiseKernels`].
+//! - [`dwconv`]: depthwise `k x k` convolution over a channels-last token grid, forward and
+//!   backward (MiniViT's MLP-side transformation), on the same per-ISA vectors.
 
 pub mod arch;
+pub mod dwconv;
 pub mod elementwise;
 pub mod error;
 pub mod gelu;

@@ -7,6 +7,8 @@
 //! Element-wise kernels: written once in `elementwise` over the vector trait in `simd`, and
 //! instantiated per ISA in `portable_elementwise`, `x86_avx2_elementwise`,
 //! `x86_avx512_elementwise` and `aarch64_neon_elementwise`.
+//! Depthwise convolution: written once in `dwconv` over the same vector trait, with its per-ISA
+//! entry points in the same file.
 
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64_neon;
@@ -14,6 +16,7 @@ pub mod aarch64_neon;
 pub(crate) mod aarch64_neon_elementwise;
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64_neon_i8;
+pub(crate) mod dwconv;
 pub(crate) mod elementwise;
 pub mod portable;
 pub(crate) mod portable_elementwise;
