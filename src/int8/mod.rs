@@ -15,6 +15,14 @@
 
 use std::collections::HashMap;
 
+mod linear;
+mod model;
+mod workspace;
+
+pub use linear::Int8Linear;
+pub use model::{Input, Int8Model, ModelKind, ToInt8};
+pub use workspace::Workspace;
+
 /// How the input of one [`Int8Linear`] is quantized.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum ActQuant {
