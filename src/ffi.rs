@@ -224,14 +224,14 @@ fn check_batch(ws: &LitheWorkspace, batch: usize, seq: usize) -> Result<(), Fail
 
 /// Copies `src` to the front of `out`, which must be long enough.
 fn copy_out(src: &[f32], out: &mut [f32], what: &str) -> Result<(), Failure> {
-    let dst = out.get_mut(..src.len()).ok_or_else(|| {
-        invalid(format!(
+    if out.len() < src.len() {
+        return Err(invalid(format!(
             "{what}: out_len {} is smaller than the {} values of the result",
             out.len(),
             src.len()
-        ))
-    })?;
-    dst.copy_from_slice(src);
+        )));
+    }
+    out[..src.len()].copy_from_slice(src);
     Ok(())
 }
 
