@@ -5,6 +5,7 @@
 //!   every op with its backward;
 //! - [`nn`]: layers and models ([`nn::Bert`], [`nn::Vit`]) with Hugging Face parameter names;
 //! - [`data`]: dataset readers;
+//! - [`compress`]: quantization-aware training and post-training quantization;
 //! - [`io`]: safetensors weights, JSON configs, Hugging Face BERT directories;
 //! - [`int8`]: the int8 inference engine a trained model is lowered into;
 //! - [`train`]: training loops (ViT on images, BERT on text), evaluation, saving a run;
@@ -16,6 +17,7 @@ pub use lithe_kernels as kernels;
 
 pub mod alloc;
 pub mod autograd;
+pub mod compress;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod data;

@@ -31,7 +31,9 @@ pub use attention::{AttentionMask, AttentionParts, MASKED_LOGIT, MultiHeadAttent
 pub use bert::{Bert, BertEmbeddings, l2_normalize, mean_pool};
 pub use block::{Block, BlockConfig, BlockTrace, Encoder, Mlp, NormPlacement};
 pub use config::{BertConfig, VitConfig};
-pub use linear::{Embedding, INIT_STD, Init, LayerNorm, Linear, trunc_normal};
+pub use linear::{
+    Embedding, INIT_STD, Init, InputQuant, LayerNorm, Linear, LinearQuant, trunc_normal,
+};
 pub use vit::{PatchEmbedding, Vit};
 
 use crate::autograd::Param;

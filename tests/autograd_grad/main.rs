@@ -1,7 +1,8 @@
 //! Every autograd op's gradient against central finite differences of an f64 reference, on
 //! small seeded random inputs, including broadcasting and non-trivial axes.
 //!
-//! Layout: `reference.rs` (f64 forwards), `check.rs` (the harness), one file per op group.
+//! Layout: `reference.rs` (f64 forwards), `check.rs` (the harness), one file per op group
+//! (`ops_quant.rs` explains how the straight-through estimators are checked).
 
 mod check;
 mod ops_arith;
@@ -10,6 +11,7 @@ mod ops_layout;
 mod ops_loss;
 mod ops_matmul;
 mod ops_nn;
+mod ops_quant;
 mod reference;
 
 use check::{check, randn};

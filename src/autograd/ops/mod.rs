@@ -16,6 +16,7 @@
 //! - [`attention`]: fused multi-head attention
 //! - [`nn`]: softmax, log_softmax, layernorm, gelu, dropout
 //! - [`loss`]: cross_entropy, mse, kl_div
+//! - [`quant`]: fake quantization per tensor and per row (straight-through estimator)
 
 pub mod arith;
 pub mod attention;
@@ -23,4 +24,5 @@ pub mod layout;
 pub mod loss;
 pub mod matmul;
 pub mod nn;
+pub mod quant;
 pub mod reduce;

@@ -1,0 +1,7 @@
+//! Model compression: methods that take a trained [`crate::nn`] model and make it smaller or
+//! faster to run.
+//!
+//! - [`qat`]: quantization-aware training (Q8BERT) and post-training quantization, ending in an
+//!   [`crate::int8::Int8Model`].
+
+pub mod qat;
