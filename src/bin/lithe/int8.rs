@@ -11,7 +11,7 @@ use lithe::Graph;
 use lithe::compress::qat::{self, QatConfig};
 use lithe::data::Tokenizer;
 use lithe::int8::{Input, Int8Model, QuantPlan, ToInt8};
-use lithe::nn::{AttentionMask, Bert, BertConfig, Module, Vit, VitConfig};
+use lithe::nn::{AttentionMask, Bert, BertConfig, Vit, VitConfig};
 use lithe::train::{ImageSet, TextSet, TrainOptions};
 use lithe::{Rng, io};
 use serde_json::{Map, Value, json};
@@ -95,7 +95,7 @@ pub struct QatArgs {
 /// A model folder written by `lithe train`.
 pub enum Run {
     /// A ViT.
-    Vit(Vit, VitConfig),
+    Vit(Vit),
     /// A BERT classifier and its tokenizer.
     Bert(Bert, Tokenizer),
 }
@@ -113,7 +113,7 @@ pub fn load_run(dir: &Path) -> CliResult<Run> {
             let config: VitConfig = io::load_config(&config_path)?;
             let vit = Vit::new(&config, &mut Rng::new(0))?;
             io::load_into_module(&vit, &weights, true)?;
-            Ok(Run::Vit(vit, config))
+            Ok(Run::Vit(vit))
         }
         Some("bert") => {
             let config: BertConfig = io::load_config(&config_path)?;
@@ -254,7 +254,7 @@ pub fn run_quantize(a: QuantizeArgs) -> CliResult<()> {
     let mut row = Map::new();
     let (mut fp32_acc, mut acc) = (Value::Null, Value::Null);
     let bytes = match load_run(&a.model)? {
-        Run::Vit(vit, _) => {
+        Run::Vit(vit) => {
             row.insert("model".into(), json!("vit"));
             let data = a.calib.as_deref().map(|c| images_arg(Some(c))).transpose()?;
             let engine = match (&data, a.mode) {
@@ -303,7 +303,7 @@ pub fn run_quantize(a: QuantizeArgs) -> CliResult<()> {
 /// `{"model","mode","epochs","fp32_accuracy","accuracy","bytes","path"}`.
 pub fn run_qat(a: QatArgs) -> CliResult<()> {
     lithe::kernels::threads::set_num_threads(a.threads);
-    let Run::Vit(vit, _) = load_run(&a.model)? else {
+    let Run::Vit(vit) = load_run(&a.model)? else {
         return Err("lithe qat fine-tunes ViT folders (lithe train vit); for text models use \
                     lithe quantize"
             .into());

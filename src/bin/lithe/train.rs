@@ -362,7 +362,7 @@ pub fn run_eval(a: EvalArgs) -> CliResult<()> {
         return Ok(());
     }
     let (kind, data, examples, accuracy) = match crate::int8::load_run(&a.model)? {
-        crate::int8::Run::Vit(vit, _) => {
+        crate::int8::Run::Vit(vit) => {
             let (_, te, name) = images_arg(a.data.as_deref())?;
             let acc = train::evaluate_vit(&vit, &te)?;
             ("vit", name, te.len(), acc)
