@@ -129,7 +129,8 @@ fn status(name: &str, f: impl FnOnce() -> Result<(), Failure>) -> LitheStatus {
 /// `p` is null or points to a live `T` that nothing mutates for the returned lifetime.
 unsafe fn handle<'a, T>(p: *const T, what: &str) -> Result<&'a T, Failure> {
     // SAFETY: the caller guarantees `p` is null or valid; `as_ref` maps null to None.
-    unsafe { p.as_ref() }.ok_or_else(|| Failure(LitheStatus::NullPointer, format!("{what} is null")))
+    unsafe { p.as_ref() }
+        .ok_or_else(|| Failure(LitheStatus::NullPointer, format!("{what} is null")))
 }
 
 /// `&mut T` from a handle pointer, or `NullPointer` naming the argument.
@@ -138,7 +139,8 @@ unsafe fn handle<'a, T>(p: *const T, what: &str) -> Result<&'a T, Failure> {
 /// `p` is null or points to a live `T` that nothing else uses for the returned lifetime.
 unsafe fn handle_mut<'a, T>(p: *mut T, what: &str) -> Result<&'a mut T, Failure> {
     // SAFETY: as for `handle`, plus exclusive access, which the caller guarantees.
-    unsafe { p.as_mut() }.ok_or_else(|| Failure(LitheStatus::NullPointer, format!("{what} is null")))
+    unsafe { p.as_mut() }
+        .ok_or_else(|| Failure(LitheStatus::NullPointer, format!("{what} is null")))
 }
 
 /// A slice of `len` elements at `p`; `p` may be null only when `len` is 0.
@@ -153,7 +155,10 @@ unsafe fn slice<'a, T>(p: *const T, len: usize, what: &str) -> Result<&'a [T], F
             Err(Failure(LitheStatus::NullPointer, format!("{what} is null")))
         };
     }
-    if len.checked_mul(size_of::<T>()).is_none_or(|b| b > isize::MAX as usize) {
+    if len
+        .checked_mul(size_of::<T>())
+        .is_none_or(|b| b > isize::MAX as usize)
+    {
         return Err(invalid(format!("{what}: {len} elements is too many")));
     }
     // SAFETY: `p` is non-null and aligned for T (the caller's contract), `len` elements are
@@ -169,7 +174,10 @@ unsafe fn slice_mut<'a, T>(p: *mut T, len: usize, what: &str) -> Result<&'a mut 
     if p.is_null() {
         return Err(Failure(LitheStatus::NullPointer, format!("{what} is null")));
     }
-    if len.checked_mul(size_of::<T>()).is_none_or(|b| b > isize::MAX as usize) {
+    if len
+        .checked_mul(size_of::<T>())
+        .is_none_or(|b| b > isize::MAX as usize)
+    {
         return Err(invalid(format!("{what}: {len} elements is too many")));
     }
     // SAFETY: non-null, `len` writable elements, exclusive (the caller's contract); size checked.
@@ -202,7 +210,10 @@ fn check_kind(model: &Int8Model, want: ModelKind, call: &str) -> Result<(), Fail
     }
     Err(Failure(
         LitheStatus::WrongModelKind,
-        format!("{call} needs a {want:?} model, this one is a {:?}", model.kind()),
+        format!(
+            "{call} needs a {want:?} model, this one is a {:?}",
+            model.kind()
+        ),
     ))
 }
 
@@ -254,12 +265,16 @@ pub extern "C" fn lithe_version() -> *const c_char {
 /// `path` is null or a NUL-terminated string.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn lithe_model_load(path: *const c_char) -> *mut LitheModel {
-    guard("lithe_model_load", |_| std::ptr::null_mut(), || {
-        // SAFETY: forwarded from this function's contract.
-        let path = unsafe { c_str(path, "path") }?;
-        let model = Int8Model::load(Path::new(path))?;
-        Ok(Box::into_raw(Box::new(LitheModel { model })))
-    })
+    guard(
+        "lithe_model_load",
+        |_| std::ptr::null_mut(),
+        || {
+            // SAFETY: forwarded from this function's contract.
+            let path = unsafe { c_str(path, "path") }?;
+            let model = Int8Model::load(Path::new(path))?;
+            Ok(Box::into_raw(Box::new(LitheModel { model })))
+        },
+    )
 }
 
 /// Releases a model (null is ignored). Workspaces made from it must not be used afterwards.
@@ -268,13 +283,17 @@ pub unsafe extern "C" fn lithe_model_load(path: *const c_char) -> *mut LitheMode
 /// `model` is null or a handle from [`lithe_model_load`] not yet freed.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn lithe_model_free(model: *mut LitheModel) {
-    guard("lithe_model_free", |_| (), || {
-        if !model.is_null() {
-            // SAFETY: a live handle from `Box::into_raw` (the caller's contract), freed once.
-            drop(unsafe { Box::from_raw(model) });
-        }
-        Ok(())
-    })
+    guard(
+        "lithe_model_free",
+        |_| (),
+        || {
+            if !model.is_null() {
+                // SAFETY: a live handle from `Box::into_raw` (the caller's contract), freed once.
+                drop(unsafe { Box::from_raw(model) });
+            }
+            Ok(())
+        },
+    )
 }
 
 /// 0 for a Vit (images), 1 for a Bert (text), -1 for a null model.
@@ -283,14 +302,18 @@ pub unsafe extern "C" fn lithe_model_free(model: *mut LitheModel) {
 /// `model` is null or a live handle.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn lithe_model_kind(model: *const LitheModel) -> i32 {
-    guard("lithe_model_kind", |_| -1, || {
-        // SAFETY: forwarded from this function's contract.
-        let m = unsafe { handle(model, "model") }?;
-        Ok(match m.model.kind() {
-            ModelKind::Vit => 0,
-            ModelKind::Bert => 1,
-        })
-    })
+    guard(
+        "lithe_model_kind",
+        |_| -1,
+        || {
+            // SAFETY: forwarded from this function's contract.
+            let m = unsafe { handle(model, "model") }?;
+            Ok(match m.model.kind() {
+                ModelKind::Vit => 0,
+                ModelKind::Bert => 1,
+            })
+        },
+    )
 }
 
 /// Reads one size of a model; 0 for a null model.
@@ -302,10 +325,14 @@ unsafe fn model_size(
     name: &str,
     f: impl FnOnce(&Int8Model) -> usize,
 ) -> usize {
-    guard(name, |_| 0, || {
-        // SAFETY: forwarded from the caller's contract.
-        Ok(f(&unsafe { handle(model, "model") }?.model))
-    })
+    guard(
+        name,
+        |_| 0,
+        || {
+            // SAFETY: forwarded from the caller's contract.
+            Ok(f(&unsafe { handle(model, "model") }?.model))
+        },
+    )
 }
 
 /// Logits per sample (the classifier's width); 0 for a null model.
@@ -373,20 +400,24 @@ pub unsafe extern "C" fn lithe_workspace_new(
     max_batch: usize,
     max_seq: usize,
 ) -> *mut LitheWorkspace {
-    guard("lithe_workspace_new", |_| std::ptr::null_mut(), || {
-        // SAFETY: forwarded from this function's contract.
-        let m = &unsafe { handle(model, "model") }?.model;
-        let max_seq = if max_seq == 0 { m.max_seq() } else { max_seq };
-        if max_batch == 0 {
-            return Err(invalid("max_batch must be at least 1"));
-        }
-        let ws = m.workspace(max_batch, max_seq)?;
-        Ok(Box::into_raw(Box::new(LitheWorkspace {
-            ws,
-            max_batch,
-            max_seq,
-        })))
-    })
+    guard(
+        "lithe_workspace_new",
+        |_| std::ptr::null_mut(),
+        || {
+            // SAFETY: forwarded from this function's contract.
+            let m = &unsafe { handle(model, "model") }?.model;
+            let max_seq = if max_seq == 0 { m.max_seq() } else { max_seq };
+            if max_batch == 0 {
+                return Err(invalid("max_batch must be at least 1"));
+            }
+            let ws = m.workspace(max_batch, max_seq)?;
+            Ok(Box::into_raw(Box::new(LitheWorkspace {
+                ws,
+                max_batch,
+                max_seq,
+            })))
+        },
+    )
 }
 
 /// Releases a workspace (null is ignored).
@@ -395,13 +426,17 @@ pub unsafe extern "C" fn lithe_workspace_new(
 /// `ws` is null or a handle from [`lithe_workspace_new`] not yet freed.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn lithe_workspace_free(ws: *mut LitheWorkspace) {
-    guard("lithe_workspace_free", |_| (), || {
-        if !ws.is_null() {
-            // SAFETY: a live handle from `Box::into_raw` (the caller's contract), freed once.
-            drop(unsafe { Box::from_raw(ws) });
-        }
-        Ok(())
-    })
+    guard(
+        "lithe_workspace_free",
+        |_| (),
+        || {
+            if !ws.is_null() {
+                // SAFETY: a live handle from `Box::into_raw` (the caller's contract), freed once.
+                drop(unsafe { Box::from_raw(ws) });
+            }
+            Ok(())
+        },
+    )
 }
 
 /// Classifies `batch` images with a Vit: `pixels` holds `batch * C * H * W` floats
@@ -500,16 +535,20 @@ pub unsafe extern "C" fn lithe_embed_tokens(
 /// `path` is null or a NUL-terminated string.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn lithe_tokenizer_load(path: *const c_char) -> *mut LitheTokenizer {
-    guard("lithe_tokenizer_load", |_| std::ptr::null_mut(), || {
-        // SAFETY: forwarded from this function's contract.
-        let path = Path::new(unsafe { c_str(path, "path") }?);
-        let tokenizer = if path.extension().is_some_and(|e| e == "json") {
-            Tokenizer::from_file(path)?
-        } else {
-            Tokenizer::from_vocab(path, true)?
-        };
-        Ok(Box::into_raw(Box::new(LitheTokenizer { tokenizer })))
-    })
+    guard(
+        "lithe_tokenizer_load",
+        |_| std::ptr::null_mut(),
+        || {
+            // SAFETY: forwarded from this function's contract.
+            let path = Path::new(unsafe { c_str(path, "path") }?);
+            let tokenizer = if path.extension().is_some_and(|e| e == "json") {
+                Tokenizer::from_file(path)?
+            } else {
+                Tokenizer::from_vocab(path, true)?
+            };
+            Ok(Box::into_raw(Box::new(LitheTokenizer { tokenizer })))
+        },
+    )
 }
 
 /// Releases a tokenizer (null is ignored).
@@ -518,13 +557,17 @@ pub unsafe extern "C" fn lithe_tokenizer_load(path: *const c_char) -> *mut Lithe
 /// `tokenizer` is null or a handle from [`lithe_tokenizer_load`] not yet freed.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn lithe_tokenizer_free(tokenizer: *mut LitheTokenizer) {
-    guard("lithe_tokenizer_free", |_| (), || {
-        if !tokenizer.is_null() {
-            // SAFETY: a live handle from `Box::into_raw` (the caller's contract), freed once.
-            drop(unsafe { Box::from_raw(tokenizer) });
-        }
-        Ok(())
-    })
+    guard(
+        "lithe_tokenizer_free",
+        |_| (),
+        || {
+            if !tokenizer.is_null() {
+                // SAFETY: a live handle from `Box::into_raw` (the caller's contract), freed once.
+                drop(unsafe { Box::from_raw(tokenizer) });
+            }
+            Ok(())
+        },
+    )
 }
 
 /// The sentence embedding of one UTF-8 `text` with a Bert: tokenized (`[CLS] ... [SEP]`,

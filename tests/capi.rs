@@ -62,7 +62,9 @@ fn header_prototypes() -> BTreeMap<String, Vec<String>> {
             for p in params.split(',') {
                 // Drop the parameter name: the last identifier.
                 let p = p.trim();
-                let cut = p.rfind(|c: char| !(c.is_alphanumeric() || c == '_')).unwrap();
+                let cut = p
+                    .rfind(|c: char| !(c.is_alphanumeric() || c == '_'))
+                    .unwrap();
                 sig.push(norm(&p[..=cut]));
             }
         }
@@ -102,7 +104,10 @@ fn rust_exports() -> BTreeMap<String, Vec<String>> {
         let close = chunk.find(')').unwrap();
         let ret = chunk[close + 1..chunk.find('{').unwrap()].trim();
         let mut sig = vec![c_type(ret.strip_prefix("->").unwrap_or(""))];
-        for p in chunk[open + 1..close].split(',').filter(|p| !p.trim().is_empty()) {
+        for p in chunk[open + 1..close]
+            .split(',')
+            .filter(|p| !p.trim().is_empty())
+        {
             sig.push(c_type(p.split_once(':').unwrap().1));
         }
         out.insert(name, sig);
@@ -121,7 +126,10 @@ fn header_declares_exactly_the_rust_exports_with_the_same_types() {
         "functions declared in include/lithe.h vs exported by src/ffi.rs"
     );
     for (name, sig) in &rust {
-        assert_eq!(&header[name], sig, "{name}: [return, params...] header vs Rust");
+        assert_eq!(
+            &header[name], sig,
+            "{name}: [return, params...] header vs Rust"
+        );
     }
 }
 
@@ -183,7 +191,11 @@ fn null_pointers_and_bad_files_are_errors_with_a_message() {
         assert!(last_error().contains("path is null"), "{}", last_error());
         let missing = CString::new("/nonexistent/model.safetensors").unwrap();
         assert!(lithe_model_load(missing.as_ptr()).is_null());
-        assert!(last_error().contains("lithe_model_load"), "{}", last_error());
+        assert!(
+            last_error().contains("lithe_model_load"),
+            "{}",
+            last_error()
+        );
         assert!(lithe_tokenizer_load(missing.as_ptr()).is_null());
         assert!(!last_error().is_empty());
         assert_eq!(lithe_model_num_classes(std::ptr::null()), 0);
@@ -225,7 +237,10 @@ fn classify_checks_every_size_and_matches_the_rust_forward() {
         assert_eq!(lithe_model_num_classes(model), 3);
         assert_eq!(lithe_model_hidden_size(model), 16);
         let mut shape = [0usize; 3];
-        assert_eq!(lithe_model_image_shape(model, shape.as_mut_ptr()), LitheStatus::Ok);
+        assert_eq!(
+            lithe_model_image_shape(model, shape.as_mut_ptr()),
+            LitheStatus::Ok
+        );
         assert_eq!(shape, [1, 8, 8]);
         let ws = lithe_workspace_new(model, 2, 0);
         assert!(!ws.is_null(), "{}", last_error());
@@ -236,7 +251,13 @@ fn classify_checks_every_size_and_matches_the_rust_forward() {
         let rust = Int8Model::load(&path).unwrap();
         let mut rws = rust.workspace(2, rust.max_seq()).unwrap();
         let want = rust
-            .forward(&mut rws, Input::Images { pixels: &pixels, batch: 2 })
+            .forward(
+                &mut rws,
+                Input::Images {
+                    pixels: &pixels,
+                    batch: 2,
+                },
+            )
             .unwrap();
         assert_eq!(&out[..], want);
         // And close to the f32 model it was lowered from.
@@ -256,7 +277,16 @@ fn classify_checks_every_size_and_matches_the_rust_forward() {
         let st = lithe_classify_images(model, ws, pixels.as_ptr(), 0, out.as_mut_ptr(), 6);
         assert_eq!(st, LitheStatus::InvalidArgument);
         let ids = [2u32, 5, 3];
-        let st = lithe_embed_tokens(model, ws, ids.as_ptr(), 1, 3, std::ptr::null(), out.as_mut_ptr(), 6);
+        let st = lithe_embed_tokens(
+            model,
+            ws,
+            ids.as_ptr(),
+            1,
+            3,
+            std::ptr::null(),
+            out.as_mut_ptr(),
+            6,
+        );
         assert_eq!(st, LitheStatus::WrongModelKind);
         assert!(last_error().contains("Bert"), "{}", last_error());
         lithe_workspace_free(ws);

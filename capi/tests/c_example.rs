@@ -152,7 +152,13 @@ fn c_example_classifies_digits_like_the_rust_api() {
     let model = Int8Model::load(&path).unwrap();
     let mut ws = model.workspace(n, model.max_seq()).unwrap();
     let logits = model
-        .forward(&mut ws, Input::Images { pixels: &pixels, batch: n })
+        .forward(
+            &mut ws,
+            Input::Images {
+                pixels: &pixels,
+                batch: n,
+            },
+        )
         .unwrap();
     for (b, line) in lines.iter().enumerate() {
         let w: Vec<&str> = line.split_whitespace().collect();
@@ -228,7 +234,11 @@ fn c_example_embeds_a_sentence_like_the_rust_api() {
         .unwrap()
         .save(&path)
         .unwrap();
-    check_embedding(&path, &vocab, "The quick brown fox jumps over the lazy dog.");
+    check_embedding(
+        &path,
+        &vocab,
+        "The quick brown fox jumps over the lazy dog.",
+    );
 }
 
 #[test]
@@ -238,7 +248,9 @@ fn c_example_embeds_with_the_real_minilm_when_present() {
             std::env::var_os("LITHE_REQUIRE_MINILM").is_none(),
             "LITHE_REQUIRE_MINILM is set but LITHE_MINILM_DIR is not"
         );
-        eprintln!("note: LITHE_MINILM_DIR is not set; the MiniLM case did not run (scripts/test sets it)");
+        eprintln!(
+            "note: LITHE_MINILM_DIR is not set; the MiniLM case did not run (scripts/test sets it)"
+        );
         return;
     };
     let encoder = SentenceEncoder::from_hf_dir(&dir).unwrap();

@@ -152,7 +152,13 @@ fn int8_row(stage: &str, base: &Baseline, engine: &Int8Model) -> DemoResult<Row>
     let accuracy = crate::int8::accuracy_images(engine, &base.test_set)?;
     let latency = crate::int8::latency_images(engine, &base.test_set)?;
     eprintln!("demo {stage}: int8 test accuracy {accuracy:.4}");
-    Ok(stage_row(stage, base.vit.num_params(), bytes?, accuracy, latency))
+    Ok(stage_row(
+        stage,
+        base.vit.num_params(),
+        bytes?,
+        accuracy,
+        latency,
+    ))
 }
 
 /// Post-training quantization: static input scales calibrated on 8 training batches of 64.

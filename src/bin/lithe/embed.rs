@@ -77,7 +77,10 @@ fn embed_int8(
             seq: enc.seq,
             lengths: Some(&lengths),
         };
-        for v in model.embed(&mut ws, input, encoder.pooling)?.chunks_exact(h) {
+        for v in model
+            .embed(&mut ws, input, encoder.pooling)?
+            .chunks_exact(h)
+        {
             writeln!(out, "{}", serde_json::to_string(v)?)?;
         }
     }

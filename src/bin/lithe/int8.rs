@@ -119,7 +119,10 @@ pub fn load_run(dir: &Path) -> CliResult<Run> {
             let config: BertConfig = io::load_config(&config_path)?;
             let bert = Bert::new(&config, &mut Rng::new(0))?;
             io::load_into_module(&bert, &weights, true)?;
-            Ok(Run::Bert(bert, Tokenizer::from_file(&dir.join("tokenizer.json"))?))
+            Ok(Run::Bert(
+                bert,
+                Tokenizer::from_file(&dir.join("tokenizer.json"))?,
+            ))
         }
         other => Err(format!(
             "{}: model_type {other:?} is neither \"vit\" nor \"bert\"",
@@ -161,7 +164,13 @@ pub fn accuracy_images(model: &Int8Model, data: &ImageSet) -> CliResult<f64> {
     let mut correct = 0;
     for (chunk, labels) in data.pixels.chunks(256 * per).zip(data.labels.chunks(256)) {
         let batch = labels.len();
-        let logits = model.forward(&mut ws, Input::Images { pixels: chunk, batch })?;
+        let logits = model.forward(
+            &mut ws,
+            Input::Images {
+                pixels: chunk,
+                batch,
+            },
+        )?;
         correct += logits
             .chunks_exact(classes)
             .zip(labels)
@@ -238,7 +247,13 @@ fn calibrate_bert(
             let enc = tok.encode_batch(&texts, calib.max_len)?;
             let mask = AttentionMask::from_lengths(&enc.lengths(), enc.seq)?;
             let g = Graph::inference();
-            bert.forward_logits(&g, &enc.ids_usize(), [enc.batch, enc.seq], None, Some(&mask))?;
+            bert.forward_logits(
+                &g,
+                &enc.ids_usize(),
+                [enc.batch, enc.seq],
+                None,
+                Some(&mask),
+            )?;
         }
         Ok(())
     })
@@ -256,7 +271,11 @@ pub fn run_quantize(a: QuantizeArgs) -> CliResult<()> {
     let bytes = match load_run(&a.model)? {
         Run::Vit(vit) => {
             row.insert("model".into(), json!("vit"));
-            let data = a.calib.as_deref().map(|c| images_arg(Some(c))).transpose()?;
+            let data = a
+                .calib
+                .as_deref()
+                .map(|c| images_arg(Some(c)))
+                .transpose()?;
             let engine = match (&data, a.mode) {
                 (Some((train, _, _)), Mode::Ptq) => {
                     qat::ptq_vit(&vit, train, a.batch, Some(a.batches))?
@@ -289,7 +308,11 @@ pub fn run_quantize(a: QuantizeArgs) -> CliResult<()> {
     eprintln!("lithe quantize: saved {}", path.display());
     row.insert(
         "mode".into(),
-        json!(if a.mode == Mode::Ptq { "ptq" } else { "dynamic" }),
+        json!(if a.mode == Mode::Ptq {
+            "ptq"
+        } else {
+            "dynamic"
+        }),
     );
     row.insert("fp32_accuracy".into(), fp32_acc);
     row.insert("accuracy".into(), acc);
@@ -304,9 +327,11 @@ pub fn run_quantize(a: QuantizeArgs) -> CliResult<()> {
 pub fn run_qat(a: QatArgs) -> CliResult<()> {
     lithe::kernels::threads::set_num_threads(a.threads);
     let Run::Vit(vit) = load_run(&a.model)? else {
-        return Err("lithe qat fine-tunes ViT folders (lithe train vit); for text models use \
+        return Err(
+            "lithe qat fine-tunes ViT folders (lithe train vit); for text models use \
                     lithe quantize"
-            .into());
+                .into(),
+        );
     };
     let (train, test, name) = images_arg(a.data.as_deref())?;
     let fp32_acc = lithe::train::evaluate_vit(&vit, &test)?;
@@ -322,7 +347,14 @@ pub fn run_qat(a: QatArgs) -> CliResult<()> {
         ema_decay: a.ema_decay,
         ..QatConfig::default()
     };
-    qat::finetune_vit(&vit, &train, &test, &config, &opts, &mut progress_printer("qat"))?;
+    qat::finetune_vit(
+        &vit,
+        &train,
+        &test,
+        &config,
+        &opts,
+        &mut progress_printer("qat"),
+    )?;
     let engine = qat::convert(&vit)?;
     let bytes = save(&engine, &a.out)?;
     let path = a.out.join(INT8_FILE);
