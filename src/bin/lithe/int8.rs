@@ -95,9 +95,9 @@ pub struct QatArgs {
 /// A model folder written by `lithe train`.
 pub enum Run {
     /// A ViT.
-    Vit(Vit),
+    Vit(Box<Vit>),
     /// A BERT classifier and its tokenizer.
-    Bert(Bert, Tokenizer),
+    Bert(Box<Bert>, Box<Tokenizer>),
 }
 
 /// Loads the model of a `lithe train` folder (config.json's `model_type` says which).
@@ -113,15 +113,15 @@ pub fn load_run(dir: &Path) -> CliResult<Run> {
             let config: VitConfig = io::load_config(&config_path)?;
             let vit = Vit::new(&config, &mut Rng::new(0))?;
             io::load_into_module(&vit, &weights, true)?;
-            Ok(Run::Vit(vit))
+            Ok(Run::Vit(Box::new(vit)))
         }
         Some("bert") => {
             let config: BertConfig = io::load_config(&config_path)?;
             let bert = Bert::new(&config, &mut Rng::new(0))?;
             io::load_into_module(&bert, &weights, true)?;
             Ok(Run::Bert(
-                bert,
-                Tokenizer::from_file(&dir.join("tokenizer.json"))?,
+                Box::new(bert),
+                Box::new(Tokenizer::from_file(&dir.join("tokenizer.json"))?),
             ))
         }
         other => Err(format!(
@@ -289,13 +289,14 @@ pub fn run_quantize(a: QuantizeArgs) -> CliResult<()> {
             save(&engine, &a.out)?
         }
         Run::Bert(bert, tok) => {
+            let bert = &*bert;
             row.insert("model".into(), json!("bert"));
             let engine = if a.mode == Mode::Ptq {
                 let calib = text_set(Path::new(a.calib.as_deref().unwrap_or_default()), a.max_len)?;
-                qat::prepare_qat(&bert, &QatConfig::ptq())?;
-                let engine = calibrate_bert(&bert, &tok, &calib, a.batch, a.batches)
-                    .and_then(|()| qat::convert(&bert));
-                qat::strip_qat(&bert);
+                qat::prepare_qat(bert, &QatConfig::ptq())?;
+                let engine = calibrate_bert(bert, &tok, &calib, a.batch, a.batches)
+                    .and_then(|()| qat::convert(bert));
+                qat::strip_qat(bert);
                 engine?
             } else {
                 bert.to_int8(&QuantPlan::dynamic())?
@@ -355,7 +356,7 @@ pub fn run_qat(a: QatArgs) -> CliResult<()> {
         &opts,
         &mut progress_printer("qat"),
     )?;
-    let engine = qat::convert(&vit)?;
+    let engine = qat::convert(&*vit)?;
     let bytes = save(&engine, &a.out)?;
     let path = a.out.join(INT8_FILE);
     eprintln!("lithe qat: saved {}", path.display());
