@@ -10,12 +10,16 @@
 //! - a [`Workspace`] is sized once for the largest batch and sequence, and
 //!   [`Int8Model::forward`] allocates nothing after that.
 //!
-//! Files: `linear` (one quantized layer), `model` (the Bert and Vit forwards), `workspace`
-//! (the arena), `io` (safetensors save/load).
+//! Files: `linear` (one quantized layer), `block` (a Transformer block and its attention),
+//! `model` (the Bert and Vit forwards), `lower` (f32 model -> int8), `workspace` (the arena),
+//! `io` (safetensors save/load).
 
 use std::collections::HashMap;
 
+mod block;
+mod io;
 mod linear;
+mod lower;
 mod model;
 mod workspace;
 

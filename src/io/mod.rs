@@ -36,6 +36,8 @@ pub use st::{
     save_module_with_metadata, save_named, serialize_named,
 };
 
+pub(crate) use st::parse as parse_safetensors;
+
 use crate::error::Error;
 use std::path::Path;
 

@@ -109,7 +109,7 @@ fn what(path: &Path) -> String {
 
 /// Parses a safetensors buffer, turning the crate's errors into [`Error::Format`] messages that
 /// say what is wrong and, where one is to blame, name the tensor.
-fn parse<'a>(bytes: &'a [u8], what: &str) -> Result<SafeTensors<'a>> {
+pub(crate) fn parse<'a>(bytes: &'a [u8], what: &str) -> Result<SafeTensors<'a>> {
     SafeTensors::deserialize(bytes).map_err(|e| Error::Format {
         what: what.to_string(),
         msg: explain(bytes, e),

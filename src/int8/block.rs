@@ -1,0 +1,373 @@
+//! One int8 Transformer block: f32 LayerNorms and attention products around int8 Linears.
+//!
+//! Legend: B = batch, T = tokens, H = hidden width, A = nh * d (width of Q, K, V), nh = heads,
+//! d = head width, I = MLP width, L = real (unpadded) tokens of one sample.
+
+use super::Int8Linear;
+use crate::error::{Error, Result};
+use crate::nn::{LayerNorm, NormPlacement};
+use lithe_kernels::gelu::GeluKind;
+use lithe_kernels::gemm_i8::Activation;
+use lithe_kernels::layernorm::layernorm_forward;
+use lithe_kernels::softmax::softmax_forward;
+use lithe_kernels::{GemmOptions, MatMut, MatRef, sgemm_with};
+
+/// LayerNorm parameters in f32.
+#[derive(Clone)]
+pub(crate) struct Norm {
+    /// `[H]`.
+    pub(crate) weight: Vec<f32>,
+    /// `[H]`.
+    pub(crate) bias: Vec<f32>,
+    pub(crate) eps: f32,
+}
+
+impl Norm {
+    pub(crate) fn from_nn(ln: &LayerNorm) -> Norm {
+        Norm {
+            weight: ln.weight.value().data().to_vec(),
+            bias: ln.bias.value().data().to_vec(),
+            eps: ln.eps,
+        }
+    }
+
+    pub(crate) fn width(&self) -> usize {
+        self.weight.len()
+    }
+
+    /// `out[r] = LN(inp[r])` for `rows` rows; `mean`, `rstd` (`>= rows`) are scratch.
+    pub(crate) fn forward(
+        &self,
+        out: &mut [f32],
+        inp: &[f32],
+        rows: usize,
+        mean: &mut [f32],
+        rstd: &mut [f32],
+    ) -> Result<()> {
+        let n = rows * self.width();
+        layernorm_forward(
+            &mut out[..n],
+            &mut mean[..rows],
+            &mut rstd[..rows],
+            &inp[..n],
+            &self.weight,
+            &self.bias,
+            self.width(),
+            self.eps,
+        )?;
+        Ok(())
+    }
+}
+
+/// The Q, K, V projections: one GEMM on stacked weights when the three quantize their (shared)
+/// input the same way, else three GEMMs writing into the same `[B*T, 3A]` buffer.
+#[derive(Clone)]
+pub(crate) enum Qkv {
+    /// `[3A, H]`: Q rows, then K, then V.
+    Fused(Int8Linear),
+    /// Q, K, V, each `[A, H]`.
+    Separate(Box<[Int8Linear; 3]>),
+}
+
+/// Scratch of one block forward, borrowed from the workspace.
+pub(crate) struct BlockScratch<'a> {
+    /// `[B*T, 3A]`.
+    pub(crate) qkv: &'a mut [f32],
+    /// `[B*T, A]`.
+    pub(crate) ctx: &'a mut [f32],
+    /// `[B*T, I]`.
+    pub(crate) inner: &'a mut [f32],
+    /// `[T, T]` attention logits of one head.
+    pub(crate) scores: &'a mut [f32],
+    /// `[T, T]` attention probabilities of one head.
+    pub(crate) probs: &'a mut [f32],
+    /// Quantized Linear inputs, `[B*T, max(H, A, I)]`.
+    pub(crate) q8: &'a mut [i8],
+    /// `[B*T]`: dynamic activation scales, then LayerNorm statistics.
+    pub(crate) row_scales: &'a mut [f32],
+    pub(crate) mean: &'a mut [f32],
+    pub(crate) rstd: &'a mut [f32],
+}
+
+/// Batch geometry of one forward.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Batch<'a> {
+    pub(crate) batch: usize,
+    pub(crate) seq: usize,
+    /// Real tokens per sample (each in `1..=seq`); None when nothing is padded.
+    pub(crate) lengths: Option<&'a [usize]>,
+}
+
+impl Batch<'_> {
+    pub(crate) fn rows(&self) -> usize {
+        self.batch * self.seq
+    }
+
+    pub(crate) fn len_of(&self, b: usize) -> usize {
+        self.lengths.map_or(self.seq, |l| l[b])
+    }
+}
+
+/// One block of an [`super::Int8Model`].
+#[derive(Clone)]
+pub(crate) struct Int8Block {
+    pub(crate) heads: usize,
+    pub(crate) qkv: Qkv,
+    /// `[H, A]` (`attention.output.dense`).
+    pub(crate) dense: Int8Linear,
+    pub(crate) attn_norm: Norm,
+    /// `[I, H]` (`intermediate.dense`), GELU fused.
+    pub(crate) fc1: Int8Linear,
+    /// `[H, I]` (`output.dense`).
+    pub(crate) fc2: Int8Linear,
+    pub(crate) mlp_norm: Norm,
+}
+
+impl Int8Block {
+    /// A block from its parts, checked for consistent widths; Q, K and V are fused when their
+    /// activation modes and bias presence agree.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        heads: usize,
+        [q, k, v]: [Int8Linear; 3],
+        dense: Int8Linear,
+        attn_norm: Norm,
+        fc1: Int8Linear,
+        fc2: Int8Linear,
+        mlp_norm: Norm,
+    ) -> Result<Self> {
+        const OP: &str = "Int8Block";
+        let h = attn_norm.width();
+        let a = q.out_features();
+        let fits = [&q, &k, &v]
+            .iter()
+            .all(|l| l.in_features() == h && l.out_features() == a)
+            && (dense.in_features(), dense.out_features()) == (a, h)
+            && fc1.in_features() == h
+            && (fc2.in_features(), fc2.out_features()) == (fc1.out_features(), h)
+            && mlp_norm.width() == h;
+        if !fits {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "widths do not fit H = {h}: Q/K/V [{a}, {}]/[{}, {}]/[{}, {}], dense [{}, {}], \
+                     fc1 [{}, {}], fc2 [{}, {}], norms {h}/{}",
+                    q.in_features(),
+                    k.out_features(),
+                    k.in_features(),
+                    v.out_features(),
+                    v.in_features(),
+                    dense.out_features(),
+                    dense.in_features(),
+                    fc1.out_features(),
+                    fc1.in_features(),
+                    fc2.out_features(),
+                    fc2.in_features(),
+                    mlp_norm.width()
+                ),
+            ));
+        }
+        if heads == 0 || a == 0 || !a.is_multiple_of(heads) {
+            return Err(Error::invalid(
+                OP,
+                format!("{heads} heads do not divide the attention width {a}"),
+            ));
+        }
+        let same = |x: &Int8Linear| x.act() == q.act() && x.bias.is_some() == q.bias.is_some();
+        let qkv = if same(&k) && same(&v) {
+            Qkv::Fused(Int8Linear::concat(&[&q, &k, &v])?)
+        } else {
+            Qkv::Separate(Box::new([q, k, v]))
+        };
+        Ok(Int8Block {
+            heads,
+            qkv,
+            dense,
+            attn_norm,
+            fc1,
+            fc2,
+            mlp_norm,
+        })
+    }
+
+    /// Bytes as stored: every Linear, and the LayerNorms in f32.
+    pub(crate) fn stored_bytes(&self) -> usize {
+        let qkv = match &self.qkv {
+            Qkv::Fused(l) => l.stored_bytes(),
+            Qkv::Separate(p) => p.iter().map(Int8Linear::stored_bytes).sum(),
+        };
+        let norms = 8 * (self.attn_norm.width() + self.mlp_norm.width());
+        qkv + self.dense.stored_bytes() + self.fc1.stored_bytes() + self.fc2.stored_bytes() + norms
+    }
+
+    /// Width A of Q, K and V.
+    pub(crate) fn attn_width(&self) -> usize {
+        self.dense.in_features()
+    }
+
+    /// MLP width I.
+    pub(crate) fn inner_width(&self) -> usize {
+        self.fc1.out_features()
+    }
+
+    /// `x[B*T, H]` through the block, in place; `tmp` (`[B*T, H]`) is scratch.
+    pub(crate) fn forward(
+        &self,
+        x: &mut [f32],
+        tmp: &mut [f32],
+        geo: Batch<'_>,
+        norm: NormPlacement,
+        gelu: GeluKind,
+        s: &mut BlockScratch<'_>,
+    ) -> Result<()> {
+        let (rows, h) = (geo.rows(), self.attn_norm.width());
+        let (x, tmp) = (&mut x[..rows * h], &mut tmp[..rows * h]);
+        let (inner, a) = (self.inner_width(), self.attn_width());
+        let gelu = Activation::Gelu(gelu);
+        match norm {
+            NormPlacement::Post => {
+                // x = LN(x + Attn(x)); x = LN(x + Mlp(x))
+                self.attention(tmp, x, geo, s)?;
+                add_into(tmp, x);
+                self.attn_norm.forward(x, tmp, rows, s.mean, s.rstd)?;
+                let inner_buf = &mut s.inner[..rows * inner];
+                self.fc1
+                    .forward(inner_buf, inner, x, rows, gelu, s.q8, s.row_scales)?;
+                self.fc2.forward(
+                    tmp,
+                    h,
+                    inner_buf,
+                    rows,
+                    Activation::None,
+                    s.q8,
+                    s.row_scales,
+                )?;
+                add_into(tmp, x);
+                self.mlp_norm.forward(x, tmp, rows, s.mean, s.rstd)
+            }
+            NormPlacement::Pre => {
+                // x = x + Attn(LN(x)); x = x + Mlp(LN(x))
+                self.attn_norm.forward(tmp, x, rows, s.mean, s.rstd)?;
+                let normed = &*tmp;
+                // Attention reads LN(x) from `tmp` only through the Q/K/V GEMMs, which finish
+                // before the output projection overwrites `tmp`.
+                self.project_qkv(normed, rows, s)?;
+                self.attend(geo, a, s)?;
+                self.dense.forward(
+                    tmp,
+                    h,
+                    &s.ctx[..rows * a],
+                    rows,
+                    Activation::None,
+                    s.q8,
+                    s.row_scales,
+                )?;
+                add_into(x, tmp);
+                self.mlp_norm.forward(tmp, x, rows, s.mean, s.rstd)?;
+                let inner_buf = &mut s.inner[..rows * inner];
+                self.fc1
+                    .forward(inner_buf, inner, tmp, rows, gelu, s.q8, s.row_scales)?;
+                self.fc2.forward(
+                    tmp,
+                    h,
+                    inner_buf,
+                    rows,
+                    Activation::None,
+                    s.q8,
+                    s.row_scales,
+                )?;
+                add_into(x, tmp);
+                Ok(())
+            }
+        }
+    }
+
+    /// `out[B*T, H] = dense(softmax(Q K^T / sqrt(d) + mask) V)` of `x[B*T, H]`.
+    fn attention(
+        &self,
+        out: &mut [f32],
+        x: &[f32],
+        geo: Batch<'_>,
+        s: &mut BlockScratch<'_>,
+    ) -> Result<()> {
+        let (rows, a, h) = (geo.rows(), self.attn_width(), self.attn_norm.width());
+        self.project_qkv(x, rows, s)?;
+        self.attend(geo, a, s)?;
+        self.dense.forward(
+            out,
+            h,
+            &s.ctx[..rows * a],
+            rows,
+            Activation::None,
+            s.q8,
+            s.row_scales,
+        )
+    }
+
+    /// `s.qkv[B*T, 3A]` = `[Q | K | V]` of `x[B*T, H]`.
+    fn project_qkv(&self, x: &[f32], rows: usize, s: &mut BlockScratch<'_>) -> Result<()> {
+        let a = self.attn_width();
+        let qkv = &mut s.qkv[..rows * 3 * a];
+        match &self.qkv {
+            Qkv::Fused(l) => l.forward(qkv, 3 * a, x, rows, Activation::None, s.q8, s.row_scales),
+            Qkv::Separate(parts) => {
+                for (i, l) in parts.iter().enumerate() {
+                    let out = &mut qkv[i * a..];
+                    l.forward(out, 3 * a, x, rows, Activation::None, s.q8, s.row_scales)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// `s.ctx[B*T, A]` from `s.qkv`: per sample and head, strided views into the Q, K, V column
+    /// blocks (no head copies). Padded keys are left out of the products altogether, which is
+    /// what the f32 model's -1e9 logit bias computes: their probabilities are exactly 0.
+    fn attend(&self, geo: Batch<'_>, a: usize, s: &mut BlockScratch<'_>) -> Result<()> {
+        let (t, nh) = (geo.seq, self.heads);
+        let d = a / nh;
+        let scale = 1.0 / (d as f32).sqrt();
+        let opts = GemmOptions::default();
+        let (qkv, ld) = (&*s.qkv, 3 * a);
+        for b in 0..geo.batch {
+            let len = geo.len_of(b);
+            let sample = &qkv[b * t * ld..];
+            let ctx = &mut s.ctx[b * t * a..];
+            for head in 0..nh {
+                let col = head * d;
+                let q = MatRef::new(&sample[col..], t, d, ld, 1)?; // [T, d]
+                let k = MatRef::new(&sample[a + col..], len, d, ld, 1)?; // [L, d]
+                let v = MatRef::new(&sample[2 * a + col..], len, d, ld, 1)?; // [L, d]
+                let scores = &mut s.scores[..t * len];
+                let probs = &mut s.probs[..t * len];
+                // S = Q K^T / sqrt(d): [T, L]; P = softmax(S) per row; C_h = P V: [T, d].
+                sgemm_with(
+                    &opts,
+                    scale,
+                    q,
+                    k.t(),
+                    0.0,
+                    MatMut::row_major(scores, t, len)?,
+                )?;
+                softmax_forward(probs, scores, len)?;
+                let p = MatRef::row_major(probs, t, len)?;
+                sgemm_with(
+                    &opts,
+                    1.0,
+                    p,
+                    v,
+                    0.0,
+                    MatMut::new(&mut ctx[col..], t, d, a, 1)?,
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `acc += x`, element by element.
+pub(crate) fn add_into(acc: &mut [f32], x: &[f32]) {
+    for (a, &v) in acc.iter_mut().zip(x) {
+        *a += v;
+    }
+}

@@ -1,0 +1,99 @@
+//! Lowering a trained f32 [`Bert`] or [`Vit`] into an [`Int8Model`]: every Linear quantized with
+//! the mode the plan gives its name (as [`crate::nn::Module::visit_linears`] names it).
+
+use super::block::{Int8Block, Norm};
+use super::model::{Arch, BertParts, Int8Model, VitParts};
+use super::{Int8Linear, QuantPlan};
+use crate::error::{Error, Result};
+use crate::nn::{Bert, Block, Linear, Vit};
+use lithe_kernels::gelu::GeluKind;
+
+/// The Linear at `name`, quantized with the plan's mode for that name.
+fn linear(lin: &Linear, name: &str, plan: &QuantPlan) -> Result<Int8Linear> {
+    Int8Linear::from_linear(lin, plan.get(name))
+}
+
+/// Block `i` of an encoder (`encoder.layer.{i}`).
+fn block(b: &Block, i: usize, plan: &QuantPlan) -> Result<Int8Block> {
+    let prefix = format!("encoder.layer.{i}");
+    let att = &b.attention;
+    let qkv = format!("{prefix}.attention.{}", att.self_name);
+    let qkv = [
+        linear(&att.query, &format!("{qkv}.query"), plan)?,
+        linear(&att.key, &format!("{qkv}.key"), plan)?,
+        linear(&att.value, &format!("{qkv}.value"), plan)?,
+    ];
+    Int8Block::new(
+        att.heads,
+        qkv,
+        linear(
+            &att.dense,
+            &format!("{prefix}.attention.output.dense"),
+            plan,
+        )?,
+        Norm::from_nn(&b.attn_norm),
+        linear(&b.mlp.fc1, &format!("{prefix}.intermediate.dense"), plan)?,
+        linear(&b.mlp.fc2, &format!("{prefix}.output.dense"), plan)?,
+        Norm::from_nn(&b.mlp_norm),
+    )
+}
+
+fn blocks(layers: &[Block], plan: &QuantPlan) -> Result<(Vec<Int8Block>, GeluKind)> {
+    let act = layers.first().map_or(GeluKind::Erf, |b| b.mlp.act);
+    if layers.iter().any(|b| b.mlp.act != act) {
+        return Err(Error::invalid(
+            "Int8Model",
+            "the blocks use different GELU kinds",
+        ));
+    }
+    let blocks = layers
+        .iter()
+        .enumerate()
+        .map(|(i, b)| block(b, i, plan))
+        .collect::<Result<_>>()?;
+    Ok((blocks, act))
+}
+
+/// See [`Int8Model::from_bert`].
+pub(crate) fn bert(m: &Bert, plan: &QuantPlan) -> Result<Int8Model> {
+    let (blocks, gelu) = blocks(m.blocks(), plan)?;
+    let e = &m.embeddings;
+    let parts = BertParts {
+        config: m.config.clone(),
+        word: e.word_embeddings.weight.value().data().to_vec(),
+        position: e.position_embeddings.weight.value().data().to_vec(),
+        token_type: e.token_type_embeddings.weight.value().data().to_vec(),
+        norm: Norm::from_nn(&e.layer_norm),
+        pooler: linear(&m.pooler, "pooler.dense", plan)?,
+        classifier: linear(&m.classifier, "classifier", plan)?,
+    };
+    Int8Model::assemble(Arch::Bert(parts), blocks, gelu)
+}
+
+/// See [`Int8Model::from_vit`].
+pub(crate) fn vit(m: &Vit, plan: &QuantPlan) -> Result<Int8Model> {
+    let (blocks, gelu) = blocks(m.blocks(), plan)?;
+    let e = &m.embeddings;
+    let distillation_classifier = match &m.distillation_classifier {
+        Some(d) => Some(linear(d, "distillation_classifier", plan)?),
+        None => None,
+    };
+    let parts = VitParts {
+        config: m.config.clone(),
+        projection: linear(
+            &e.projection,
+            "embeddings.patch_embeddings.projection",
+            plan,
+        )?,
+        cls_token: e.cls_token.value().data().to_vec(),
+        distillation_token: e
+            .distillation_token
+            .as_ref()
+            .map(|d| d.value().data().to_vec()),
+        position: e.position_embeddings.value().data().to_vec(),
+        norm: Norm::from_nn(&m.layernorm),
+        classifier: linear(&m.classifier, "classifier", plan)?,
+        distillation_classifier,
+    };
+    Int8Model::assemble(Arch::Vit(parts), blocks, gelu)
+}
