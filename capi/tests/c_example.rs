@@ -27,27 +27,17 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// `liblithe_capi.a` of this build: next to the `deps/` folder holding this test executable
-/// (`target/<profile>/deps/c_example-<hash>`), or in that folder under its hashed name.
+/// `liblithe_capi.a` of this build. Cargo writes a staticlib under its plain name (no hash) to
+/// `target/<profile>/deps/`, next to this test executable, and rebuilds it before running the
+/// test; `cargo build` also copies it up to `target/<profile>/`, where `cargo test` does not.
 fn static_lib() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let deps = exe.parent().unwrap();
-    let uplifted = deps.parent().unwrap().join("liblithe_capi.a");
-    if uplifted.exists() {
-        return uplifted;
-    }
-    let mut hashed: Vec<PathBuf> = std::fs::read_dir(deps)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            let name = p.file_name().unwrap().to_string_lossy();
-            name.starts_with("liblithe_capi-") && name.ends_with(".a")
-        })
-        .collect();
-    hashed.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
-    hashed
-        .pop()
-        .unwrap_or_else(|| panic!("no liblithe_capi.a next to {}", deps.display()))
+    [deps.to_path_buf(), deps.parent().unwrap().to_path_buf()]
+        .iter()
+        .map(|d| d.join("liblithe_capi.a"))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("no liblithe_capi.a in {} or its parent", deps.display()))
 }
 
 /// The C example, compiled once per test process (`$CC`, else `cc`), warnings as errors.
