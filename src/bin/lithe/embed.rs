@@ -65,11 +65,13 @@ fn embed_int8(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let model = encoder.bert.to_int8(&QuantPlan::dynamic())?;
     let batch = batch.max(1);
-    let mut ws = model.workspace(batch, encoder.max_len)?;
+    // Texts are cut to the position table (as the fp32 forward would reject longer ones).
+    let max_len = encoder.max_len.min(model.max_seq());
+    let mut ws = model.workspace(batch, max_len)?;
     let h = model.hidden_size();
     for chunk in lines.chunks(batch) {
         let texts: Vec<&str> = chunk.iter().map(String::as_str).collect();
-        let enc = encoder.tokenizer.encode_batch(&texts, encoder.max_len)?;
+        let enc = encoder.tokenizer.encode_batch(&texts, max_len)?;
         let lengths = enc.lengths();
         let input = Input::Tokens {
             ids: &enc.ids,
