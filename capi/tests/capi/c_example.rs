@@ -1,9 +1,8 @@
-//! Builds `examples/c/lithe_example.c` with the system C compiler against `liblithe_capi.a` (this
+//! The C example: builds `examples/c/lithe_example.c` with the system C compiler against `liblithe_capi.a` (this
 //! crate's static library, which cargo builds before running this test) and checks what it
 //! prints against the Rust API on the same model and input: the logits of a tiny int8 Vit on the
 //! shipped 8x8 digits, and the embedding of a sentence by a tiny int8 Bert with its vocab.txt
 //! (and by the real all-MiniLM-L6-v2 when `LITHE_MINILM_DIR` names it).
-#![cfg(unix)]
 
 use lithe::Rng;
 use lithe::data::Tokenizer;

@@ -1,20 +1,19 @@
-//! The C ABI (`lithe::ffi`, feature `capi`): `include/lithe.h` declares exactly the functions
-//! and status codes `src/ffi.rs` exports, with the same parameter types; every entry point
-//! rejects null pointers, short buffers, oversized batches and the wrong model kind with a status
-//! and a message, and computes what the Rust API computes. (The C example itself is built and run
-//! by `capi/tests/c_example.rs`.)
-#![cfg(feature = "capi")]
+//! The ABI seen from Rust: `include/lithe.h` declares exactly the functions and status codes
+//! `src/ffi.rs` exports, with the same parameter types; every entry point rejects null pointers,
+//! short buffers, oversized batches and the wrong model kind with a status and a message, and
+//! computes what the Rust API computes.
 
-use lithe::ffi::*;
 use lithe::int8::{Input, Int8Model, QuantPlan};
 use lithe::nn::{Vit, VitConfig};
 use lithe::{Rng, Tensor};
+use lithe_capi::*;
 use std::collections::BTreeMap;
 use std::ffi::{CStr, CString};
 use std::path::{Path, PathBuf};
 
+/// A file of the repository (this crate lives in `capi/`).
 fn read(rel: &str) -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)).unwrap()
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)).unwrap()
 }
 
 /// Drops `/* */` and `//` comments and preprocessor lines.
