@@ -292,3 +292,12 @@ fn classify_checks_every_size_and_matches_the_rust_forward() {
         lithe_model_free(model);
     }
 }
+
+/// lithe.h promises that models and tokenizers may be shared between threads.
+#[test]
+fn models_and_tokenizers_are_sync() {
+    fn sync<T: Sync + Send>() {}
+    sync::<lithe::int8::Int8Model>();
+    sync::<lithe::data::Tokenizer>();
+    sync::<lithe::int8::Workspace>();
+}
