@@ -12,14 +12,16 @@
 //! Threads: a model and a tokenizer may be shared between threads; a workspace is used by one
 //! call at a time.
 
+mod guard;
+
 use crate::data::Tokenizer;
 use crate::embed::Pooling;
-use crate::error::Error;
 use crate::int8::{Input, Int8Model, ModelKind, Workspace};
-use std::cell::RefCell;
-use std::ffi::{CStr, CString, c_char};
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::Path;
+use guard::{
+    Failure, c_path, c_str, guard, handle, handle_mut, invalid, last_error_ptr, product, slice,
+    slice_mut, status,
+};
+use std::ffi::c_char;
 
 /// The result of a C ABI call. `Ok` is 0; every other value comes with a message in
 /// [`lithe_last_error`].
@@ -56,152 +58,6 @@ pub struct LitheWorkspace {
 /// A WordPiece tokenizer (a BERT `vocab.txt` or a `tokenizer.json`).
 pub struct LitheTokenizer {
     tokenizer: Tokenizer,
-}
-
-/// A failed call: its status and message.
-struct Failure(LitheStatus, String);
-
-impl From<Error> for Failure {
-    fn from(e: Error) -> Self {
-        let status = match &e {
-            Error::Io(_)
-            | Error::File { .. }
-            | Error::Format { .. }
-            | Error::MissingTensor { .. }
-            | Error::UnexpectedTensor { .. }
-            | Error::TensorShape { .. }
-            | Error::TensorDtype { .. } => LitheStatus::File,
-            Error::Graph(_) => LitheStatus::Internal,
-            _ => LitheStatus::InvalidArgument,
-        };
-        Failure(status, e.to_string())
-    }
-}
-
-fn invalid(msg: impl Into<String>) -> Failure {
-    Failure(LitheStatus::InvalidArgument, msg.into())
-}
-
-thread_local! {
-    /// The message of this thread's last failed call.
-    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
-}
-
-fn set_last_error(msg: &str) {
-    // A message with an interior NUL is cut there rather than lost.
-    let bytes: Vec<u8> = msg.bytes().take_while(|&b| b != 0).collect();
-    let c = CString::new(bytes).unwrap_or_default();
-    LAST_ERROR.with(|e| *e.borrow_mut() = c);
-}
-
-/// Runs `f` with the last error cleared; on an error or a panic stores the message and returns
-/// `on_error` with the failure's status.
-fn guard<T>(
-    name: &str,
-    on_error: impl FnOnce(LitheStatus) -> T,
-    f: impl FnOnce() -> Result<T, Failure>,
-) -> T {
-    set_last_error("");
-    let failure = match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Ok(v)) => return v,
-        Ok(Err(failure)) => failure,
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            Failure(LitheStatus::Internal, format!("internal error: {what}"))
-        }
-    };
-    set_last_error(&format!("{name}: {}", failure.1));
-    on_error(failure.0)
-}
-
-/// Runs `f` for a call that returns a status.
-fn status(name: &str, f: impl FnOnce() -> Result<(), Failure>) -> LitheStatus {
-    guard(name, |s| s, || f().map(|()| LitheStatus::Ok))
-}
-
-/// `&T` from a handle pointer, or `NullPointer` naming the argument.
-///
-/// # Safety
-/// `p` is null or points to a live `T` that nothing mutates for the returned lifetime.
-unsafe fn handle<'a, T>(p: *const T, what: &str) -> Result<&'a T, Failure> {
-    // SAFETY: the caller guarantees `p` is null or valid; `as_ref` maps null to None.
-    unsafe { p.as_ref() }
-        .ok_or_else(|| Failure(LitheStatus::NullPointer, format!("{what} is null")))
-}
-
-/// `&mut T` from a handle pointer, or `NullPointer` naming the argument.
-///
-/// # Safety
-/// `p` is null or points to a live `T` that nothing else uses for the returned lifetime.
-unsafe fn handle_mut<'a, T>(p: *mut T, what: &str) -> Result<&'a mut T, Failure> {
-    // SAFETY: as for `handle`, plus exclusive access, which the caller guarantees.
-    unsafe { p.as_mut() }
-        .ok_or_else(|| Failure(LitheStatus::NullPointer, format!("{what} is null")))
-}
-
-/// A slice of `len` elements at `p`; `p` may be null only when `len` is 0.
-///
-/// # Safety
-/// A non-null `p` points to `len` initialized, readable `T`s that live for the returned lifetime.
-unsafe fn slice<'a, T>(p: *const T, len: usize, what: &str) -> Result<&'a [T], Failure> {
-    if p.is_null() {
-        return if len == 0 {
-            Ok(&[])
-        } else {
-            Err(Failure(LitheStatus::NullPointer, format!("{what} is null")))
-        };
-    }
-    if len
-        .checked_mul(size_of::<T>())
-        .is_none_or(|b| b > isize::MAX as usize)
-    {
-        return Err(invalid(format!("{what}: {len} elements is too many")));
-    }
-    // SAFETY: `p` is non-null and aligned for T (the caller's contract), `len` elements are
-    // readable and the byte size fits an isize (checked above).
-    Ok(unsafe { std::slice::from_raw_parts(p, len) })
-}
-
-/// A mutable slice of `len` elements at `p`, which must not be null.
-///
-/// # Safety
-/// `p` points to `len` writable `T`s that nothing else uses for the returned lifetime.
-unsafe fn slice_mut<'a, T>(p: *mut T, len: usize, what: &str) -> Result<&'a mut [T], Failure> {
-    if p.is_null() {
-        return Err(Failure(LitheStatus::NullPointer, format!("{what} is null")));
-    }
-    if len
-        .checked_mul(size_of::<T>())
-        .is_none_or(|b| b > isize::MAX as usize)
-    {
-        return Err(invalid(format!("{what}: {len} elements is too many")));
-    }
-    // SAFETY: non-null, `len` writable elements, exclusive (the caller's contract); size checked.
-    Ok(unsafe { std::slice::from_raw_parts_mut(p, len) })
-}
-
-/// A UTF-8 string from a NUL-terminated C string.
-///
-/// # Safety
-/// A non-null `p` points to a NUL-terminated string that lives for the returned lifetime.
-unsafe fn c_str<'a>(p: *const c_char, what: &str) -> Result<&'a str, Failure> {
-    if p.is_null() {
-        return Err(Failure(LitheStatus::NullPointer, format!("{what} is null")));
-    }
-    // SAFETY: non-null and NUL-terminated (the caller's contract).
-    unsafe { CStr::from_ptr(p) }
-        .to_str()
-        .map_err(|e| invalid(format!("{what} is not UTF-8: {e}")))
-}
-
-/// `n * m`, or an error instead of an overflow.
-fn product(n: usize, m: usize, what: &str) -> Result<usize, Failure> {
-    n.checked_mul(m)
-        .ok_or_else(|| invalid(format!("{what}: {n} x {m} overflows")))
 }
 
 fn check_kind(model: &Int8Model, want: ModelKind, call: &str) -> Result<(), Failure> {
@@ -250,7 +106,7 @@ fn copy_out(src: &[f32], out: &mut [f32], what: &str) -> Result<(), Failure> {
 /// until the next lithe call on this thread; never free it.
 #[unsafe(no_mangle)]
 pub extern "C" fn lithe_last_error() -> *const c_char {
-    LAST_ERROR.with(|e| e.borrow().as_ptr())
+    last_error_ptr()
 }
 
 /// The library's version, e.g. "0.1.0" (a static string).
@@ -270,8 +126,8 @@ pub unsafe extern "C" fn lithe_model_load(path: *const c_char) -> *mut LitheMode
         |_| std::ptr::null_mut(),
         || {
             // SAFETY: forwarded from this function's contract.
-            let path = unsafe { c_str(path, "path") }?;
-            let model = Int8Model::load(Path::new(path))?;
+            let path = unsafe { c_path(path, "path") }?;
+            let model = Int8Model::load(path)?;
             Ok(Box::into_raw(Box::new(LitheModel { model })))
         },
     )
@@ -540,7 +396,7 @@ pub unsafe extern "C" fn lithe_tokenizer_load(path: *const c_char) -> *mut Lithe
         |_| std::ptr::null_mut(),
         || {
             // SAFETY: forwarded from this function's contract.
-            let path = Path::new(unsafe { c_str(path, "path") }?);
+            let path = unsafe { c_path(path, "path") }?;
             let tokenizer = if path.extension().is_some_and(|e| e == "json") {
                 Tokenizer::from_file(path)?
             } else {

@@ -44,8 +44,8 @@ pub struct DemoArgs {
     /// The shipped 8x8 digits only (finishes in seconds).
     #[arg(long)]
     quick: bool,
-    /// Comma-separated stages to run (available: fp32, int8-ptq, int8-qat).
-    #[arg(long, default_value = "fp32")]
+    /// Comma-separated stages to run (default: all of them).
+    #[arg(long, default_value = "fp32,int8-ptq,int8-qat")]
     stages: String,
     /// Print JSON lines instead of a table.
     #[arg(long)]
