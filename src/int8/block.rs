@@ -64,7 +64,7 @@ impl Norm {
 #[derive(Clone)]
 pub(crate) enum Qkv {
     /// `[3A, H]`: Q rows, then K, then V.
-    Fused(Int8Linear),
+    Fused(Box<Int8Linear>),
     /// Q, K, V, each `[A, H]`.
     Separate(Box<[Int8Linear; 3]>),
 }
@@ -175,7 +175,7 @@ impl Int8Block {
         }
         let same = |x: &Int8Linear| x.act() == q.act() && x.bias.is_some() == q.bias.is_some();
         let qkv = if same(&k) && same(&v) {
-            Qkv::Fused(Int8Linear::concat(&[&q, &k, &v])?)
+            Qkv::Fused(Box::new(Int8Linear::concat(&[&q, &k, &v])?))
         } else {
             Qkv::Separate(Box::new([q, k, v]))
         };
@@ -210,98 +210,73 @@ impl Int8Block {
         self.fc1.out_features()
     }
 
-    /// `x[B*T, H]` through the block, in place; `tmp` (`[B*T, H]`) is scratch.
+    /// `x[B*T, H]` through the block, in place, for the first `queries` tokens of each sample:
+    /// the output is `x[B*queries, H]`, rows `(b, i)` packed (all of `x` when `queries == T`).
+    /// Keys and values always cover every token, so a classifier that reads only the leading
+    /// tokens can skip the rest of the last block. `tmp` (`[B*T, H]`) is scratch.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn forward(
         &self,
         x: &mut [f32],
         tmp: &mut [f32],
         geo: Batch<'_>,
+        queries: usize,
         norm: NormPlacement,
         gelu: GeluKind,
         s: &mut BlockScratch<'_>,
     ) -> Result<()> {
         let (rows, h) = (geo.rows(), self.attn_norm.width());
-        let (x, tmp) = (&mut x[..rows * h], &mut tmp[..rows * h]);
         let (inner, a) = (self.inner_width(), self.attn_width());
+        let out_rows = geo.batch * queries;
         let gelu = Activation::Gelu(gelu);
+        let none = Activation::None;
         match norm {
             NormPlacement::Post => {
                 // x = LN(x + Attn(x)); x = LN(x + Mlp(x))
-                self.attention(tmp, x, geo, s)?;
+                self.project_qkv(&x[..rows * h], rows, s)?;
+                self.attend(geo, queries, a, s)?;
+                keep_leading_rows(x, geo, queries, h);
+                let (x, tmp) = (&mut x[..out_rows * h], &mut tmp[..out_rows * h]);
+                let ctx = &s.ctx[..out_rows * a];
+                self.dense
+                    .forward_into(tmp, h, ctx, out_rows, none, s.q8, s.row_scales)?;
                 add_into(tmp, x);
-                self.attn_norm.forward(x, tmp, rows, s.mean, s.rstd)?;
-                let inner_buf = &mut s.inner[..rows * inner];
+                self.attn_norm.forward(x, tmp, out_rows, s.mean, s.rstd)?;
+                let inner_buf = &mut s.inner[..out_rows * inner];
                 self.fc1
-                    .forward(inner_buf, inner, x, rows, gelu, s.q8, s.row_scales)?;
-                self.fc2.forward(
-                    tmp,
-                    h,
-                    inner_buf,
-                    rows,
-                    Activation::None,
-                    s.q8,
-                    s.row_scales,
-                )?;
+                    .forward_into(inner_buf, inner, x, out_rows, gelu, s.q8, s.row_scales)?;
+                self.fc2
+                    .forward_into(tmp, h, inner_buf, out_rows, none, s.q8, s.row_scales)?;
                 add_into(tmp, x);
-                self.mlp_norm.forward(x, tmp, rows, s.mean, s.rstd)
+                self.mlp_norm.forward(x, tmp, out_rows, s.mean, s.rstd)
             }
             NormPlacement::Pre => {
                 // x = x + Attn(LN(x)); x = x + Mlp(LN(x))
-                self.attn_norm.forward(tmp, x, rows, s.mean, s.rstd)?;
-                let normed = &*tmp;
-                // Attention reads LN(x) from `tmp` only through the Q/K/V GEMMs, which finish
-                // before the output projection overwrites `tmp`.
-                self.project_qkv(normed, rows, s)?;
-                self.attend(geo, a, s)?;
-                self.dense.forward(
-                    tmp,
-                    h,
-                    &s.ctx[..rows * a],
+                self.attn_norm.forward(
+                    &mut tmp[..rows * h],
+                    &x[..rows * h],
                     rows,
-                    Activation::None,
-                    s.q8,
-                    s.row_scales,
+                    s.mean,
+                    s.rstd,
                 )?;
+                self.project_qkv(&tmp[..rows * h], rows, s)?;
+                self.attend(geo, queries, a, s)?;
+                keep_leading_rows(x, geo, queries, h);
+                let (x, tmp) = (&mut x[..out_rows * h], &mut tmp[..out_rows * h]);
+                let ctx = &s.ctx[..out_rows * a];
+                self.dense
+                    .forward_into(tmp, h, ctx, out_rows, none, s.q8, s.row_scales)?;
                 add_into(x, tmp);
-                self.mlp_norm.forward(tmp, x, rows, s.mean, s.rstd)?;
-                let inner_buf = &mut s.inner[..rows * inner];
+                self.mlp_norm.forward(tmp, x, out_rows, s.mean, s.rstd)?;
+                let inner_buf = &mut s.inner[..out_rows * inner];
                 self.fc1
-                    .forward(inner_buf, inner, tmp, rows, gelu, s.q8, s.row_scales)?;
-                self.fc2.forward(
-                    tmp,
-                    h,
-                    inner_buf,
-                    rows,
-                    Activation::None,
-                    s.q8,
-                    s.row_scales,
-                )?;
+                    .forward_into(inner_buf, inner, tmp, out_rows, gelu, s.q8, s.row_scales)?;
+                self.fc2
+                    .forward_into(tmp, h, inner_buf, out_rows, none, s.q8, s.row_scales)?;
                 add_into(x, tmp);
                 Ok(())
             }
         }
-    }
-
-    /// `out[B*T, H] = dense(softmax(Q K^T / sqrt(d) + mask) V)` of `x[B*T, H]`.
-    fn attention(
-        &self,
-        out: &mut [f32],
-        x: &[f32],
-        geo: Batch<'_>,
-        s: &mut BlockScratch<'_>,
-    ) -> Result<()> {
-        let (rows, a, h) = (geo.rows(), self.attn_width(), self.attn_norm.width());
-        self.project_qkv(x, rows, s)?;
-        self.attend(geo, a, s)?;
-        self.dense.forward(
-            out,
-            h,
-            &s.ctx[..rows * a],
-            rows,
-            Activation::None,
-            s.q8,
-            s.row_scales,
-        )
     }
 
     /// `s.qkv[B*T, 3A]` = `[Q | K | V]` of `x[B*T, H]`.
@@ -309,22 +284,31 @@ impl Int8Block {
         let a = self.attn_width();
         let qkv = &mut s.qkv[..rows * 3 * a];
         match &self.qkv {
-            Qkv::Fused(l) => l.forward(qkv, 3 * a, x, rows, Activation::None, s.q8, s.row_scales),
+            Qkv::Fused(l) => {
+                l.forward_into(qkv, 3 * a, x, rows, Activation::None, s.q8, s.row_scales)
+            }
             Qkv::Separate(parts) => {
                 for (i, l) in parts.iter().enumerate() {
                     let out = &mut qkv[i * a..];
-                    l.forward(out, 3 * a, x, rows, Activation::None, s.q8, s.row_scales)?;
+                    l.forward_into(out, 3 * a, x, rows, Activation::None, s.q8, s.row_scales)?;
                 }
                 Ok(())
             }
         }
     }
 
-    /// `s.ctx[B*T, A]` from `s.qkv`: per sample and head, strided views into the Q, K, V column
-    /// blocks (no head copies). Padded keys are left out of the products altogether, which is
-    /// what the f32 model's -1e9 logit bias computes: their probabilities are exactly 0.
-    fn attend(&self, geo: Batch<'_>, a: usize, s: &mut BlockScratch<'_>) -> Result<()> {
-        let (t, nh) = (geo.seq, self.heads);
+    /// `s.ctx[B*Q, A]` from `s.qkv` for the first Q = `queries` tokens of each sample: per
+    /// sample and head, strided views into the Q, K, V column blocks (no head copies). Padded
+    /// keys are left out of the products altogether, which is what the f32 model's -1e9 logit
+    /// bias computes: their probabilities are exactly 0.
+    fn attend(
+        &self,
+        geo: Batch<'_>,
+        queries: usize,
+        a: usize,
+        s: &mut BlockScratch<'_>,
+    ) -> Result<()> {
+        let (t, nh, nq) = (geo.seq, self.heads, queries);
         let d = a / nh;
         let scale = 1.0 / (d as f32).sqrt();
         let opts = GemmOptions::default();
@@ -332,36 +316,36 @@ impl Int8Block {
         for b in 0..geo.batch {
             let len = geo.len_of(b);
             let sample = &qkv[b * t * ld..];
-            let ctx = &mut s.ctx[b * t * a..];
+            let ctx = &mut s.ctx[b * nq * a..];
             for head in 0..nh {
                 let col = head * d;
-                let q = MatRef::new(&sample[col..], t, d, ld, 1)?; // [T, d]
+                let q = MatRef::new(&sample[col..], nq, d, ld, 1)?; // [Q, d]
                 let k = MatRef::new(&sample[a + col..], len, d, ld, 1)?; // [L, d]
                 let v = MatRef::new(&sample[2 * a + col..], len, d, ld, 1)?; // [L, d]
-                let scores = &mut s.scores[..t * len];
-                let probs = &mut s.probs[..t * len];
-                // S = Q K^T / sqrt(d): [T, L]; P = softmax(S) per row; C_h = P V: [T, d].
-                sgemm_with(
-                    &opts,
-                    scale,
-                    q,
-                    k.t(),
-                    0.0,
-                    MatMut::row_major(scores, t, len)?,
-                )?;
+                let scores = &mut s.scores[..nq * len];
+                let probs = &mut s.probs[..nq * len];
+                // S = Q K^T / sqrt(d): [Q, L]; P = softmax(S) per row; C_h = P V: [Q, d].
+                let s_view = MatMut::row_major(scores, nq, len)?;
+                sgemm_with(&opts, scale, q, k.t(), 0.0, s_view)?;
                 softmax_forward(probs, scores, len)?;
-                let p = MatRef::row_major(probs, t, len)?;
-                sgemm_with(
-                    &opts,
-                    1.0,
-                    p,
-                    v,
-                    0.0,
-                    MatMut::new(&mut ctx[col..], t, d, a, 1)?,
-                )?;
+                let p = MatRef::row_major(probs, nq, len)?;
+                let c = MatMut::new(&mut ctx[col..], nq, d, a, 1)?;
+                sgemm_with(&opts, 1.0, p, v, 0.0, c)?;
             }
         }
         Ok(())
+    }
+}
+
+/// Packs rows `(b, i < queries)` of `x[B*T, H]` to the front as `[B*queries, H]`; nothing to do
+/// when every token is kept. Rows only move towards the front, so copying in order is safe.
+fn keep_leading_rows(x: &mut [f32], geo: Batch<'_>, queries: usize, h: usize) {
+    if queries == geo.seq {
+        return;
+    }
+    for b in 1..geo.batch {
+        let from = b * geo.seq * h;
+        x.copy_within(from..from + queries * h, b * queries * h);
     }
 }
 

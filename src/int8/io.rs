@@ -4,8 +4,9 @@
 //! format name and version. Loading checks every tensor's dtype and shape and every metadata
 //! field, and rejects tensors it does not know.
 
+use super::Int8Model;
 use super::block::{Int8Block, Norm, Qkv};
-use super::model::{Arch, BertParts, Int8Model, VitParts};
+use super::parts::{Arch, BertParts, VitParts};
 use super::{ActQuant, Int8Linear};
 use crate::error::{Error, Result};
 use crate::io::{file_error, parse_safetensors, write_atomically};
@@ -120,7 +121,14 @@ pub(crate) fn save(m: &Int8Model, path: &Path) -> Result<()> {
             w.norm("embeddings.LayerNorm", &p.norm);
             w.linear("pooler.dense", &p.pooler);
             w.linear("classifier", &p.classifier);
-            ("bert", serde_json::to_string(c))
+            // The layer and class counts of the model as it is (a pruned or distilled model
+            // may have kept the config it was built from).
+            let c = BertConfig {
+                num_hidden_layers: m.blocks.len(),
+                num_labels: m.num_classes(),
+                ..c.clone()
+            };
+            ("bert", serde_json::to_string(&c))
         }
         Arch::Vit(p) => {
             w.entries.push(f32_entry(
@@ -146,7 +154,12 @@ pub(crate) fn save(m: &Int8Model, path: &Path) -> Result<()> {
             if let Some(d) = &p.distillation_classifier {
                 w.linear("distillation_classifier", d);
             }
-            ("vit", serde_json::to_string(&p.config))
+            let c = VitConfig {
+                num_hidden_layers: m.blocks.len(),
+                num_labels: m.num_classes(),
+                ..p.config.clone()
+            };
+            ("vit", serde_json::to_string(&c))
         }
     };
     for (i, b) in m.blocks.iter().enumerate() {
@@ -466,8 +479,17 @@ fn load_vit(r: &mut Reader<'_>, c: VitConfig, heads: &[usize]) -> Result<Int8Mod
     }
     let h = c.hidden_size;
     let side = c.image_size / c.patch_size;
-    let tokens = side * side + 1 + usize::from(c.distillation_token);
-    let patch = c.num_channels * c.patch_size * c.patch_size;
+    // Checked: the sizes come from the file.
+    let tokens = side
+        .checked_mul(side)
+        .and_then(|n| n.checked_add(1 + usize::from(c.distillation_token)));
+    let patch = c
+        .num_channels
+        .checked_mul(c.patch_size)
+        .and_then(|v| v.checked_mul(c.patch_size));
+    let (Some(tokens), Some(patch)) = (tokens, patch) else {
+        return Err(r.malformed("config: image sizes overflow"));
+    };
     let cls_token = r.f32("embeddings.cls_token", &[1, 1, h])?;
     let distillation_token = match c.distillation_token {
         true => Some(r.f32("embeddings.distillation_token", &[1, 1, h])?),

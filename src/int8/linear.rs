@@ -110,12 +110,9 @@ impl Int8Linear {
             .iter()
             .flat_map(|p| p.scales.iter().copied())
             .collect();
-        let bias = if parts.iter().all(|p| p.bias.is_some()) {
-            Some(parts.iter().flat_map(|p| p.bias_or_zeros()).collect())
-        } else if parts.iter().all(|p| p.bias.is_none()) {
-            None
-        } else {
-            Some(parts.iter().flat_map(|p| p.bias_or_zeros()).collect())
+        let bias = match parts.iter().all(|p| p.bias.is_none()) {
+            true => None,
+            false => Some(parts.iter().flat_map(|p| p.bias_or_zeros()).collect()),
         };
         Self::from_quantized(weight, scales, bias, first.in_features(), first.act)
     }
@@ -141,6 +138,22 @@ impl Int8Linear {
         self.act
     }
 
+    /// `x[M, K] -> [M, N]` for `rows` rows, into a new vector (for one-off use and tests; the
+    /// models run on a [`super::Workspace`] and allocate nothing).
+    pub fn forward(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
+        let (k, n) = (self.in_features(), self.out_features());
+        if Some(x.len()) != rows.checked_mul(k) {
+            return Err(Error::shape(
+                "Int8Linear::forward",
+                format!("{} inputs for [{rows}, {k}]", x.len()),
+            ));
+        }
+        let mut out = vec![0.0; rows * n];
+        let (mut q, mut s) = (vec![0; rows * k], vec![0.0; rows]);
+        self.forward_into(&mut out, n, x, rows, Activation::None, &mut q, &mut s)?;
+        Ok(out)
+    }
+
     /// Bytes as stored: int8 weights, f32 scales and biases.
     pub(crate) fn stored_bytes(&self) -> usize {
         self.weight.len() + 4 * self.scales.len() + 4 * self.bias.as_ref().map_or(0, Vec::len)
@@ -150,7 +163,7 @@ impl Int8Linear {
     /// output row `m` starts at `out[m * ldo]`. `q` (`>= M * K`) and `row_scales` (`>= M`) are
     /// scratch. Allocates nothing.
     #[allow(clippy::too_many_arguments)] // BLAS-style: output with its stride, then scratch
-    pub(crate) fn forward(
+    pub(crate) fn forward_into(
         &self,
         out: &mut [f32],
         ldo: usize,
@@ -190,5 +203,16 @@ impl Int8Linear {
             &I8GemmOptions::default(),
         )?;
         Ok(())
+    }
+}
+
+impl std::fmt::Debug for Int8Linear {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Int8Linear")
+            .field("in_features", &self.in_features())
+            .field("out_features", &self.out_features())
+            .field("act", &self.act)
+            .field("isa", &self.packed.isa())
+            .finish_non_exhaustive()
     }
 }

@@ -1,8 +1,9 @@
 //! Lowering a trained f32 [`Bert`] or [`Vit`] into an [`Int8Model`]: every Linear quantized with
 //! the mode the plan gives its name (as [`crate::nn::Module::visit_linears`] names it).
 
+use super::Int8Model;
 use super::block::{Int8Block, Norm};
-use super::model::{Arch, BertParts, Int8Model, VitParts};
+use super::parts::{Arch, BertParts, VitParts};
 use super::{Int8Linear, QuantPlan};
 use crate::error::{Error, Result};
 use crate::nn::{Bert, Block, Linear, Vit};

@@ -11,7 +11,7 @@
 //!   [`Int8Model::forward`] allocates nothing after that.
 //!
 //! Files: `linear` (one quantized layer), `block` (a Transformer block and its attention),
-//! `model` (the Bert and Vit forwards), `lower` (f32 model -> int8), `workspace` (the arena),
+//! `model` (the Bert and Vit forwards), `parts` (embeddings and heads), `lower` (f32 model -> int8), `workspace` (the arena),
 //! `io` (safetensors save/load).
 
 use std::collections::HashMap;
@@ -21,6 +21,7 @@ mod io;
 mod linear;
 mod lower;
 mod model;
+mod parts;
 mod workspace;
 
 pub use linear::Int8Linear;

@@ -6,12 +6,13 @@
 
 use std::path::Path;
 
-use super::block::{Batch, BlockScratch, Int8Block, Norm, add_into};
+use super::block::{Batch, BlockScratch, Int8Block, add_into};
+use super::parts::{Arch, embed_images, embed_tokens};
 use super::workspace::Widths;
 use super::{Int8Linear, QuantPlan, Workspace};
 use crate::embed::Pooling;
 use crate::error::{Error, Result};
-use crate::nn::{BertConfig, NormPlacement, VitConfig};
+use crate::nn::NormPlacement;
 use lithe_kernels::gelu::GeluKind;
 use lithe_kernels::gemm_i8::Activation;
 
@@ -48,65 +49,6 @@ pub enum ModelKind {
     Vit,
 }
 
-/// The f32 parts around the blocks of a Bert.
-#[derive(Clone)]
-pub(crate) struct BertParts {
-    pub(crate) config: BertConfig,
-    /// `[V, H]`.
-    pub(crate) word: Vec<f32>,
-    /// `[max_position_embeddings, H]`.
-    pub(crate) position: Vec<f32>,
-    /// `[type_vocab_size, H]`; row 0 is added to every token.
-    pub(crate) token_type: Vec<f32>,
-    pub(crate) norm: Norm,
-    /// `[H, H]`, then tanh on `[CLS]`.
-    pub(crate) pooler: Int8Linear,
-    /// `[C, H]`.
-    pub(crate) classifier: Int8Linear,
-}
-
-/// The parts around the blocks of a Vit.
-#[derive(Clone)]
-pub(crate) struct VitParts {
-    pub(crate) config: VitConfig,
-    /// `[H, P]`: the patch projection.
-    pub(crate) projection: Int8Linear,
-    /// `[H]`.
-    pub(crate) cls_token: Vec<f32>,
-    /// `[H]` (DeiT).
-    pub(crate) distillation_token: Option<Vec<f32>>,
-    /// `[T, H]`.
-    pub(crate) position: Vec<f32>,
-    /// The final LayerNorm.
-    pub(crate) norm: Norm,
-    /// `[C, H]` on the class token.
-    pub(crate) classifier: Int8Linear,
-    /// `[C, H]` on the distillation token (DeiT).
-    pub(crate) distillation_classifier: Option<Int8Linear>,
-}
-
-impl VitParts {
-    /// Tokens in front of the patches: class (and distillation).
-    pub(crate) fn prefix(&self) -> usize {
-        1 + usize::from(self.distillation_token.is_some())
-    }
-
-    pub(crate) fn side(&self) -> usize {
-        self.config.image_size / self.config.patch_size
-    }
-
-    pub(crate) fn num_patches(&self) -> usize {
-        self.side() * self.side()
-    }
-}
-
-/// Bert or Vit parts.
-#[derive(Clone)]
-pub(crate) enum Arch {
-    Bert(BertParts),
-    Vit(VitParts),
-}
-
 /// A Bert or Vit with every Linear in int8 (see the module docs of [`super`]).
 #[derive(Clone)]
 pub struct Int8Model {
@@ -124,71 +66,6 @@ impl Int8Model {
     /// Lowers a Bert; each Linear's input is quantized as `plan` says.
     pub fn from_bert(bert: &crate::nn::Bert, plan: &QuantPlan) -> Result<Self> {
         super::lower::bert(bert, plan)
-    }
-
-    /// A model from its parts, checked for consistent widths (lowering and loading both end
-    /// here).
-    pub(crate) fn assemble(arch: Arch, blocks: Vec<Int8Block>, gelu: GeluKind) -> Result<Self> {
-        let bad = |msg: String| Err(Error::shape("Int8Model", msg));
-        let (h, heads_in) = match &arch {
-            Arch::Bert(p) => {
-                let (h, c) = (p.norm.width(), &p.config);
-                let tables = [
-                    (p.word.len(), c.vocab_size),
-                    (p.position.len(), c.max_position_embeddings),
-                    (p.token_type.len(), c.type_vocab_size),
-                ];
-                if h == 0 || c.hidden_size != h || tables.iter().any(|&(len, rows)| len != rows * h)
-                {
-                    return bad(format!(
-                        "embedding tables do not fit H = {h} and the config"
-                    ));
-                }
-                if c.type_vocab_size == 0 || c.max_position_embeddings == 0 {
-                    return bad("empty position or token-type table".into());
-                }
-                let pooler = (p.pooler.in_features(), p.pooler.out_features());
-                if pooler != (h, h) {
-                    return bad(format!("pooler {pooler:?} is not [{h}, {h}]"));
-                }
-                (h, vec![p.classifier.in_features()])
-            }
-            Arch::Vit(p) => {
-                let (h, c) = (p.norm.width(), &p.config);
-                if h == 0 || c.hidden_size != h || c.patch_size == 0 {
-                    return bad(format!("config does not fit H = {h}"));
-                }
-                let tokens = p.num_patches() + p.prefix();
-                let patch = c.num_channels * c.patch_size * c.patch_size;
-                let fits = p.cls_token.len() == h
-                    && p.distillation_token.as_ref().is_none_or(|d| d.len() == h)
-                    && p.distillation_token.is_some() == c.distillation_token
-                    && p.distillation_classifier.is_some() == c.distillation_token
-                    && p.position.len() == tokens * h
-                    && (p.projection.in_features(), p.projection.out_features()) == (patch, h);
-                if !fits {
-                    return bad(format!(
-                        "tokens, position table or patch projection do not fit H = {h}, \
-                         {tokens} tokens and patches of {patch}"
-                    ));
-                }
-                let mut ins = vec![p.classifier.in_features()];
-                if let Some(d) = &p.distillation_classifier {
-                    ins.push(d.in_features());
-                    if d.out_features() != p.classifier.out_features() {
-                        return bad("the two heads have different class counts".into());
-                    }
-                }
-                (h, ins)
-            }
-        };
-        if heads_in.iter().any(|&k| k != h) {
-            return bad(format!("a classifier does not take H = {h} inputs"));
-        }
-        if let Some(i) = blocks.iter().position(|b| b.attn_norm.width() != h) {
-            return bad(format!("block {i} is not of width H = {h}"));
-        }
-        Ok(Int8Model { arch, blocks, gelu })
     }
 
     /// The architecture.
@@ -284,8 +161,20 @@ impl Int8Model {
     /// Logits [B, classes] (Vit: class-token head (DeiT: mean of both heads); Bert:
     /// pooler+classifier).
     pub fn forward<'w>(&self, ws: &'w mut Workspace, input: Input<'_>) -> Result<&'w [f32]> {
-        let geo = self.run_blocks(ws, input)?;
-        let (b, t, h, c) = (geo.batch, geo.seq, self.hidden_size(), self.num_classes());
+        // The heads read only the leading tokens (class, and DeiT's distillation token), so the
+        // last block computes its output for those alone.
+        let leading = match &self.arch {
+            Arch::Bert(_) => 1,
+            Arch::Vit(p) => p.prefix(),
+        };
+        let geo = self.run_blocks(ws, input, leading)?;
+        // Rows of x per sample: `leading` after a last block, all T without blocks.
+        let t = if self.blocks.is_empty() {
+            geo.seq
+        } else {
+            leading
+        };
+        let (b, h, c) = (geo.batch, self.hidden_size(), self.num_classes());
         let Workspace {
             x,
             pooled_in,
@@ -312,21 +201,21 @@ impl Int8Model {
                 // classifier(tanh(pooler(hidden[:, 0])))
                 gather(pooled_in, 0);
                 p.pooler
-                    .forward(pooled, h, pooled_in, b, none, q8, row_scales)?;
+                    .forward_into(pooled, h, pooled_in, b, none, q8, row_scales)?;
                 pooled.iter_mut().for_each(|v| *v = v.tanh());
                 p.classifier
-                    .forward(logits, c, pooled, b, none, q8, row_scales)?;
+                    .forward_into(logits, c, pooled, b, none, q8, row_scales)?;
             }
             Arch::Vit(p) => {
                 // The final LayerNorm is per token: only the tokens the heads read need it.
                 gather(pooled_in, 0);
                 p.norm.forward(pooled, pooled_in, b, mean, rstd)?;
                 p.classifier
-                    .forward(logits, c, pooled, b, none, q8, row_scales)?;
+                    .forward_into(logits, c, pooled, b, none, q8, row_scales)?;
                 if let Some(dist) = &p.distillation_classifier {
                     gather(pooled_in, 1);
                     p.norm.forward(pooled, pooled_in, b, mean, rstd)?;
-                    dist.forward(logits2, c, pooled, b, none, q8, row_scales)?;
+                    dist.forward_into(logits2, c, pooled, b, none, q8, row_scales)?;
                     for (l, &d) in logits.iter_mut().zip(&*logits2) {
                         *l = (*l + d) * 0.5;
                     }
@@ -349,7 +238,7 @@ impl Int8Model {
 
     /// Runs the model up to its final hidden states: `ws.x` (Bert) or `ws.tmp` (Vit).
     fn final_hidden<'i>(&self, ws: &mut Workspace, input: Input<'i>) -> Result<Batch<'i>> {
-        let geo = self.run_blocks(ws, input)?;
+        let geo = self.run_blocks(ws, input, usize::MAX)?;
         if let Arch::Vit(p) = &self.arch {
             let rows = geo.rows();
             p.norm
@@ -395,7 +284,14 @@ impl Int8Model {
     }
 
     /// Checks `input` against the model and `ws`, embeds it into `ws.x` and runs every block.
-    fn run_blocks<'i>(&self, ws: &mut Workspace, input: Input<'i>) -> Result<Batch<'i>> {
+    /// The last block computes only the first `last_queries` tokens of each sample (all of
+    /// them when `last_queries >= T`); see [`Int8Block::forward`].
+    fn run_blocks<'i>(
+        &self,
+        ws: &mut Workspace,
+        input: Input<'i>,
+        last_queries: usize,
+    ) -> Result<Batch<'i>> {
         let geo = self.check(ws, &input)?;
         match (&self.arch, input) {
             (Arch::Bert(p), Input::Tokens { ids, .. }) => embed_tokens(p, ws, ids, geo)?,
@@ -418,8 +314,15 @@ impl Int8Model {
             mean: &mut ws.mean,
             rstd: &mut ws.rstd,
         };
-        for block in &self.blocks {
-            block.forward(&mut ws.x, &mut ws.tmp, geo, norm, self.gelu, &mut s)?;
+        let last = self.blocks.len().saturating_sub(1);
+        for (i, block) in self.blocks.iter().enumerate() {
+            let queries = if i == last {
+                last_queries.min(geo.seq)
+            } else {
+                geo.seq
+            };
+            let (x, tmp) = (&mut ws.x, &mut ws.tmp);
+            block.forward(x, tmp, geo, queries, norm, self.gelu, &mut s)?;
         }
         Ok(geo)
     }
@@ -469,6 +372,12 @@ impl Int8Model {
                 }
                 if seq == 0 {
                     return Err(Error::empty(OP, "sequences of 0 tokens"));
+                }
+                if seq > self.max_seq() {
+                    return Err(Error::shape(
+                        OP,
+                        format!("{seq} tokens, the position table has {}", self.max_seq()),
+                    ));
                 }
                 let vocab = p.config.vocab_size;
                 if let Some(&id) = ids.iter().find(|&&id| id as usize >= vocab) {
@@ -558,67 +467,6 @@ impl Int8Model {
     }
 }
 
-/// `ws.x[B*T, H] = LN(word[id] + position[t] + token_type[0])`.
-fn embed_tokens(p: &BertParts, ws: &mut Workspace, ids: &[u32], geo: Batch<'_>) -> Result<()> {
-    let (h, t, rows) = (p.norm.width(), geo.seq, geo.rows());
-    let type0 = &p.token_type[..h];
-    for (r, row) in ws.tmp[..rows * h].chunks_exact_mut(h).enumerate() {
-        let word = &p.word[ids[r] as usize * h..][..h];
-        let pos = &p.position[(r % t) * h..][..h];
-        for (((o, &w), &q), &ty) in row.iter_mut().zip(word).zip(pos).zip(type0) {
-            *o = (w + q) + ty;
-        }
-    }
-    p.norm
-        .forward(&mut ws.x, &ws.tmp, rows, &mut ws.mean, &mut ws.rstd)
-}
-
-/// `ws.x[B, T, H] = [cls, (dist), projection(patches)] + position`.
-fn embed_images(p: &VitParts, ws: &mut Workspace, pixels: &[f32], geo: Batch<'_>) -> Result<()> {
-    let c = &p.config;
-    let (ch, s, ps, side) = (c.num_channels, c.image_size, c.patch_size, p.side());
-    let (n, pd, h, t, pre) = (
-        p.num_patches(),
-        ch * ps * ps,
-        p.norm.width(),
-        geo.seq,
-        p.prefix(),
-    );
-    // [B, Ch, S, S] -> [B, N, Ch*p*p]: patch (gy, gx) flattened as (channel, row, column).
-    for b in 0..geo.batch {
-        let image = &pixels[b * ch * s * s..][..ch * s * s];
-        for gy in 0..side {
-            for gx in 0..side {
-                let patch = &mut ws.patches[(b * n + gy * side + gx) * pd..][..pd];
-                for (k, dst) in patch.chunks_exact_mut(ps).enumerate() {
-                    let (chan, py) = (k / ps, k % ps);
-                    let src = (chan * s + gy * ps + py) * s + gx * ps;
-                    dst.copy_from_slice(&image[src..src + ps]);
-                }
-            }
-        }
-        // The projection writes each sample's patch rows straight after its prefix tokens.
-        let out = &mut ws.x[(b * t + pre) * h..];
-        let patches = &ws.patches[b * n * pd..];
-        p.projection.forward(
-            out,
-            h,
-            patches,
-            n,
-            Activation::None,
-            &mut ws.q8,
-            &mut ws.row_scales,
-        )?;
-        let sample = &mut ws.x[b * t * h..][..t * h];
-        sample[..h].copy_from_slice(&p.cls_token);
-        if let Some(d) = &p.distillation_token {
-            sample[h..2 * h].copy_from_slice(d);
-        }
-        add_into(sample, &p.position);
-    }
-    Ok(())
-}
-
 /// Lowering of a trained f32 model to the int8 engine.
 pub trait ToInt8 {
     /// The int8 model, each Linear's input quantized as `plan` says.
@@ -634,5 +482,17 @@ impl ToInt8 for crate::nn::Vit {
 impl ToInt8 for crate::nn::Bert {
     fn to_int8(&self, plan: &QuantPlan) -> Result<Int8Model> {
         Int8Model::from_bert(self, plan)
+    }
+}
+
+impl std::fmt::Debug for Int8Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Int8Model")
+            .field("kind", &self.kind())
+            .field("layers", &self.blocks.len())
+            .field("hidden_size", &self.hidden_size())
+            .field("num_classes", &self.num_classes())
+            .field("max_seq", &self.max_seq())
+            .finish_non_exhaustive()
     }
 }

@@ -100,3 +100,13 @@ impl Workspace {
         self.max_seq
     }
 }
+
+impl std::fmt::Debug for Workspace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Workspace")
+            .field("max_batch", &self.max_batch)
+            .field("max_seq", &self.max_seq)
+            .field("widths", &self.widths)
+            .finish_non_exhaustive()
+    }
+}
