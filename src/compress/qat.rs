@@ -12,17 +12,26 @@
 //! ```no_run
 //! use lithe::compress::qat::{self, QatConfig};
 //! use lithe::nn::{Vit, VitConfig};
+//! use lithe::train::{self, TrainOptions};
 //! # fn main() -> lithe::Result<()> {
-//! # let (vit, train, test): (Vit, lithe::train::ImageSet, lithe::train::ImageSet) = todo!();
-//! qat::prepare_qat(&vit, &QatConfig::default())?;
-//! // ... train as usual (lithe::train::train_vit), or qat::finetune_vit ...
-//! let engine = qat::convert(&vit)?; // the int8 model, scales from the observers
+//! let config = VitConfig {
+//!     image_size: 8, patch_size: 4, num_channels: 1, hidden_size: 32, num_hidden_layers: 2,
+//!     num_attention_heads: 4, intermediate_size: 64, num_labels: 10, layer_norm_eps: 1e-6,
+//!     hidden_dropout_prob: 0.0, distillation_token: false,
+//! };
+//! let (train_set, test_set) = train::digits_split(0)?;
+//! let vit = Vit::new(&config, &mut lithe::Rng::new(0))?;
+//! train::train_vit(&vit, &train_set, &test_set, &TrainOptions::default(), &mut |_| {})?;
+//! // Fine-tune with fake quantization at a tenth of the learning rate, then lower.
+//! let opts = TrainOptions { epochs: 2, lr: 1e-4, ..TrainOptions::default() };
+//! qat::finetune_vit(&vit, &train_set, &test_set, &QatConfig::default(), &opts, &mut |_| {})?;
+//! let engine = qat::convert(&vit)?; // an int8::Int8Model, input scales from the observers
 //! # Ok(()) }
 //! ```
 
 use crate::error::{Error, Result};
 use crate::int8::{ActQuant, Int8Model, QuantPlan, ToInt8, symmetric_scale};
-use crate::nn::{Bert, InputQuant, Linear, LinearQuant, Module, Vit};
+use crate::nn::{AttentionMask, Bert, InputQuant, Linear, LinearQuant, Module, Vit};
 use crate::train::{Event, History, ImageSet, TextSet, TrainOptions, train_bert, train_vit};
 use crate::{Graph, data::Tokenizer};
 use std::collections::HashMap;
@@ -39,6 +48,23 @@ pub enum QatMode {
     /// Inputs quantized per row at run time (the engine's [`ActQuant::Dynamic`]); only the
     /// weights' ranges are fixed. Needs no observation.
     Dynamic,
+}
+
+impl std::str::FromStr for QatMode {
+    type Err = Error;
+
+    /// `static` (or `qat`), `ptq`, `dynamic`: the names a command line takes.
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "static" | "qat" => Ok(QatMode::Static),
+            "ptq" => Ok(QatMode::Ptq),
+            "dynamic" => Ok(QatMode::Dynamic),
+            _ => Err(Error::invalid(
+                "QatMode",
+                format!("`{s}` is not one of static, ptq, dynamic"),
+            )),
+        }
+    }
 }
 
 /// Settings of [`prepare_qat`].
@@ -194,6 +220,37 @@ pub fn calibrate_vit(
     })
 }
 
+/// [`calibrate`] on texts: `bert`'s forward over `data` tokenized by `tok` (as the trainer
+/// does), in batches of `batch_size` (at most `max_batches` of them), on inference graphs.
+pub fn calibrate_bert(
+    bert: &Bert,
+    tok: &Tokenizer,
+    data: &TextSet,
+    batch_size: usize,
+    max_batches: Option<usize>,
+) -> Result<()> {
+    if data.is_empty() || batch_size == 0 {
+        return Err(Error::invalid(
+            "qat::calibrate_bert",
+            "need a non-empty calibration set and batch_size > 0",
+        ));
+    }
+    let rows: Vec<usize> = (0..data.len()).collect();
+    let batches = max_batches.unwrap_or(usize::MAX);
+    calibrate(bert, || {
+        for chunk in rows.chunks(batch_size).take(batches) {
+            let texts: Vec<&str> = chunk.iter().map(|&r| data.texts[r].as_str()).collect();
+            let enc = tok.encode_batch(&texts, data.max_len)?;
+            let mask = AttentionMask::from_lengths(&enc.lengths(), enc.seq)?;
+            let types: Vec<usize> = enc.token_type_ids.iter().map(|&t| t as usize).collect();
+            let g = Graph::inference();
+            let shape = [enc.batch, enc.seq];
+            bert.forward_logits(&g, &enc.ids_usize(), shape, Some(&types), Some(&mask))?;
+        }
+        Ok(())
+    })
+}
+
 fn check_observed<M: Module + ?Sized>(model: &M, op: &'static str) -> Result<()> {
     for (name, q) in states(model, op)? {
         if q.input != InputQuant::Dynamic && q.range.is_none() {
@@ -236,9 +293,10 @@ pub fn convert<M: Module + ToInt8 + ?Sized>(model: &M) -> Result<Int8Model> {
     model.to_int8(&quant_plan(model)?)
 }
 
-/// Quantization-aware fine-tuning of `vit` ([`train_vit`] after [`prepare_qat`]; a model that
-/// is already prepared keeps its state). Usually from a trained f32 model with a learning rate
-/// about a tenth of the original. [`QatMode::Ptq`] is rejected: it does not train.
+/// Quantization-aware fine-tuning of `vit`: [`train_vit`] after [`prepare_qat`] (a model
+/// already prepared with the same settings keeps its observed ranges, so training can resume).
+/// Usually from a trained f32 model with a learning rate about a tenth of the original.
+/// [`QatMode::Ptq`] is rejected: it does not train.
 pub fn finetune_vit(
     vit: &Vit,
     train: &ImageSet,
@@ -272,7 +330,10 @@ fn prepare_for_training<M: Module>(model: &M, config: &QatConfig, op: &'static s
             "PTQ does not train: use calibrate and convert",
         ));
     }
-    if !is_prepared(model) {
+    let input = config.input_quant()?;
+    let mut same = is_prepared(model);
+    model.visit_linears(&mut |_, lin| same &= lin.quant().is_some_and(|q| q.input == input));
+    if !same {
         prepare_qat(model, config)?;
     }
     Ok(())
@@ -290,6 +351,21 @@ pub fn ptq_vit(
     prepare_qat(vit, &QatConfig::ptq())?;
     let engine = calibrate_vit(vit, calib, batch_size, max_batches).and_then(|()| convert(vit));
     strip_qat(vit);
+    engine
+}
+
+/// [`ptq_vit`] for a [`Bert`] classifier, calibrated on texts ([`calibrate_bert`]).
+pub fn ptq_bert(
+    bert: &Bert,
+    tok: &Tokenizer,
+    calib: &TextSet,
+    batch_size: usize,
+    max_batches: Option<usize>,
+) -> Result<Int8Model> {
+    prepare_qat(bert, &QatConfig::ptq())?;
+    let engine =
+        calibrate_bert(bert, tok, calib, batch_size, max_batches).and_then(|()| convert(bert));
+    strip_qat(bert);
     engine
 }
 

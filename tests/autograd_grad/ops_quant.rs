@@ -59,7 +59,10 @@ fn fake_quant_backward_is_the_masked_pass_through_exactly() {
             passed += 1;
         }
     }
-    assert!(blocked > 0 && passed > 0, "{blocked} clamped, {passed} passed");
+    assert!(
+        blocked > 0 && passed > 0,
+        "{blocked} clamped, {passed} passed"
+    );
     // The forward is the quantization grid: every output is an integer multiple of the scale.
     let yv = g.value(y).unwrap();
     assert!(yv.data().iter().all(|v| {
