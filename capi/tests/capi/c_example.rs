@@ -26,53 +26,71 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// `liblithe_capi.a` of this build. Cargo writes a staticlib under its plain name (no hash) to
-/// `target/<profile>/deps/`, next to this test executable, and rebuilds it before running the
-/// test; `cargo build` also copies it up to `target/<profile>/`, where `cargo test` does not.
-fn static_lib() -> PathBuf {
+/// A library of this build (`liblithe_capi.a`, `.so`, `.dylib`). Cargo writes a staticlib or
+/// cdylib under its plain name (no hash) to `target/<profile>/deps/`, next to this test
+/// executable, and rebuilds it before running the test; `cargo build` also copies it up to
+/// `target/<profile>/`, where `cargo test` does not.
+fn built_lib(file: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let deps = exe.parent().unwrap();
     [deps.to_path_buf(), deps.parent().unwrap().to_path_buf()]
         .iter()
-        .map(|d| d.join("liblithe_capi.a"))
+        .map(|d| d.join(file))
         .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("no liblithe_capi.a in {} or its parent", deps.display()))
+        .unwrap_or_else(|| panic!("no {file} in {} or its parent", deps.display()))
 }
 
-/// The C example, compiled once per test process (`$CC`, else `cc`), warnings as errors.
-fn example() -> &'static Path {
-    static EXE: OnceLock<PathBuf> = OnceLock::new();
-    EXE.get_or_init(|| {
-        let out = scratch("build").join("lithe_example");
-        let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-        let mut cmd = Command::new(&cc);
-        cmd.args(["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-I"])
-            .arg(root().join("include"))
-            .arg(root().join("examples/c/lithe_example.c"))
-            .arg(static_lib())
-            .arg("-o")
-            .arg(&out);
-        // What Rust's standard library needs from the system (`rustc --print native-static-libs`).
+/// Compiles the C example (`$CC`, else `cc`; warnings as errors) against `lib` into `out`.
+fn compile_example(lib: &Path, out: &Path) {
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let mut cmd = Command::new(&cc);
+    cmd.args(["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-I"])
+        .arg(root().join("include"))
+        .arg(root().join("examples/c/lithe_example.c"))
+        .arg(lib)
+        .arg("-o")
+        .arg(out);
+    if lib.extension().is_some_and(|e| e == "a") {
+        // What Rust's standard library needs from the system (`rustc --print
+        // native-static-libs`).
         if cfg!(target_os = "macos") {
             cmd.args(["-lSystem", "-lc", "-lm"]);
         } else {
             cmd.args(["-lpthread", "-ldl", "-lm", "-lrt", "-lutil"]);
         }
-        let res = cmd
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run the C compiler {cc:?}: {e}"));
-        assert!(
-            res.status.success(),
-            "compiling the C example failed:\n{}",
-            String::from_utf8_lossy(&res.stderr)
-        );
+    } else {
+        // Find the shared library where it is at run time.
+        cmd.arg(format!("-Wl,-rpath,{}", lib.parent().unwrap().display()));
+    }
+    let res = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run the C compiler {cc:?}: {e}"));
+    assert!(
+        res.status.success(),
+        "compiling the C example against {} failed:\n{}",
+        lib.display(),
+        String::from_utf8_lossy(&res.stderr)
+    );
+}
+
+/// The C example linked with the static library, compiled once per test process.
+fn example() -> &'static Path {
+    static EXE: OnceLock<PathBuf> = OnceLock::new();
+    EXE.get_or_init(|| {
+        let out = scratch("build").join("lithe_example");
+        compile_example(&built_lib("liblithe_capi.a"), &out);
         out
     })
 }
 
 /// Runs the example; its stdout lines.
 fn run_example(args: &[&str]) -> Vec<String> {
-    let res = Command::new(example()).args(args).output().unwrap();
+    run(example(), args)
+}
+
+/// Runs `exe` with `args`; its stdout lines.
+fn run(exe: &Path, args: &[&str]) -> Vec<String> {
+    let res = Command::new(exe).args(args).output().unwrap();
     assert!(
         res.status.success(),
         "lithe_example {args:?} failed:\n{}",
@@ -99,9 +117,8 @@ fn assert_close(c: &[f32], rust: &[f32], what: &str) {
     }
 }
 
-#[test]
-fn c_example_classifies_digits_like_the_rust_api() {
-    let dir = scratch("vit");
+/// A tiny random int8 ViT for the 8x8 digits, saved in `dir`; its path.
+fn tiny_vit_file(dir: &Path) -> PathBuf {
     let config = VitConfig {
         image_size: 8,
         patch_size: 4,
@@ -121,8 +138,17 @@ fn c_example_classifies_digits_like_the_rust_api() {
         .unwrap()
         .save(&path)
         .unwrap();
+    path
+}
 
-    let images = root().join("data/digits8x8/digits-images-idx3-ubyte");
+fn digits_file() -> PathBuf {
+    root().join("data/digits8x8/digits-images-idx3-ubyte")
+}
+
+#[test]
+fn c_example_classifies_digits_like_the_rust_api() {
+    let path = tiny_vit_file(&scratch("vit"));
+    let images = digits_file();
     let n = 5;
     let lines = run_example(&[
         "classify",
@@ -255,4 +281,27 @@ fn c_example_embeds_with_the_real_minilm_when_present() {
         .find(|p| p.exists())
         .expect("a tokenizer.json or vocab.txt in LITHE_MINILM_DIR");
     check_embedding(&path, &tokenizer, "A man is playing a guitar.");
+}
+
+#[test]
+fn shared_library_gives_what_the_static_one_gives() {
+    let dir = scratch("shared");
+    let shared = if cfg!(target_os = "macos") {
+        "liblithe_capi.dylib"
+    } else {
+        "liblithe_capi.so"
+    };
+    let exe = dir.join("lithe_example_shared");
+    compile_example(&built_lib(shared), &exe);
+    let model = tiny_vit_file(&dir);
+    let images = digits_file();
+    let args = [
+        "classify",
+        model.to_str().unwrap(),
+        images.to_str().unwrap(),
+        "3",
+    ];
+    let lines = run(&exe, &args);
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines, run_example(&args));
 }
