@@ -80,8 +80,9 @@ size_t lithe_model_max_seq(const LitheModel *model);
 /* A Vit's input shape {channels, height, width}, written to out_shape[0..3]. */
 LitheStatus lithe_model_image_shape(const LitheModel *model, size_t *out_shape);
 
-/* A workspace for forwards of up to max_batch samples of up to max_seq tokens
- * (0: lithe_model_max_seq). All memory of a forward is allocated here. NULL on failure. */
+/* A workspace for forwards of `model` (and no other) of up to max_batch samples of up to
+ * max_seq tokens (0: lithe_model_max_seq). All memory of a forward is allocated here. NULL on
+ * failure. */
 LitheWorkspace *lithe_workspace_new(const LitheModel *model, size_t max_batch, size_t max_seq);
 
 /* Releases a workspace. */

@@ -53,6 +53,8 @@ pub struct LitheWorkspace {
     ws: Workspace,
     max_batch: usize,
     max_seq: usize,
+    /// The address of the model handle it was made for (a workspace fits one model).
+    model: usize,
 }
 
 /// A WordPiece tokenizer (a BERT `vocab.txt` or a `tokenizer.json`).
@@ -73,7 +75,18 @@ fn check_kind(model: &Int8Model, want: ModelKind, call: &str) -> Result<(), Fail
     ))
 }
 
-fn check_batch(ws: &LitheWorkspace, batch: usize, seq: usize) -> Result<(), Failure> {
+/// `ws` was made for `model` and holds `batch` samples of `seq` tokens.
+fn check_batch(
+    model: *const LitheModel,
+    ws: &LitheWorkspace,
+    batch: usize,
+    seq: usize,
+) -> Result<(), Failure> {
+    if ws.model != model as usize {
+        return Err(invalid(
+            "the workspace was made for another model (lithe_workspace_new)",
+        ));
+    }
     if batch == 0 || batch > ws.max_batch {
         return Err(invalid(format!(
             "batch {batch} is not in 1..={} (the workspace's max_batch)",
@@ -271,6 +284,7 @@ pub unsafe extern "C" fn lithe_workspace_new(
                 ws,
                 max_batch,
                 max_seq,
+                model: model as usize,
             })))
         },
     )
@@ -318,7 +332,7 @@ pub unsafe extern "C" fn lithe_classify_images(
         let w = unsafe { handle_mut(ws, "workspace") }?;
         check_kind(m, ModelKind::Vit, "lithe_classify_images")?;
         let [c, h, wd] = m.image_shape().unwrap_or_default();
-        check_batch(w, batch, 0)?;
+        check_batch(model, w, batch, 0)?;
         let n = product(batch, c * h * wd, "pixels")?;
         // SAFETY: forwarded from this function's contract.
         let pixels = unsafe { slice(pixels, n, "pixels") }?;
@@ -355,7 +369,7 @@ pub unsafe extern "C" fn lithe_embed_tokens(
         // SAFETY: forwarded from this function's contract.
         let w = unsafe { handle_mut(ws, "workspace") }?;
         check_kind(m, ModelKind::Bert, "lithe_embed_tokens")?;
-        check_batch(w, batch, seq)?;
+        check_batch(model, w, batch, seq)?;
         if seq == 0 {
             return Err(invalid("seq must be at least 1"));
         }
@@ -455,7 +469,7 @@ pub unsafe extern "C" fn lithe_embed_text(
         let out = unsafe { slice_mut(out, out_len, "out") }?;
         check_kind(m, ModelKind::Bert, "lithe_embed_text")?;
         let enc = tok.encode(text, w.max_seq)?;
-        check_batch(w, 1, enc.seq)?;
+        check_batch(model, w, 1, enc.seq)?;
         let input = Input::Tokens {
             ids: &enc.ids,
             batch: 1,

@@ -275,6 +275,12 @@ fn classify_checks_every_size_and_matches_the_rust_forward() {
         assert_eq!(st, LitheStatus::InvalidArgument);
         let st = lithe_classify_images(model, ws, pixels.as_ptr(), 0, out.as_mut_ptr(), 6);
         assert_eq!(st, LitheStatus::InvalidArgument);
+        // A workspace belongs to the model it was made for.
+        let other = lithe_model_load(c_path.as_ptr());
+        let st = lithe_classify_images(other, ws, pixels.as_ptr(), 2, out.as_mut_ptr(), 6);
+        assert_eq!(st, LitheStatus::InvalidArgument);
+        assert!(last_error().contains("another model"), "{}", last_error());
+        lithe_model_free(other);
         let ids = [2u32, 5, 3];
         let st = lithe_embed_tokens(
             model,
