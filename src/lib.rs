@@ -11,7 +11,8 @@
 //! - [`train`]: training loops (ViT on images, BERT on text), evaluation, saving a run;
 //! - [`error`]: the one error type, [`Error`];
 //! - [`alloc`]: glibc malloc thresholds that keep freed tensor memory for reuse;
-//! - `cuda` (feature `cuda`): fp16 tensor-core kernels on NVIDIA GPUs.
+//! - `cuda` (feature `cuda`): fp16 tensor-core kernels on NVIDIA GPUs;
+//! - `ffi` (feature `capi`): the C ABI of the int8 runtime (`include/lithe.h`).
 pub use lithe_kernels as kernels;
 
 pub mod alloc;
@@ -22,6 +23,8 @@ pub mod cuda;
 pub mod data;
 pub mod embed;
 pub mod error;
+#[cfg(feature = "capi")]
+pub mod ffi;
 pub mod int8;
 pub mod io;
 pub mod nn;

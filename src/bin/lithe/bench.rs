@@ -36,6 +36,9 @@ pub struct MinilmArgs {
     /// cpu (fp32) or cuda (fp16 encoder on GPU 0; needs the `cuda` feature).
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// The int8 engine (dynamic activation scales; cpu only): reports `"precision": "int8"`.
+    #[arg(long)]
+    int8: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -216,25 +219,34 @@ fn minilm(args: MinilmArgs) -> Result<(), Box<dyn std::error::Error>> {
             }
         })
         .collect();
+    if args.int8 && args.device != "cpu" {
+        return Err("--int8 runs on the cpu only".into());
+    }
     if args.device == "cuda" {
         return minilm_cuda(&encoder, &ids, &args);
     }
     if args.device != "cpu" {
         return Err(format!("--device {:?}: expected cpu or cuda", args.device).into());
     }
-    let median = median_time(Duration::from_millis(args.budget_ms), || {
-        let g = Graph::inference();
-        let hidden = encoder
-            .bert
-            .forward_hidden(&g, &ids, [args.batch, args.seq], None, None)
-            .expect("valid ids and shape");
-        std::hint::black_box(g.value(hidden).expect("forward value"));
-    });
+    let budget = Duration::from_millis(args.budget_ms);
+    let median = if args.int8 {
+        minilm_int8(&encoder.bert, &ids, &args, budget)?
+    } else {
+        median_time(budget, || {
+            let g = Graph::inference();
+            let hidden = encoder
+                .bert
+                .forward_hidden(&g, &ids, [args.batch, args.seq], None, None)
+                .expect("valid ids and shape");
+            std::hint::black_box(g.value(hidden).expect("forward value"));
+        })
+    };
     let mut row = Map::new();
     row.insert("batch".into(), json!(args.batch));
     row.insert("seq".into(), json!(args.seq));
     row.insert("threads".into(), json!(args.threads.max(1)));
-    row.insert("precision".into(), json!("fp32"));
+    let precision = if args.int8 { "int8" } else { "fp32" };
+    row.insert("precision".into(), json!(precision));
     row.insert("device".into(), json!("cpu"));
     row.insert(
         "median_ms".into(),
@@ -242,6 +254,30 @@ fn minilm(args: MinilmArgs) -> Result<(), Box<dyn std::error::Error>> {
     );
     crate::table::print_rows(&[row], args.json);
     Ok(())
+}
+
+/// `lithe bench minilm --int8`: median time of the int8 engine's forward to the last hidden
+/// states (lowered with dynamic activation scales; workspace allocated before timing).
+fn minilm_int8(
+    bert: &lithe::nn::Bert,
+    ids: &[usize],
+    args: &MinilmArgs,
+    budget: Duration,
+) -> Result<Duration, Box<dyn std::error::Error>> {
+    use lithe::int8::{Input, QuantPlan, ToInt8};
+    let model = bert.to_int8(&QuantPlan::dynamic())?;
+    let mut ws = model.workspace(args.batch, args.seq)?;
+    let ids: Vec<u32> = ids.iter().map(|&i| i as u32).collect();
+    let input = Input::Tokens {
+        ids: &ids,
+        batch: args.batch,
+        seq: args.seq,
+        lengths: None,
+    };
+    model.hidden(&mut ws, input)?;
+    Ok(median_time(budget, || {
+        std::hint::black_box(model.hidden(&mut ws, input).expect("valid ids and shape"));
+    }))
 }
 
 /// `lithe bench minilm --device cuda`: median wall time of one fp16 encoder forward on GPU 0

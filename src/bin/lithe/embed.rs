@@ -1,8 +1,10 @@
-//! `lithe embed --model DIR [--pooling mean|cls]`: sentences on stdin, one per line; one JSON array
-//! (the L2-normalised embedding) per line on stdout.
+//! `lithe embed --model DIR [--int8] [--pooling mean|cls]`: sentences on stdin, one per line; one
+//! JSON array (the L2-normalised embedding) per line on stdout. With `--int8` the imported model
+//! is lowered into the int8 engine with dynamic (per-row) activation scales.
 
 use clap::Args;
 use lithe::embed::{Pooling, SentenceEncoder};
+use lithe::int8::{Input, QuantPlan, ToInt8};
 use std::io::{BufRead, Write};
 
 #[derive(Args)]
@@ -22,6 +24,9 @@ pub struct EmbedArgs {
     /// cpu (fp32) or cuda (fp16 encoder on GPU 0; needs the `cuda` feature).
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Run the int8 engine (weights per channel, activations per row at run time; cpu only).
+    #[arg(long)]
+    int8: bool,
 }
 
 pub fn run(args: EmbedArgs) -> Result<(), Box<dyn std::error::Error>> {
@@ -30,6 +35,12 @@ pub fn run(args: EmbedArgs) -> Result<(), Box<dyn std::error::Error>> {
     encoder.max_len = args.max_len;
     let lines: Vec<String> = std::io::stdin().lock().lines().collect::<Result<_, _>>()?;
     let mut out = std::io::stdout().lock();
+    if args.int8 {
+        if args.device != "cpu" {
+            return Err("--int8 runs on the cpu only".into());
+        }
+        return embed_int8(&encoder, &lines, args.batch, &mut out);
+    }
     if args.device == "cuda" {
         return embed_cuda(&encoder, &lines, args.batch, &mut out);
     }
@@ -40,6 +51,39 @@ pub fn run(args: EmbedArgs) -> Result<(), Box<dyn std::error::Error>> {
         let texts: Vec<&str> = chunk.iter().map(String::as_str).collect();
         for v in encoder.embed(&texts)? {
             writeln!(out, "{}", serde_json::to_string(&v)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// `--int8`: the encoder lowered with [`QuantPlan::dynamic`], one workspace for the largest batch.
+fn embed_int8(
+    encoder: &SentenceEncoder,
+    lines: &[String],
+    batch: usize,
+    out: &mut impl Write,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let model = encoder.bert.to_int8(&QuantPlan::dynamic())?;
+    let batch = batch.max(1);
+    // Texts are cut to the position table (as the fp32 forward would reject longer ones).
+    let max_len = encoder.max_len.min(model.max_seq());
+    let mut ws = model.workspace(batch, max_len)?;
+    let h = model.hidden_size();
+    for chunk in lines.chunks(batch) {
+        let texts: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        let enc = encoder.tokenizer.encode_batch(&texts, max_len)?;
+        let lengths = enc.lengths();
+        let input = Input::Tokens {
+            ids: &enc.ids,
+            batch: enc.batch,
+            seq: enc.seq,
+            lengths: Some(&lengths),
+        };
+        for v in model
+            .embed(&mut ws, input, encoder.pooling)?
+            .chunks_exact(h)
+        {
+            writeln!(out, "{}", serde_json::to_string(v)?)?;
         }
     }
     Ok(())

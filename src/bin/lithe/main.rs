@@ -1,4 +1,5 @@
-//! `lithe`: the command-line front end (benchmarks, demo, training, evaluation).
+//! `lithe`: the command-line front end (benchmarks, demo, training, evaluation, int8
+//! quantization).
 //!
 //! Every job prints a human table at the end; with `--json` it prints the same rows as JSON lines
 //! on stdout instead (progress and notes go to stderr).
@@ -7,6 +8,7 @@ mod bench;
 mod bench_i8;
 mod demo;
 mod embed;
+mod int8;
 mod table;
 mod train;
 
@@ -39,8 +41,12 @@ enum Command {
         #[command(subcommand)]
         what: train::TrainCommand,
     },
-    /// Test accuracy of a model saved by `lithe train`.
+    /// Test accuracy of a model saved by `lithe train` (or, with --int8, of an int8 model).
     Eval(train::EvalArgs),
+    /// Lower a model saved by `lithe train` to int8 (calibrated or dynamic input scales).
+    Quantize(int8::QuantizeArgs),
+    /// Quantization-aware fine-tuning of a trained ViT, saved as an int8 model.
+    Qat(int8::QatArgs),
 }
 
 fn main() {
@@ -54,6 +60,8 @@ fn main() {
         Command::Embed(args) => embed::run(args),
         Command::Train { what } => train::run(what),
         Command::Eval(args) => train::run_eval(args),
+        Command::Quantize(args) => int8::run_quantize(args),
+        Command::Qat(args) => int8::run_qat(args),
     };
     if let Err(e) = result {
         eprintln!("lithe: error: {e}");

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 /// Where `apt-get install dataset-fashion-mnist` puts the four IDX files.
 pub const FASHION_DIR: &str = "/usr/share/datasets/fashion-mnist";
 
-type CliResult<T> = Result<T, Box<dyn std::error::Error>>;
+pub type CliResult<T> = Result<T, Box<dyn std::error::Error>>;
 
 #[derive(Subcommand)]
 pub enum TrainCommand {
@@ -122,7 +122,8 @@ pub struct TextArgs {
 
 #[derive(Args)]
 pub struct EvalArgs {
-    /// A folder written by `lithe train` (config.json says vit or bert).
+    /// A folder written by `lithe train` (config.json says vit or bert); with --int8, an int8
+    /// model file or folder.
     #[arg(long)]
     model: PathBuf,
     /// Images: an IDX folder (default Fashion-MNIST, or `digits` for the shipped digits' test
@@ -135,6 +136,10 @@ pub struct EvalArgs {
     /// Print a JSON line instead of a table.
     #[arg(long)]
     json: bool,
+    /// --model is an int8 model file, or a folder with model.int8.safetensors (`lithe
+    /// quantize`, `lithe qat`).
+    #[arg(long)]
+    int8: bool,
 }
 
 /// A progress bar per epoch on stderr and a line per finished epoch.
@@ -185,7 +190,7 @@ fn history_rows(h: &History) -> Vec<Map<String, Value>> {
         .collect()
 }
 
-fn round(x: f64, digits: i32) -> f64 {
+pub fn round(x: f64, digits: i32) -> f64 {
     let s = 10f64.powi(digits);
     (x * s).round() / s
 }
@@ -250,7 +255,7 @@ fn run_vit(a: VitArgs) -> CliResult<()> {
     Ok(())
 }
 
-fn text_set(path: &Path, max_len: usize) -> CliResult<TextSet> {
+pub fn text_set(path: &Path, max_len: usize) -> CliResult<TextSet> {
     let rows = read_tsv(path)?;
     if rows.is_empty() {
         return Err(format!("{} has no examples", path.display()).into());
@@ -337,45 +342,36 @@ pub fn run(cmd: TrainCommand) -> CliResult<()> {
     }
 }
 
-/// `lithe eval --model DIR --data ...`: one row `{"model","data","examples","accuracy"}`.
+/// `(train, test, name)` of an image `--data` argument: `digits` (the shipped digits' 80/20
+/// split), an IDX folder, or none (Fashion-MNIST if installed, else the digits).
+pub fn images_arg(arg: Option<&str>) -> CliResult<(ImageSet, ImageSet, String)> {
+    match arg {
+        Some("digits") => {
+            let (tr, te) = train::digits_split(42)?;
+            Ok((tr, te, "digits8x8".to_string()))
+        }
+        other => image_data(other.map(Path::new)),
+    }
+}
+
+/// `lithe eval --model DIR --data ... [--int8]`: one row `{"model","data","examples","accuracy"}`.
 pub fn run_eval(a: EvalArgs) -> CliResult<()> {
-    let config_path = a.model.join("config.json");
-    let text = std::fs::read_to_string(&config_path)
-        .map_err(|e| format!("cannot read {}: {e}", config_path.display()))?;
-    let kind: Value = serde_json::from_str(&text)
-        .map_err(|e| format!("{} is not JSON: {e}", config_path.display()))?;
-    let weights = a.model.join("model.safetensors");
-    let (kind, data, examples, accuracy) = match kind["model_type"].as_str() {
-        Some("vit") => {
-            let config: VitConfig = io::load_config(&config_path)?;
-            let vit = Vit::new(&config, &mut Rng::new(0))?;
-            io::load_into_module(&vit, &weights, true)?;
-            let (_, te, name) = match a.data.as_deref() {
-                Some("digits") => {
-                    let (tr, te) = train::digits_split(42)?;
-                    (tr, te, "digits8x8".to_string())
-                }
-                other => image_data(other.map(Path::new))?,
-            };
+    if a.int8 {
+        let row = crate::int8::run_eval(&a.model, a.data.as_deref(), a.max_len)?;
+        crate::table::print_rows(&[row], a.json);
+        return Ok(());
+    }
+    let (kind, data, examples, accuracy) = match crate::int8::load_run(&a.model)? {
+        crate::int8::Run::Vit(vit) => {
+            let (_, te, name) = images_arg(a.data.as_deref())?;
             let acc = train::evaluate_vit(&vit, &te)?;
             ("vit", name, te.len(), acc)
         }
-        Some("bert") => {
-            let config: BertConfig = io::load_config(&config_path)?;
-            let bert = Bert::new(&config, &mut Rng::new(0))?;
-            io::load_into_module(&bert, &weights, true)?;
-            let tok = Tokenizer::from_file(&a.model.join("tokenizer.json"))?;
+        crate::int8::Run::Bert(bert, tok) => {
             let data = a.data.ok_or("--data TSV is required for a text model")?;
             let te = text_set(Path::new(&data), a.max_len)?;
             let acc = train::evaluate_bert(&bert, &tok, &te)?;
             ("bert", data, te.len(), acc)
-        }
-        other => {
-            return Err(format!(
-                "{}: model_type {other:?} is neither \"vit\" nor \"bert\"",
-                config_path.display()
-            )
-            .into());
         }
     };
     let mut row = Map::new();
