@@ -72,7 +72,11 @@ fn int8_minilm_embeddings_stay_within_cosine_0_995_of_fp32() {
         .iter()
         .zip(emb.chunks_exact(h))
         .map(|(a, b)| {
-            let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+            let dot: f64 = a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| f64::from(*x) * f64::from(*y))
+                .sum();
             let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
             let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
             dot / (na * nb)
@@ -81,6 +85,9 @@ fn int8_minilm_embeddings_stay_within_cosine_0_995_of_fp32() {
     let mean = cosines.iter().sum::<f64>() / cosines.len() as f64;
     let min = cosines.iter().copied().fold(f64::INFINITY, f64::min);
     eprintln!("int8 vs fp32 MiniLM embeddings: mean cosine {mean:.5}, min {min:.5}");
-    assert!(mean >= 0.995, "mean cosine {mean} (per sentence: {cosines:?})");
+    assert!(
+        mean >= 0.995,
+        "mean cosine {mean} (per sentence: {cosines:?})"
+    );
     assert!(min >= 0.99, "min cosine {min} (per sentence: {cosines:?})");
 }
