@@ -10,7 +10,8 @@ use lithe_kernels::gelu::GeluKind;
 use lithe_kernels::gemm_i8::Activation;
 use lithe_kernels::layernorm::layernorm_forward;
 use lithe_kernels::softmax::softmax_forward;
-use lithe_kernels::{GemmOptions, MatMut, MatRef, sgemm_with};
+use lithe_kernels::{GemmOptions, MatMut, MatRef, sgemm_with, threads};
+use rayon::prelude::*;
 
 /// LayerNorm parameters in f32.
 #[derive(Clone)]
@@ -309,33 +310,102 @@ impl Int8Block {
         s: &mut BlockScratch<'_>,
     ) -> Result<()> {
         let (t, nh, nq) = (geo.seq, self.heads, queries);
+        let units = geo.batch * nh;
+        if nq == 0 || units == 0 {
+            return Ok(());
+        }
+        // One (sample, head) map per slot of the workspace, at most one slot per thread.
+        let slots = (s.scores.len() / (t * t).max(1))
+            .min(threads::num_threads())
+            .min(units);
+        let ctx = CtxPtr(s.ctx.as_mut_ptr());
+        let (qkv, scores, probs) = (&*s.qkv, &mut *s.scores, &mut *s.probs);
+        if slots <= 1 {
+            return (0..units).try_for_each(|u| {
+                self.attend_head(geo, nq, a, u, qkv, ctx, &mut scores[..], &mut probs[..])
+            });
+        }
+        // Heads are independent: contiguous runs of (sample, head) units per slot. Every unit
+        // writes its own column block of its own sample's context rows.
+        let per_slot = units.div_ceil(slots);
+        threads::install(|| {
+            scores
+                .par_chunks_mut(t * t)
+                .zip(probs.par_chunks_mut(t * t))
+                .take(slots)
+                .enumerate()
+                .try_for_each(|(slot, (sc, pr))| {
+                    let first = slot * per_slot;
+                    (first..(first + per_slot).min(units)).try_for_each(|u| {
+                        self.attend_head(geo, nq, a, u, qkv, ctx, &mut sc[..], &mut pr[..])
+                    })
+                })
+        })
+    }
+
+    /// One unit `u = b * heads + head` of [`Int8Block::attend`]: context columns of `head` for
+    /// the `nq` query rows of sample `b`, with `scores` and `probs` (`>= nq * L`) as scratch.
+    #[allow(clippy::too_many_arguments)]
+    fn attend_head(
+        &self,
+        geo: Batch<'_>,
+        nq: usize,
+        a: usize,
+        u: usize,
+        qkv: &[f32],
+        ctx: CtxPtr,
+        scores: &mut [f32],
+        probs: &mut [f32],
+    ) -> Result<()> {
+        let (t, nh) = (geo.seq, self.heads);
+        let (b, head) = (u / nh, u % nh);
         let d = a / nh;
         let scale = 1.0 / (d as f32).sqrt();
-        let opts = GemmOptions::default();
-        let (qkv, ld) = (&*s.qkv, 3 * a);
-        for b in 0..geo.batch {
-            let len = geo.len_of(b);
-            let sample = &qkv[b * t * ld..];
-            let ctx = &mut s.ctx[b * nq * a..];
-            for head in 0..nh {
-                let col = head * d;
-                let q = MatRef::new(&sample[col..], nq, d, ld, 1)?; // [Q, d]
-                let k = MatRef::new(&sample[a + col..], len, d, ld, 1)?; // [L, d]
-                let v = MatRef::new(&sample[2 * a + col..], len, d, ld, 1)?; // [L, d]
-                let scores = &mut s.scores[..nq * len];
-                let probs = &mut s.probs[..nq * len];
-                // S = Q K^T / sqrt(d): [Q, L]; P = softmax(S) per row; C_h = P V: [Q, d].
-                let s_view = MatMut::row_major(scores, nq, len)?;
-                sgemm_with(&opts, scale, q, k.t(), 0.0, s_view)?;
-                softmax_forward(probs, scores, len)?;
-                let p = MatRef::row_major(probs, nq, len)?;
-                let c = MatMut::new(&mut ctx[col..], nq, d, a, 1)?;
-                sgemm_with(&opts, 1.0, p, v, 0.0, c)?;
-            }
-        }
+        // One head's products are far too small to split across threads: the hand-off costs
+        // more than the GEMM.
+        let opts = GemmOptions {
+            threads: Some(1),
+            ..GemmOptions::default()
+        };
+        let ld = 3 * a;
+        let len = geo.len_of(b);
+        let sample = &qkv[b * t * ld..];
+        let col = head * d;
+        let q = MatRef::new(&sample[col..], nq, d, ld, 1)?; // [Q, d]
+        let k = MatRef::new(&sample[a + col..], len, d, ld, 1)?; // [L, d]
+        let v = MatRef::new(&sample[2 * a + col..], len, d, ld, 1)?; // [L, d]
+        let (scores, probs) = (&mut scores[..nq * len], &mut probs[..nq * len]);
+        // S = Q K^T / sqrt(d): [Q, L]; P = softmax(S) per row; C_h = P V: [Q, d].
+        sgemm_with(
+            &opts,
+            scale,
+            q,
+            k.t(),
+            0.0,
+            MatMut::row_major(scores, nq, len)?,
+        )?;
+        softmax_forward(probs, scores, len)?;
+        let p = MatRef::row_major(probs, nq, len)?;
+        // SAFETY: sample b's context rows are `nq` rows of `a` values from `b * nq * a` inside
+        // the workspace's context buffer; this unit alone writes their columns
+        // `col..col + d` (units are distinct (sample, head) pairs), and nothing reads them
+        // until every unit has finished.
+        let ctx_rows = unsafe {
+            std::slice::from_raw_parts_mut(ctx.0.add(b * nq * a), (nq - 1) * a + col + d)
+        };
+        let c = MatMut::new(&mut ctx_rows[col..], nq, d, a, 1)?;
+        sgemm_with(&opts, 1.0, p, v, 0.0, c)?;
         Ok(())
     }
 }
+
+/// The context buffer's base pointer, shared by the threads of [`Int8Block::attend`].
+#[derive(Clone, Copy)]
+struct CtxPtr(*mut f32);
+
+// SAFETY: the threads write disjoint (sample rows, head columns) blocks through it.
+unsafe impl Send for CtxPtr {}
+unsafe impl Sync for CtxPtr {}
 
 /// Packs rows `(b, i < queries)` of `x[B*T, H]` to the front as `[B*queries, H]`; nothing to do
 /// when every token is kept. Rows only move towards the front, so copying in order is safe.

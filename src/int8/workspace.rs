@@ -32,9 +32,9 @@ pub struct Workspace {
     pub(crate) ctx: Vec<f32>,
     /// `[B*T, I]`.
     pub(crate) inner: Vec<f32>,
-    /// `[T, T]`.
+    /// `[slots, T, T]`: one attention map per thread that may run heads at once.
     pub(crate) scores: Vec<f32>,
-    /// `[T, T]`.
+    /// `[slots, T, T]`.
     pub(crate) probs: Vec<f32>,
     /// `[B*T, max(H, A, I, P)]`.
     pub(crate) q8: Vec<i8>,
@@ -75,8 +75,10 @@ impl Workspace {
             qkv: vec![0.0; rows * 3 * a],
             ctx: vec![0.0; rows * a],
             inner: vec![0.0; rows * i],
-            scores: vec![0.0; t * t],
-            probs: vec![0.0; t * t],
+            // Sized for the thread count set now (`lithe_kernels::threads`); more threads later
+            // run the heads on this many at a time.
+            scores: vec![0.0; attention_slots() * t * t],
+            probs: vec![0.0; attention_slots() * t * t],
             q8: vec![0; rows * h.max(a).max(i).max(p)],
             row_scales: vec![0.0; rows.max(b * n)],
             mean: vec![0.0; rows],
@@ -109,4 +111,9 @@ impl std::fmt::Debug for Workspace {
             .field("widths", &self.widths)
             .finish_non_exhaustive()
     }
+}
+
+/// Attention maps a workspace holds: one per thread of lithe's pool when it is created.
+fn attention_slots() -> usize {
+    lithe_kernels::threads::num_threads().max(1)
 }

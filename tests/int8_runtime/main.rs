@@ -206,8 +206,12 @@ mod accuracy;
 mod errors;
 mod io;
 
+/// The thread count is process-wide and tests run in parallel: tests that set it take this lock.
+static THREADS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn forward_hidden_embed_allocate_nothing() {
+    let _guard = THREADS.lock().unwrap_or_else(|e| e.into_inner());
     lithe_kernels::threads::set_num_threads(1);
     let bert = tiny_bert(40).to_int8(&QuantPlan::dynamic()).unwrap();
     let (ids, lengths) = tokens(3, 9, 41);
@@ -246,6 +250,48 @@ fn forward_hidden_embed_allocate_nothing() {
     assert_eq!(n, 0, "Vit allocated {n} times");
     // The counter does count: a Vec is an allocation.
     assert!(allocations_in(|| drop(std::hint::black_box(vec![1u8; 10]))) >= 1);
+}
+
+/// Attention heads run on several threads and the int8 GEMMs split their columns, but every
+/// value is computed by one thread in one order: outputs are bit-identical for any thread count,
+/// whichever count the workspace was sized for.
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    let _guard = THREADS.lock().unwrap_or_else(|e| e.into_inner());
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let bert = tiny_bert(50).to_int8(&QuantPlan::dynamic()).unwrap();
+    let (ids, lengths) = tokens(3, 9, 51);
+    let input = Input::Tokens {
+        ids: &ids,
+        batch: 3,
+        seq: 9,
+        lengths: Some(&lengths),
+    };
+    let vit = tiny_vit(true, 52).to_int8(&QuantPlan::dynamic()).unwrap();
+    let x = images(3, 53);
+    let pixels = Input::Images {
+        pixels: x.data(),
+        batch: 3,
+    };
+    let run = |sized_for: usize, threads: usize| {
+        lithe_kernels::threads::set_num_threads(sized_for);
+        let mut bws = bert.workspace(3, 9).unwrap();
+        let mut vws = vit.workspace(3, 0).unwrap();
+        lithe_kernels::threads::set_num_threads(threads);
+        let mut out = bits(bert.forward(&mut bws, input).unwrap());
+        out.extend(bits(bert.hidden(&mut bws, input).unwrap()));
+        out.extend(bits(vit.forward(&mut vws, pixels).unwrap()));
+        out.extend(bits(vit.hidden(&mut vws, pixels).unwrap()));
+        out
+    };
+    let one = run(1, 1);
+    for (sized_for, threads) in [(2, 2), (4, 4), (1, 2), (4, 2), (2, 1)] {
+        assert!(
+            one == run(sized_for, threads),
+            "workspace sized for {sized_for} threads, run on {threads}: outputs differ"
+        );
+    }
+    lithe_kernels::threads::set_num_threads(1);
 }
 
 // ---------------------------------------------------------------------------------------------
