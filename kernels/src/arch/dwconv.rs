@@ -250,6 +250,40 @@ unsafe fn conv_tile_k<
     }
 }
 
+/// The `J x M` vectors of `dout` at columns `j0..j0 + J` of one output row (channels from 0),
+/// with their sums added into `dbias`: the first step of both filter-gradient tiles.
+///
+/// # Safety
+/// As [`conv_tile`]: `dy` is the output row, `db` holds C values, `n` the valid lanes of the
+/// last vector.
+#[inline(always)]
+unsafe fn dout_tile_and_bias_grad<V: SimdF32, const J: usize, const M: usize, const FULL: bool>(
+    dy: *const f32,
+    db: *mut f32,
+    c: usize,
+    j0: usize,
+    n: usize,
+) -> [[V; M]; J] {
+    let l = V::LANES;
+    let mut g = [[V::splat(-0.0); M]; J];
+    // SAFETY: the tile's columns lie in the row and its channel vectors in C (caller).
+    unsafe {
+        for (jj, gj) in g.iter_mut().enumerate() {
+            for (m, gm) in gj.iter_mut().enumerate() {
+                *gm = ld::<V, FULL>(dy.add((j0 + jj) * c + m * l), n);
+            }
+        }
+        for m in 0..M {
+            let mut sum = ld::<V, FULL>(db.add(m * l), n);
+            for gj in &g {
+                sum = sum.add(gj[m]);
+            }
+            st::<V, FULL>(sum, db.add(m * l), n);
+        }
+    }
+    g
+}
+
 /// One tile of the filter and bias gradients, over `M` channel vectors as in [`conv_tile`]:
 /// `dw[u, v] += sum_jj dy[i, j0+jj] * x[i+u-p, j0+jj+v-p]` (valid taps) and
 /// `db += sum_jj dy[i, j0+jj]`.
@@ -278,19 +312,7 @@ unsafe fn wgrad_tile<V: SimdF32, const J: usize, const M: usize, const FULL: boo
     let zero = V::splat(-0.0);
     // SAFETY (whole body): as in `conv_tile`; tap (u, v) of dw is at (u * k + v) * C < k^2 C.
     unsafe {
-        let mut g = [[zero; M]; J];
-        for (jj, gj) in g.iter_mut().enumerate() {
-            for (m, gm) in gj.iter_mut().enumerate() {
-                *gm = ld::<V, FULL>(dy.add((j0 + jj) * c + m * l), n);
-            }
-        }
-        for m in 0..M {
-            let mut sum = ld::<V, FULL>(db.add(m * l), n);
-            for gj in &g {
-                sum = sum.add(gj[m]);
-            }
-            st::<V, FULL>(sum, db.add(m * l), n);
-        }
+        let g = dout_tile_and_bias_grad::<V, J, M, FULL>(dy, db, c, j0, n);
         // dw[u, v, c0..] += t0 + t1: two chains per channel vector (even and odd columns), so
         // an 8-column tile's one vector still has two sums in flight; taps are independent.
         for u in u_lo..u_hi {
@@ -351,25 +373,13 @@ unsafe fn wgrad_tile_k<
     j0: usize,
     n: usize,
 ) {
-    let (c, p, width, l) = (s.channels, K / 2, s.width, V::LANES);
+    let (c, p, width) = (s.channels, K / 2, s.width);
     let (u_lo, u_hi, _, _) = tap_ranges(s, i, j0, J);
     // -0.0: the additive identity (see `wgrad_tile`).
     let zero = V::splat(-0.0);
     // SAFETY (whole body): as in `conv_tile_k`; tap (u, v) of dw is at (u * K + v) * C.
     unsafe {
-        let mut g = [[zero; M]; J];
-        for (jj, gj) in g.iter_mut().enumerate() {
-            for (m, gm) in gj.iter_mut().enumerate() {
-                *gm = ld::<V, FULL>(dy.add((j0 + jj) * c + m * l), n);
-            }
-        }
-        for m in 0..M {
-            let mut sum = ld::<V, FULL>(db.add(m * l), n);
-            for gj in &g {
-                sum = sum.add(gj[m]);
-            }
-            st::<V, FULL>(sum, db.add(m * l), n);
-        }
+        let g = dout_tile_and_bias_grad::<V, J, M, FULL>(dy, db, c, j0, n);
         for u in u_lo..u_hi {
             let row = x.add((i + u - p) * width * c);
             let dwrow = dw.add(u * K * c);
