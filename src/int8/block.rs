@@ -227,27 +227,16 @@ impl Int8Block {
         s: &mut BlockScratch<'_>,
     ) -> Result<()> {
         let (rows, h) = (geo.rows(), self.attn_norm.width());
-        let (inner, a) = (self.inner_width(), self.attn_width());
         let out_rows = geo.batch * queries;
         let gelu = Activation::Gelu(gelu);
-        let none = Activation::None;
         match norm {
             NormPlacement::Post => {
                 // x = LN(x + Attn(x)); x = LN(x + Mlp(x))
-                self.project_qkv(&x[..rows * h], rows, s)?;
-                self.attend(geo, queries, a, s)?;
-                keep_leading_rows(x, geo, queries, h);
+                self.attention_sublayer(x, tmp, false, geo, queries, s)?;
                 let (x, tmp) = (&mut x[..out_rows * h], &mut tmp[..out_rows * h]);
-                let ctx = &s.ctx[..out_rows * a];
-                self.dense
-                    .forward_into(tmp, h, ctx, out_rows, none, s.q8, s.row_scales)?;
                 add_into(tmp, x);
                 self.attn_norm.forward(x, tmp, out_rows, s.mean, s.rstd)?;
-                let inner_buf = &mut s.inner[..out_rows * inner];
-                self.fc1
-                    .forward_into(inner_buf, inner, x, out_rows, gelu, s.q8, s.row_scales)?;
-                self.fc2
-                    .forward_into(tmp, h, inner_buf, out_rows, none, s.q8, s.row_scales)?;
+                self.mlp_sublayer(x, tmp, false, out_rows, gelu, s)?;
                 add_into(tmp, x);
                 self.mlp_norm.forward(x, tmp, out_rows, s.mean, s.rstd)
             }
@@ -260,24 +249,67 @@ impl Int8Block {
                     s.mean,
                     s.rstd,
                 )?;
-                self.project_qkv(&tmp[..rows * h], rows, s)?;
-                self.attend(geo, queries, a, s)?;
-                keep_leading_rows(x, geo, queries, h);
+                self.attention_sublayer(x, tmp, true, geo, queries, s)?;
                 let (x, tmp) = (&mut x[..out_rows * h], &mut tmp[..out_rows * h]);
-                let ctx = &s.ctx[..out_rows * a];
-                self.dense
-                    .forward_into(tmp, h, ctx, out_rows, none, s.q8, s.row_scales)?;
                 add_into(x, tmp);
                 self.mlp_norm.forward(tmp, x, out_rows, s.mean, s.rstd)?;
-                let inner_buf = &mut s.inner[..out_rows * inner];
-                self.fc1
-                    .forward_into(inner_buf, inner, tmp, out_rows, gelu, s.q8, s.row_scales)?;
-                self.fc2
-                    .forward_into(tmp, h, inner_buf, out_rows, none, s.q8, s.row_scales)?;
+                self.mlp_sublayer(x, tmp, true, out_rows, gelu, s)?;
                 add_into(x, tmp);
                 Ok(())
             }
         }
+    }
+
+    /// The attention sub-layer of [`Int8Block::forward`]: Q, K, V of `tmp` (`from_tmp`, the
+    /// pre-LN input) or of `x`, attention, the rows of the first `queries` tokens of `x` packed
+    /// to the front, and the output projection into `tmp[B*queries, H]`.
+    fn attention_sublayer(
+        &self,
+        x: &mut [f32],
+        tmp: &mut [f32],
+        from_tmp: bool,
+        geo: Batch<'_>,
+        queries: usize,
+        s: &mut BlockScratch<'_>,
+    ) -> Result<()> {
+        let (rows, h, a) = (geo.rows(), self.attn_norm.width(), self.attn_width());
+        let input = if from_tmp { &*tmp } else { &*x };
+        self.project_qkv(&input[..rows * h], rows, s)?;
+        self.attend(geo, queries, a, s)?;
+        keep_leading_rows(x, geo, queries, h);
+        let out_rows = geo.batch * queries;
+        let ctx = &s.ctx[..out_rows * a];
+        let none = Activation::None;
+        self.dense.forward_into(
+            &mut tmp[..out_rows * h],
+            h,
+            ctx,
+            out_rows,
+            none,
+            s.q8,
+            s.row_scales,
+        )
+    }
+
+    /// The MLP sub-layer: `tmp[rows, H] = fc2(GELU(fc1(input)))` with the input read from `tmp`
+    /// (`from_tmp`) or from `x`; the hidden activations live in `s.inner`.
+    fn mlp_sublayer(
+        &self,
+        x: &[f32],
+        tmp: &mut [f32],
+        from_tmp: bool,
+        rows: usize,
+        gelu: Activation,
+        s: &mut BlockScratch<'_>,
+    ) -> Result<()> {
+        let (h, inner) = (self.attn_norm.width(), self.inner_width());
+        let inner_buf = &mut s.inner[..rows * inner];
+        let input = if from_tmp { &*tmp } else { x };
+        self.fc1
+            .forward_into(inner_buf, inner, input, rows, gelu, s.q8, s.row_scales)?;
+        let none = Activation::None;
+        self.fc2
+            .forward_into(tmp, h, inner_buf, rows, none, s.q8, s.row_scales)
     }
 
     /// `s.qkv[B*T, 3A]` = `[Q | K | V]` of `x[B*T, H]`.
