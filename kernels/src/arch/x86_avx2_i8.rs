@@ -49,31 +49,10 @@ pub fn kernels() -> I8Kernels {
     }
 }
 
-/// # Safety
-/// AVX2 must be present; the contract in `gemm_i8::contract` holds.
-pub unsafe fn ukernel_6x16(p: &I8UkernelParams) {
-    // SAFETY: this table is only built after `I8Isa::Avx2.check()`.
-    unsafe { tile(p) }
-}
-
-/// # Safety
-/// AVX2 must be present; the skinny contract in `gemm_i8::contract` holds (m <= 4).
-pub unsafe fn skinny_16(p: &I8UkernelParams) {
-    // SAFETY: this table is only built after `I8Isa::Avx2.check()`; m <= max_m = 4.
-    unsafe {
-        match p.m {
-            1 => skinny::<1, 4>(p),
-            2 => skinny::<2, 2>(p),
-            3 => skinny::<3, 1>(p),
-            _ => skinny::<4, 1>(p),
-        }
-    }
-}
-
 /// One depth pair: i16 x i16 products added pairwise into i32 (`vpmaddwd`), then accumulated.
 #[target_feature(enable = "avx2")]
 fn dot(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
     _mm256_add_epi32(acc, _mm256_madd_epi16(a, b))
 }
 
-ymm_i8_kernels!("avx2", dot);
+ymm_i8_kernels!("avx2", dot, ukernel_6x16, skinny_16);

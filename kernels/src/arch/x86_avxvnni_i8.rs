@@ -44,31 +44,10 @@ pub fn kernels() -> I8Kernels {
     }
 }
 
-/// # Safety
-/// AVX-VNNI must be present; the contract in `gemm_i8::contract` holds.
-pub unsafe fn ukernel_6x16_vnni(p: &I8UkernelParams) {
-    // SAFETY: this table is only built after `I8Isa::AvxVnni.check()`.
-    unsafe { tile(p) }
-}
-
-/// # Safety
-/// AVX-VNNI must be present; the skinny contract in `gemm_i8::contract` holds (m <= 4).
-pub unsafe fn skinny_16_vnni(p: &I8UkernelParams) {
-    // SAFETY: this table is only built after `I8Isa::AvxVnni.check()`; m <= max_m = 4.
-    unsafe {
-        match p.m {
-            1 => skinny::<1, 4>(p),
-            2 => skinny::<2, 2>(p),
-            3 => skinny::<3, 1>(p),
-            _ => skinny::<4, 1>(p),
-        }
-    }
-}
-
 /// One depth group: four u8 x s8 products added into each i32 lane (`vpdpbusd`).
 #[target_feature(enable = "avx2,avxvnni")]
 fn dot(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
     _mm256_dpbusd_avx_epi32(acc, a, b)
 }
 
-ymm_i8_kernels!("avx2,avxvnni", dot);
+ymm_i8_kernels!("avx2,avxvnni", dot, ukernel_6x16_vnni, skinny_16_vnni);

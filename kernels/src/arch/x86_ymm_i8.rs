@@ -38,9 +38,32 @@ pub unsafe fn store_row(c: *mut i32, row: &[__m256i; 2], n: usize) {
 
 /// Defines `tile(p)` (the MR x NR micro-kernel) and `skinny::<M, U>(p)` (M <= 4 rows against one
 /// B panel, the depth unrolled U times into independent sums) with target features `$features`,
-/// accumulating one depth group with `$dot(acc, a_broadcast, b) -> acc`.
+/// accumulating one depth group with `$dot(acc, a_broadcast, b) -> acc`, and the path's public
+/// entry points `$ukernel` (the tile) and `$skinny_entry` (the skinny kernel for m <= 4).
 macro_rules! ymm_i8_kernels {
-    ($features:literal, $dot:ident) => {
+    ($features:literal, $dot:ident, $ukernel:ident, $skinny_entry:ident) => {
+        /// # Safety
+        /// The path's CPU features are present; the contract in `gemm_i8::contract` holds.
+        pub unsafe fn $ukernel(p: &I8UkernelParams) {
+            // SAFETY: the kernel table is only built after the path's `check()`.
+            unsafe { tile(p) }
+        }
+
+        /// # Safety
+        /// The path's CPU features are present; the skinny contract in `gemm_i8::contract`
+        /// holds (m <= 4).
+        pub unsafe fn $skinny_entry(p: &I8UkernelParams) {
+            // SAFETY: the kernel table is only built after the path's `check()`; m <= 4.
+            unsafe {
+                match p.m {
+                    1 => skinny::<1, 4>(p),
+                    2 => skinny::<2, 2>(p),
+                    3 => skinny::<3, 1>(p),
+                    _ => skinny::<4, 1>(p),
+                }
+            }
+        }
+
         #[target_feature(enable = $features)]
         unsafe fn tile(p: &I8UkernelParams) {
             use $crate::arch::x86_ymm_i8::{B_GROUP, MR, store_row};
