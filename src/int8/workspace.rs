@@ -66,6 +66,7 @@ impl Workspace {
             classes: c,
         } = widths;
         let rows = b * t;
+        let maps = attention_slots() * t * t;
         Workspace {
             widths,
             max_batch,
@@ -77,8 +78,8 @@ impl Workspace {
             inner: vec![0.0; rows * i],
             // Sized for the thread count set now (`lithe_kernels::threads`); more threads later
             // run the heads on this many at a time.
-            scores: vec![0.0; attention_slots() * t * t],
-            probs: vec![0.0; attention_slots() * t * t],
+            scores: vec![0.0; maps],
+            probs: vec![0.0; maps],
             q8: vec![0; rows * h.max(a).max(i).max(p)],
             row_scales: vec![0.0; rows.max(b * n)],
             mean: vec![0.0; rows],
