@@ -3,5 +3,8 @@
 //!
 //! - [`qat`]: quantization-aware training (Q8BERT) and post-training quantization, ending in an
 //!   [`crate::int8::Int8Model`].
+//! - [`share`]: MiniViT weight multiplexing: groups of blocks share their weights, each layer
+//!   keeps its LayerNorms and small weight transformations.
 
 pub mod qat;
+pub mod share;
