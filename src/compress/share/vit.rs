@@ -56,7 +56,9 @@ pub struct MiniVit {
 impl MiniVit {
     /// The student of `vit` (MiniViT's weight distillation starts from the teacher's weights):
     /// copies of its embeddings, final LayerNorm and head(s), and its encoder multiplexed by
-    /// [`share_layers`] on the patch grid. Shares no parameter with `vit`. Errors as
+    /// [`share_layers`] on the patch grid. Shares no parameter with `vit`. The config is
+    /// `vit.config` with `config`: a teacher reshaped after it was built (pruned heads or
+    /// neurons) gives a model that [`MiniVit::load`] cannot rebuild from its config. Errors as
     /// [`share_layers`].
     pub fn from_vit(vit: &Vit, config: &ShareConfig) -> Result<MiniVit> {
         let e = &vit.embeddings;
