@@ -32,7 +32,7 @@ pub mod optim;
 pub mod tensor;
 pub mod train;
 
-pub use autograd::{CrossEntropyOptions, Graph, Param, Var};
+pub use autograd::{CrossEntropyOptions, Graph, HeadMix, Param, Var};
 pub use error::{Error, Result};
 pub use lithe_kernels::gelu::GeluKind;
 pub use optim::{AdamW, AdamWConfig, Optimizer, Sgd, SgdConfig};

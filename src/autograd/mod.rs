@@ -35,6 +35,7 @@ mod param;
 
 pub use grad_slot::GradSlot;
 pub use ops::loss::CrossEntropyOptions;
+pub use ops::transform_attention::HeadMix;
 pub use param::Param;
 
 use crate::error::{Error, Result};

@@ -4,6 +4,9 @@
 //! - [`qat`]: quantization-aware training (Q8BERT) and post-training quantization, ending in an
 //!   [`crate::int8::Int8Model`].
 //! - [`distill`]: distillation losses: soft-label KD and MiniLMv2 / MiniViT relations.
+//! - [`share`]: MiniViT weight multiplexing: groups of blocks share their weights, each layer
+//!   keeps its LayerNorms and small weight transformations.
 
 pub mod distill;
 pub mod qat;
+pub mod share;

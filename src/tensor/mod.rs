@@ -13,6 +13,7 @@
 //! that whole row NaN). Use [`Tensor::check_finite`] where a caller wants an error instead.
 
 mod attention;
+mod dwconv;
 mod elementwise;
 pub(crate) mod layout;
 mod matmul;
@@ -24,6 +25,8 @@ pub mod shape;
 
 pub use attention::attention;
 pub(crate) use attention::{AttentionGrads, attention_backward};
+pub use dwconv::dwconv;
+pub(crate) use dwconv::{DwConvGrads, dwconv_backward};
 pub use elementwise::{add, broadcast_to, div, mul, sub, sum_to_shape};
 pub use layout::{concat, index_select, permute, scatter_add, slice, transpose};
 pub(crate) use matmul::{GemmMode, gemm_into};

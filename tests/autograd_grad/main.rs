@@ -7,6 +7,7 @@
 mod check;
 mod ops_arith;
 mod ops_attention;
+mod ops_dwconv;
 mod ops_layout;
 mod ops_loss;
 mod ops_matmul;

@@ -14,15 +14,19 @@
 //!   embedding
 //! - [`matmul`]: batched matmul with broadcast batch dims and transposed operands; linear
 //! - [`attention`]: fused multi-head attention
+//! - [`transform_attention`]: MiniViT's depthwise-transform attention (head mixes, keep policy)
+//! - [`dwconv`]: depthwise convolution over a token grid
 //! - [`nn`]: softmax, log_softmax, layernorm, gelu, dropout
 //! - [`loss`]: cross_entropy, mse, kl_div
 //! - [`quant`]: fake quantization per tensor and per row (straight-through estimator)
 
 pub mod arith;
 pub mod attention;
+pub mod dwconv;
 pub mod layout;
 pub mod loss;
 pub mod matmul;
 pub mod nn;
 pub mod quant;
 pub mod reduce;
+pub mod transform_attention;
