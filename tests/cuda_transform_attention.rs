@@ -142,11 +142,13 @@ fn reference(
             // O_h[i] = sum_j (sum_g post[h, g] P_g + post_bias[h] G) V_h[j]
             for hh in 0..h {
                 let o = &mut out[(s * n + i) * c + hh * d..][..d];
-                for j in 0..n {
-                    let pj = mix.post_bias[hh] as f64 * gate(j)
+                let mixed = (0..n).map(|j| {
+                    mix.post_bias[hh] as f64 * gate(j)
                         + (0..h)
                             .map(|g| mix.post[hh * h + g] as f64 * p[g][j])
-                            .sum::<f64>();
+                            .sum::<f64>()
+                });
+                for (j, pj) in mixed.enumerate() {
                     for (oc, vc) in o.iter_mut().zip(row(v, s, j, hh)) {
                         *oc += pj * vc;
                     }
