@@ -180,6 +180,68 @@ fn bench_attention(
     emit("attention", &case, &dev.name().unwrap(), us, flops);
 }
 
+/// MiniViT's fused transform attention on ViT shapes `[B, N, H*d]`, random non-identity mixes,
+/// with or without a keep policy. FLOPs counted as the two score passes and P'V
+/// (6 * B * H * N^2 * d); the head mixes (2 * H^2 FMAs per score, on CUDA cores) come on top.
+fn bench_transform_attention(
+    dev: &CudaDevice,
+    name: &str,
+    (b, n, h, d): (usize, usize, usize, usize),
+    policy: bool,
+) {
+    let len = b * n * h * d;
+    let sets = copies(3 * len * 2);
+    let shape = [b, n, h * d];
+    let ins: Vec<[DeviceTensor; 3]> = (0..sets)
+        .map(|s| {
+            [0, 1, 2].map(|j| {
+                dev.upload(&fill(len, (3 * s + j + 11) as u64), &shape)
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mix_of = |seed: u64, diag: f32| -> Vec<f32> {
+        fill(h * h, seed)
+            .iter()
+            .enumerate()
+            .map(|(e, x)| (e / h == e % h) as u8 as f32 * diag + 0.2 * x.to_f32())
+            .collect()
+    };
+    let (pre, post) = (mix_of(101, 1.0), mix_of(102, 0.7));
+    let bias = |seed: u64| -> Vec<f32> { fill(h, seed).iter().map(|x| 0.1 * x.to_f32()).collect() };
+    let (pre_bias, post_bias) = (bias(103), bias(104));
+    let mix = cuda::HeadMix {
+        pre: &pre,
+        pre_bias: &pre_bias,
+        post: &post,
+        post_bias: &post_bias,
+    };
+    // Keep policy of about 70 % of the tokens (DynamicViT's first stage), as 0 / 1 decisions.
+    let keep: Vec<f32> = (0..b * n)
+        .map(|e| ((e * 7) % 10 < 7) as u8 as f32)
+        .collect();
+    let dkeep = dev.stream().clone_htod(&keep).unwrap();
+    let mut o = dev.zeros(&shape).unwrap();
+    let scale = 1.0 / (d as f32).sqrt();
+    let us = time_us(dev, |i| {
+        let [q, k, v] = &ins[i % sets];
+        let keep = policy.then_some(&dkeep);
+        cuda::transform_attention(dev, q, k, v, h, scale, &mix, keep, &mut o).unwrap();
+    });
+    let flops = 6.0 * (b * h * n * n * d) as f64;
+    let case = format!(
+        "{name}:B{b}N{n}H{h}d{d}:{}",
+        if policy { "policy" } else { "nopolicy" }
+    );
+    emit(
+        "transform_attention",
+        &case,
+        &dev.name().unwrap(),
+        us,
+        flops,
+    );
+}
+
 fn main() {
     let dev = match CudaDevice::new(0) {
         Ok(d) => d,
@@ -320,4 +382,9 @@ fn main() {
         64,
         true,
     );
+    // MiniViT on DeiT-S (6 heads) and DeiT-B (12 heads), 197 tokens.
+    for (name, shape) in [("deit_s", (64, 197, 6, 64)), ("deit_b", (64, 197, 12, 64))] {
+        bench_transform_attention(&dev, name, shape, false);
+        bench_transform_attention(&dev, name, shape, true);
+    }
 }

@@ -38,7 +38,10 @@ fn every_kernel_compiles_to_ptx() {
                     "gemm_f16_sm90.cu: no wgmma"
                 );
             }
-            if src == KernelSource::Gemm || src == KernelSource::Attention {
+            if matches!(
+                src,
+                KernelSource::Gemm | KernelSource::Attention | KernelSource::TransformAttention
+            ) {
                 assert!(
                     ptx.contains("mma.sync.aligned.m16n8k16"),
                     "{}: no mma.sync",

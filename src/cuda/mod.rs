@@ -6,7 +6,8 @@
 //! - Launchers, one per kernel, each mirroring its kernel's signature, checking shapes and
 //!   returning [`Result`]: [`gemm`] (tensor-core GEMM with bias / GELU epilogues),
 //!   [`attention`] (fused FlashAttention-2-style forward with key padding mask),
-//!   [`layernorm`], [`softmax_rows`], [`gelu`], [`add`], [`embedding_gather`].
+//!   [`layernorm`], [`softmax_rows`], [`gelu`], [`add`], [`embedding_gather`],
+//!   [`transform_attention`] (MiniViT's fused head-mixing attention with a keep policy).
 //! - [`CudaEncoder`]: a whole BERT encoder forward in fp16 from a CPU [`crate::nn::Bert`].
 //! - [`ptx`]: the embedded kernel sources and the NVRTC compile cache (usable without a GPU).
 //!
@@ -19,6 +20,7 @@ mod encoder;
 mod error;
 mod gemm;
 pub mod ptx;
+mod transform_attention;
 
 pub use attention::{
     AttnPath, attention, attention_auto_path, attention_path_supported, attention_with,
@@ -34,3 +36,7 @@ pub use gemm::{
     gemm_with,
 };
 pub use half::f16;
+pub use transform_attention::{
+    HeadMix, TRANSFORM_ATTENTION_HEADS, TRANSFORM_ATTENTION_MAX_HEADS, transform_attention,
+    transform_attention_smem_bytes, transform_attention_supported,
+};

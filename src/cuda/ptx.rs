@@ -25,15 +25,18 @@ pub enum KernelSource {
     Elementwise,
     /// `cuda/gemm_f16_sm90.cu`: Hopper wgmma GEMM (compiled for `compute_90a` only).
     GemmSm90,
+    /// `cuda/transform_attention.cu`: MiniViT's fused head-mixing attention forward.
+    TransformAttention,
 }
 
 impl KernelSource {
     /// All kernel sources.
-    pub const ALL: [KernelSource; 4] = [
+    pub const ALL: [KernelSource; 5] = [
         Self::Gemm,
         Self::Attention,
         Self::Elementwise,
         Self::GemmSm90,
+        Self::TransformAttention,
     ];
 
     /// The architecture this source is compiled for on a device whose base architecture is
@@ -52,6 +55,7 @@ impl KernelSource {
             Self::Attention => "attention.cu",
             Self::Elementwise => "elementwise.cu",
             Self::GemmSm90 => "gemm_f16_sm90.cu",
+            Self::TransformAttention => "transform_attention.cu",
         }
     }
 
@@ -62,6 +66,7 @@ impl KernelSource {
             Self::Attention => include_str!("../../cuda/attention.cu"),
             Self::Elementwise => include_str!("../../cuda/elementwise.cu"),
             Self::GemmSm90 => include_str!("../../cuda/gemm_f16_sm90.cu"),
+            Self::TransformAttention => include_str!("../../cuda/transform_attention.cu"),
         };
         format!("{COMMON}\n#line 1 \"{}\"\n{body}", self.file_name())
     }
