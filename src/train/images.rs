@@ -1,10 +1,10 @@
 //! Images: the in-memory set, the shipped digits, IDX folders, and the ViT loop.
 
 use super::{Event, History, TrainOptions, count_correct, fit};
-use crate::autograd::{CrossEntropyOptions, Graph};
+use crate::autograd::{CrossEntropyOptions, Graph, Var};
 use crate::data::idx::{self, IdxSplit};
 use crate::error::{Error, Result};
-use crate::nn::{Module, Vit};
+use crate::nn::{Module, Vit, VitConfig};
 use crate::tensor::{Rng, Tensor};
 use std::path::Path;
 
@@ -114,19 +114,61 @@ pub fn load_image_dir(dir: &Path) -> Result<(ImageSet, ImageSet)> {
 
 /// Test accuracy of `vit` on `data`, in batches of 256 on an inference graph.
 pub fn evaluate_vit(vit: &Vit, data: &ImageSet) -> Result<f64> {
+    evaluate_images("evaluate_vit", data, |g, x| vit.forward_logits(g, x))
+}
+
+/// Accuracy of `logits_of(graph, images) -> [B, classes]` on `data`, in batches of 256 on
+/// inference graphs.
+pub(crate) fn evaluate_images(
+    op: &'static str,
+    data: &ImageSet,
+    logits_of: impl Fn(&Graph, Var) -> Result<Var>,
+) -> Result<f64> {
     if data.is_empty() {
-        return Err(Error::invalid("evaluate_vit", "the test set is empty"));
+        return Err(Error::invalid(op, "the test set is empty"));
     }
     let rows: Vec<usize> = (0..data.len()).collect();
     let mut correct = 0;
     for chunk in rows.chunks(256) {
         let (x, y) = data.batch(chunk)?;
         let g = Graph::inference();
-        let logits = g.value(vit.forward_logits(&g, g.constant(x))?)?;
+        let logits = g.value(logits_of(&g, g.constant(x))?)?;
         let classes = *logits.shape().last().unwrap_or(&1);
         correct += count_correct(logits.data(), classes, &y);
     }
     Ok(correct as f64 / data.len() as f64)
+}
+
+/// [`Error::InvalidArgument`] unless the images of both splits fit a model of config `c` and
+/// every label is below its class count.
+pub(crate) fn check_images(
+    op: &'static str,
+    c: &VitConfig,
+    train: &ImageSet,
+    test: &ImageSet,
+) -> Result<()> {
+    for (what, d) in [("train", train), ("test", test)] {
+        if d.side != c.image_size || d.channels != c.num_channels {
+            return Err(Error::invalid(
+                op,
+                format!(
+                    "{what} images are {}x{}x{}, the model takes {}x{}x{}",
+                    d.channels, d.side, d.side, c.num_channels, c.image_size, c.image_size
+                ),
+            ));
+        }
+        if d.num_classes() > c.num_labels {
+            return Err(Error::invalid(
+                op,
+                format!(
+                    "{what} labels go up to {}, the model has {} classes",
+                    d.num_classes() - 1,
+                    c.num_labels
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Trains `vit` on `train` with [`TrainOptions`], evaluating on `test` after each epoch.
@@ -138,28 +180,7 @@ pub fn train_vit(
     opts: &TrainOptions,
     progress: &mut dyn FnMut(Event),
 ) -> Result<History> {
-    let c = &vit.config;
-    for (what, d) in [("train", train), ("test", test)] {
-        if d.side != c.image_size || d.channels != c.num_channels {
-            return Err(Error::invalid(
-                "train_vit",
-                format!(
-                    "{what} images are {}x{}x{}, the model takes {}x{}x{}",
-                    d.channels, d.side, d.side, c.num_channels, c.image_size, c.image_size
-                ),
-            ));
-        }
-        if d.num_classes() > c.num_labels {
-            return Err(Error::invalid(
-                "train_vit",
-                format!(
-                    "{what} labels go up to {}, the model has {} classes",
-                    d.num_classes() - 1,
-                    c.num_labels
-                ),
-            ));
-        }
-    }
+    check_images("train_vit", &vit.config, train, test)?;
     let ce = CrossEntropyOptions {
         label_smoothing: opts.label_smoothing,
         ..CrossEntropyOptions::default()

@@ -1,6 +1,7 @@
 //! Training loops shared by the CLI (`lithe train`, `lithe eval`, `lithe demo`) and by tests.
 //!
 //! - [`train_vit`] / [`evaluate_vit`]: a [`Vit`](crate::nn::Vit) on an [`ImageSet`];
+//! - [`train_minivit`] / [`evaluate_minivit`]: a MiniViT student distilled from its ViT teacher;
 //! - [`train_bert`] / [`evaluate_bert`]: a [`Bert`](crate::nn::Bert) classifier on a [`TextSet`];
 //! - [`TrainOptions`]: AdamW with no-decay groups (biases and norms), linear warm-up then cosine
 //!   decay, global gradient-norm clipping, optional label smoothing, seeded batching;
@@ -11,10 +12,12 @@
 //! stay silent.
 
 mod images;
+mod minivit;
 mod plot;
 mod text;
 
 pub use images::{ImageSet, digits_split, evaluate_vit, load_image_dir, train_vit};
+pub use minivit::{MiniVitDistill, evaluate_minivit, train_minivit};
 pub use text::{TextSet, evaluate_bert, train_bert};
 
 use crate::autograd::{Graph, Param, Var};

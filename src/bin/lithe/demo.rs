@@ -12,18 +12,24 @@
 //! calibrates static input scales on 8 training batches; QAT fine-tunes a copy of the model with
 //! fake quantization (a tenth of the learning rate) and converts it. Their `bytes` is the size
 //! of the saved int8 file and their latency that of the int8 forward.
+//!
+//! Stage `minivit` compresses the trained `fp32` model with MiniViT weight multiplexing: blocks
+//! share their weights in pairs, each layer keeps its LayerNorms and its own head-mixing and
+//! depthwise-convolution transforms, and the student is distilled from the `fp32` model
+//! (predictions, attention relations, hidden-state relations).
 
 use crate::bench::median_time;
 use clap::Args;
 use lithe::compress::qat::{self, QatConfig};
+use lithe::compress::share::ShareConfig;
 use lithe::int8::Int8Model;
 use lithe::nn::{Module, Vit, VitConfig};
-use lithe::train::{self, ImageSet, TrainOptions};
-use lithe::{Graph, Rng};
+use lithe::train::{self, ImageSet, MiniVitDistill, TrainOptions};
+use lithe::{Graph, Rng, Var};
 use serde_json::{Map, Value, json};
 use std::time::{Duration, Instant};
 
-const STAGES: [&str; 3] = ["fp32", "int8-ptq", "int8-qat"];
+const STAGES: [&str; 4] = ["fp32", "int8-ptq", "int8-qat", "minivit"];
 
 type Row = Map<String, Value>;
 type DemoResult<T> = Result<T, Box<dyn std::error::Error>>;
@@ -45,7 +51,7 @@ pub struct DemoArgs {
     #[arg(long)]
     quick: bool,
     /// Comma-separated stages to run (default: all of them).
-    #[arg(long, default_value = "fp32,int8-ptq,int8-qat")]
+    #[arg(long, default_value = "fp32,int8-ptq,int8-qat,minivit")]
     stages: String,
     /// Print JSON lines instead of a table.
     #[arg(long)]
@@ -106,15 +112,7 @@ fn stage_fp32(quick: bool) -> DemoResult<(Baseline, Row)> {
     );
     let accuracy = history.final_accuracy();
 
-    lithe::kernels::threads::set_num_threads(1);
-    let rows: Vec<usize> = (0..64).map(|i| i % test_set.len()).collect();
-    let (x64, _) = test_set.batch(&rows)?;
-    let latency = median_time(Duration::from_millis(500), || {
-        let g = Graph::inference();
-        vit.forward_logits(&g, g.constant(x64.clone()))
-            .expect("forward of a valid batch");
-    });
-    lithe::kernels::threads::set_num_threads(0);
+    let latency = forward_latency(&test_set, |g, x| vit.forward_logits(g, x))?;
     let params = vit.num_params();
     let row = stage_row("fp32", params, params as u64 * 4, accuracy, latency);
     let base = Baseline {
@@ -126,6 +124,22 @@ fn stage_fp32(quick: bool) -> DemoResult<(Baseline, Row)> {
         lr,
     };
     Ok((base, row))
+}
+
+/// Median time of `logits_of` on a batch of 64 test images, on one thread.
+fn forward_latency(
+    test_set: &ImageSet,
+    logits_of: impl Fn(&Graph, Var) -> lithe::Result<Var>,
+) -> DemoResult<Duration> {
+    let rows: Vec<usize> = (0..64).map(|i| i % test_set.len()).collect();
+    let (x64, _) = test_set.batch(&rows)?;
+    lithe::kernels::threads::set_num_threads(1);
+    let latency = median_time(Duration::from_millis(500), || {
+        let g = Graph::inference();
+        logits_of(&g, g.constant(x64.clone())).expect("forward of a valid batch");
+    });
+    lithe::kernels::threads::set_num_threads(0);
+    Ok(latency)
 }
 
 /// One row of the documented schema.
@@ -201,6 +215,50 @@ fn stage_int8_qat(base: &Baseline) -> DemoResult<Row> {
     int8_row("int8-qat", base, &qat::convert(&vit)?)
 }
 
+/// MiniViT: the baseline's blocks share weights in pairs (each layer keeping its LayerNorms,
+/// head-mixing transforms and depthwise convolution), distilled from the baseline for half its
+/// epochs at half its learning rate. Its `bytes` is that of its f32 parameters.
+fn stage_minivit(base: &Baseline) -> DemoResult<Row> {
+    let share = ShareConfig {
+        share: 2,
+        transforms: true,
+        kernel: 3,
+    };
+    let distill = MiniVitDistill {
+        relation_heads: base.config.num_attention_heads,
+        ..MiniVitDistill::default()
+    };
+    let opts = TrainOptions {
+        epochs: (base.epochs / 2).max(1),
+        batch_size: 64,
+        lr: base.lr / 2.0,
+        seed: 10,
+        ..TrainOptions::default()
+    };
+    let start = Instant::now();
+    let done = crate::minivit::compress(
+        &base.vit,
+        &share,
+        Some(&distill),
+        (&base.train_set, &base.test_set),
+        &opts,
+    )?;
+    eprintln!(
+        "demo minivit: distilled in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+    let student = done.student;
+    let latency = forward_latency(&base.test_set, |g, x| student.forward_logits(g, x))?;
+    let params = student.num_params();
+    Ok(stage_row(
+        "minivit",
+        params,
+        params as u64 * 4,
+        done.history.final_accuracy(),
+        latency,
+    ))
+}
+
 pub fn run(args: DemoArgs) -> DemoResult<()> {
     let stages: Vec<&str> = args.stages.split(',').map(str::trim).collect();
     if let Some(other) = stages.iter().find(|s| !STAGES.contains(s)) {
@@ -214,6 +272,7 @@ pub fn run(args: DemoArgs) -> DemoResult<()> {
             "fp32" => fp32_row.clone(),
             "int8-ptq" => stage_int8_ptq(&base)?,
             "int8-qat" => stage_int8_qat(&base)?,
+            "minivit" => stage_minivit(&base)?,
             _ => unreachable!("checked above"),
         });
     }

@@ -9,6 +9,7 @@ use crate::train::{CliResult, images_arg, progress_printer, round, text_set};
 use clap::{Args, ValueEnum};
 use lithe::Graph;
 use lithe::compress::qat::{self, QatConfig};
+use lithe::compress::share::MiniVit;
 use lithe::data::Tokenizer;
 use lithe::int8::{Input, Int8Model, QuantPlan, ToInt8};
 use lithe::nn::{AttentionMask, Bert, BertConfig, Vit, VitConfig};
@@ -98,6 +99,8 @@ pub enum Run {
     Vit(Box<Vit>),
     /// A BERT classifier and its tokenizer.
     Bert(Box<Bert>, Box<Tokenizer>),
+    /// A MiniViT student (written by `lithe minivit`).
+    MiniVit(Box<MiniVit>),
 }
 
 /// Loads the model of a `lithe train` folder (config.json's `model_type` says which).
@@ -115,6 +118,7 @@ pub fn load_run(dir: &Path) -> CliResult<Run> {
             io::load_into_module(&vit, &weights, true)?;
             Ok(Run::Vit(Box::new(vit)))
         }
+        Some("minivit") => Ok(Run::MiniVit(Box::new(MiniVit::load(dir)?))),
         Some("bert") => {
             let config: BertConfig = io::load_config(&config_path)?;
             let bert = Bert::new(&config, &mut Rng::new(0))?;
@@ -125,7 +129,7 @@ pub fn load_run(dir: &Path) -> CliResult<Run> {
             ))
         }
         other => Err(format!(
-            "{}: model_type {other:?} is neither \"vit\" nor \"bert\"",
+            "{}: model_type {other:?} is not \"vit\", \"minivit\" or \"bert\"",
             config_path.display()
         )
         .into()),
@@ -287,6 +291,13 @@ pub fn run_quantize(a: QuantizeArgs) -> CliResult<()> {
                 acc = json!(round(accuracy_images(&engine, test)?, 4));
             }
             save(&engine, &a.out)?
+        }
+        Run::MiniVit(_) => {
+            return Err(
+                "int8 lowering of a MiniViT student is not supported; quantize its \
+                        teacher, or train a plain ViT"
+                    .into(),
+            );
         }
         Run::Bert(bert, tok) => {
             let bert = &*bert;

@@ -1,5 +1,5 @@
 //! `lithe`: the command-line front end (benchmarks, demo, training, evaluation, int8
-//! quantization).
+//! quantization, MiniViT compression).
 //!
 //! Every job prints a human table at the end; with `--json` it prints the same rows as JSON lines
 //! on stdout instead (progress and notes go to stderr).
@@ -9,6 +9,7 @@ mod bench_i8;
 mod demo;
 mod embed;
 mod int8;
+mod minivit;
 mod table;
 mod train;
 
@@ -47,6 +48,8 @@ enum Command {
     Quantize(int8::QuantizeArgs),
     /// Quantization-aware fine-tuning of a trained ViT, saved as an int8 model.
     Qat(int8::QatArgs),
+    /// Compress a trained ViT into a MiniViT (shared weights, per-layer transforms, distilled).
+    Minivit(minivit::MiniVitArgs),
 }
 
 fn main() {
@@ -62,6 +65,7 @@ fn main() {
         Command::Eval(args) => train::run_eval(args),
         Command::Quantize(args) => int8::run_quantize(args),
         Command::Qat(args) => int8::run_qat(args),
+        Command::Minivit(args) => minivit::run(args),
     };
     if let Err(e) = result {
         eprintln!("lithe: error: {e}");

@@ -71,9 +71,10 @@ impl CommonArgs {
 
 #[derive(Args)]
 pub struct VitArgs {
-    /// Folder with {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]; default Fashion-MNIST.
+    /// Folder with {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz], or `digits` (the shipped
+    /// 8x8 digits); default Fashion-MNIST.
     #[arg(long)]
-    data: Option<PathBuf>,
+    data: Option<String>,
     /// Patch side (must divide the image side; 4 is used on the 8x8 digits).
     #[arg(long, default_value_t = 7)]
     patch: usize,
@@ -220,7 +221,7 @@ pub fn image_data(dir: Option<&Path>) -> CliResult<(ImageSet, ImageSet, String)>
 
 fn run_vit(a: VitArgs) -> CliResult<()> {
     lithe::kernels::threads::set_num_threads(a.common.threads);
-    let (tr, te, name) = image_data(a.data.as_deref())?;
+    let (tr, te, name) = images_arg(a.data.as_deref())?;
     // The 8x8 digits cannot take 7x7 patches; use 4x4 there unless told otherwise.
     let patch = if tr.side % a.patch != 0 && tr.side == 8 {
         4
@@ -366,6 +367,11 @@ pub fn run_eval(a: EvalArgs) -> CliResult<()> {
             let (_, te, name) = images_arg(a.data.as_deref())?;
             let acc = train::evaluate_vit(&vit, &te)?;
             ("vit", name, te.len(), acc)
+        }
+        crate::int8::Run::MiniVit(student) => {
+            let (_, te, name) = images_arg(a.data.as_deref())?;
+            let acc = train::evaluate_minivit(&student, &te)?;
+            ("minivit", name, te.len(), acc)
         }
         crate::int8::Run::Bert(bert, tok) => {
             let data = a.data.ok_or("--data TSV is required for a text model")?;

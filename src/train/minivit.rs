@@ -1,0 +1,207 @@
+//! Training a MiniViT student ([`MiniVit`]: a ViT whose blocks share weights) from its teacher.
+//!
+//! MiniViT's recipe: the student starts from the teacher's weights (weight multiplexing copies
+//! them, see [`crate::compress::share`]) and learns from the teacher's predictions, its
+//! self-attention relations and its hidden-state relations (weight distillation, after
+//! MiniLMv2). With `teacher = None` the student trains on the labels alone (the ablation).
+//!
+//! Loss of a batch, with `s`/`t` the student/teacher:
+//! `(1 - kd_weight) CE(s, y) + kd_weight KD_T(s, t) + attention_weight L_attn + hidden_weight L_hidden`,
+//! where `L_attn` is the mean over paired layers of the Q/K/V relation loss and `L_hidden` that of
+//! the hidden-state relation loss ([`crate::compress::distill`]).
+
+use super::images::{check_images, evaluate_images};
+use super::{Event, History, ImageSet, TrainOptions, fit};
+use crate::autograd::{CrossEntropyOptions, Graph, Var};
+use crate::compress::distill::{
+    Qkv, RelationConfig, attention_relation_loss, hidden_relation_loss, soft_kd,
+};
+use crate::compress::share::MiniVit;
+use crate::error::{Error, Result};
+use crate::nn::{Module, Vit};
+use crate::tensor::Tensor;
+
+/// How much each distillation term weighs; see the module docs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MiniVitDistill {
+    /// Temperature of the prediction KD.
+    pub temperature: f32,
+    /// Share of the prediction KD against the label cross-entropy, in `[0, 1]`.
+    pub kd_weight: f32,
+    /// Weight of the self-attention (Q/K/V) relation loss.
+    pub attention_weight: f32,
+    /// Weight of the hidden-state relation loss.
+    pub hidden_weight: f32,
+    /// Relation heads of the attention relations (must divide both widths).
+    pub relation_heads: usize,
+}
+
+impl Default for MiniVitDistill {
+    fn default() -> Self {
+        MiniVitDistill {
+            temperature: 1.0,
+            kd_weight: 0.5,
+            attention_weight: 1.0,
+            hidden_weight: 1.0,
+            relation_heads: 4,
+        }
+    }
+}
+
+impl MiniVitDistill {
+    fn check(&self) -> Result<()> {
+        let ok = self.temperature > 0.0
+            && (0.0..=1.0).contains(&self.kd_weight)
+            && self.attention_weight >= 0.0
+            && self.hidden_weight >= 0.0
+            && self.relation_heads > 0;
+        if !ok {
+            return Err(Error::invalid(
+                "train_minivit",
+                format!("invalid distillation settings {self:?}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What the teacher computed for a batch, as plain tensors (no tape).
+struct TeacherView {
+    logits: Tensor,
+    qkv: Vec<[Tensor; 3]>,
+    hidden: Vec<Tensor>,
+}
+
+/// Runs the teacher on `images` on its own inference graph.
+fn teacher_view(teacher: &Vit, images: &Tensor) -> Result<TeacherView> {
+    let g = Graph::inference();
+    let (_, traces) = teacher.forward_traced(&g, g.constant(images.clone()), None)?;
+    let last = traces
+        .last()
+        .ok_or_else(|| Error::invalid("train_minivit", "the teacher has no blocks"))?;
+    let features = teacher.layernorm.forward(&g, last.output)?;
+    let logits = match teacher.heads(&g, features)? {
+        (cls, None) => cls,
+        // DeiT's inference rule, as `Vit::forward_logits`.
+        (cls, Some(dist)) => g.mul_scalar(g.add(cls, dist)?, 0.5)?,
+    };
+    let mut qkv = Vec::with_capacity(traces.len());
+    let mut hidden = Vec::with_capacity(traces.len());
+    for t in &traces {
+        let p = Qkv::from_attention_parts(&g, &t.attention)?;
+        qkv.push([g.value(p.query)?, g.value(p.key)?, g.value(p.value)?]);
+        hidden.push(g.value(t.output)?);
+    }
+    Ok(TeacherView {
+        logits: g.value(logits)?,
+        qkv,
+        hidden,
+    })
+}
+
+/// The teacher layer each of `student` layers learns from: index by index when the depths agree,
+/// else spread evenly (the student's last layer always meets the teacher's last).
+fn layer_map(student: usize, teacher: usize) -> Vec<usize> {
+    (0..student)
+        .map(|i| ((i + 1) * teacher).div_ceil(student).max(1) - 1)
+        .collect()
+}
+
+/// Test accuracy of a MiniViT student, in batches of 256 on an inference graph.
+pub fn evaluate_minivit(student: &MiniVit, data: &ImageSet) -> Result<f64> {
+    evaluate_images("evaluate_minivit", data, |g, x| {
+        student.forward_logits(g, x)
+    })
+}
+
+/// Trains `student` on `train` (evaluating on `test` after each epoch), distilled from `teacher`
+/// with the weights of `distill` when a teacher is given, else on the labels alone.
+pub fn train_minivit(
+    student: &MiniVit,
+    teacher: Option<(&Vit, &MiniVitDistill)>,
+    train: &ImageSet,
+    test: &ImageSet,
+    opts: &TrainOptions,
+    progress: &mut dyn FnMut(Event),
+) -> Result<History> {
+    let config = &student.config.vit;
+    check_images("train_minivit", config, train, test)?;
+    if let Some((t, d)) = teacher {
+        d.check()?;
+        check_images("train_minivit", &t.config, train, test)?;
+    }
+    let ce = CrossEntropyOptions {
+        label_smoothing: opts.label_smoothing,
+        ..CrossEntropyOptions::default()
+    };
+    let student_depth = student.encoder.layers.len();
+    fit(
+        &student.named_params(),
+        train.len(),
+        opts,
+        progress,
+        &mut |g, rows| {
+            let (x, y) = train.batch(rows)?;
+            let Some((teacher, d)) = teacher else {
+                let logits = student.forward_logits(g, g.constant(x))?;
+                return g.cross_entropy(logits, &y, &ce);
+            };
+            let view = teacher_view(teacher, &x)?;
+            let (logits, traces) = student.forward_traced(g, g.constant(x))?;
+            let hard = g.cross_entropy(logits, &y, &ce)?;
+            let kd = soft_kd(g, logits, g.constant(view.logits), d.temperature)?;
+            let mut loss = g.add(
+                g.mul_scalar(hard, 1.0 - d.kd_weight)?,
+                g.mul_scalar(kd, d.kd_weight)?,
+            )?;
+            let map = layer_map(student_depth, view.hidden.len());
+            if d.attention_weight > 0.0 {
+                let (s, t): (Vec<Qkv>, Vec<Qkv>) = traces
+                    .iter()
+                    .zip(&map)
+                    .map(|(s, &ti)| {
+                        let [q, k, v] = &view.qkv[ti];
+                        let teacher = Qkv {
+                            query: g.constant(q.clone()),
+                            key: g.constant(k.clone()),
+                            value: g.constant(v.clone()),
+                        };
+                        let student = Qkv {
+                            query: s.query,
+                            key: s.key,
+                            value: s.value,
+                        };
+                        (student, teacher)
+                    })
+                    .unzip();
+                let rel = RelationConfig::new(d.relation_heads);
+                let attn = attention_relation_loss(g, &s, &t, &rel, None)?;
+                loss = g.add(loss, g.mul_scalar(attn, d.attention_weight)?)?;
+            }
+            if d.hidden_weight > 0.0 {
+                let s: Vec<Var> = traces.iter().map(|t| t.output).collect();
+                let t: Vec<Var> = map
+                    .iter()
+                    .map(|&ti| g.constant(view.hidden[ti].clone()))
+                    .collect();
+                let hidden = hidden_relation_loss(g, &s, &t, None)?;
+                loss = g.add(loss, g.mul_scalar(hidden, d.hidden_weight)?)?;
+            }
+            Ok(loss)
+        },
+        &mut || evaluate_minivit(student, test),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::layer_map;
+
+    #[test]
+    fn layer_map_pairs_equal_depths_and_ends_on_the_last_layer() {
+        assert_eq!(layer_map(6, 6), vec![0, 1, 2, 3, 4, 5]);
+        assert_eq!(layer_map(3, 6), vec![1, 3, 5]);
+        assert_eq!(layer_map(4, 6), vec![1, 2, 4, 5]);
+        assert_eq!(layer_map(1, 6), vec![5]);
+    }
+}
