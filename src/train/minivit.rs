@@ -7,8 +7,9 @@
 //!
 //! Loss of a batch, with `s`/`t` the student/teacher:
 //! `(1 - kd_weight) CE(s, y) + kd_weight KD_T(s, t) + attention_weight L_attn + hidden_weight L_hidden`,
-//! where `L_attn` is the mean over paired layers of the Q/K/V relation loss and `L_hidden` that of
-//! the hidden-state relation loss ([`crate::compress::distill`]).
+//! where `L_attn` is the mean over the distilled layers ([`RelationLayers`]: the last, or all) of
+//! the Q/K/V relation loss over all 9 pairs, and `L_hidden` that of the hidden-state relation
+//! loss ([`crate::compress::distill`]).
 
 use super::images::{check_images, evaluate_images};
 use super::{Event, History, ImageSet, TrainOptions, fit};
@@ -34,6 +35,17 @@ pub struct MiniVitDistill {
     pub hidden_weight: f32,
     /// Relation heads of the attention relations (must divide both widths).
     pub relation_heads: usize,
+    /// Which layers the relation losses compare.
+    pub relation_layers: RelationLayers,
+}
+
+/// The student layers whose relations are distilled (each from its mapped teacher layer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RelationLayers {
+    /// The last layer only, as MiniLMv2 distils (the cheap default: 9 relation maps per step).
+    Last,
+    /// Every layer (9 relation maps per layer and step).
+    All,
 }
 
 impl Default for MiniVitDistill {
@@ -44,6 +56,7 @@ impl Default for MiniVitDistill {
             attention_weight: 1.0,
             hidden_weight: 1.0,
             relation_heads: 4,
+            relation_layers: RelationLayers::Last,
         }
     }
 }
@@ -155,11 +168,16 @@ pub fn train_minivit(
                 g.mul_scalar(kd, d.kd_weight)?,
             )?;
             let map = layer_map(student_depth, view.hidden.len());
+            // (student layer, teacher layer) pairs whose relations are compared.
+            let pairs: Vec<(usize, usize)> = match d.relation_layers {
+                RelationLayers::All => map.iter().copied().enumerate().collect(),
+                RelationLayers::Last => vec![(student_depth - 1, map[student_depth - 1])],
+            };
             if d.attention_weight > 0.0 {
-                let (s, t): (Vec<Qkv>, Vec<Qkv>) = traces
+                let (s, t): (Vec<Qkv>, Vec<Qkv>) = pairs
                     .iter()
-                    .zip(&map)
-                    .map(|(s, &ti)| {
+                    .map(|&(si, ti)| {
+                        let s = &traces[si];
                         let [q, k, v] = &view.qkv[ti];
                         let teacher = Qkv {
                             query: g.constant(q.clone()),
@@ -179,10 +197,10 @@ pub fn train_minivit(
                 loss = g.add(loss, g.mul_scalar(attn, d.attention_weight)?)?;
             }
             if d.hidden_weight > 0.0 {
-                let s: Vec<Var> = traces.iter().map(|t| t.output).collect();
-                let t: Vec<Var> = map
+                let s: Vec<Var> = pairs.iter().map(|&(si, _)| traces[si].output).collect();
+                let t: Vec<Var> = pairs
                     .iter()
-                    .map(|&ti| g.constant(view.hidden[ti].clone()))
+                    .map(|&(_, ti)| g.constant(view.hidden[ti].clone()))
                     .collect();
                 let hidden = hidden_relation_loss(g, &s, &t, None)?;
                 loss = g.add(loss, g.mul_scalar(hidden, d.hidden_weight)?)?;

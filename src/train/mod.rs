@@ -17,7 +17,7 @@ mod plot;
 mod text;
 
 pub use images::{ImageSet, digits_split, evaluate_vit, load_image_dir, train_vit};
-pub use minivit::{MiniVitDistill, evaluate_minivit, train_minivit};
+pub use minivit::{MiniVitDistill, RelationLayers, evaluate_minivit, train_minivit};
 pub use text::{TextSet, evaluate_bert, train_bert};
 
 use crate::autograd::{Graph, Param, Var};

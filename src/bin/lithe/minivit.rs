@@ -7,7 +7,7 @@ use crate::train::{CliResult, images_arg, progress_printer, round};
 use clap::Args;
 use lithe::compress::share::{MiniVit, ShareConfig};
 use lithe::nn::{Module, Vit};
-use lithe::train::{self, History, ImageSet, MiniVitDistill, TrainOptions};
+use lithe::train::{self, History, ImageSet, MiniVitDistill, RelationLayers, TrainOptions};
 use serde_json::{Map, Value, json};
 use std::path::PathBuf;
 
@@ -43,6 +43,9 @@ pub struct MiniVitArgs {
     /// Relation heads (default: the teacher's attention heads).
     #[arg(long)]
     relation_heads: Option<usize>,
+    /// Distil the relations of every layer instead of the last one only.
+    #[arg(long)]
+    all_layers: bool,
     /// Image data: an IDX folder or `digits` (default: Fashion-MNIST, else the shipped digits).
     #[arg(long)]
     data: Option<String>,
@@ -123,6 +126,11 @@ pub fn run(a: MiniVitArgs) -> CliResult<()> {
         relation_heads: a
             .relation_heads
             .unwrap_or(teacher.config.num_attention_heads),
+        relation_layers: if a.all_layers {
+            RelationLayers::All
+        } else {
+            RelationLayers::Last
+        },
     };
     let teacher_accuracy = train::evaluate_vit(&teacher, &te)?;
     eprintln!(
