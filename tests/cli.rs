@@ -133,13 +133,18 @@ fn arg(p: &std::path::Path) -> &str {
 
 /// A small ViT trained for a few epochs on the digits, saved as `lithe train` saves a run.
 fn trained_digits_vit(dir: &std::path::Path) {
+    trained_digits_vit_of_depth(dir, 1);
+}
+
+/// [`trained_digits_vit`] with `depth` blocks.
+fn trained_digits_vit_of_depth(dir: &std::path::Path, depth: usize) {
     use lithe::nn::{Vit, VitConfig};
     let config = VitConfig {
         image_size: 8,
         patch_size: 4,
         num_channels: 1,
         hidden_size: 32,
-        num_hidden_layers: 1,
+        num_hidden_layers: depth,
         num_attention_heads: 4,
         intermediate_size: 64,
         num_labels: 10,
@@ -157,6 +162,129 @@ fn trained_digits_vit(dir: &std::path::Path) {
     };
     lithe::train::train_vit(&vit, &train, &test, &opts, &mut |_| {}).unwrap();
     lithe::train::save_run(dir, &vit, &config, None).unwrap();
+}
+
+#[test]
+fn minivit_compresses_a_digits_vit_and_eval_reads_the_student() {
+    let dir = scratch("minivit");
+    let teacher = dir.join("teacher");
+    trained_digits_vit_of_depth(&teacher, 2);
+    let student = dir.join("student");
+    let rows = json_lines(&lithe(&[
+        "minivit",
+        "--teacher",
+        arg(&teacher),
+        "--data",
+        "digits",
+        "--share",
+        "2",
+        "--epochs",
+        "4",
+        "--lr",
+        "2e-3",
+        "--threads",
+        "1",
+        "--out",
+        arg(&student),
+        "--json",
+    ]));
+    assert_eq!(rows.len(), 2);
+    let (t, s) = (rows[0].as_object().unwrap(), rows[1].as_object().unwrap());
+    assert_eq!(
+        t.keys().collect::<Vec<_>>(),
+        [
+            "model",
+            "share",
+            "transforms",
+            "distill",
+            "params",
+            "param_ratio",
+            "accuracy",
+            "drop_pt"
+        ]
+    );
+    assert_eq!(
+        (t["model"].as_str(), s["model"].as_str()),
+        (Some("teacher"), Some("minivit"))
+    );
+    assert_eq!(
+        (s["share"].as_u64(), s["transforms"].as_bool()),
+        (Some(2), Some(true))
+    );
+    assert_eq!(s["distill"].as_bool(), Some(true));
+    // The two blocks share one set of weights: the student is ~1.7x smaller.
+    let (tp, sp) = (t["params"].as_u64().unwrap(), s["params"].as_u64().unwrap());
+    assert!(sp * 3 < tp * 2, "student {sp} params, teacher {tp}");
+    let ratio = s["param_ratio"].as_f64().unwrap();
+    assert!(
+        (ratio - tp as f64 / sp as f64).abs() < 1e-3,
+        "ratio {ratio}"
+    );
+    let (ta, sa) = (
+        t["accuracy"].as_f64().unwrap(),
+        s["accuracy"].as_f64().unwrap(),
+    );
+    assert!(ta > 0.8 && sa > ta - 0.1, "teacher {ta}, student {sa}");
+    // The saved student loads back and scores the same.
+    let eval = json_lines(&lithe(&[
+        "eval",
+        "--model",
+        arg(&student),
+        "--data",
+        "digits",
+        "--json",
+    ]));
+    assert_eq!(eval[0]["model"], "minivit");
+    assert_eq!(eval[0]["accuracy"].as_f64(), Some(sa));
+    // Bad input is an error: an even kernel, a folder that holds no ViT.
+    let even = ["--kernel", "2"];
+    let not_vit = ["--teacher", arg(&student)];
+    for extra in [&even[..], &not_vit[..]] {
+        let mut args = vec![
+            "minivit",
+            "--teacher",
+            arg(&teacher),
+            "--data",
+            "digits",
+            "--epochs",
+            "1",
+            "--out",
+            arg(&dir),
+        ];
+        args.extend(extra);
+        let out = lithe(&args);
+        assert!(!out.status.success(), "{extra:?} was accepted");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("error"));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn demo_minivit_stage_is_smaller_and_close_to_the_baseline() {
+    let rows = json_lines(&lithe(&[
+        "demo",
+        "--quick",
+        "--stages",
+        "fp32,minivit",
+        "--json",
+    ]));
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1]["stage"], "minivit");
+    assert_eq!(
+        rows[1].as_object().unwrap().keys().collect::<Vec<_>>(),
+        rows[0].as_object().unwrap().keys().collect::<Vec<_>>()
+    );
+    let (bp, sp) = (
+        rows[0]["params"].as_u64().unwrap(),
+        rows[1]["params"].as_u64().unwrap(),
+    );
+    assert!(sp * 3 < bp * 2, "minivit {sp} params, fp32 {bp}");
+    assert_eq!(rows[1]["bytes"].as_u64(), Some(4 * sp));
+    let (ba, sa) = (
+        rows[0]["accuracy"].as_f64().unwrap(),
+        rows[1]["accuracy"].as_f64().unwrap(),
+    );
+    assert!(sa >= ba - 0.05, "minivit {sa}, fp32 {ba}");
 }
 
 #[test]
