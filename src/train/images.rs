@@ -5,6 +5,7 @@ use crate::autograd::{CrossEntropyOptions, Graph, Var};
 use crate::data::idx::{self, IdxSplit};
 use crate::error::{Error, Result};
 use crate::nn::{Module, Vit, VitConfig};
+use crate::optim::is_bias_or_norm;
 use crate::tensor::{Rng, Tensor};
 use std::path::Path;
 
@@ -187,6 +188,7 @@ pub fn train_vit(
     };
     fit(
         &vit.named_params(),
+        &is_bias_or_norm,
         train.len(),
         opts,
         progress,

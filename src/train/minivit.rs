@@ -20,6 +20,7 @@ use crate::compress::distill::{
 use crate::compress::share::MiniVit;
 use crate::error::{Error, Result};
 use crate::nn::{Module, Vit};
+use crate::optim::is_bias_or_norm;
 use crate::tensor::Tensor;
 
 /// How much each distillation term weighs; see the module docs.
@@ -120,6 +121,13 @@ fn layer_map(student: usize, teacher: usize) -> Vec<usize> {
         .collect()
 }
 
+/// Parameters trained without weight decay: biases, norms and the layers' transforms. The
+/// transforms start at identity (head mixes) and zero (convolution), and decay would pull the
+/// mixes away from identity.
+fn no_decay(name: &str) -> bool {
+    is_bias_or_norm(name) || name.contains(".transform.")
+}
+
 /// Test accuracy of a MiniViT student, in batches of 256 on an inference graph.
 pub fn evaluate_minivit(student: &MiniVit, data: &ImageSet) -> Result<f64> {
     evaluate_images("evaluate_minivit", data, |g, x| {
@@ -150,6 +158,7 @@ pub fn train_minivit(
     let student_depth = student.encoder.layers.len();
     fit(
         &student.named_params(),
+        &no_decay,
         train.len(),
         opts,
         progress,
@@ -213,7 +222,43 @@ pub fn train_minivit(
 
 #[cfg(test)]
 mod tests {
-    use super::layer_map;
+    use super::{layer_map, no_decay};
+    use crate::compress::share::{MiniVit, ShareConfig};
+    use crate::nn::{Module, Vit, VitConfig};
+    use crate::tensor::Rng;
+
+    #[test]
+    fn transforms_biases_and_norms_get_no_weight_decay() {
+        let config = VitConfig {
+            image_size: 8,
+            patch_size: 4,
+            num_channels: 1,
+            hidden_size: 8,
+            num_hidden_layers: 2,
+            num_attention_heads: 2,
+            intermediate_size: 16,
+            num_labels: 3,
+            layer_norm_eps: 1e-6,
+            hidden_dropout_prob: 0.0,
+            distillation_token: false,
+        };
+        let vit = Vit::new(&config, &mut Rng::new(0)).unwrap();
+        let student = MiniVit::from_vit(&vit, &ShareConfig::default()).unwrap();
+        let names: Vec<String> = student.named_params().into_iter().map(|(n, _)| n).collect();
+        let transforms: Vec<&String> = names.iter().filter(|n| n.contains("transform")).collect();
+        assert_eq!(transforms.len(), 2 * 6, "{names:?}");
+        assert!(transforms.iter().all(|n| no_decay(n)));
+        let decayed: Vec<&String> = names.iter().filter(|n| !no_decay(n)).collect();
+        assert!(
+            decayed.iter().any(|n| n.contains("query.weight")),
+            "{decayed:?}"
+        );
+        assert!(
+            decayed
+                .iter()
+                .all(|n| n.ends_with("weight") && !n.contains("norm"))
+        );
+    }
 
     #[test]
     fn layer_map_pairs_equal_depths_and_ends_on_the_last_layer() {

@@ -26,7 +26,6 @@ use crate::io::ConfigFile;
 use crate::nn::Module;
 use crate::optim::{
     AdamW, AdamWConfig, LrSchedule, Optimizer, ParamGroup, WarmupCosine, clip_grad_norm,
-    is_bias_or_norm,
 };
 use serde::Serialize;
 use std::path::Path;
@@ -128,9 +127,11 @@ pub enum Event<'a> {
 }
 
 /// The generic loop: `loss_of(graph, rows)` builds the loss of a batch on a training graph,
-/// `evaluate()` gives the test accuracy after each epoch.
+/// `evaluate()` gives the test accuracy after each epoch; parameters whose name `no_decay`
+/// accepts get no weight decay.
 pub(crate) fn fit(
     named: &[(String, Param)],
+    no_decay: &dyn Fn(&str) -> bool,
     n_train: usize,
     opts: &TrainOptions,
     progress: &mut dyn FnMut(Event),
@@ -143,7 +144,7 @@ pub(crate) fn fit(
     if opts.epochs == 0 {
         return Err(Error::invalid("train", "epochs must be > 0"));
     }
-    let groups = ParamGroup::split_decay(named, |n, _| is_bias_or_norm(n));
+    let groups = ParamGroup::split_decay(named, |n, _| no_decay(n));
     let params: Vec<Param> = named.iter().map(|(_, p)| p.clone()).collect();
     let mut opt = AdamW::with_groups(
         groups.to_vec(),

@@ -5,6 +5,7 @@ use crate::autograd::{CrossEntropyOptions, Graph};
 use crate::data::Tokenizer;
 use crate::error::{Error, Result};
 use crate::nn::{AttentionMask, Bert, Module};
+use crate::optim::is_bias_or_norm;
 
 /// Labelled texts, kept as text and tokenized per batch.
 #[derive(Clone, Debug)]
@@ -122,6 +123,7 @@ pub fn train_bert(
     };
     fit(
         &bert.named_params(),
+        &is_bias_or_norm,
         train.len(),
         opts,
         progress,
