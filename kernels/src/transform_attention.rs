@@ -41,7 +41,7 @@ pub mod backward;
 pub use backward::{TransformAttentionGrads, transform_attention_backward};
 
 use crate::softmax::softmax_forward;
-use crate::{GemmOptions, KernelError, MatMut, MatRef, sgemm_with};
+use crate::{BSource, GemmOptions, KernelError, MatMut, MatRef, sgemm_fused, sgemm_with};
 
 /// The `eps` of the policy softmax (DynamicViT's value).
 pub const POLICY_EPS: f32 = 1e-6;
@@ -98,9 +98,11 @@ impl TransformAttentionShape {
             .checked_mul(self.head_dim)
     }
 
-    /// Query rows per block: `min(BLOCK_ROWS, N)`.
+    /// Query rows per block: `N` split into `ceil(N / BLOCK_ROWS)` blocks as even as possible
+    /// (65 tokens run as 22 + 22 + 21 rows, not 32 + 32 + 1).
     pub fn block_rows(&self) -> usize {
-        BLOCK_ROWS.min(self.tokens)
+        let blocks = self.tokens.div_ceil(BLOCK_ROWS).max(1);
+        self.tokens.div_ceil(blocks)
     }
 
     /// Floats of one `[H, rows, N]` block map.
@@ -191,6 +193,24 @@ impl TransformAttentionShape {
         )
     }
 
+    /// The transpose of [`Self::head`] for writing: `d x rows`, column stride `H*d`.
+    pub(crate) fn head_t_mut<'a>(
+        &self,
+        sample: &'a mut [f32],
+        h: usize,
+        r0: usize,
+        rows: usize,
+    ) -> Result<MatMut<'a>, KernelError> {
+        let w = self.width();
+        MatMut::new(
+            &mut sample[r0 * w + h * self.head_dim..],
+            self.head_dim,
+            rows,
+            1,
+            w,
+        )
+    }
+
     /// [`Self::head`] for writing.
     pub(crate) fn head_mut<'a>(
         &self,
@@ -215,40 +235,61 @@ pub(crate) fn map(data: &[f32], rows: usize, n: usize) -> Result<MatRef<'_>, Ker
     MatRef::new(data, rows, n, n, 1)
 }
 
-/// [`map`] for writing.
-pub(crate) fn map_mut(data: &mut [f32], rows: usize, n: usize) -> Result<MatMut<'_>, KernelError> {
-    MatMut::new(data, rows, n, n, 1)
+/// The transpose of a `rows x N` row-major map for writing: `N x rows`, column-major. The
+/// GEMMs that fill a map compute its transpose (`S^T = K Q_rows^T`), so the operand they pack
+/// is the block's `rows x d` slice, not the sample's whole `N x d` head.
+pub(crate) fn map_t_mut(
+    data: &mut [f32],
+    rows: usize,
+    n: usize,
+) -> Result<MatMut<'_>, KernelError> {
+    MatMut::new(data, n, rows, 1, n)
 }
 
-/// Floats per chunk of the head mixes: `H` source chunks and one destination chunk stay in L1.
-const MIX_CHUNK: usize = 512;
-
-/// `dst[h] = bias[h] + sum_g coef(h, g) src[g]` over `H` maps of `len` floats each (`bias`
-/// zero when `None`), written as axpys over contiguous chunks so they vectorize.
+/// `dst[h] = bias[h] + sum_g M[h,g] src[g]` (or `sum_g M[g,h] src[g]` when `transpose`) over
+/// `H` maps of `len` floats each (`bias` zero when `None`). Written as one GEMM on the
+/// transposed maps, `dst^T [len, H] = src^T [len, H] M^T (+ bias on every row)`: the maps are
+/// read in place as a column-major A (an `H`-wide problem), and the SIMD micro-kernels do the
+/// `H x H` mixing.
 pub(crate) fn mix_heads(
     dst: &mut [f32],
     src: &[f32],
     heads: usize,
     len: usize,
-    coef: impl Fn(usize, usize) -> f32,
+    m: &[f32],
+    transpose: bool,
     bias: Option<&[f32]>,
-) {
-    let mut start = 0;
-    while start < len {
-        let end = (start + MIX_CHUNK).min(len);
-        for h in 0..heads {
-            let out = &mut dst[h * len + start..h * len + end];
-            out.fill(bias.map_or(0.0, |b| b[h]));
-            for g in 0..heads {
-                let c = coef(h, g);
-                let inp = &src[g * len + start..g * len + end];
-                for (o, &x) in out.iter_mut().zip(inp) {
-                    *o += c * x;
-                }
-            }
-        }
-        start = end;
-    }
+) -> Result<(), KernelError> {
+    let src_t = MatRef::new(src, len, heads, 1, len)?;
+    // B = M^T, or M itself for the transposed mix.
+    let b = if transpose {
+        MatRef::new(m, heads, heads, heads, 1)?
+    } else {
+        MatRef::new(m, heads, heads, 1, heads)?
+    };
+    let dst_t = MatMut::new(dst, len, heads, 1, len)?;
+    sgemm_fused(&SERIAL_GEMM, 1.0, src_t, BSource::View(b), 0.0, bias, dst_t)
+}
+
+/// `acc[x, g] += sum_e a[x][e] b[g][e]` over `H` maps of `len` floats on each side: the GEMM
+/// `acc += A B^T` with `A`, `B` the `[H, len]` maps.
+pub(crate) fn add_map_dots(
+    acc: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    heads: usize,
+    len: usize,
+) -> Result<(), KernelError> {
+    let a = MatRef::new(a, heads, len, len, 1)?;
+    let b_t = MatRef::new(b, len, heads, 1, len)?;
+    sgemm_with(
+        &SERIAL_GEMM,
+        1.0,
+        a,
+        b_t,
+        1.0,
+        MatMut::new(acc, heads, heads, heads, 1)?,
+    )
 }
 
 /// `sum_k a[k] b[k]` in f32 with eight independent partial sums (vectorizes, and keeps the
@@ -332,25 +373,23 @@ pub fn transform_attention_forward(
         let (q_b, k_b, v_b) = (&q[at.clone()], &k[at.clone()], &v[at.clone()]);
         let out_b = &mut out[at];
         let keep_b = keep.map(|d| &d[b * n..(b + 1) * n]);
-        for r0 in (0..n).step_by(BLOCK_ROWS) {
-            let rows = BLOCK_ROWS.min(n - r0);
+        let block = shape.block_rows();
+        for r0 in (0..n).step_by(block) {
+            let rows = block.min(n - r0);
             let len = rows * n;
             let (logits, mixed) = (&mut logits[..heads * len], &mut mixed[..heads * len]);
             // S_g = scale Q_g[rows] K_g^T: [H, rows, N]
-            for (g, s) in logits.chunks_exact_mut(len).enumerate() {
-                let kt = shape.head(k_b, g, 0, n)?.t();
-                let qg = shape.head(q_b, g, r0, rows)?;
-                sgemm_with(&SERIAL_GEMM, scale, qg, kt, 0.0, map_mut(s, rows, n)?)?;
-            }
+            block_logits(logits, q_b, k_b, shape, scale, r0, rows)?;
             // S'_h = sum_g A[h,g] S_g + a[h]; probabilities into `logits`
             mix_heads(
                 mixed,
                 logits,
                 heads,
                 len,
-                |h, g| mix.pre[h * heads + g],
+                mix.pre,
+                false,
                 Some(mix.pre_bias),
-            );
+            )?;
             softmax_forward(logits, mixed, n)?;
             if let Some(keep_b) = keep_b {
                 policy_probs_in_place(logits, keep_b, r0, rows, n);
@@ -361,19 +400,40 @@ pub fn transform_attention_forward(
                 logits,
                 heads,
                 len,
-                |h, g| mix.post[h * heads + g],
+                mix.post,
+                false,
                 Some(mix.post_bias),
-            );
+            )?;
             if let Some(keep_b) = keep_b {
                 add_policy_bias(mixed, mix.post_bias, keep_b, r0, rows, n);
             }
-            // O_h[rows] = P'_h V_h
+            // O_h[rows]^T = V_h^T P'_h^T
             for (h, p) in mixed.chunks_exact(len).enumerate() {
-                let vh = shape.head(v_b, h, 0, n)?;
-                let oh = shape.head_mut(out_b, h, r0, rows)?;
-                sgemm_with(&SERIAL_GEMM, 1.0, map(p, rows, n)?, vh, 0.0, oh)?;
+                let vt = shape.head(v_b, h, 0, n)?.t();
+                let ot = shape.head_t_mut(out_b, h, r0, rows)?;
+                sgemm_with(&SERIAL_GEMM, 1.0, vt, map(p, rows, n)?.t(), 0.0, ot)?;
             }
         }
+    }
+    Ok(())
+}
+
+/// `S_g = scale Q_g[rows] K_g^T` for every head into `logits` (`[H, rows, N]`), computed as
+/// `S_g^T = scale K_g Q_g[rows]^T`.
+pub(crate) fn block_logits(
+    logits: &mut [f32],
+    q: &[f32],
+    k: &[f32],
+    shape: &TransformAttentionShape,
+    scale: f32,
+    r0: usize,
+    rows: usize,
+) -> Result<(), KernelError> {
+    let n = shape.tokens;
+    for (g, s) in logits.chunks_exact_mut(rows * n).enumerate() {
+        let kg = shape.head(k, g, 0, n)?;
+        let qt = shape.head(q, g, r0, rows)?.t();
+        sgemm_with(&SERIAL_GEMM, scale, kg, qt, 0.0, map_t_mut(s, rows, n)?)?;
     }
     Ok(())
 }

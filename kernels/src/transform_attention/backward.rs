@@ -18,8 +18,8 @@
 //! where `u = softmax(S')` (the policy form of the module docs of the parent).
 
 use super::{
-    BLOCK_ROWS, HeadMix, POLICY_EPS, SERIAL_GEMM, TransformAttentionShape, add_policy_bias, dot,
-    gate, map, map_mut, mix_heads, policy_probs_in_place, policy_row_terms,
+    HeadMix, POLICY_EPS, SERIAL_GEMM, TransformAttentionShape, add_map_dots, add_policy_bias,
+    block_logits, dot, gate, map, map_t_mut, mix_heads, policy_probs_in_place, policy_row_terms,
 };
 use crate::softmax::{softmax_backward, softmax_forward};
 use crate::{KernelError, sgemm_with};
@@ -151,27 +151,17 @@ pub fn transform_attention_backward(
         let mut dk_b = sample_mut(&mut dk, b, sample_len);
         let mut dv_b = sample_mut(&mut dv, b, sample_len);
         let mut dkeep_b = sample_mut(&mut dkeep, b, n);
-        for r0 in (0..n).step_by(BLOCK_ROWS) {
-            let rows = BLOCK_ROWS.min(n - r0);
+        let block = shape.block_rows();
+        for r0 in (0..n).step_by(block) {
+            let rows = block.min(n - r0);
             let len = rows * n;
             let m = h * len;
             let (logits, softmax) = (&mut logits[..m], &mut softmax[..m]);
             let (policy_probs, work, dmixed) =
                 (&mut policy_probs[..m], &mut work[..m], &mut dmixed[..m]);
             // Recompute S [H, rows, N], S' (in `dmixed` for now), u = softmax(S'), P.
-            for (g, s) in logits.chunks_exact_mut(len).enumerate() {
-                let kt = shape.head(k_b, g, 0, n)?.t();
-                let qg = shape.head(q_b, g, r0, rows)?;
-                sgemm_with(&SERIAL_GEMM, scale, qg, kt, 0.0, map_mut(s, rows, n)?)?;
-            }
-            mix_heads(
-                dmixed,
-                logits,
-                h,
-                len,
-                |x, g| mix.pre[x * h + g],
-                Some(mix.pre_bias),
-            );
+            block_logits(logits, q_b, k_b, shape, scale, r0, rows)?;
+            mix_heads(dmixed, logits, h, len, mix.pre, false, Some(mix.pre_bias))?;
             softmax_forward(softmax, dmixed, n)?;
             let probs: &[f32] = match keep_b {
                 Some(keep_b) => {
@@ -183,14 +173,7 @@ pub fn transform_attention_backward(
             };
             // dV_h += P'_h^T dO_h[rows]
             if let Some(dv_b) = dv_b.as_deref_mut() {
-                mix_heads(
-                    work,
-                    probs,
-                    h,
-                    len,
-                    |x, g| mix.post[x * h + g],
-                    Some(mix.post_bias),
-                );
+                mix_heads(work, probs, h, len, mix.post, false, Some(mix.post_bias))?;
                 if let Some(keep_b) = keep_b {
                     add_policy_bias(work, mix.post_bias, keep_b, r0, rows, n);
                 }
@@ -203,11 +186,11 @@ pub fn transform_attention_backward(
             if !upstream {
                 continue;
             }
-            // dP'_h = dO_h[rows] V_h^T
+            // dP'_h = dO_h[rows] V_h^T, as dP'_h^T = V_h dO_h[rows]^T
             for (x, dp) in dmixed.chunks_exact_mut(len).enumerate() {
-                let vt = shape.head(v_b, x, 0, n)?.t();
-                let doh = shape.head(dout_b, x, r0, rows)?;
-                sgemm_with(&SERIAL_GEMM, 1.0, doh, vt, 0.0, map_mut(dp, rows, n)?)?;
+                let vh = shape.head(v_b, x, 0, n)?;
+                let dot_t = shape.head(dout_b, x, r0, rows)?.t();
+                sgemm_with(&SERIAL_GEMM, 1.0, vh, dot_t, 0.0, map_t_mut(dp, rows, n)?)?;
             }
             post_mix_grads(
                 dpost.as_deref_mut(),
@@ -220,9 +203,9 @@ pub fn transform_attention_backward(
                 r0,
                 rows,
                 n,
-            );
+            )?;
             // dP_g = sum_h post[h,g] dP'_h
-            mix_heads(work, dmixed, h, len, |g, x| mix.post[x * h + g], None);
+            mix_heads(work, dmixed, h, len, mix.post, true, None)?;
             // dS'_h into `dmixed`. A softmax ignores a shift of its row, so without a policy
             // dpre_bias[h] = sum dS'_h is exactly 0 (summing the rounded dS' would only add
             // noise); with one it is a closed form (`policy_softmax_backward`).
@@ -246,23 +229,20 @@ pub fn transform_attention_backward(
             }
             // dpre[h,g] += sum dS'_h S_g (dpre_bias: see the softmax backwards)
             if let Some(dpre) = dpre.as_deref_mut() {
-                for (x, ds) in dmixed.chunks_exact(len).enumerate() {
-                    for (g, s) in logits.chunks_exact(len).enumerate() {
-                        dpre[x * h + g] += dot(ds, s);
-                    }
-                }
+                add_map_dots(dpre, dmixed, logits, h, len)?;
             }
             if dq_b.is_none() && dk_b.is_none() {
                 continue;
             }
             // dS_g = sum_h pre[h,g] dS'_h; dQ_g += scale dS_g K_g; dK_g += scale dS_g^T Q_g
-            mix_heads(work, dmixed, h, len, |g, x| mix.pre[x * h + g], None);
+            mix_heads(work, dmixed, h, len, mix.pre, true, None)?;
             for (g, ds) in work.chunks_exact(len).enumerate() {
                 let ds = map(ds, rows, n)?;
                 if let Some(dq_b) = dq_b.as_deref_mut() {
-                    let kg = shape.head(k_b, g, 0, n)?;
-                    let dqg = shape.head_mut(dq_b, g, r0, rows)?;
-                    sgemm_with(&SERIAL_GEMM, scale, ds, kg, 1.0, dqg)?;
+                    // dQ_g[rows]^T += scale K_g^T dS_g^T
+                    let kt = shape.head(k_b, g, 0, n)?.t();
+                    let dqt = shape.head_t_mut(dq_b, g, r0, rows)?;
+                    sgemm_with(&SERIAL_GEMM, scale, kt, ds.t(), 1.0, dqt)?;
                 }
                 if let Some(dk_b) = dk_b.as_deref_mut() {
                     let qg = shape.head(q_b, g, r0, rows)?;
@@ -302,15 +282,11 @@ fn post_mix_grads(
     r0: usize,
     rows: usize,
     n: usize,
-) {
+) -> Result<(), KernelError> {
     let len = rows * n;
     let h = mix.post_bias.len();
     if let Some(dpost) = dpost {
-        for (x, dp) in dmixed.chunks_exact(len).enumerate() {
-            for (g, p) in probs.chunks_exact(len).enumerate() {
-                dpost[x * h + g] += dot(p, dp);
-            }
-        }
+        add_map_dots(dpost, dmixed, probs, h, len)?;
     }
     if let Some(db) = dpost_bias {
         for (d, dp) in db.iter_mut().zip(dmixed.chunks_exact(len)) {
@@ -337,6 +313,7 @@ fn post_mix_grads(
             }
         }
     }
+    Ok(())
 }
 
 /// Backward of the policy softmax for one block: writes `dS'` (`[H, rows, N]`) and adds
