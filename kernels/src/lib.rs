@@ -15,6 +15,9 @@
 //!   [`elementwise::ElementwiseKernels`].
 //! - [`dwconv`]: depthwise `k x k` convolution over a channels-last token grid, forward and
 //!   backward (MiniViT's MLP-side transformation), on the same per-ISA vectors.
+//! - [`transform_attention`]: MiniViT's depthwise-transform attention (head mixes before and
+//!   after the softmax, optional DynamicViT keep policy), fused per block of query rows, forward
+//!   and backward.
 
 pub mod arch;
 pub mod dwconv;
@@ -29,6 +32,7 @@ pub mod quantize;
 pub mod reference;
 pub mod softmax;
 pub mod threads;
+pub mod transform_attention;
 
 pub use elementwise::ElementwiseKernels;
 pub use error::KernelError;

@@ -22,6 +22,7 @@ pub(crate) mod parallel;
 mod reduce;
 pub mod rng;
 pub mod shape;
+mod transform_attention;
 
 pub use attention::attention;
 pub(crate) use attention::{AttentionGrads, attention_backward};
@@ -35,6 +36,8 @@ pub use nn::{gelu, layernorm, log_softmax, softmax};
 pub use reduce::{mean, sum};
 pub use rng::Rng;
 pub use shape::{broadcast_shapes, numel, strides};
+pub(crate) use transform_attention::{TransformGrads, transform_attention_backward};
+pub use transform_attention::{TransformMix, transform_attention};
 
 use crate::error::{Error, Result};
 use std::sync::Arc;

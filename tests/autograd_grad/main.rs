@@ -13,6 +13,7 @@ mod ops_loss;
 mod ops_matmul;
 mod ops_nn;
 mod ops_quant;
+mod ops_transform_attention;
 mod reference;
 
 use check::{check, randn};

@@ -23,10 +23,10 @@
 
 use crate::autograd::{Graph, Var};
 use crate::error::{Error, Result};
-use crate::tensor::Tensor;
+use crate::tensor::{self, Tensor, TransformGrads, TransformMix, transform_attention_backward};
 
 /// The `eps` of the policy softmax (DynamicViT's value).
-pub const POLICY_EPS: f32 = 1e-6;
+pub use lithe_kernels::transform_attention::POLICY_EPS;
 
 /// Per-layer head-mixing transforms on the tape: pre [H,H], pre_bias [H], post [H,H], post_bias [H].
 #[derive(Clone, Copy, Debug)]
@@ -127,7 +127,64 @@ impl Graph {
         mix: HeadMix,
         keep: Option<Var>,
     ) -> Result<Var> {
-        self.transform_attention_composite(q, k, v, heads, scale, mix, keep)
+        self.transform_attention_dims(q, k, v, heads, &mix, keep)?;
+        let values =
+            |vars: &[Var]| -> Result<Vec<Tensor>> { vars.iter().map(|&x| self.value(x)).collect() };
+        let mut inputs = vec![q, k, v, mix.pre, mix.pre_bias, mix.post, mix.post_bias];
+        inputs.extend(keep);
+        let ins = values(&inputs)?;
+        let tmix = TransformMix {
+            pre: &ins[3],
+            pre_bias: &ins[4],
+            post: &ins[5],
+            post_bias: &ins[6],
+        };
+        let out = tensor::transform_attention(
+            &ins[0],
+            &ins[1],
+            &ins[2],
+            heads,
+            scale,
+            &tmix,
+            ins.get(7),
+        )?;
+        self.record(
+            "transform_attention",
+            out,
+            &inputs,
+            move |d, dout, ins, _out| {
+                let [dq, dk, dv, dpre, dpre_bias, dpost, dpost_bias, rest @ ..] = d else {
+                    unreachable!("transform_attention has seven or eight inputs")
+                };
+                let grads = TransformGrads {
+                    dq: dq.sum_mut(),
+                    dk: dk.sum_mut(),
+                    dv: dv.sum_mut(),
+                    dpre: dpre.sum_mut(),
+                    dpre_bias: dpre_bias.sum_mut(),
+                    dpost: dpost.sum_mut(),
+                    dpost_bias: dpost_bias.sum_mut(),
+                    dkeep: rest.first_mut().and_then(|s| s.sum_mut()),
+                };
+                let tmix = TransformMix {
+                    pre: ins[3],
+                    pre_bias: ins[4],
+                    post: ins[5],
+                    post_bias: ins[6],
+                };
+                transform_attention_backward(
+                    dout,
+                    ins[0],
+                    ins[1],
+                    ins[2],
+                    heads,
+                    scale,
+                    &tmix,
+                    ins.get(7).copied(),
+                    grads,
+                )
+            },
+        )
     }
 
     /// The same maths as [`Graph::transform_attention`] written with existing ops (head split by

@@ -1,0 +1,461 @@
+//! MiniViT's depthwise-transform attention, fused: multi-head attention whose logits are mixed
+//! across heads before the softmax and whose probabilities are mixed again after it, with an
+//! optional DynamicViT keep policy. Forward here, backward in [`backward`] (llm.c's argument
+//! order: outputs, inputs, sizes).
+//!
+//! Shapes (B = batch, N = tokens, H = heads, d = head width): `q`, `k`, `v`, `out` and their
+//! gradients are `[B, N, H*d]`, head `h` in the column block `h*d .. (h+1)*d`; the mix is
+//! `pre [H, H]`, `pre_bias [H]`, `post [H, H]`, `post_bias [H]` (row-major); the keep policy is
+//! `[B, N]` with values in `[0, 1]` (0 = key dropped; also a key padding mask). For sample `b`,
+//! query `i`, key `j`:
+//!
+//! ```text
+//! S_g[i,j]  = scale * sum_c Q[b,i,g*d+c] K[b,j,g*d+c]
+//! S'_h      = sum_g pre[h,g] S_g + pre_bias[h]
+//! P_h       = softmax_j(S'_h)                                          (no policy)
+//! G[i,j]    = D[b,j] + (1 - D[b,j]) [i == j]                           (policy; G = 1 without)
+//! P_h[i,j]  = (E[i,j] + eps/N) / (sum_j E[i,j] + eps),  E[i,j] = exp(S'_h[i,j] - m_i) G[i,j]
+//! P'_h      = sum_g post[h,g] P_g + post_bias[h] G
+//! O_h[i,:]  = sum_j P'_h[i,j] V[b,j,h*d..]
+//! ```
+//!
+//! with `m_i = max_j S'_h[i,j]` and `eps` = [`POLICY_EPS`]. The row max only keeps `exp` in
+//! range and is treated as a constant: no gradient flows through it (without `eps` the maths
+//! does not depend on it at all).
+//!
+//! "Fused": per sample, a block of at most [`BLOCK_ROWS`] query rows goes through both GEMMs,
+//! both head mixes and the softmax for all heads at once in a caller-owned scratch of
+//! `O(H x rows x N)` floats; the `H x N x N` maps of a sample are never written. The backward
+//! recomputes each block the same way (FlashAttention-style) instead of reading saved maps.
+//! The policy softmax is computed from the plain softmax `u = softmax(S')` (the SIMD kernel of
+//! [`crate::softmax`]): since `exp(S' - m) = u / max_j u`, `P_j = (u_j G_j + eps u_max / N) /
+//! (sum_j u_j G_j + eps u_max)`.
+//!
+//! Forward writes `out` (`=`); backward accumulates (`+=`) into every gradient it is given.
+//! The kernels are single-threaded (the GEMMs run on one thread); callers split the batch. The
+//! bounds against the f64 references in [`crate::reference`] are stated in
+//! `tests/transform_attention_paths.rs`.
+
+pub mod backward;
+
+pub use backward::{TransformAttentionGrads, transform_attention_backward};
+
+use crate::softmax::softmax_forward;
+use crate::{BSource, GemmOptions, KernelError, MatMut, MatRef, sgemm_fused, sgemm_with};
+
+/// The `eps` of the policy softmax (DynamicViT's value).
+pub const POLICY_EPS: f32 = 1e-6;
+
+/// Query rows per block: the scratch of one block, a few `[H, BLOCK_ROWS, N]` maps, stays in L2
+/// for ViT-sized `H` and `N`.
+pub const BLOCK_ROWS: usize = 32;
+
+/// The GEMMs inside a kernel run on the calling thread.
+pub(crate) const SERIAL_GEMM: GemmOptions = GemmOptions {
+    isa: None,
+    threads: Some(1),
+};
+
+/// The sizes of a transform-attention call: `batch` samples of `tokens` tokens, `heads` heads of
+/// `head_dim` columns each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TransformAttentionShape {
+    /// Samples (B).
+    pub batch: usize,
+    /// Tokens per sample (N): queries and keys.
+    pub tokens: usize,
+    /// Heads (H).
+    pub heads: usize,
+    /// Columns per head (d).
+    pub head_dim: usize,
+}
+
+/// The head-mixing transforms of one layer, row-major: `pre [H, H]`, `pre_bias [H]`,
+/// `post [H, H]`, `post_bias [H]` (module docs).
+#[derive(Clone, Copy, Debug)]
+pub struct HeadMix<'a> {
+    /// Pre-softmax mix `A [H, H]`.
+    pub pre: &'a [f32],
+    /// Pre-softmax bias `a [H]`.
+    pub pre_bias: &'a [f32],
+    /// Post-softmax mix `B [H, H]`.
+    pub post: &'a [f32],
+    /// Post-softmax bias `b [H]`.
+    pub post_bias: &'a [f32],
+}
+
+impl TransformAttentionShape {
+    /// Columns of one token's row, `H * d`.
+    pub fn width(&self) -> usize {
+        self.heads * self.head_dim
+    }
+
+    /// Elements of a `[B, N, H*d]` activation (`None` on overflow).
+    pub fn activation_len(&self) -> Option<usize> {
+        self.batch
+            .checked_mul(self.tokens)?
+            .checked_mul(self.heads)?
+            .checked_mul(self.head_dim)
+    }
+
+    /// Query rows per block: `N` split into `ceil(N / BLOCK_ROWS)` blocks as even as possible
+    /// (65 tokens run as 22 + 22 + 21 rows, not 32 + 32 + 1).
+    pub fn block_rows(&self) -> usize {
+        let blocks = self.tokens.div_ceil(BLOCK_ROWS).max(1);
+        self.tokens.div_ceil(blocks)
+    }
+
+    /// Floats of one `[H, rows, N]` block map.
+    fn block_map_len(&self) -> usize {
+        self.heads * self.block_rows() * self.tokens
+    }
+
+    /// Scratch floats [`transform_attention_forward`] needs: two block maps, `2 H rows N`.
+    pub fn forward_scratch_len(&self) -> usize {
+        2 * self.block_map_len()
+    }
+
+    /// Scratch floats [`transform_attention_backward`] needs: five block maps, `5 H rows N`.
+    pub fn backward_scratch_len(&self) -> usize {
+        5 * self.block_map_len()
+    }
+
+    /// Floating-point operations of one forward call: the two GEMMs (`4 B H N^2 d`) and the two
+    /// head mixes (`4 B H^2 N^2`); the softmax is not counted.
+    pub fn forward_flops(&self) -> f64 {
+        let (b, n, h, d) = (
+            self.batch as f64,
+            self.tokens as f64,
+            self.heads as f64,
+            self.head_dim as f64,
+        );
+        4.0 * b * h * n * n * d + 4.0 * b * h * h * n * n
+    }
+
+    /// Checks every length: `acts` must hold `B N H d` elements, the mix `H H` and `H`, the
+    /// policy `B N`, `scratch` at least `scratch_len`.
+    pub(crate) fn check(
+        &self,
+        what: &str,
+        acts: &[usize],
+        mix: &HeadMix<'_>,
+        keep: Option<usize>,
+        scratch: (usize, usize),
+    ) -> Result<(), KernelError> {
+        let Some(n_act) = self.activation_len() else {
+            return Err(KernelError::ShapeMismatch(format!(
+                "{what}: {self:?} overflows usize"
+            )));
+        };
+        if self.heads == 0 || self.head_dim == 0 {
+            return Err(KernelError::ShapeMismatch(format!(
+                "{what}: heads and head_dim must be > 0 ({self:?})"
+            )));
+        }
+        let h = self.heads;
+        let mats = [mix.pre.len(), mix.post.len()];
+        let biases = [mix.pre_bias.len(), mix.post_bias.len()];
+        if acts.iter().any(|&l| l != n_act)
+            || mats.iter().any(|&l| l != h * h)
+            || biases.iter().any(|&l| l != h)
+            || keep.is_some_and(|l| l != self.batch * self.tokens)
+        {
+            return Err(KernelError::LengthMismatch(format!(
+                "{what}: activation lengths {acts:?} must equal B*N*H*d = {n_act}, mix lengths {mats:?} must equal H*H = {}, bias lengths {biases:?} must equal H = {h}, policy length {keep:?} must equal B*N = {} (shape {self:?})",
+                h * h,
+                self.batch * self.tokens
+            )));
+        }
+        let (have, need) = scratch;
+        if have < need {
+            return Err(KernelError::LengthMismatch(format!(
+                "{what}: scratch holds {have} floats, needs {need} (shape {self:?})"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Head `h` of one sample's `[N, H*d]` rows `r0 .. r0 + rows`: `rows x d`, row stride `H*d`.
+    pub(crate) fn head<'a>(
+        &self,
+        sample: &'a [f32],
+        h: usize,
+        r0: usize,
+        rows: usize,
+    ) -> Result<MatRef<'a>, KernelError> {
+        let w = self.width();
+        MatRef::new(
+            &sample[r0 * w + h * self.head_dim..],
+            rows,
+            self.head_dim,
+            w,
+            1,
+        )
+    }
+
+    /// The transpose of [`Self::head`] for writing: `d x rows`, column stride `H*d`.
+    pub(crate) fn head_t_mut<'a>(
+        &self,
+        sample: &'a mut [f32],
+        h: usize,
+        r0: usize,
+        rows: usize,
+    ) -> Result<MatMut<'a>, KernelError> {
+        let w = self.width();
+        MatMut::new(
+            &mut sample[r0 * w + h * self.head_dim..],
+            self.head_dim,
+            rows,
+            1,
+            w,
+        )
+    }
+
+    /// [`Self::head`] for writing.
+    pub(crate) fn head_mut<'a>(
+        &self,
+        sample: &'a mut [f32],
+        h: usize,
+        r0: usize,
+        rows: usize,
+    ) -> Result<MatMut<'a>, KernelError> {
+        let w = self.width();
+        MatMut::new(
+            &mut sample[r0 * w + h * self.head_dim..],
+            rows,
+            self.head_dim,
+            w,
+            1,
+        )
+    }
+}
+
+/// One `rows x N` map of a block, row-major.
+pub(crate) fn map(data: &[f32], rows: usize, n: usize) -> Result<MatRef<'_>, KernelError> {
+    MatRef::new(data, rows, n, n, 1)
+}
+
+/// The transpose of a `rows x N` row-major map for writing: `N x rows`, column-major. The
+/// GEMMs that fill a map compute its transpose (`S^T = K Q_rows^T`), so the operand they pack
+/// is the block's `rows x d` slice, not the sample's whole `N x d` head.
+pub(crate) fn map_t_mut(
+    data: &mut [f32],
+    rows: usize,
+    n: usize,
+) -> Result<MatMut<'_>, KernelError> {
+    MatMut::new(data, n, rows, 1, n)
+}
+
+/// `dst[h] = bias[h] + sum_g M[h,g] src[g]` (or `sum_g M[g,h] src[g]` when `transpose`) over
+/// `H` maps of `len` floats each (`bias` zero when `None`). Written as one GEMM on the
+/// transposed maps, `dst^T [len, H] = src^T [len, H] M^T (+ bias on every row)`: the maps are
+/// read in place as a column-major A (an `H`-wide problem), and the SIMD micro-kernels do the
+/// `H x H` mixing.
+pub(crate) fn mix_heads(
+    dst: &mut [f32],
+    src: &[f32],
+    heads: usize,
+    len: usize,
+    m: &[f32],
+    transpose: bool,
+    bias: Option<&[f32]>,
+) -> Result<(), KernelError> {
+    let src_t = MatRef::new(src, len, heads, 1, len)?;
+    // B = M^T, or M itself for the transposed mix.
+    let b = if transpose {
+        MatRef::new(m, heads, heads, heads, 1)?
+    } else {
+        MatRef::new(m, heads, heads, 1, heads)?
+    };
+    let dst_t = MatMut::new(dst, len, heads, 1, len)?;
+    sgemm_fused(&SERIAL_GEMM, 1.0, src_t, BSource::View(b), 0.0, bias, dst_t)
+}
+
+/// `acc[x, g] += sum_e a[x][e] b[g][e]` over `H` maps of `len` floats on each side: the GEMM
+/// `acc += A B^T` with `A`, `B` the `[H, len]` maps.
+pub(crate) fn add_map_dots(
+    acc: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    heads: usize,
+    len: usize,
+) -> Result<(), KernelError> {
+    let a = MatRef::new(a, heads, len, len, 1)?;
+    let b_t = MatRef::new(b, len, heads, 1, len)?;
+    sgemm_with(
+        &SERIAL_GEMM,
+        1.0,
+        a,
+        b_t,
+        1.0,
+        MatMut::new(acc, heads, heads, heads, 1)?,
+    )
+}
+
+/// `sum_k a[k] b[k]` in f32 with eight independent partial sums (vectorizes, and keeps the
+/// rounding error of long sums small).
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ar, br) = (ac.remainder(), bc.remainder());
+    for (x, y) in ac.zip(bc) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let tail: f32 = ar.iter().zip(br).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+/// The keep gate of query `i` and key `j`: `D_j`, or 1 on the diagonal.
+#[inline]
+pub(crate) fn gate(keep: &[f32], i: usize, j: usize) -> f32 {
+    if i == j { 1.0 } else { keep[j] }
+}
+
+/// Turns the softmax rows `u` of one block (`[H, rows, N]`, query rows `r0..`) into policy
+/// probabilities in place: `P_j = (u_j G_j + eps u_max / N) / (sum_j u_j G_j + eps u_max)`.
+pub(crate) fn policy_probs_in_place(u: &mut [f32], keep: &[f32], r0: usize, rows: usize, n: usize) {
+    for (r, row) in u.chunks_exact_mut(n).enumerate() {
+        let i = r0 + r % rows;
+        let (u_max, denom) = policy_row_terms(row, keep, i);
+        let inv = 1.0 / denom;
+        let floor = POLICY_EPS * u_max / n as f32;
+        for (j, p) in row.iter_mut().enumerate() {
+            *p = (*p * gate(keep, i, j) + floor) * inv;
+        }
+    }
+}
+
+/// `(u_max, sum_j u_j G_j + eps u_max)` of one softmax row of query `i`.
+#[inline]
+pub(crate) fn policy_row_terms(u: &[f32], keep: &[f32], i: usize) -> (f32, f32) {
+    let u_max = u.iter().copied().fold(0f32, f32::max);
+    let kept = dot(u, keep) + u[i] * (1.0 - keep[i]);
+    (u_max, kept + POLICY_EPS * u_max)
+}
+
+/// `O = transform_attention(Q, K, V)` (module docs). `out`, `q`, `k`, `v`: `[B, N, H*d]`;
+/// `keep`: `[B, N]` or `None`; `scratch`: at least [`TransformAttentionShape::forward_scratch_len`]
+/// floats (any contents). Errors: [`KernelError::LengthMismatch`] for any length that does not
+/// fit the shape, [`KernelError::ShapeMismatch`] for zero heads or head width.
+#[allow(clippy::too_many_arguments)]
+pub fn transform_attention_forward(
+    out: &mut [f32],
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mix: &HeadMix<'_>,
+    keep: Option<&[f32]>,
+    shape: &TransformAttentionShape,
+    scale: f32,
+    scratch: &mut [f32],
+) -> Result<(), KernelError> {
+    let lens = [out.len(), q.len(), k.len(), v.len()];
+    let need = shape.forward_scratch_len();
+    shape.check(
+        "transform_attention_forward",
+        &lens,
+        mix,
+        keep.map(<[f32]>::len),
+        (scratch.len(), need),
+    )?;
+    let (n, heads) = (shape.tokens, shape.heads);
+    if shape.batch == 0 || n == 0 {
+        return Ok(());
+    }
+    let sample_len = n * shape.width();
+    let map_len = shape.block_map_len();
+    let (logits, rest) = scratch.split_at_mut(map_len);
+    let mixed = &mut rest[..map_len];
+    for b in 0..shape.batch {
+        let at = b * sample_len..(b + 1) * sample_len;
+        let (q_b, k_b, v_b) = (&q[at.clone()], &k[at.clone()], &v[at.clone()]);
+        let out_b = &mut out[at];
+        let keep_b = keep.map(|d| &d[b * n..(b + 1) * n]);
+        let block = shape.block_rows();
+        for r0 in (0..n).step_by(block) {
+            let rows = block.min(n - r0);
+            let len = rows * n;
+            let (logits, mixed) = (&mut logits[..heads * len], &mut mixed[..heads * len]);
+            // S_g = scale Q_g[rows] K_g^T: [H, rows, N]
+            block_logits(logits, q_b, k_b, shape, scale, r0, rows)?;
+            // S'_h = sum_g A[h,g] S_g + a[h]; probabilities into `logits`
+            mix_heads(
+                mixed,
+                logits,
+                heads,
+                len,
+                mix.pre,
+                false,
+                Some(mix.pre_bias),
+            )?;
+            softmax_forward(logits, mixed, n)?;
+            if let Some(keep_b) = keep_b {
+                policy_probs_in_place(logits, keep_b, r0, rows, n);
+            }
+            // P'_h = sum_g B[h,g] P_g + b[h] G
+            mix_heads(
+                mixed,
+                logits,
+                heads,
+                len,
+                mix.post,
+                false,
+                Some(mix.post_bias),
+            )?;
+            if let Some(keep_b) = keep_b {
+                add_policy_bias(mixed, mix.post_bias, keep_b, r0, rows, n);
+            }
+            // O_h[rows]^T = V_h^T P'_h^T
+            for (h, p) in mixed.chunks_exact(len).enumerate() {
+                let vt = shape.head(v_b, h, 0, n)?.t();
+                let ot = shape.head_t_mut(out_b, h, r0, rows)?;
+                sgemm_with(&SERIAL_GEMM, 1.0, vt, map(p, rows, n)?.t(), 0.0, ot)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `S_g = scale Q_g[rows] K_g^T` for every head into `logits` (`[H, rows, N]`), computed as
+/// `S_g^T = scale K_g Q_g[rows]^T`.
+pub(crate) fn block_logits(
+    logits: &mut [f32],
+    q: &[f32],
+    k: &[f32],
+    shape: &TransformAttentionShape,
+    scale: f32,
+    r0: usize,
+    rows: usize,
+) -> Result<(), KernelError> {
+    let n = shape.tokens;
+    for (g, s) in logits.chunks_exact_mut(rows * n).enumerate() {
+        let kg = shape.head(k, g, 0, n)?;
+        let qt = shape.head(q, g, r0, rows)?.t();
+        sgemm_with(&SERIAL_GEMM, scale, kg, qt, 0.0, map_t_mut(s, rows, n)?)?;
+    }
+    Ok(())
+}
+
+/// Turns the post bias `b[h]` already added to every entry of `P'_h` into `b[h] G[i,j]`:
+/// adds `b[h] (G[i,j] - 1)`, i.e. `b[h] (D_j - 1)` off the diagonal.
+pub(crate) fn add_policy_bias(
+    maps: &mut [f32],
+    post_bias: &[f32],
+    keep: &[f32],
+    r0: usize,
+    rows: usize,
+    n: usize,
+) {
+    for (h, m) in maps.chunks_exact_mut(rows * n).enumerate() {
+        let bh = post_bias[h];
+        for (r, row) in m.chunks_exact_mut(n).enumerate() {
+            for (j, (x, &d)) in row.iter_mut().zip(keep).enumerate() {
+                if j != r0 + r {
+                    *x += bh * (d - 1.0);
+                }
+            }
+        }
+    }
+}
