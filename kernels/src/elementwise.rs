@@ -1,10 +1,10 @@
-//! Dispatch for the element-wise kernels (softmax, log-softmax, LayerNorm, GELU).
+//! Dispatch for the element-wise kernels (softmax, log-softmax, LayerNorm, GELU, head mixing).
 //!
 //! An [`ElementwiseKernels`] is a table of function pointers for one [`Isa`], handed out by
 //! [`ElementwiseKernels::for_isa`] only after run-time detection; [`ElementwiseKernels::active`]
 //! is the table of [`Isa::active`], chosen once per process (so `LITHE_ISA` forces a path).
-//! The checked, public entry points live in [`crate::softmax`], [`crate::layernorm`] and
-//! [`crate::gelu`]: `softmax_forward(..)` runs on the active path, `softmax_forward_with(isa,
+//! The checked, public entry points live in [`crate::softmax`], [`crate::layernorm`],
+//! [`crate::gelu`] and [`crate::head_mix`]: `softmax_forward(..)` runs on the active path, `softmax_forward_with(isa,
 //! ..)` on a given one, so tests and benches can run every path in one process.
 
 use crate::gelu::GeluKind;
@@ -25,6 +25,9 @@ pub(crate) type LayerNormBackwardFn =
 pub(crate) type GeluForwardFn = unsafe fn(&mut [f32], &[f32], GeluKind);
 /// `(dinp, inp, dout, kind)`.
 pub(crate) type GeluBackwardFn = unsafe fn(&mut [f32], &[f32], &[f32], GeluKind);
+/// `(dst, src, m, bias, heads, len, transpose)`: see [`crate::head_mix::mix_heads`].
+pub(crate) type MixHeadsFn =
+    unsafe fn(&mut [f32], &[f32], &[f32], Option<&[f32]>, usize, usize, bool);
 
 /// The element-wise kernels of one ISA, as function pointers.
 ///
@@ -42,6 +45,7 @@ pub struct ElementwiseKernels {
     pub(crate) layernorm_backward: LayerNormBackwardFn,
     pub(crate) gelu_forward: GeluForwardFn,
     pub(crate) gelu_backward: GeluBackwardFn,
+    pub(crate) mix_heads: MixHeadsFn,
 }
 
 impl ElementwiseKernels {

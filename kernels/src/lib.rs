@@ -10,6 +10,7 @@
 //! - [`gemm_i8`]: int8 `C_i32 = A_s8 * B_s8^T` on weights packed once, exact on every path
 //!   (AVX2, AVX-VNNI, AVX512-VNNI, AMX-INT8, NEON, NEON dotprod, portable), with fused dequantize / GELU /
 //!   requantize epilogues; [`quantize`]: f32 <-> s8.
+//! - [`head_mix`]: mixing of per-head maps across heads (MiniViT's head transforms).
 //! - [`softmax`], [`layernorm`], [`gelu`]: row-wise and element-wise kernels for Transformers,
 //!   with per-ISA fast paths (AVX2+FMA, AVX-512F, NEON, portable) dispatched through
 //!   [`elementwise::ElementwiseKernels`].
@@ -26,6 +27,7 @@ pub mod error;
 pub mod gelu;
 pub mod gemm;
 pub mod gemm_i8;
+pub mod head_mix;
 pub mod isa;
 pub mod layernorm;
 pub mod quantize;

@@ -41,7 +41,7 @@ pub mod backward;
 pub use backward::{TransformAttentionGrads, transform_attention_backward};
 
 use crate::softmax::softmax_forward;
-use crate::{BSource, GemmOptions, KernelError, MatMut, MatRef, sgemm_fused, sgemm_with};
+use crate::{GemmOptions, KernelError, MatMut, MatRef, sgemm_with};
 
 /// The `eps` of the policy softmax (DynamicViT's value).
 pub const POLICY_EPS: f32 = 1e-6;
@@ -247,10 +247,8 @@ pub(crate) fn map_t_mut(
 }
 
 /// `dst[h] = bias[h] + sum_g M[h,g] src[g]` (or `sum_g M[g,h] src[g]` when `transpose`) over
-/// `H` maps of `len` floats each (`bias` zero when `None`). Written as one GEMM on the
-/// transposed maps, `dst^T [len, H] = src^T [len, H] M^T (+ bias on every row)`: the maps are
-/// read in place as a column-major A (an `H`-wide problem), and the SIMD micro-kernels do the
-/// `H x H` mixing.
+/// `H` maps of `len` floats each (`bias` zero when `None`), by the SIMD head-mix kernel: each
+/// output chunk stays in registers while the `H` source rows stream past it.
 pub(crate) fn mix_heads(
     dst: &mut [f32],
     src: &[f32],
@@ -260,15 +258,8 @@ pub(crate) fn mix_heads(
     transpose: bool,
     bias: Option<&[f32]>,
 ) -> Result<(), KernelError> {
-    let src_t = MatRef::new(src, len, heads, 1, len)?;
-    // B = M^T, or M itself for the transposed mix.
-    let b = if transpose {
-        MatRef::new(m, heads, heads, heads, 1)?
-    } else {
-        MatRef::new(m, heads, heads, 1, heads)?
-    };
-    let dst_t = MatMut::new(dst, len, heads, 1, len)?;
-    sgemm_fused(&SERIAL_GEMM, 1.0, src_t, BSource::View(b), 0.0, bias, dst_t)
+    let n = heads * len;
+    crate::head_mix::mix_heads(&mut dst[..n], &src[..n], m, bias, heads, len, transpose)
 }
 
 /// `acc[x, g] += sum_e a[x][e] b[g][e]` over `H` maps of `len` floats on each side: the GEMM

@@ -523,6 +523,24 @@ macro_rules! elementwise_entry_points {
                 layernorm_backward,
                 gelu_forward,
                 gelu_backward,
+                mix_heads,
+            }
+        }
+
+        /// # Safety
+        /// The ISA is present; lengths are checked by `crate::head_mix::mix_heads`.
+        $(#[target_feature(enable = $features)])?
+        unsafe fn mix_heads(
+            dst: &mut [f32],
+            src: &[f32],
+            m: &[f32],
+            bias: Option<&[f32]>,
+            heads: usize,
+            len: usize,
+            transpose: bool,
+        ) {
+            unsafe {
+                crate::arch::head_mix::mix_heads::<$vec>(dst, src, m, bias, heads, len, transpose)
             }
         }
 

@@ -18,6 +18,7 @@ pub(crate) mod aarch64_neon_elementwise;
 pub mod aarch64_neon_i8;
 pub(crate) mod dwconv;
 pub(crate) mod elementwise;
+pub(crate) mod head_mix;
 pub mod portable;
 pub(crate) mod portable_elementwise;
 pub mod portable_i8;

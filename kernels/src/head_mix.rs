@@ -1,0 +1,81 @@
+//! Mixing of per-head maps across heads, MiniViT's head transforms (and their gradients):
+//! `dst[h] = sum_g M[h, g] src[g] + bias[h]` over `heads` rows of `len` floats.
+//!
+//! A GEMM with an inner dimension of H (3 to 12 heads) spends its time loading and storing its
+//! output tile; this kernel keeps each output chunk in registers while the H source rows stream
+//! past it. Per-ISA bodies: `arch::head_mix`, dispatched through [`ElementwiseKernels`].
+
+use crate::elementwise::ElementwiseKernels;
+use crate::{Isa, KernelError};
+
+/// `dst[h * len + x] = sum_g M[h, g] * src[g * len + x] + bias[h]`, with `M` the row-major
+/// `heads x heads` matrix `m`, or its transpose when `transpose` (bias 0 when `None`). Runs on
+/// the active path.
+///
+/// Errors: [`KernelError::LengthMismatch`] unless `dst` and `src` hold `heads * len` floats, `m`
+/// `heads * heads` and `bias` (if any) `heads`.
+pub fn mix_heads(
+    dst: &mut [f32],
+    src: &[f32],
+    m: &[f32],
+    bias: Option<&[f32]>,
+    heads: usize,
+    len: usize,
+    transpose: bool,
+) -> Result<(), KernelError> {
+    mix_heads_on(
+        ElementwiseKernels::active(),
+        dst,
+        src,
+        m,
+        bias,
+        heads,
+        len,
+        transpose,
+    )
+}
+
+/// [`mix_heads`] on the given path.
+#[allow(clippy::too_many_arguments)]
+pub fn mix_heads_with(
+    isa: Isa,
+    dst: &mut [f32],
+    src: &[f32],
+    m: &[f32],
+    bias: Option<&[f32]>,
+    heads: usize,
+    len: usize,
+    transpose: bool,
+) -> Result<(), KernelError> {
+    let k = ElementwiseKernels::for_isa(isa)?;
+    mix_heads_on(&k, dst, src, m, bias, heads, len, transpose)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn mix_heads_on(
+    k: &ElementwiseKernels,
+    dst: &mut [f32],
+    src: &[f32],
+    m: &[f32],
+    bias: Option<&[f32]>,
+    heads: usize,
+    len: usize,
+    transpose: bool,
+) -> Result<(), KernelError> {
+    let maps = heads.checked_mul(len);
+    for (what, got, expected) in [
+        ("dst", dst.len(), maps),
+        ("src", src.len(), maps),
+        ("matrix", m.len(), heads.checked_mul(heads)),
+        ("bias", bias.map_or(heads, <[f32]>::len), Some(heads)),
+    ] {
+        if Some(got) != expected {
+            return Err(KernelError::LengthMismatch(format!(
+                "mix_heads: {what} holds {got} floats for {heads} heads of {len}"
+            )));
+        }
+    }
+    // SAFETY: `k` comes from `for_isa` (its ISA is present); lengths were just checked.
+    unsafe { (k.mix_heads)(dst, src, m, bias, heads, len, transpose) };
+    Ok(())
+}
