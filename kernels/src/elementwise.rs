@@ -28,6 +28,8 @@ pub(crate) type GeluBackwardFn = unsafe fn(&mut [f32], &[f32], &[f32], GeluKind)
 /// `(dst, src, m, bias, heads, len, transpose)`: see [`crate::head_mix::mix_heads`].
 pub(crate) type MixHeadsFn =
     unsafe fn(&mut [f32], &[f32], &[f32], Option<&[f32]>, usize, usize, bool);
+/// `(acc, a, b, heads, len)`: see [`crate::head_mix::add_head_dots`].
+pub(crate) type HeadDotsFn = unsafe fn(&mut [f32], &[f32], &[f32], usize, usize);
 
 /// The element-wise kernels of one ISA, as function pointers.
 ///
@@ -46,6 +48,7 @@ pub struct ElementwiseKernels {
     pub(crate) gelu_forward: GeluForwardFn,
     pub(crate) gelu_backward: GeluBackwardFn,
     pub(crate) mix_heads: MixHeadsFn,
+    pub(crate) add_head_dots: HeadDotsFn,
 }
 
 impl ElementwiseKernels {

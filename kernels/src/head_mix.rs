@@ -1,5 +1,7 @@
 //! Mixing of per-head maps across heads, MiniViT's head transforms (and their gradients):
-//! `dst[h] = sum_g M[h, g] src[g] + bias[h]` over `heads` rows of `len` floats.
+//! `dst[h] = sum_g M[h, g] src[g] + bias[h]` over `heads` rows of `len` floats
+//! ([`mix_heads`]), and the `heads x heads` dot products of two sets of maps that give the mixes'
+//! gradients ([`add_head_dots`]).
 //!
 //! A GEMM with an inner dimension of H (3 to 12 heads) spends its time loading and storing its
 //! output tile; this kernel keeps each output chunk in registers while the H source rows stream
@@ -77,5 +79,58 @@ fn mix_heads_on(
     }
     // SAFETY: `k` comes from `for_isa` (its ISA is present); lengths were just checked.
     unsafe { (k.mix_heads)(dst, src, m, bias, heads, len, transpose) };
+    Ok(())
+}
+
+/// `acc[h * heads + g] += sum_x a[h * len + x] * b[g * len + x]`: the dot products of every map
+/// of `a` (`[heads, len]`) with every map of `b`, added into the row-major `heads x heads` `acc`.
+/// Runs on the active path.
+///
+/// Errors: [`KernelError::LengthMismatch`] unless `a` and `b` hold `heads * len` floats and `acc`
+/// `heads * heads`.
+pub fn add_head_dots(
+    acc: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    heads: usize,
+    len: usize,
+) -> Result<(), KernelError> {
+    add_head_dots_on(ElementwiseKernels::active(), acc, a, b, heads, len)
+}
+
+/// [`add_head_dots`] on the given path.
+pub fn add_head_dots_with(
+    isa: Isa,
+    acc: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    heads: usize,
+    len: usize,
+) -> Result<(), KernelError> {
+    add_head_dots_on(&ElementwiseKernels::for_isa(isa)?, acc, a, b, heads, len)
+}
+
+fn add_head_dots_on(
+    k: &ElementwiseKernels,
+    acc: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    heads: usize,
+    len: usize,
+) -> Result<(), KernelError> {
+    let maps = heads.checked_mul(len);
+    for (what, got, expected) in [
+        ("acc", acc.len(), heads.checked_mul(heads)),
+        ("a", a.len(), maps),
+        ("b", b.len(), maps),
+    ] {
+        if Some(got) != expected {
+            return Err(KernelError::LengthMismatch(format!(
+                "add_head_dots: {what} holds {got} floats for {heads} heads of {len}"
+            )));
+        }
+    }
+    // SAFETY: `k` comes from `for_isa` (its ISA is present); lengths were just checked.
+    unsafe { (k.add_head_dots)(acc, a, b, heads, len) };
     Ok(())
 }

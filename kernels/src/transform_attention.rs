@@ -262,8 +262,8 @@ pub(crate) fn mix_heads(
     crate::head_mix::mix_heads(&mut dst[..n], &src[..n], m, bias, heads, len, transpose)
 }
 
-/// `acc[x, g] += sum_e a[x][e] b[g][e]` over `H` maps of `len` floats on each side: the GEMM
-/// `acc += A B^T` with `A`, `B` the `[H, len]` maps.
+/// `acc[h, g] += sum_e a[h][e] b[g][e]` over `H` maps of `len` floats on each side (the SIMD
+/// head-dot kernel).
 pub(crate) fn add_map_dots(
     acc: &mut [f32],
     a: &[f32],
@@ -271,16 +271,8 @@ pub(crate) fn add_map_dots(
     heads: usize,
     len: usize,
 ) -> Result<(), KernelError> {
-    let a = MatRef::new(a, heads, len, len, 1)?;
-    let b_t = MatRef::new(b, len, heads, 1, len)?;
-    sgemm_with(
-        &SERIAL_GEMM,
-        1.0,
-        a,
-        b_t,
-        1.0,
-        MatMut::new(acc, heads, heads, heads, 1)?,
-    )
+    let n = heads * len;
+    crate::head_mix::add_head_dots(&mut acc[..heads * heads], &a[..n], &b[..n], heads, len)
 }
 
 /// `sum_k a[k] b[k]` in f32 with eight independent partial sums (vectorizes, and keeps the

@@ -14,7 +14,7 @@
 //! `PROPTEST_CASES` sets the case count (default 64: these also run under qemu for aarch64).
 
 use lithe_kernels::gelu::{GeluKind, gelu_backward_with, gelu_forward, gelu_forward_with};
-use lithe_kernels::head_mix::{mix_heads, mix_heads_with};
+use lithe_kernels::head_mix::{add_head_dots, add_head_dots_with, mix_heads, mix_heads_with};
 use lithe_kernels::layernorm::{
     layernorm_backward_with, layernorm_forward, layernorm_forward_with,
 };
@@ -699,6 +699,48 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(config())]
+
+    /// Head dot products on every path, added into a non-zero `acc`; bound
+    /// `1e-5 * (|ref| + sum_x |a b|)`.
+    #[test]
+    fn add_head_dots_matches_reference(
+        heads in 1usize..14,
+        len in prop_oneof![0usize..80, Just(127usize), Just(128usize), Just(129usize)],
+        seed in any::<u64>(),
+    ) {
+        let mut state = seed | 1;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % 20_001) as f32 / 2_000.0 - 5.0
+        };
+        let a: Vec<f32> = (0..heads * len).map(|_| next()).collect();
+        let b: Vec<f32> = (0..heads * len).map(|_| next()).collect();
+        let acc0: Vec<f32> = (0..heads * heads).map(|_| next()).collect();
+        let (mut want, mut scale) = (vec![0f32; heads * heads], vec![0f64; heads * heads]);
+        for h in 0..heads {
+            for g in 0..heads {
+                let (mut s, mut t) = (acc0[h * heads + g] as f64, acc0[h * heads + g].abs() as f64);
+                for x in 0..len {
+                    let p = a[h * len + x] as f64 * b[g * len + x] as f64;
+                    s += p;
+                    t += p.abs();
+                }
+                want[h * heads + g] = s as f32;
+                scale[h * heads + g] = t;
+            }
+        }
+        for isa in Isa::available() {
+            let mut got = acc0.clone();
+            add_head_dots_with(isa, &mut got, &a, &b, heads, len).unwrap();
+            check("add_head_dots", isa, &got, &want, |i| scale[i], 0.0)?;
+        }
+    }
+}
+
 #[test]
 fn mix_heads_rejects_wrong_lengths() {
     let (src, m) = (vec![0.0f32; 3 * 5], vec![0.0f32; 9]);
@@ -708,4 +750,8 @@ fn mix_heads_rejects_wrong_lengths() {
     assert!(mix_heads(&mut dst, &src[..14], &m, None, 3, 5, false).is_err());
     assert!(mix_heads(&mut dst, &src, &m[..8], None, 3, 5, false).is_err());
     assert!(mix_heads(&mut dst, &src, &m, Some(&[0.0; 2]), 3, 5, true).is_err());
+    let mut acc = vec![0.0f32; 9];
+    assert!(add_head_dots(&mut acc, &src, &dst, 3, 5).is_ok());
+    assert!(add_head_dots(&mut acc[..8], &src, &dst, 3, 5).is_err());
+    assert!(add_head_dots(&mut acc, &src[..14], &dst, 3, 5).is_err());
 }

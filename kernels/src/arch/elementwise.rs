@@ -524,7 +524,15 @@ macro_rules! elementwise_entry_points {
                 gelu_forward,
                 gelu_backward,
                 mix_heads,
+                add_head_dots,
             }
+        }
+
+        /// # Safety
+        /// The ISA is present; lengths are checked by `crate::head_mix::add_head_dots`.
+        $(#[target_feature(enable = $features)])?
+        unsafe fn add_head_dots(acc: &mut [f32], a: &[f32], b: &[f32], heads: usize, len: usize) {
+            unsafe { crate::arch::head_mix::add_head_dots::<$vec>(acc, a, b, heads, len) }
         }
 
         /// # Safety

@@ -85,3 +85,55 @@ pub(crate) unsafe fn mix_heads<V: SimdF32>(
         x += n;
     }
 }
+
+/// `acc[h * heads + g] += sum_x a[h * len + x] * b[g * len + x]`: the `heads x heads` dot
+/// products of two sets of maps (the gradients of the head mixes).
+///
+/// # Safety
+/// `a` and `b` hold `heads * len` floats, `acc` holds `heads * heads`; the vector type's ISA is
+/// enabled.
+#[inline(always)]
+pub(crate) unsafe fn add_head_dots<V: SimdF32>(
+    acc: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    heads: usize,
+    len: usize,
+) {
+    debug_assert!(a.len() >= heads * len && b.len() >= heads * len);
+    debug_assert!(acc.len() >= heads * heads);
+    let full = len - len % V::LANES;
+    for h in 0..heads {
+        let a_row = &a[h * len..(h + 1) * len];
+        for g in 0..heads {
+            let b_row = &b[g * len..(g + 1) * len];
+            let (pa, pb) = (a_row.as_ptr(), b_row.as_ptr());
+            let mut sums = [V::splat(0.0); UNROLL];
+            let mut x = 0;
+            while x + UNROLL * V::LANES <= full {
+                for (u, s) in sums.iter_mut().enumerate() {
+                    let at = x + u * V::LANES;
+                    // SAFETY: at + LANES <= full <= len: inside both rows.
+                    let (va, vb) = unsafe { (V::load(pa.add(at)), V::load(pb.add(at))) };
+                    *s = va.mul_add(vb, *s);
+                }
+                x += UNROLL * V::LANES;
+            }
+            while x < full {
+                // SAFETY: x + LANES <= full <= len.
+                let (va, vb) = unsafe { (V::load(pa.add(x)), V::load(pb.add(x))) };
+                sums[0] = va.mul_add(vb, sums[0]);
+                x += V::LANES;
+            }
+            if full < len {
+                let n = len - full;
+                // SAFETY: lanes full..len of both rows.
+                let (va, vb) =
+                    unsafe { (V::load_tail(pa.add(full), n), V::load_tail(pb.add(full), n)) };
+                sums[1] = va.mul_add(vb, sums[1]);
+            }
+            let total = sums[0].add(sums[1]).add(sums[2].add(sums[3]));
+            acc[h * heads + g] += total.reduce_add();
+        }
+    }
+}
