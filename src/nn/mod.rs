@@ -34,7 +34,7 @@ pub use config::{BertConfig, VitConfig};
 pub use linear::{
     Embedding, INIT_STD, Init, InputQuant, LayerNorm, Linear, LinearQuant, trunc_normal,
 };
-pub use vit::{PatchEmbedding, Vit};
+pub use vit::{PatchEmbedding, Vit, deit_logits, token_heads};
 
 use crate::autograd::Param;
 

@@ -218,18 +218,12 @@ impl Vit {
     /// The heads on final features `[B, T, H]`: class-token logits `[B, classes]` and, with the
     /// distillation token, its logits `[B, classes]` (DeiT trains them on separate targets).
     pub fn heads(&self, g: &Graph, features: Var) -> Result<(Var, Option<Var>)> {
-        let shape = g.shape(features)?;
-        let (b, h) = (shape[0], shape[2]);
-        let token = |i: usize| -> Result<Var> {
-            let t = g.slice(features, 1, i, i + 1)?; // [B, 1, H]
-            g.reshape(t, &[b, h]) // [B, H]
-        };
-        let cls = self.classifier.forward(g, token(0)?)?;
-        let dist = match &self.distillation_classifier {
-            Some(head) => Some(head.forward(g, token(1)?)?),
-            None => None,
-        };
-        Ok((cls, dist))
+        token_heads(
+            g,
+            features,
+            &self.classifier,
+            self.distillation_classifier.as_ref(),
+        )
     }
 
     /// Both heads' logits for `images[B, C, S, S]`; see [`Vit::heads`].
@@ -241,10 +235,45 @@ impl Vit {
     /// Class logits `[B, classes]`; with the distillation token, the mean of the two heads
     /// (DeiT's inference rule).
     pub fn forward_logits(&self, g: &Graph, images: Var) -> Result<Var> {
-        match self.forward_heads(g, images)? {
-            (cls, None) => Ok(cls),
-            (cls, Some(dist)) => g.mul_scalar(g.add(cls, dist)?, 0.5),
-        }
+        let (cls, dist) = self.forward_heads(g, images)?;
+        deit_logits(g, cls, dist)
+    }
+}
+
+/// The classification heads on final features `[B, T, H]`: `classifier` on the class token
+/// (token 0) and, when given, `distillation` on DeiT's distillation token (token 1), each
+/// `[B, classes]`. [`Error::Shape`] unless the features are `[B, T, H]`.
+pub fn token_heads(
+    g: &Graph,
+    features: Var,
+    classifier: &Linear,
+    distillation: Option<&Linear>,
+) -> Result<(Var, Option<Var>)> {
+    let shape = g.shape(features)?;
+    let [b, _, h] = shape[..] else {
+        return Err(Error::shape(
+            "vit heads",
+            format!("features must be [B, T, H], got {shape:?}"),
+        ));
+    };
+    let token = |i: usize| -> Result<Var> {
+        let t = g.slice(features, 1, i, i + 1)?; // [B, 1, H]
+        g.reshape(t, &[b, h]) // [B, H]
+    };
+    let cls = classifier.forward(g, token(0)?)?;
+    let dist = match distillation {
+        Some(head) => Some(head.forward(g, token(1)?)?),
+        None => None,
+    };
+    Ok((cls, dist))
+}
+
+/// DeiT's inference rule: the class head's logits, or the mean of the class and distillation
+/// heads' logits.
+pub fn deit_logits(g: &Graph, cls: Var, dist: Option<Var>) -> Result<Var> {
+    match dist {
+        None => Ok(cls),
+        Some(dist) => g.mul_scalar(g.add(cls, dist)?, 0.5),
     }
 }
 

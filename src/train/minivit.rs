@@ -19,7 +19,7 @@ use crate::compress::distill::{
 };
 use crate::compress::share::MiniVit;
 use crate::error::{Error, Result};
-use crate::nn::{Module, Vit};
+use crate::nn::{Module, Vit, deit_logits};
 use crate::optim::is_bias_or_norm;
 use crate::tensor::Tensor;
 
@@ -94,11 +94,8 @@ fn teacher_view(teacher: &Vit, images: &Tensor) -> Result<TeacherView> {
         .last()
         .ok_or_else(|| Error::invalid("train_minivit", "the teacher has no blocks"))?;
     let features = teacher.layernorm.forward(&g, last.output)?;
-    let logits = match teacher.heads(&g, features)? {
-        (cls, None) => cls,
-        // DeiT's inference rule, as `Vit::forward_logits`.
-        (cls, Some(dist)) => g.mul_scalar(g.add(cls, dist)?, 0.5)?,
-    };
+    let (cls, dist) = teacher.heads(&g, features)?;
+    let logits = deit_logits(&g, cls, dist)?;
     let mut qkv = Vec::with_capacity(traces.len());
     let mut hidden = Vec::with_capacity(traces.len());
     for t in &traces {

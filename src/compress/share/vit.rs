@@ -11,7 +11,9 @@ use super::encoder::{
 use crate::autograd::{Graph, Param, Var};
 use crate::error::{Error, Result};
 use crate::io::ConfigFile;
-use crate::nn::{LayerNorm, Linear, Module, PatchEmbedding, Vit, VitConfig, join};
+use crate::nn::{
+    LayerNorm, Linear, Module, PatchEmbedding, Vit, VitConfig, deit_logits, join, token_heads,
+};
 use crate::tensor::Rng;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -113,23 +115,12 @@ impl MiniVit {
     /// The heads on final features `[B, T, H]`: class-token logits `[B, classes]` and, with the
     /// distillation token, its logits `[B, classes]` (as [`Vit::heads`]).
     pub fn heads(&self, g: &Graph, features: Var) -> Result<(Var, Option<Var>)> {
-        let shape = g.shape(features)?;
-        let [b, _, h] = shape[..] else {
-            return Err(Error::shape(
-                "MiniVit::heads",
-                format!("features must be [B, T, H], got {shape:?}"),
-            ));
-        };
-        let token = |i: usize| -> Result<Var> {
-            let t = g.slice(features, 1, i, i + 1)?; // [B, 1, H]
-            g.reshape(t, &[b, h]) // [B, H]
-        };
-        let cls = self.classifier.forward(g, token(0)?)?;
-        let dist = match &self.distillation_classifier {
-            Some(head) => Some(head.forward(g, token(1)?)?),
-            None => None,
-        };
-        Ok((cls, dist))
+        token_heads(
+            g,
+            features,
+            &self.classifier,
+            self.distillation_classifier.as_ref(),
+        )
     }
 
     /// Both heads' logits for `images[B, C, S, S]`; see [`MiniVit::heads`].
@@ -142,7 +133,7 @@ impl MiniVit {
     /// (DeiT's inference rule, as [`Vit::forward_logits`]).
     pub fn forward_logits(&self, g: &Graph, images: Var) -> Result<Var> {
         let (cls, dist) = self.forward_heads(g, images)?;
-        Self::combine(g, cls, dist)
+        deit_logits(g, cls, dist)
     }
 
     /// [`MiniVit::forward_logits`] with every encoder layer's trace (output and raw Q, K, V),
@@ -153,14 +144,7 @@ impl MiniVit {
         let last = traces.last().map_or(x, |t| t.output);
         let features = self.layernorm.forward(g, last)?;
         let (cls, dist) = self.heads(g, features)?;
-        Ok((Self::combine(g, cls, dist)?, traces))
-    }
-
-    fn combine(g: &Graph, cls: Var, dist: Option<Var>) -> Result<Var> {
-        match dist {
-            None => Ok(cls),
-            Some(dist) => g.mul_scalar(g.add(cls, dist)?, 0.5),
-        }
+        Ok((deit_logits(g, cls, dist)?, traces))
     }
 
     /// Saves the model into `dir` (created if needed): `model.safetensors` and `config.json`
