@@ -174,15 +174,48 @@ pub unsafe fn ukernel_32x32(p: &I8UkernelParams) {
     }
 }
 
+/// Bytes ahead of the B chunk being multiplied that each chunk prefetches into L1: four chunks,
+/// so the lines arrive from L2 (or L3) before their tile loads; past the end of the panel this
+/// reaches the start of the next B panel, the one the driver's next call reads.
+const B_PREFETCH: usize = 4 * 2048;
+/// The same for A: one chunk ahead (the A panel is reused by consecutive calls, so its lines are
+/// usually still in L1 or L2 and need less lead).
+const A_PREFETCH: usize = 2048;
+
+/// Eight `prefetcht0` covering 512 bytes at `[$reg + $part * 512]`.
+macro_rules! prefetch_512 {
+    ($reg:literal, $part:literal) => {
+        concat!(
+            "prefetcht0 [", $reg, " + ", $part, " * 512]\n",
+            "prefetcht0 [", $reg, " + ", $part, " * 512 + 64]\n",
+            "prefetcht0 [", $reg, " + ", $part, " * 512 + 128]\n",
+            "prefetcht0 [", $reg, " + ", $part, " * 512 + 192]\n",
+            "prefetcht0 [", $reg, " + ", $part, " * 512 + 256]\n",
+            "prefetcht0 [", $reg, " + ", $part, " * 512 + 320]\n",
+            "prefetcht0 [", $reg, " + ", $part, " * 512 + 384]\n",
+            "prefetcht0 [", $reg, " + ", $part, " * 512 + 448]\n",
+        )
+    };
+}
+
 /// The 32 x 32 product of one A and one B panel, stored as i32 rows at `dst` (row stride
 /// `stride` bytes).
+///
+/// Per 64-deep chunk the loads are interleaved with the products that need them (A0 B0 C00, B1
+/// C01, A1 C10 C11), so each tile load waits only for the one product that last read its
+/// register. Between them the chunk prefetches 2 KiB of B ([`B_PREFETCH`] ahead) and 2 KiB of A
+/// ([`A_PREFETCH`] ahead) into L1, since tile loads that miss L1 stall the tile unit; and two C
+/// rows for writing (`prefetchw`), so the final tile stores do not wait for their lines (a
+/// pointer that stops at the last row pair: deeper panels prefetch those lines again, at the
+/// cost of an L1 hit).
 ///
 /// # Safety
 /// As [`ukernel_32x32`]; `dst` addresses 32 rows of 32 writable i32s at `stride`.
 unsafe fn tile_product(p: &I8UkernelParams, dst: *mut i32, stride: usize) {
     // SAFETY: the packed A panel holds `groups` chunks of 32 x 64 bytes and the B panel
     // `groups` chunks of 16 groups x 128 bytes (see the module docs); `dst` is 32 rows of 128
-    // bytes at `stride`. The tiles were configured (caller).
+    // bytes at `stride`, and the C prefetches stay inside them. Prefetches past the panels never
+    // fault. The tiles were configured (caller).
     unsafe {
         asm!(
             "tilezero tmm0",
@@ -191,17 +224,32 @@ unsafe fn tile_product(p: &I8UkernelParams, dst: *mut i32, stride: usize) {
             "tilezero tmm3",
             "test {n}, {n}",
             "jz 3f",
+            "mov {pc}, {o}",
             "2:",
             "tileloadd tmm4, [{a} + {s64}*1]",
-            "lea {t}, [{a} + 1024]",
-            "tileloadd tmm5, [{t} + {s64}*1]",
             "tileloadd tmm6, [{b} + {s128}*1]",
-            "lea {t}, [{b} + 64]",
-            "tileloadd tmm7, [{t} + {s128}*1]",
+            prefetch_512!("{b} + {bpf}", "0"),
+            prefetch_512!("{a} + {apf}", "0"),
             "tdpbssd tmm0, tmm4, tmm6",
+            "tileloadd tmm7, [{b} + {s128}*1 + 64]",
+            prefetch_512!("{b} + {bpf}", "1"),
+            prefetch_512!("{a} + {apf}", "1"),
+            "prefetchw [{pc}]",
+            "prefetchw [{pc} + 64]",
             "tdpbssd tmm1, tmm4, tmm7",
+            "tileloadd tmm5, [{a} + {s64}*1 + 1024]",
+            prefetch_512!("{b} + {bpf}", "2"),
+            prefetch_512!("{a} + {apf}", "2"),
+            "prefetchw [{pc} + {so}]",
+            "prefetchw [{pc} + {so} + 64]",
             "tdpbssd tmm2, tmm5, tmm6",
+            prefetch_512!("{b} + {bpf}", "3"),
+            prefetch_512!("{a} + {apf}", "3"),
             "tdpbssd tmm3, tmm5, tmm7",
+            // Next row pair of C, clamped to the last one (row 30 = pc_last).
+            "lea {pc}, [{pc} + 2*{so}]",
+            "cmp {pc}, {pc_last}",
+            "cmova {pc}, {pc_last}",
             "add {a}, 2048",
             "add {b}, 2048",
             "dec {n}",
@@ -221,9 +269,13 @@ unsafe fn tile_product(p: &I8UkernelParams, dst: *mut i32, stride: usize) {
             b = inout(reg) p.b => _,
             o = inout(reg) dst => _,
             so = in(reg) stride,
+            pc = out(reg) _,
+            pc_last = in(reg) dst.wrapping_byte_add(30 * stride),
             t = out(reg) _,
             s64 = in(reg) 64usize,
             s128 = in(reg) 128usize,
+            bpf = const B_PREFETCH,
+            apf = const A_PREFETCH,
             options(nostack)
         );
     }
