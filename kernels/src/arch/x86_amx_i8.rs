@@ -42,8 +42,10 @@ pub fn kernels() -> I8Kernels {
         a_bytes: 1,
         b_bytes: 1,
         colsum_factor: 0,
-        b_block_bytes: 512 << 10,
-        pack_a: pack::pack_a::<MR, KCHUNK, S8>,
+        // Half of a Sapphire Rapids core's 2 MiB L2: a 1024 x 1024 weight is one block, so each
+        // A micro-panel is packed once into one reused slot (see the driver).
+        b_block_bytes: 1 << 20,
+        pack_a: pack_a_chunks,
         pack_b: pack::pack_b_padded::<NR, 4, KCHUNK, S8>,
         ukernel: ukernel_32x32,
         tile_state: Some(TileState {
@@ -57,6 +59,64 @@ pub fn kernels() -> I8Kernels {
             kg: 4,
             colsum_factor: -128,
         }),
+    }
+}
+
+/// Packs A like `pack::pack_a::<MR, KCHUNK, S8>` (32-row panels of 64-byte row chunks, zeros
+/// past row `mb` and depth `k`), one 64-byte vector copy per row chunk: A is packed on every
+/// call, and the generic packer's per-byte loop costs a tenth of a large product.
+fn pack_a_chunks(a: &[i8], lda: usize, mb: usize, k: usize, dst: &mut [u8]) {
+    if !is_x86_feature_detected!("avx512bw") {
+        // The table can be built anywhere (`kernels` is public); only AMX CPUs take the fast copy.
+        return pack::pack_a::<MR, KCHUNK, S8>(a, lda, mb, k, dst);
+    }
+    let kp = k.div_ceil(KCHUNK) * KCHUNK;
+    if kp == 0 {
+        return;
+    }
+    let panel_bytes = MR * kp;
+    let panels = mb.div_ceil(MR);
+    assert!(dst.len() >= panels * panel_bytes);
+    for i in 0..panels * MR {
+        let row = if i < mb { &a[i * lda..i * lda + k] } else { &[][..] };
+        // SAFETY: AVX512BW was detected above; row `i` of panel `i / MR` lies inside `dst`
+        // (asserted above), and `kp >= k`.
+        unsafe {
+            pack_row_chunks(row, kp, dst[(i / MR) * panel_bytes + (i % MR) * KCHUNK..].as_mut_ptr())
+        };
+    }
+}
+
+/// Copies `row` into `kp / 64` chunks of 64 bytes at `out`, `MR * 64` bytes apart, zero past
+/// the end of the row.
+///
+/// # Safety
+/// AVX512BW is available; `out` addresses `(kp / 64 - 1) * MR * 64 + 64` writable bytes, and
+/// `kp >= row.len()`.
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn pack_row_chunks(row: &[i8], kp: usize, out: *mut u8) {
+    use std::arch::x86_64::*;
+    let stride = MR * KCHUNK;
+    let full = row.len() / KCHUNK;
+    let src = row.as_ptr();
+    // SAFETY: loads stay inside `row` (full chunks, then a masked load of the tail), stores
+    // inside the chunks the caller provides.
+    unsafe {
+        for g in 0..full {
+            let v = _mm512_loadu_si512(src.add(g * KCHUNK).cast());
+            _mm512_storeu_si512(out.add(g * stride).cast(), v);
+        }
+        let tail = row.len() - full * KCHUNK;
+        let mut g = full;
+        if tail > 0 {
+            let mask: __mmask64 = (1u64 << tail) - 1;
+            let v = _mm512_maskz_loadu_epi8(mask, src.add(full * KCHUNK));
+            _mm512_storeu_si512(out.add(g * stride).cast(), v);
+            g += 1;
+        }
+        for g in g..kp / KCHUNK {
+            _mm512_storeu_si512(out.add(g * stride).cast(), _mm512_setzero_si512());
+        }
     }
 }
 
