@@ -213,11 +213,11 @@ pub unsafe fn ukernel_32x32(p: &I8UkernelParams) {
             .iter()
             .all(|&v| v == 0)
     );
-    if p.m == MR && p.n == NR && (p.c as usize).is_multiple_of(64) && (p.ldc * 4).is_multiple_of(64)
-    {
-        // Full tile on cache-line aligned rows: the tiles store straight into C (row stride
-        // ldc * 4 bytes). On misaligned rows every 64-byte tile row store would split across two
-        // cache lines, so those tiles go through the aligned buffer below instead.
+    if p.m == MR && p.n == NR {
+        // Full tile: the tiles store straight into C (row stride ldc * 4 bytes), aligned or not.
+        // On misaligned rows each 64-byte tile row store splits across two cache lines, which
+        // still costs less than storing to an aligned buffer and copying it out (a large C is
+        // rarely 64-byte aligned: the allocator's header puts it 16 bytes into a page).
         // SAFETY: C holds 32 rows of 32 i32s at stride ldc (contract).
         unsafe { tile_product(p, p.c, p.ldc * 4) };
         return;
@@ -265,7 +265,8 @@ macro_rules! prefetch_512 {
 /// C01, A1 C10 C11), so each tile load waits only for the one product that last read its
 /// register. Between them the chunk prefetches 2 KiB of B ([`B_PREFETCH`] ahead) and 2 KiB of A
 /// ([`A_PREFETCH`] ahead) into L1, since tile loads that miss L1 stall the tile unit; and two C
-/// rows for writing (`prefetchw`), so the final tile stores do not wait for their lines (a
+/// rows for writing (`prefetchw` of their first and last bytes and the middle: the three lines a
+/// misaligned 128-byte row touches), so the final tile stores do not wait for their lines (a
 /// pointer that stops at the last row pair: deeper panels prefetch those lines again, at the
 /// cost of an L1 hit).
 ///
@@ -296,12 +297,14 @@ unsafe fn tile_product(p: &I8UkernelParams, dst: *mut i32, stride: usize) {
             prefetch_512!("{a} + {apf}", "1"),
             "prefetchw [{pc}]",
             "prefetchw [{pc} + 64]",
+            "prefetchw [{pc} + 127]",
             "tdpbssd tmm1, tmm4, tmm7",
             "tileloadd tmm5, [{a} + {s64}*1 + 1024]",
             prefetch_512!("{b} + {bpf}", "2"),
             prefetch_512!("{a} + {apf}", "2"),
             "prefetchw [{pc} + {so}]",
             "prefetchw [{pc} + {so} + 64]",
+            "prefetchw [{pc} + {so} + 127]",
             "tdpbssd tmm2, tmm5, tmm6",
             prefetch_512!("{b} + {bpf}", "3"),
             prefetch_512!("{a} + {apf}", "3"),
