@@ -3,10 +3,15 @@
 //! instruction, s8 x s8 directly (no +128 trick).
 //!
 //! Tile 32 x 32: four C tiles (tmm0..3), two A tiles (tmm4, tmm5: rows 0-15 and 16-31) and two
-//! B tiles (tmm6, tmm7: columns 0-15 and 16-31) per 64-deep chunk; 4 `tdpbssd` per 8 KiB of tile
+//! B tiles (tmm6, tmm7: columns 0-15 and 16-31) per 64-deep chunk; 4 `tdpbssd` per 4 KiB of tile
 //! loads. A is packed as 32-row panels of 64-byte row chunks (`pack_a::<32, 64>`: a tile is 16
 //! rows at stride 64); B as 32-column panels in depth groups of 4 (`tdpbssd` wants B's rows to
 //! be groups of 4 depth values), padded to 64 deep: a tile is 16 groups at stride 128.
+//!
+//! At that rate the loads, not the products, bound a large product: a 32 x K A panel and a 32 x K
+//! B panel (32 KiB each at K = 1024) cannot both stay in L1, so each chunk prefetches the lines
+//! of the chunks ahead into L1 and the C rows it will store (see [`tile_product`]); without that
+//! the tile unit waits on L2 for every load.
 //!
 //! The AMX instructions are not exposed as stable intrinsics, so the kernel is one `asm!` block.
 //! The driver loads the tile configuration before a thread's run of micro-kernel calls and
@@ -45,7 +50,7 @@ pub fn kernels() -> I8Kernels {
         // Half of a Sapphire Rapids core's 2 MiB L2: a 1024 x 1024 weight is one block, so each
         // A micro-panel is packed once into one reused slot (see the driver).
         b_block_bytes: 1 << 20,
-        pack_a: pack_a_chunks,
+        pack_a: pack::pack_a::<MR, KCHUNK, S8>,
         pack_b: pack::pack_b_padded::<NR, 4, KCHUNK, S8>,
         ukernel: ukernel_32x32,
         tile_state: Some(TileState {
@@ -59,64 +64,6 @@ pub fn kernels() -> I8Kernels {
             kg: 4,
             colsum_factor: -128,
         }),
-    }
-}
-
-/// Packs A like `pack::pack_a::<MR, KCHUNK, S8>` (32-row panels of 64-byte row chunks, zeros
-/// past row `mb` and depth `k`), one 64-byte vector copy per row chunk: A is packed on every
-/// call, and the generic packer's per-byte loop costs a tenth of a large product.
-fn pack_a_chunks(a: &[i8], lda: usize, mb: usize, k: usize, dst: &mut [u8]) {
-    if !is_x86_feature_detected!("avx512bw") {
-        // The table can be built anywhere (`kernels` is public); only AMX CPUs take the fast copy.
-        return pack::pack_a::<MR, KCHUNK, S8>(a, lda, mb, k, dst);
-    }
-    let kp = k.div_ceil(KCHUNK) * KCHUNK;
-    if kp == 0 {
-        return;
-    }
-    let panel_bytes = MR * kp;
-    let panels = mb.div_ceil(MR);
-    assert!(dst.len() >= panels * panel_bytes);
-    for i in 0..panels * MR {
-        let row = if i < mb { &a[i * lda..i * lda + k] } else { &[][..] };
-        // SAFETY: AVX512BW was detected above; row `i` of panel `i / MR` lies inside `dst`
-        // (asserted above), and `kp >= k`.
-        unsafe {
-            pack_row_chunks(row, kp, dst[(i / MR) * panel_bytes + (i % MR) * KCHUNK..].as_mut_ptr())
-        };
-    }
-}
-
-/// Copies `row` into `kp / 64` chunks of 64 bytes at `out`, `MR * 64` bytes apart, zero past
-/// the end of the row.
-///
-/// # Safety
-/// AVX512BW is available; `out` addresses `(kp / 64 - 1) * MR * 64 + 64` writable bytes, and
-/// `kp >= row.len()`.
-#[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn pack_row_chunks(row: &[i8], kp: usize, out: *mut u8) {
-    use std::arch::x86_64::*;
-    let stride = MR * KCHUNK;
-    let full = row.len() / KCHUNK;
-    let src = row.as_ptr();
-    // SAFETY: loads stay inside `row` (full chunks, then a masked load of the tail), stores
-    // inside the chunks the caller provides.
-    unsafe {
-        for g in 0..full {
-            let v = _mm512_loadu_si512(src.add(g * KCHUNK).cast());
-            _mm512_storeu_si512(out.add(g * stride).cast(), v);
-        }
-        let tail = row.len() - full * KCHUNK;
-        let mut g = full;
-        if tail > 0 {
-            let mask: __mmask64 = (1u64 << tail) - 1;
-            let v = _mm512_maskz_loadu_epi8(mask, src.add(full * KCHUNK));
-            _mm512_storeu_si512(out.add(g * stride).cast(), v);
-            g += 1;
-        }
-        for g in g..kp / KCHUNK {
-            _mm512_storeu_si512(out.add(g * stride).cast(), _mm512_setzero_si512());
-        }
     }
 }
 
@@ -246,14 +193,46 @@ const A_PREFETCH: usize = 2048;
 macro_rules! prefetch_512 {
     ($reg:literal, $part:literal) => {
         concat!(
-            "prefetcht0 [", $reg, " + ", $part, " * 512]\n",
-            "prefetcht0 [", $reg, " + ", $part, " * 512 + 64]\n",
-            "prefetcht0 [", $reg, " + ", $part, " * 512 + 128]\n",
-            "prefetcht0 [", $reg, " + ", $part, " * 512 + 192]\n",
-            "prefetcht0 [", $reg, " + ", $part, " * 512 + 256]\n",
-            "prefetcht0 [", $reg, " + ", $part, " * 512 + 320]\n",
-            "prefetcht0 [", $reg, " + ", $part, " * 512 + 384]\n",
-            "prefetcht0 [", $reg, " + ", $part, " * 512 + 448]\n",
+            "prefetcht0 [",
+            $reg,
+            " + ",
+            $part,
+            " * 512]\n",
+            "prefetcht0 [",
+            $reg,
+            " + ",
+            $part,
+            " * 512 + 64]\n",
+            "prefetcht0 [",
+            $reg,
+            " + ",
+            $part,
+            " * 512 + 128]\n",
+            "prefetcht0 [",
+            $reg,
+            " + ",
+            $part,
+            " * 512 + 192]\n",
+            "prefetcht0 [",
+            $reg,
+            " + ",
+            $part,
+            " * 512 + 256]\n",
+            "prefetcht0 [",
+            $reg,
+            " + ",
+            $part,
+            " * 512 + 320]\n",
+            "prefetcht0 [",
+            $reg,
+            " + ",
+            $part,
+            " * 512 + 384]\n",
+            "prefetcht0 [",
+            $reg,
+            " + ",
+            $part,
+            " * 512 + 448]\n",
         )
     };
 }
