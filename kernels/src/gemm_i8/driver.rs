@@ -3,7 +3,8 @@
 //! B is packed once into NR-wide panels covering all of K. Per call, each thread walks blocks of
 //! B panels sized to stay in L2 (`b_block_bytes`); within a block, each MR-row A micro-panel (in
 //! L1) meets every B panel of the block, one micro-kernel call per tile. A thread packs each of
-//! its A micro-panels during the first block, just before the panel's first use. Small M goes to the skinny kernel, which streams each B panel once for all rows.
+//! its A micro-panels during the first block, just before the panel's first use. Small M goes to
+//! the skinny kernel, which streams each B panel once for all rows.
 
 use super::epilogue::{Epilogue, EpilogueScratch};
 use super::{I8Kernels, I8UkernelParams, MAX_TILE, PackedI8B};
