@@ -3,10 +3,15 @@
 //! instruction, s8 x s8 directly (no +128 trick).
 //!
 //! Tile 32 x 32: four C tiles (tmm0..3), two A tiles (tmm4, tmm5: rows 0-15 and 16-31) and two
-//! B tiles (tmm6, tmm7: columns 0-15 and 16-31) per 64-deep chunk; 4 `tdpbssd` per 8 KiB of tile
+//! B tiles (tmm6, tmm7: columns 0-15 and 16-31) per 64-deep chunk; 4 `tdpbssd` per 4 KiB of tile
 //! loads. A is packed as 32-row panels of 64-byte row chunks (`pack_a::<32, 64>`: a tile is 16
 //! rows at stride 64); B as 32-column panels in depth groups of 4 (`tdpbssd` wants B's rows to
 //! be groups of 4 depth values), padded to 64 deep: a tile is 16 groups at stride 128.
+//!
+//! At that rate the loads, not the products, bound a large product: a 32 x K A panel and a 32 x K
+//! B panel (32 KiB each at K = 1024) cannot both stay in L1, so each chunk prefetches the lines
+//! of the chunks ahead into L1 and the C rows it will store (see [`tile_product`]); without that
+//! the tile unit waits on L2 for every load.
 //!
 //! The AMX instructions are not exposed as stable intrinsics, so the kernel is one `asm!` block.
 //! The driver loads the tile configuration before a thread's run of micro-kernel calls and
@@ -42,7 +47,9 @@ pub fn kernels() -> I8Kernels {
         a_bytes: 1,
         b_bytes: 1,
         colsum_factor: 0,
-        b_block_bytes: 512 << 10,
+        // Half of a Sapphire Rapids core's 2 MiB L2: a 1024 x 1024 weight is one block, so each
+        // A micro-panel is packed once into one reused slot (see the driver).
+        b_block_bytes: 1 << 20,
         pack_a: pack::pack_a::<MR, KCHUNK, S8>,
         pack_b: pack::pack_b_padded::<NR, 4, KCHUNK, S8>,
         ukernel: ukernel_32x32,
@@ -153,11 +160,11 @@ pub unsafe fn ukernel_32x32(p: &I8UkernelParams) {
             .iter()
             .all(|&v| v == 0)
     );
-    if p.m == MR && p.n == NR && (p.c as usize).is_multiple_of(64) && (p.ldc * 4).is_multiple_of(64)
-    {
-        // Full tile on cache-line aligned rows: the tiles store straight into C (row stride
-        // ldc * 4 bytes). On misaligned rows every 64-byte tile row store would split across two
-        // cache lines, so those tiles go through the aligned buffer below instead.
+    if p.m == MR && p.n == NR {
+        // Full tile: the tiles store straight into C (row stride ldc * 4 bytes), aligned or not.
+        // On misaligned rows each 64-byte tile row store splits across two cache lines, which
+        // still costs less than storing to an aligned buffer and copying it out (a large C is
+        // rarely 64-byte aligned: the allocator's header puts it 16 bytes into a page).
         // SAFETY: C holds 32 rows of 32 i32s at stride ldc (contract).
         unsafe { tile_product(p, p.c, p.ldc * 4) };
         return;
@@ -174,15 +181,81 @@ pub unsafe fn ukernel_32x32(p: &I8UkernelParams) {
     }
 }
 
+/// Bytes ahead of the B chunk being multiplied that each chunk prefetches into L1: four chunks,
+/// so the lines arrive from L2 (or L3) before their tile loads; past the end of the panel this
+/// reaches the start of the next B panel, the one the driver's next call reads.
+const B_PREFETCH: usize = 4 * 2048;
+/// The same for A: one chunk ahead (the A panel is reused by consecutive calls, so its lines are
+/// usually still in L1 or L2 and need less lead).
+const A_PREFETCH: usize = 2048;
+
+/// Eight `prefetcht0` covering 512 bytes at `[$reg + $part * 512]`.
+macro_rules! prefetch_512 {
+    ($reg:literal, $part:literal) => {
+        concat!(
+            "prefetcht0 [",
+            $reg,
+            " + ",
+            $part,
+            " * 512]\n",
+            "prefetcht0 [",
+            $reg,
+            " + ",
+            $part,
+            " * 512 + 64]\n",
+            "prefetcht0 [",
+            $reg,
+            " + ",
+            $part,
+            " * 512 + 128]\n",
+            "prefetcht0 [",
+            $reg,
+            " + ",
+            $part,
+            " * 512 + 192]\n",
+            "prefetcht0 [",
+            $reg,
+            " + ",
+            $part,
+            " * 512 + 256]\n",
+            "prefetcht0 [",
+            $reg,
+            " + ",
+            $part,
+            " * 512 + 320]\n",
+            "prefetcht0 [",
+            $reg,
+            " + ",
+            $part,
+            " * 512 + 384]\n",
+            "prefetcht0 [",
+            $reg,
+            " + ",
+            $part,
+            " * 512 + 448]\n",
+        )
+    };
+}
+
 /// The 32 x 32 product of one A and one B panel, stored as i32 rows at `dst` (row stride
 /// `stride` bytes).
+///
+/// Per 64-deep chunk the loads are interleaved with the products that need them (A0 B0 C00, B1
+/// C01, A1 C10 C11), so each tile load waits only for the one product that last read its
+/// register. Between them the chunk prefetches 2 KiB of B ([`B_PREFETCH`] ahead) and 2 KiB of A
+/// ([`A_PREFETCH`] ahead) into L1, since tile loads that miss L1 stall the tile unit; and two C
+/// rows for writing (`prefetchw` of their first and last bytes and the middle: the three lines a
+/// misaligned 128-byte row touches), so the final tile stores do not wait for their lines (a
+/// pointer that stops at the last row pair: deeper panels prefetch those lines again, at the
+/// cost of an L1 hit).
 ///
 /// # Safety
 /// As [`ukernel_32x32`]; `dst` addresses 32 rows of 32 writable i32s at `stride`.
 unsafe fn tile_product(p: &I8UkernelParams, dst: *mut i32, stride: usize) {
     // SAFETY: the packed A panel holds `groups` chunks of 32 x 64 bytes and the B panel
     // `groups` chunks of 16 groups x 128 bytes (see the module docs); `dst` is 32 rows of 128
-    // bytes at `stride`. The tiles were configured (caller).
+    // bytes at `stride`, and the C prefetches stay inside them. Prefetches past the panels never
+    // fault. The tiles were configured (caller).
     unsafe {
         asm!(
             "tilezero tmm0",
@@ -191,17 +264,34 @@ unsafe fn tile_product(p: &I8UkernelParams, dst: *mut i32, stride: usize) {
             "tilezero tmm3",
             "test {n}, {n}",
             "jz 3f",
+            "mov {pc}, {o}",
             "2:",
             "tileloadd tmm4, [{a} + {s64}*1]",
-            "lea {t}, [{a} + 1024]",
-            "tileloadd tmm5, [{t} + {s64}*1]",
             "tileloadd tmm6, [{b} + {s128}*1]",
-            "lea {t}, [{b} + 64]",
-            "tileloadd tmm7, [{t} + {s128}*1]",
+            prefetch_512!("{b} + {bpf}", "0"),
+            prefetch_512!("{a} + {apf}", "0"),
             "tdpbssd tmm0, tmm4, tmm6",
+            "tileloadd tmm7, [{b} + {s128}*1 + 64]",
+            prefetch_512!("{b} + {bpf}", "1"),
+            prefetch_512!("{a} + {apf}", "1"),
+            "prefetchw [{pc}]",
+            "prefetchw [{pc} + 64]",
+            "prefetchw [{pc} + 127]",
             "tdpbssd tmm1, tmm4, tmm7",
+            "tileloadd tmm5, [{a} + {s64}*1 + 1024]",
+            prefetch_512!("{b} + {bpf}", "2"),
+            prefetch_512!("{a} + {apf}", "2"),
+            "prefetchw [{pc} + {so}]",
+            "prefetchw [{pc} + {so} + 64]",
+            "prefetchw [{pc} + {so} + 127]",
             "tdpbssd tmm2, tmm5, tmm6",
+            prefetch_512!("{b} + {bpf}", "3"),
+            prefetch_512!("{a} + {apf}", "3"),
             "tdpbssd tmm3, tmm5, tmm7",
+            // Next row pair of C, clamped to the last one (row 30 = pc_last).
+            "lea {pc}, [{pc} + 2*{so}]",
+            "cmp {pc}, {pc_last}",
+            "cmova {pc}, {pc_last}",
             "add {a}, 2048",
             "add {b}, 2048",
             "dec {n}",
@@ -221,9 +311,13 @@ unsafe fn tile_product(p: &I8UkernelParams, dst: *mut i32, stride: usize) {
             b = inout(reg) p.b => _,
             o = inout(reg) dst => _,
             so = in(reg) stride,
+            pc = out(reg) _,
+            pc_last = in(reg) dst.wrapping_byte_add(30 * stride),
             t = out(reg) _,
             s64 = in(reg) 64usize,
             s128 = in(reg) 128usize,
+            bpf = const B_PREFETCH,
+            apf = const A_PREFETCH,
             options(nostack)
         );
     }

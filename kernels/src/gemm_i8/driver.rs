@@ -1,9 +1,10 @@
 //! The loops around the int8 micro-kernels, and the split across threads. No ISA code here.
 //!
-//! B is packed once into NR-wide panels covering all of K. Per call, each thread packs its rows
-//! of A, then walks blocks of B panels sized to stay in L2 (`b_block_bytes`); within a block,
-//! each MR-row A micro-panel (in L1) meets every B panel of the block, one micro-kernel call per
-//! tile. Small M goes to the skinny kernel, which streams each B panel once for all rows.
+//! B is packed once into NR-wide panels covering all of K. Per call, each thread walks blocks of
+//! B panels sized to stay in L2 (`b_block_bytes`); within a block, each MR-row A micro-panel (in
+//! L1) meets every B panel of the block, one micro-kernel call per tile. A thread packs each of
+//! its A micro-panels during the first block, just before the panel's first use. Small M goes to
+//! the skinny kernel, which streams each B panel once for all rows.
 
 use super::epilogue::{Epilogue, EpilogueScratch};
 use super::{I8Kernels, I8UkernelParams, MAX_TILE, PackedI8B};
@@ -173,16 +174,31 @@ fn serial(
             // SAFETY: the table comes from `I8Kernels::for_isa`, which checked the path is usable.
             unsafe { (state.acquire)() };
         }
-        buf.set_len(m_panels * a_panel);
-        (ks.pack_a)(a_rows, lda, mb, k, buf.as_mut_slice());
-        let a_data = buf.as_slice();
         let block = (ks.b_block_bytes / b_panel.max(1)).max(1);
+        // With one block of B, each A micro-panel is used once, right after it is packed: one
+        // panel of buffer, rewritten in place, stays in L1 (a buffer for all of A would have to
+        // be fetched back from L3 for every write).
+        let a_slots = if panels.len() > block { m_panels } else { 1 };
+        buf.set_len(a_slots * a_panel);
         let mut q0 = panels.start;
         while q0 < panels.end {
             let q1 = (q0 + block).min(panels.end);
             for ip in 0..m_panels {
-                let a_ptr = a_data[ip * a_panel..].as_ptr();
                 let m_tile = ks.mr.min(mb - ip * ks.mr);
+                let slot = if a_slots == 1 { 0 } else { ip };
+                if q0 == panels.start {
+                    // Each A micro-panel is packed just before its first use, so it is still in
+                    // L1 / L2 when the kernel reads it (packing all of A first would leave the
+                    // first panels in L3 by the time they run).
+                    (ks.pack_a)(
+                        &a_rows[ip * ks.mr * lda..],
+                        lda,
+                        m_tile,
+                        k,
+                        &mut buf.as_mut_slice()[slot * a_panel..(slot + 1) * a_panel],
+                    );
+                }
+                let a_ptr = buf.as_slice()[slot * a_panel..].as_ptr();
                 for q in q0..q1 {
                     let p = params(a_ptr, 0, m_tile, q);
                     let row0 = rows.start + ip * ks.mr;
