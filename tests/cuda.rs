@@ -3,55 +3,10 @@
 //! in which case it fails. Run: `cargo test --release --features cuda --test cuda`.
 #![cfg(feature = "cuda")]
 
-use std::sync::atomic::{AtomicU64, Ordering};
+mod cuda_common;
 
+use cuda_common::{Rng, device};
 use lithe::cuda::{self, AttnPath, BLayout, CudaDevice, DeviceTensor, Epilogue, GemmPath, f16};
-
-fn device(test: &str) -> Option<CudaDevice> {
-    match CudaDevice::new(0) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            if std::env::var("REQUIRE_CUDA").as_deref() == Ok("1") {
-                panic!("{test}: REQUIRE_CUDA=1 but no usable CUDA device: {e}");
-            }
-            eprintln!("SKIP {test}: no usable CUDA device ({e})");
-            None
-        }
-    }
-}
-
-/// splitmix64 seeded from the clock and a counter: fresh data on every call and run.
-struct Rng(u64);
-impl Rng {
-    fn new() -> Self {
-        static CTR: AtomicU64 = AtomicU64::new(0);
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64;
-        Rng(t ^ CTR.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed))
-    }
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [-a, a], never exactly zero, rounded to fp16.
-    fn vec(&mut self, n: usize, a: f32) -> Vec<f16> {
-        (0..n)
-            .map(|_| {
-                let u = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
-                let mut x = ((2.0 * u - 1.0) * a as f64) as f32;
-                if x.abs() < 1e-3 {
-                    x = 1e-3f32.copysign(x + 1e-9);
-                }
-                f16::from_f32(x)
-            })
-            .collect()
-    }
-}
 
 fn f64s(v: &[f16]) -> Vec<f64> {
     v.iter().map(|x| x.to_f64()).collect()

@@ -13,20 +13,11 @@ use lithe::nn::{AttentionMask, Bert, BertConfig};
 use lithe::tensor::Rng;
 use serde_json::Value;
 
-const MIN_COS: f64 = 0.999;
+mod cuda_common;
 
-fn device(test: &str) -> Option<CudaDevice> {
-    match CudaDevice::new(0) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            if std::env::var("REQUIRE_CUDA").as_deref() == Ok("1") {
-                panic!("{test}: REQUIRE_CUDA=1 but no usable CUDA device: {e}");
-            }
-            eprintln!("SKIP {test}: no usable CUDA device ({e})");
-            None
-        }
-    }
-}
+use cuda_common::device;
+
+const MIN_COS: f64 = 0.999;
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let (mut ab, mut aa, mut bb) = (0.0f64, 0.0f64, 0.0f64);

@@ -5,51 +5,10 @@
 //! Run: `cargo test --release --features cuda --test cuda_transform_attention`.
 #![cfg(feature = "cuda")]
 
-use std::sync::atomic::{AtomicU64, Ordering};
+mod cuda_common;
 
+use cuda_common::{Rng, device};
 use lithe::cuda::{self, CudaDevice, DeviceTensor, HeadMix, f16};
-
-fn device(test: &str) -> Option<CudaDevice> {
-    match CudaDevice::new(0) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            if std::env::var("REQUIRE_CUDA").as_deref() == Ok("1") {
-                panic!("{test}: REQUIRE_CUDA=1 but no usable CUDA device: {e}");
-            }
-            eprintln!("SKIP {test}: no usable CUDA device ({e})");
-            None
-        }
-    }
-}
-
-/// splitmix64 seeded from the clock and a counter: fresh data on every call and run.
-struct Rng(u64);
-impl Rng {
-    fn new() -> Self {
-        static CTR: AtomicU64 = AtomicU64::new(0);
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64;
-        Rng(t ^ CTR.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed))
-    }
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
-    /// Uniform in [-a, a].
-    fn sym(&mut self, a: f64) -> f64 {
-        (2.0 * self.unit() - 1.0) * a
-    }
-    /// `n` values uniform in [-a, a], rounded to fp16.
-    fn halfs(&mut self, n: usize, a: f64) -> Vec<f16> {
-        (0..n).map(|_| f16::from_f64(self.sym(a))).collect()
-    }
-}
 
 /// Owned head mixes: `[H, H]` matrices near (but not equal to) the identity and small biases.
 struct Mix {
