@@ -65,18 +65,17 @@ fn mix_heads_on(
     transpose: bool,
 ) -> Result<(), KernelError> {
     let maps = heads.checked_mul(len);
-    for (what, got, expected) in [
-        ("dst", dst.len(), maps),
-        ("src", src.len(), maps),
-        ("matrix", m.len(), heads.checked_mul(heads)),
-        ("bias", bias.map_or(heads, <[f32]>::len), Some(heads)),
-    ] {
-        if Some(got) != expected {
-            return Err(KernelError::LengthMismatch(format!(
-                "mix_heads: {what} holds {got} floats for {heads} heads of {len}"
-            )));
-        }
-    }
+    check_lengths(
+        "mix_heads",
+        heads,
+        len,
+        [
+            ("dst", dst.len(), maps),
+            ("src", src.len(), maps),
+            ("matrix", m.len(), heads.checked_mul(heads)),
+            ("bias", bias.map_or(heads, <[f32]>::len), Some(heads)),
+        ],
+    )?;
     // SAFETY: `k` comes from `for_isa` (its ISA is present); lengths were just checked.
     unsafe { (k.mix_heads)(dst, src, m, bias, heads, len, transpose) };
     Ok(())
@@ -119,18 +118,36 @@ fn add_head_dots_on(
     len: usize,
 ) -> Result<(), KernelError> {
     let maps = heads.checked_mul(len);
-    for (what, got, expected) in [
-        ("acc", acc.len(), heads.checked_mul(heads)),
-        ("a", a.len(), maps),
-        ("b", b.len(), maps),
-    ] {
-        if Some(got) != expected {
-            return Err(KernelError::LengthMismatch(format!(
-                "add_head_dots: {what} holds {got} floats for {heads} heads of {len}"
-            )));
-        }
-    }
+    check_lengths(
+        "add_head_dots",
+        heads,
+        len,
+        [
+            ("acc", acc.len(), heads.checked_mul(heads)),
+            ("a", a.len(), maps),
+            ("b", b.len(), maps),
+        ],
+    )?;
     // SAFETY: `k` comes from `for_isa` (its ISA is present); lengths were just checked.
     unsafe { (k.add_head_dots)(acc, a, b, heads, len) };
     Ok(())
+}
+
+/// [`KernelError::LengthMismatch`] naming the first buffer whose length is not the expected one
+/// (`None`: the expected length overflows, which no buffer can match).
+fn check_lengths<const N: usize>(
+    op: &str,
+    heads: usize,
+    len: usize,
+    buffers: [(&str, usize, Option<usize>); N],
+) -> Result<(), KernelError> {
+    match buffers
+        .iter()
+        .find(|(_, got, expected)| Some(*got) != *expected)
+    {
+        Some((what, got, _)) => Err(KernelError::LengthMismatch(format!(
+            "{op}: {what} holds {got} floats for {heads} heads of {len}"
+        ))),
+        None => Ok(()),
+    }
 }

@@ -79,15 +79,17 @@ impl MiniVitDistill {
     }
 }
 
-/// What the teacher computed for a batch, as plain tensors (no tape).
+/// What the teacher computed for a batch, as plain tensors (no tape): its logits and, for each
+/// distilled teacher layer in turn, its raw Q, K, V and its output.
 struct TeacherView {
     logits: Tensor,
     qkv: Vec<[Tensor; 3]>,
     hidden: Vec<Tensor>,
 }
 
-/// Runs the teacher on `images` on its own inference graph.
-fn teacher_view(teacher: &Vit, images: &Tensor) -> Result<TeacherView> {
+/// Runs the teacher on `images` on its own inference graph, keeping the relation inputs of the
+/// teacher layers `layers` only.
+fn teacher_view(teacher: &Vit, images: &Tensor, layers: &[usize]) -> Result<TeacherView> {
     let g = Graph::inference();
     let (_, traces) = teacher.forward_traced(&g, g.constant(images.clone()), None)?;
     let last = traces
@@ -96,9 +98,10 @@ fn teacher_view(teacher: &Vit, images: &Tensor) -> Result<TeacherView> {
     let features = teacher.layernorm.forward(&g, last.output)?;
     let (cls, dist) = teacher.heads(&g, features)?;
     let logits = deit_logits(&g, cls, dist)?;
-    let mut qkv = Vec::with_capacity(traces.len());
-    let mut hidden = Vec::with_capacity(traces.len());
-    for t in &traces {
+    let mut qkv = Vec::with_capacity(layers.len());
+    let mut hidden = Vec::with_capacity(layers.len());
+    for &l in layers {
+        let t = &traces[l];
         let p = Qkv::from_attention_parts(&g, &t.attention)?;
         qkv.push([g.value(p.query)?, g.value(p.key)?, g.value(p.value)?]);
         hidden.push(g.value(t.output)?);
@@ -152,7 +155,25 @@ pub fn train_minivit(
         label_smoothing: opts.label_smoothing,
         ..CrossEntropyOptions::default()
     };
-    let student_depth = student.encoder.layers.len();
+    // (student layer, teacher layer) pairs whose relations are compared.
+    let pairs: Vec<(usize, usize)> = match teacher {
+        Some((t, d)) => {
+            let (s_depth, t_depth) = (student.encoder.layers.len(), t.blocks().len());
+            if s_depth == 0 || t_depth == 0 {
+                return Err(Error::invalid(
+                    "train_minivit",
+                    "relation distillation needs blocks in the student and the teacher",
+                ));
+            }
+            let map = layer_map(s_depth, t_depth);
+            match d.relation_layers {
+                RelationLayers::All => map.into_iter().enumerate().collect(),
+                RelationLayers::Last => vec![(s_depth - 1, map[s_depth - 1])],
+            }
+        }
+        None => Vec::new(),
+    };
+    let teacher_layers: Vec<usize> = pairs.iter().map(|&(_, t)| t).collect();
     fit(
         &student.named_params(),
         &no_decay,
@@ -165,7 +186,7 @@ pub fn train_minivit(
                 let logits = student.forward_logits(g, g.constant(x))?;
                 return g.cross_entropy(logits, &y, &ce);
             };
-            let view = teacher_view(teacher, &x)?;
+            let view = teacher_view(teacher, &x, &teacher_layers)?;
             let (logits, traces) = student.forward_traced(g, g.constant(x))?;
             let hard = g.cross_entropy(logits, &y, &ce)?;
             let kd = soft_kd(g, logits, g.constant(view.logits), d.temperature)?;
@@ -173,18 +194,12 @@ pub fn train_minivit(
                 g.mul_scalar(hard, 1.0 - d.kd_weight)?,
                 g.mul_scalar(kd, d.kd_weight)?,
             )?;
-            let map = layer_map(student_depth, view.hidden.len());
-            // (student layer, teacher layer) pairs whose relations are compared.
-            let pairs: Vec<(usize, usize)> = match d.relation_layers {
-                RelationLayers::All => map.iter().copied().enumerate().collect(),
-                RelationLayers::Last => vec![(student_depth - 1, map[student_depth - 1])],
-            };
             if d.attention_weight > 0.0 {
                 let (s, t): (Vec<Qkv>, Vec<Qkv>) = pairs
                     .iter()
-                    .map(|&(si, ti)| {
+                    .zip(&view.qkv)
+                    .map(|(&(si, _), [q, k, v])| {
                         let s = &traces[si];
-                        let [q, k, v] = &view.qkv[ti];
                         let teacher = Qkv {
                             query: g.constant(q.clone()),
                             key: g.constant(k.clone()),
@@ -204,10 +219,7 @@ pub fn train_minivit(
             }
             if d.hidden_weight > 0.0 {
                 let s: Vec<Var> = pairs.iter().map(|&(si, _)| traces[si].output).collect();
-                let t: Vec<Var> = pairs
-                    .iter()
-                    .map(|&(_, ti)| g.constant(view.hidden[ti].clone()))
-                    .collect();
+                let t: Vec<Var> = view.hidden.iter().map(|h| g.constant(h.clone())).collect();
                 let hidden = hidden_relation_loss(g, &s, &t, None)?;
                 loss = g.add(loss, g.mul_scalar(hidden, d.hidden_weight)?)?;
             }
