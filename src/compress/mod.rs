@@ -6,7 +6,10 @@
 //! - [`distill`]: distillation losses: soft-label KD and MiniLMv2 / MiniViT relations.
 //! - [`share`]: MiniViT weight multiplexing: groups of blocks share their weights, each layer
 //!   keeps its LayerNorms and small weight transformations.
+//! - [`tokendrop`]: DynamicViT: learned token dropping, masked while training and gathered at
+//!   inference.
 
 pub mod distill;
 pub mod qat;
 pub mod share;
+pub mod tokendrop;

@@ -217,6 +217,31 @@ impl MultiHeadAttention {
         self.dense.forward(g, context)
     }
 
+    /// `x[B, T, H] -> [B, T, H]` under a DynamicViT keep policy `keep[B, T]` (values in
+    /// `[0, 1]`, 0 = dropped): every query attends to the kept keys and to itself, through the
+    /// policy softmax of [`Graph::transform_attention`] with identity head mixes. Gradients reach
+    /// the policy, which is how DynamicViT trains its token predictors. With an all-ones policy
+    /// this is [`MultiHeadAttention::forward`] up to the softmax's `eps` (1e-6).
+    pub fn forward_policy(&self, g: &Graph, x: Var, keep: Var) -> Result<Var> {
+        let nh = self.heads;
+        let mut eye = Tensor::zeros(&[nh, nh]);
+        for h in 0..nh {
+            eye.data_mut()[h * nh + h] = 1.0;
+        }
+        let mix = crate::autograd::HeadMix {
+            pre: g.constant(eye.clone()),
+            pre_bias: g.constant(Tensor::zeros(&[nh])),
+            post: g.constant(eye),
+            post_bias: g.constant(Tensor::zeros(&[nh])),
+        };
+        let scale = 1.0 / (self.head_dim() as f32).sqrt();
+        let q = self.query.forward(g, x)?; // [B, T, H]
+        let k = self.key.forward(g, x)?;
+        let v = self.value.forward(g, x)?;
+        let context = g.transform_attention(q, k, v, nh, scale, mix, Some(keep))?; // [B, T, H]
+        self.dense.forward(g, context)
+    }
+
     /// [`MultiHeadAttention::forward`], returning every intermediate value.
     pub fn forward_parts(
         &self,

@@ -157,6 +157,15 @@ impl Block {
         })
     }
 
+    /// `x[B, T, H] -> [B, T, H]` with the attention under a keep policy `keep[B, T]`
+    /// ([`MultiHeadAttention::forward_policy`]): DynamicViT's training-time token dropping.
+    pub fn forward_policy(&self, g: &Graph, x: Var, keep: Var) -> Result<Var> {
+        self.residuals(g, x, |h| {
+            let out = self.attention.forward_policy(g, h, keep)?;
+            g.dropout(out, self.hidden_dropout)
+        })
+    }
+
     /// The block around its attention: `attend` maps the attention input to its (dropped-out)
     /// output; the norms, residuals and MLP are the same for the fast and the traced forward.
     fn residuals(&self, g: &Graph, x: Var, attend: impl FnOnce(Var) -> Result<Var>) -> Result<Var> {

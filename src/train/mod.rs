@@ -2,6 +2,8 @@
 //!
 //! - [`train_vit`] / [`evaluate_vit`]: a [`Vit`](crate::nn::Vit) on an [`ImageSet`];
 //! - [`train_minivit`] / [`evaluate_minivit`]: a MiniViT student distilled from its ViT teacher;
+//! - [`train_dynamic_vit`] / [`evaluate_dynamic_vit`]: DynamicViT's token predictors (and its
+//!   backbone, at a smaller learning rate) trained against the full model;
 //! - [`train_bert`] / [`evaluate_bert`]: a [`Bert`](crate::nn::Bert) classifier on a [`TextSet`];
 //! - [`TrainOptions`]: AdamW with no-decay groups (biases and norms), linear warm-up then cosine
 //!   decay, global gradient-norm clipping, optional label smoothing, seeded batching;
@@ -15,10 +17,12 @@ mod images;
 mod minivit;
 mod plot;
 mod text;
+mod tokendrop;
 
 pub use images::{ImageSet, digits_split, evaluate_vit, load_image_dir, train_vit};
 pub use minivit::{MiniVitDistill, RelationLayers, evaluate_minivit, train_minivit};
 pub use text::{TextSet, evaluate_bert, train_bert};
+pub use tokendrop::{TokenDropTraining, evaluate_dynamic_vit, train_dynamic_vit};
 
 use crate::autograd::{Graph, Param, Var};
 use crate::error::{Error, Result};
@@ -138,16 +142,29 @@ pub(crate) fn fit(
     loss_of: &mut dyn FnMut(&Graph, &[usize]) -> Result<Var>,
     evaluate: &mut dyn FnMut() -> Result<f64>,
 ) -> Result<History> {
+    let groups = ParamGroup::split_decay(named, |n, _| no_decay(n));
+    fit_groups(groups.to_vec(), n_train, opts, progress, loss_of, evaluate)
+}
+
+/// [`fit`] over explicit parameter groups (each with its own weight decay and learning-rate
+/// factor).
+pub(crate) fn fit_groups(
+    groups: Vec<ParamGroup>,
+    n_train: usize,
+    opts: &TrainOptions,
+    progress: &mut dyn FnMut(Event),
+    loss_of: &mut dyn FnMut(&Graph, &[usize]) -> Result<Var>,
+    evaluate: &mut dyn FnMut() -> Result<f64>,
+) -> Result<History> {
     if n_train == 0 {
         return Err(Error::invalid("train", "the training set is empty"));
     }
     if opts.epochs == 0 {
         return Err(Error::invalid("train", "epochs must be > 0"));
     }
-    let groups = ParamGroup::split_decay(named, |n, _| no_decay(n));
-    let params: Vec<Param> = named.iter().map(|(_, p)| p.clone()).collect();
+    let params: Vec<Param> = groups.iter().flat_map(|g| g.params.clone()).collect();
     let mut opt = AdamW::with_groups(
-        groups.to_vec(),
+        groups,
         AdamWConfig {
             lr: opts.lr,
             weight_decay: opts.weight_decay,
@@ -173,7 +190,8 @@ pub(crate) fn fit(
         let (mut loss_sum, mut seen) = (0.0, 0usize);
         for rows in batcher.next_epoch().take(steps) {
             opt.zero_grad();
-            let g = Graph::new();
+            // A fresh stream per step: dropout masks and sampled noise must differ between steps.
+            let g = Graph::with_seed(opts.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ step as u64);
             let loss = loss_of(&g, rows)?;
             let value = g.value(loss)?.item()? as f64;
             if !value.is_finite() {
