@@ -10,6 +10,7 @@ use clap::{Args, ValueEnum};
 use lithe::Graph;
 use lithe::compress::qat::{self, QatConfig};
 use lithe::compress::share::MiniVit;
+use lithe::compress::tokendrop::DynamicVit;
 use lithe::data::Tokenizer;
 use lithe::int8::{Input, Int8Model, QuantPlan, ToInt8};
 use lithe::nn::{AttentionMask, Bert, BertConfig, Vit, VitConfig};
@@ -101,6 +102,8 @@ pub enum Run {
     Bert(Box<Bert>, Box<Tokenizer>),
     /// A MiniViT student (written by `lithe minivit`).
     MiniVit(Box<MiniVit>),
+    /// A token-dropping DynamicViT (written by `lithe tokendrop`).
+    DynamicVit(Box<DynamicVit>),
 }
 
 /// Loads the model of a `lithe train` folder (config.json's `model_type` says which).
@@ -119,6 +122,7 @@ pub fn load_run(dir: &Path) -> CliResult<Run> {
             Ok(Run::Vit(Box::new(vit)))
         }
         Some("minivit") => Ok(Run::MiniVit(Box::new(MiniVit::load(dir)?))),
+        Some("dynamicvit") => Ok(Run::DynamicVit(Box::new(DynamicVit::load(dir)?))),
         Some("bert") => {
             let config: BertConfig = io::load_config(&config_path)?;
             let bert = Bert::new(&config, &mut Rng::new(0))?;
@@ -129,7 +133,7 @@ pub fn load_run(dir: &Path) -> CliResult<Run> {
             ))
         }
         other => Err(format!(
-            "{}: model_type {other:?} is not \"vit\", \"minivit\" or \"bert\"",
+            "{}: model_type {other:?} is not \"vit\", \"minivit\", \"dynamicvit\" or \"bert\"",
             config_path.display()
         )
         .into()),
@@ -292,9 +296,9 @@ pub fn run_quantize(a: QuantizeArgs) -> CliResult<()> {
             }
             save(&engine, &a.out)?
         }
-        Run::MiniVit(_) => {
+        Run::MiniVit(_) | Run::DynamicVit(_) => {
             return Err(
-                "int8 lowering of a MiniViT student is not supported; quantize its \
+                "int8 lowering of a MiniViT or DynamicViT model is not supported by `lithe quantize`; quantize its \
                         teacher, or train a plain ViT"
                     .into(),
             );

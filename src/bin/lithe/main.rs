@@ -1,5 +1,5 @@
 //! `lithe`: the command-line front end (benchmarks, demo, training, evaluation, int8
-//! quantization, MiniViT compression).
+//! quantization, MiniViT compression, DynamicViT token dropping).
 //!
 //! Every job prints a human table at the end; with `--json` it prints the same rows as JSON lines
 //! on stdout instead (progress and notes go to stderr).
@@ -11,6 +11,7 @@ mod embed;
 mod int8;
 mod minivit;
 mod table;
+mod tokendrop;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -50,6 +51,8 @@ enum Command {
     Qat(int8::QatArgs),
     /// Compress a trained ViT into a MiniViT (shared weights, per-layer transforms, distilled).
     Minivit(minivit::MiniVitArgs),
+    /// DynamicViT: learn to drop tokens of a trained ViT; reports accuracy and throughput.
+    Tokendrop(tokendrop::TokenDropArgs),
 }
 
 fn main() {
@@ -66,6 +69,7 @@ fn main() {
         Command::Quantize(args) => int8::run_quantize(args),
         Command::Qat(args) => int8::run_qat(args),
         Command::Minivit(args) => minivit::run(args),
+        Command::Tokendrop(args) => tokendrop::run(args),
     };
     if let Err(e) = result {
         eprintln!("lithe: error: {e}");

@@ -373,6 +373,11 @@ pub fn run_eval(a: EvalArgs) -> CliResult<()> {
             let acc = train::evaluate_minivit(&student, &te)?;
             ("minivit", name, te.len(), acc)
         }
+        crate::int8::Run::DynamicVit(model) => {
+            let (_, te, name) = images_arg(a.data.as_deref())?;
+            let acc = train::evaluate_dynamic_vit(&model, &te)?;
+            ("dynamicvit", name, te.len(), acc)
+        }
         crate::int8::Run::Bert(bert, tok) => {
             let data = a.data.ok_or("--data TSV is required for a text model")?;
             let te = text_set(Path::new(&data), a.max_len)?;

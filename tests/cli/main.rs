@@ -2,6 +2,8 @@
 
 use std::process::Command;
 
+mod tokendrop;
+
 fn lithe(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_lithe"))
         .args(args)
@@ -138,10 +140,15 @@ fn trained_digits_vit(dir: &std::path::Path) {
 
 /// [`trained_digits_vit`] with `depth` blocks.
 fn trained_digits_vit_of_depth(dir: &std::path::Path, depth: usize) {
+    trained_digits_vit_with(dir, 4, depth);
+}
+
+/// A ViT with patch side `patch` and `depth` blocks trained on the shipped digits, saved in `dir`.
+fn trained_digits_vit_with(dir: &std::path::Path, patch: usize, depth: usize) {
     use lithe::nn::{Vit, VitConfig};
     let config = VitConfig {
         image_size: 8,
-        patch_size: 4,
+        patch_size: patch,
         num_channels: 1,
         hidden_size: 32,
         num_hidden_layers: depth,

@@ -1,0 +1,265 @@
+//! `lithe tokendrop`: DynamicViT on a trained ViT. Adds token predictors before the chosen
+//! blocks, trains them (and, at a smaller learning rate, the backbone) against the full model,
+//! then measures what the dropping buys: test accuracy of the full and the token-dropping model
+//! and their throughput at a batch of 64, in f32 and in int8, measured in alternating rounds of
+//! one run. Saves the DynamicViT like `lithe train` does.
+
+use crate::train::{CliResult, images_arg, progress_printer, round};
+use clap::Args;
+use lithe::compress::tokendrop::{DynamicVit, TokenDropConfig, TokenDropLoss};
+use lithe::nn::{Module, Vit};
+use lithe::train::{self, ImageSet, TokenDropTraining, TrainOptions};
+use lithe::{Graph, Rng};
+use serde_json::{Map, Value, json};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(Args)]
+pub struct TokenDropArgs {
+    /// The model: a folder written by `lithe train vit` (it is also the frozen teacher).
+    #[arg(long)]
+    model: PathBuf,
+    /// Keep ratio rho: stage s keeps rho^(s+1) of the patch tokens.
+    #[arg(long, default_value_t = 0.7)]
+    keep: f32,
+    /// Blocks a predictor runs before, comma-separated (default: depth/4, depth/2, 3 depth/4).
+    #[arg(long, value_delimiter = ',')]
+    stages: Option<Vec<usize>>,
+    /// Weight of the keep-ratio loss.
+    #[arg(long, default_value_t = 2.0)]
+    ratio_weight: f32,
+    /// Weight of the KL to the full model's predictions.
+    #[arg(long, default_value_t = 0.5)]
+    kd_weight: f32,
+    /// Weight of the MSE to the full model's kept tokens.
+    #[arg(long, default_value_t = 0.5)]
+    token_weight: f32,
+    /// Factor on the learning rate for the backbone (the predictors use --lr).
+    #[arg(long, default_value_t = 0.01)]
+    backbone_lr_scale: f64,
+    /// Image data: an IDX folder or `digits` (default: Fashion-MNIST, else the shipped digits).
+    #[arg(long)]
+    data: Option<String>,
+    /// Passes over the training set.
+    #[arg(long, default_value_t = 3)]
+    epochs: usize,
+    /// Samples per step.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Peak learning rate of the predictors.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Seed of the predictors' initialisation, the batch order and the Gumbel noise.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Compute threads for training (0 = all cores); throughput is measured on one thread.
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Alternating timing rounds of the throughput comparison.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Folder for the DynamicViT's model.safetensors, config.json, history.json, training.svg.
+    #[arg(long)]
+    out: PathBuf,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Loads the ViT of a `lithe train vit` folder.
+fn load_vit(dir: &std::path::Path) -> CliResult<Vit> {
+    match crate::int8::load_run(dir)? {
+        crate::int8::Run::Vit(vit) => Ok(*vit),
+        _ => Err(format!(
+            "{} is not a ViT folder (lithe train vit); DynamicViT drops tokens of a ViT",
+            dir.display()
+        )
+        .into()),
+    }
+}
+
+/// A trained DynamicViT and its training record.
+pub struct Dropped {
+    pub model: DynamicVit,
+    pub history: train::History,
+}
+
+/// Adds predictors to a copy of `teacher`'s backbone and trains them against `teacher`; shared
+/// by `lithe tokendrop` and the demo's `tokendrop` stage.
+pub fn drop_tokens(
+    teacher: &Vit,
+    backbone: Vit,
+    token_drop: &TokenDropConfig,
+    settings: &TokenDropTraining,
+    data: (&ImageSet, &ImageSet),
+    opts: &TrainOptions,
+) -> CliResult<Dropped> {
+    let model = DynamicVit::new(backbone, token_drop, &mut Rng::new(opts.seed ^ 0x70))?;
+    let history = train::train_dynamic_vit(
+        &model,
+        teacher,
+        data.0,
+        data.1,
+        opts,
+        settings,
+        &mut progress_printer("tokendrop"),
+    )?;
+    Ok(Dropped { model, history })
+}
+
+/// Median times of `full` and `dropped` and the median of their per-round ratio
+/// (`full / dropped`), from `rounds` alternating rounds of about `budget` each, on one thread.
+pub fn paired_times(
+    rounds: usize,
+    budget: Duration,
+    mut full: impl FnMut(),
+    mut dropped: impl FnMut(),
+) -> (Duration, Duration, f64) {
+    lithe::kernels::threads::set_num_threads(1);
+    let (mut a, mut b, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds.max(1) {
+        let ta = crate::bench::median_time(budget, &mut full);
+        let tb = crate::bench::median_time(budget, &mut dropped);
+        ratios.push(ta.as_secs_f64() / tb.as_secs_f64());
+        a.push(ta);
+        b.push(tb);
+    }
+    lithe::kernels::threads::set_num_threads(0);
+    a.sort_unstable();
+    b.sort_unstable();
+    ratios.sort_by(f64::total_cmp);
+    (a[a.len() / 2], b[b.len() / 2], ratios[ratios.len() / 2])
+}
+
+/// The first 64 test images (cycled), `[64, C, S, S]`.
+pub fn batch64(data: &ImageSet) -> CliResult<lithe::Tensor> {
+    let rows: Vec<usize> = (0..64).map(|i| i % data.len()).collect();
+    Ok(data.batch(&rows)?.0)
+}
+
+pub fn run(a: TokenDropArgs) -> CliResult<()> {
+    lithe::kernels::threads::set_num_threads(a.threads);
+    let teacher = load_vit(&a.model)?;
+    let backbone = load_vit(&a.model)?;
+    let (tr, te, name) = images_arg(a.data.as_deref())?;
+    let depth = teacher.config.num_hidden_layers;
+    let token_drop = TokenDropConfig {
+        stages: a
+            .stages
+            .clone()
+            .unwrap_or_else(|| TokenDropConfig::default_stages(depth)),
+        keep_ratio: a.keep,
+    };
+    token_drop.validate(depth)?;
+    let settings = TokenDropTraining {
+        loss: TokenDropLoss {
+            ratio_weight: a.ratio_weight,
+            kd_weight: a.kd_weight,
+            token_weight: a.token_weight,
+            ..TokenDropLoss::default()
+        },
+        backbone_lr_scale: a.backbone_lr_scale,
+        ..TokenDropTraining::default()
+    };
+    let full_accuracy = train::evaluate_vit(&teacher, &te)?;
+    let patches = teacher.embeddings.num_patches();
+    eprintln!(
+        "lithe tokendrop: {} ({} params, {patches} patches, test accuracy {full_accuracy:.4}) on {name}; stages {:?}, keep {} -> tokens {:?}",
+        a.model.display(),
+        teacher.num_params(),
+        token_drop.stages,
+        a.keep,
+        token_drop.keep_counts(patches),
+    );
+    let opts = TrainOptions {
+        epochs: a.epochs,
+        batch_size: a.batch,
+        lr: a.lr,
+        seed: a.seed,
+        ..TrainOptions::default()
+    };
+    let start = Instant::now();
+    let done = drop_tokens(
+        &teacher,
+        backbone,
+        &token_drop,
+        &settings,
+        (&tr, &te),
+        &opts,
+    )?;
+    let train_seconds = start.elapsed().as_secs_f64();
+    train::save_run(&a.out, &done.model, &done.model.config, Some(&done.history))?;
+    eprintln!("lithe tokendrop: saved to {}", a.out.display());
+
+    let x = batch64(&te)?;
+    let budget = Duration::from_millis(300);
+    let (t_full, t_drop, speedup) = paired_times(
+        a.rounds,
+        budget,
+        || {
+            let g = Graph::inference();
+            teacher
+                .forward_logits(&g, g.constant(x.clone()))
+                .expect("forward");
+        },
+        || {
+            let g = Graph::inference();
+            done.model
+                .forward_logits(&g, g.constant(x.clone()))
+                .expect("forward");
+        },
+    );
+    let accuracy = done.history.final_accuracy();
+    let mut rows = Vec::new();
+    for (model, keep, acc, t) in [
+        ("full", 1.0, full_accuracy, t_full),
+        ("tokendrop", a.keep, accuracy, t_drop),
+    ] {
+        let mut r = Map::new();
+        r.insert("model".into(), json!(model));
+        r.insert("engine".into(), json!("f32"));
+        r.insert("keep".into(), json!(keep));
+        let tokens = if model == "full" {
+            vec![patches]
+        } else {
+            done.model.keep_counts()
+        };
+        r.insert("tokens".into(), json!(tokens));
+        r.insert(
+            "params".into(),
+            json!(if model == "full" {
+                teacher.num_params()
+            } else {
+                done.model.num_params()
+            }),
+        );
+        r.insert("accuracy".into(), json!(round(acc, 4)));
+        r.insert(
+            "drop_pt".into(),
+            json!(round((full_accuracy - acc) * 100.0, 2)),
+        );
+        r.insert(
+            "images_per_s".into(),
+            json!(round(64.0 / t.as_secs_f64(), 1)),
+        );
+        r.insert(
+            "speedup".into(),
+            json!(if model == "full" {
+                1.0
+            } else {
+                round(speedup, 3)
+            }),
+        );
+        r.insert(
+            "train_s".into(),
+            json!(if model == "full" {
+                Value::Null
+            } else {
+                json!(round(train_seconds, 1))
+            }),
+        );
+        rows.push(r);
+    }
+    crate::table::print_rows(&rows, a.json);
+    Ok(())
+}
