@@ -95,3 +95,33 @@ fn tokendrop_trains_predictors_and_eval_reads_the_model() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn demo_tokendrop_stage_keeps_accuracy() {
+    let rows = json_lines(&lithe(&[
+        "demo",
+        "--quick",
+        "--stages",
+        "fp32,tokendrop",
+        "--json",
+    ]));
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1]["stage"], "tokendrop");
+    assert_eq!(
+        rows[1].as_object().unwrap().keys().collect::<Vec<_>>(),
+        rows[0].as_object().unwrap().keys().collect::<Vec<_>>()
+    );
+    // The backbone's parameters plus the predictors'.
+    let (bp, dp) = (
+        rows[0]["params"].as_u64().unwrap(),
+        rows[1]["params"].as_u64().unwrap(),
+    );
+    assert!(dp > bp, "tokendrop {dp} params, fp32 {bp}");
+    assert_eq!(rows[1]["bytes"].as_u64(), Some(4 * dp));
+    let (ba, da) = (
+        rows[0]["accuracy"].as_f64().unwrap(),
+        rows[1]["accuracy"].as_f64().unwrap(),
+    );
+    assert!(da >= ba - 0.1, "tokendrop {da}, fp32 {ba}");
+    assert!(rows[1]["throughput"].as_f64().unwrap() > 0.0);
+}

@@ -17,19 +17,25 @@
 //! share their weights in pairs, each layer keeps its LayerNorms and its own head-mixing and
 //! depthwise-convolution transforms, and the student is distilled from the `fp32` model
 //! (predictions, attention relations, hidden-state relations).
+//!
+//! Stage `tokendrop` adds DynamicViT token predictors to a copy of the `fp32` model (keep ratio
+//! 0.7 at three stages) and trains them, and the backbone at a tenth of their learning rate,
+//! against the `fp32` model for a fifth of its epochs; the row times the gathered forward,
+//! which runs its later blocks on the kept tokens only.
 
 use crate::bench::median_time;
 use clap::Args;
 use lithe::compress::qat::{self, QatConfig};
 use lithe::compress::share::ShareConfig;
+use lithe::compress::tokendrop::TokenDropConfig;
 use lithe::int8::Int8Model;
 use lithe::nn::{Module, Vit, VitConfig};
-use lithe::train::{self, ImageSet, MiniVitDistill, TrainOptions};
+use lithe::train::{self, ImageSet, MiniVitDistill, TokenDropTraining, TrainOptions};
 use lithe::{Graph, Rng, Var};
 use serde_json::{Map, Value, json};
 use std::time::{Duration, Instant};
 
-const STAGES: [&str; 4] = ["fp32", "int8-ptq", "int8-qat", "minivit"];
+const STAGES: [&str; 5] = ["fp32", "int8-ptq", "int8-qat", "minivit", "tokendrop"];
 
 type Row = Map<String, Value>;
 type DemoResult<T> = Result<T, Box<dyn std::error::Error>>;
@@ -51,7 +57,7 @@ pub struct DemoArgs {
     #[arg(long)]
     quick: bool,
     /// Comma-separated stages to run (default: all of them).
-    #[arg(long, default_value = "fp32,int8-ptq,int8-qat,minivit")]
+    #[arg(long, default_value = "fp32,int8-ptq,int8-qat,minivit,tokendrop")]
     stages: String,
     /// Print JSON lines instead of a table.
     #[arg(long)]
@@ -181,9 +187,8 @@ fn stage_int8_ptq(base: &Baseline) -> DemoResult<Row> {
     int8_row("int8-ptq", base, &engine)
 }
 
-/// Quantization-aware fine-tuning of a copy of the baseline (a tenth of its epochs, at least 2,
-/// and of its learning rate), then conversion.
-fn stage_int8_qat(base: &Baseline) -> DemoResult<Row> {
+/// A copy of the baseline that shares no parameter with it.
+fn copy_vit(base: &Baseline) -> DemoResult<Vit> {
     let vit = Vit::new(&base.config, &mut Rng::new(0))?;
     let weights: Vec<(String, lithe::Tensor)> = base
         .vit
@@ -192,6 +197,13 @@ fn stage_int8_qat(base: &Baseline) -> DemoResult<Row> {
         .map(|(name, p)| (name, p.value()))
         .collect();
     lithe::io::load_named_into_module(&vit, &weights, true)?;
+    Ok(vit)
+}
+
+/// Quantization-aware fine-tuning of a copy of the baseline (a tenth of its epochs, at least 2,
+/// and of its learning rate), then conversion.
+fn stage_int8_qat(base: &Baseline) -> DemoResult<Row> {
+    let vit = copy_vit(base)?;
     let opts = TrainOptions {
         epochs: (base.epochs / 10).max(2),
         batch_size: 64,
@@ -259,6 +271,49 @@ fn stage_minivit(base: &Baseline) -> DemoResult<Row> {
     ))
 }
 
+/// DynamicViT on a copy of the baseline: keep ratio 0.7 at the default stages, trained against
+/// the baseline for a fifth of its epochs (at least 1) at half its learning rate, the backbone at
+/// a tenth of that. Its `bytes` is that of its f32 parameters (the predictors included).
+fn stage_tokendrop(base: &Baseline) -> DemoResult<Row> {
+    let depth = base.config.num_hidden_layers;
+    let token_drop = TokenDropConfig::new(depth, 0.7);
+    let settings = TokenDropTraining {
+        backbone_lr_scale: 0.1,
+        ..TokenDropTraining::default()
+    };
+    let opts = TrainOptions {
+        epochs: (base.epochs / 5).max(1),
+        batch_size: 64,
+        lr: base.lr / 2.0,
+        seed: 11,
+        ..TrainOptions::default()
+    };
+    let start = Instant::now();
+    let done = crate::tokendrop::drop_tokens(
+        &base.vit,
+        copy_vit(base)?,
+        &token_drop,
+        &settings,
+        (&base.train_set, &base.test_set),
+        &opts,
+    )?;
+    eprintln!(
+        "demo tokendrop: trained in {:.1} s; patch tokens kept per stage {:?}",
+        start.elapsed().as_secs_f64(),
+        done.model.keep_counts()
+    );
+    let model = done.model;
+    let latency = forward_latency(&base.test_set, |g, x| model.forward_logits(g, x))?;
+    let params = model.num_params();
+    Ok(stage_row(
+        "tokendrop",
+        params,
+        params as u64 * 4,
+        done.history.final_accuracy(),
+        latency,
+    ))
+}
+
 pub fn run(args: DemoArgs) -> DemoResult<()> {
     let stages: Vec<&str> = args.stages.split(',').map(str::trim).collect();
     if let Some(other) = stages.iter().find(|s| !STAGES.contains(s)) {
@@ -273,6 +328,7 @@ pub fn run(args: DemoArgs) -> DemoResult<()> {
             "int8-ptq" => stage_int8_ptq(&base)?,
             "int8-qat" => stage_int8_qat(&base)?,
             "minivit" => stage_minivit(&base)?,
+            "tokendrop" => stage_tokendrop(&base)?,
             _ => unreachable!("checked above"),
         });
     }
