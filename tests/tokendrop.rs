@@ -404,3 +404,33 @@ fn save_and_load_round_trip() {
     assert_eq!(a.data(), b.data());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn keep_margin_orders_tokens_as_the_log_probability() {
+    let m = model(0.7, false, 13);
+    let pred = &m.predictors[1];
+    let mut rng = Rng::new(2);
+    let x: Vec<f32> = (0..3 * 9 * 16).map(|_| rng.normal() as f32).collect();
+    let g = Graph::inference();
+    let xv = g.constant(Tensor::from_vec(x, &[3, 9, 16]).unwrap());
+    let lp = g
+        .value(
+            pred.forward(&g, xv, g.constant(Tensor::ones(&[3, 9])))
+                .unwrap(),
+        )
+        .unwrap();
+    let margin = g.value(pred.keep_margin(&g, xv).unwrap()).unwrap();
+    assert_eq!(margin.shape(), &[3, 9]);
+    for (r, m) in lp.data().chunks_exact(2).zip(margin.data()) {
+        // log p_keep - log p_drop = logit_keep - logit_drop.
+        assert!(
+            (r[0] - r[1] - m).abs() < 1e-4 * (1.0 + m.abs()),
+            "{r:?} vs {m}"
+        );
+    }
+    let g = Graph::inference();
+    assert!(
+        pred.keep_margin(&g, g.constant(Tensor::zeros(&[3, 9, 8])))
+            .is_err()
+    );
+}

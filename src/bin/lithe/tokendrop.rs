@@ -218,7 +218,7 @@ pub fn run(a: TokenDropArgs) -> CliResult<()> {
         let mut r = Map::new();
         r.insert("model".into(), json!(model));
         r.insert("engine".into(), json!("f32"));
-        r.insert("keep".into(), json!(keep));
+        r.insert("keep".into(), json!(round(f64::from(keep), 4)));
         let tokens = if model == "full" {
             vec![patches]
         } else {

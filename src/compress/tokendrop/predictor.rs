@@ -90,6 +90,50 @@ impl Predictor {
     }
 }
 
+impl Predictor {
+    /// The inference-time score of tokens `x[B, N, C]` that are all kept so far:
+    /// `logit_keep - logit_drop` `[B, N]`, which orders tokens as the keep log-probability of
+    /// [`Predictor::forward`] with an all-ones policy does (`log p_keep = -softplus(-margin)`
+    /// increases with it). Cheaper than that forward: the global half is a plain mean, and
+    /// `out_conv.0` is split into its local and global column blocks, so the per-sample global
+    /// term is computed once and broadcast instead of concatenated to every token.
+    pub fn keep_margin(&self, g: &Graph, x: Var) -> Result<Var> {
+        let xs = g.shape(x)?;
+        let c = self.width();
+        let [b, n, xc] = xs[..] else {
+            return Err(Error::shape(
+                "Predictor::keep_margin",
+                format!("tokens must be [B, N, C], got {xs:?}"),
+            ));
+        };
+        if xc != c || n == 0 {
+            return Err(Error::shape(
+                "Predictor::keep_margin",
+                format!("tokens {xs:?}: expected [B, N > 0, {c}]"),
+            ));
+        }
+        let gelu = GeluKind::Erf;
+        let h = g.gelu(self.in_proj.forward(g, self.norm.forward(g, x)?)?, gelu)?; // [B, N, C]
+        let half = c / 2;
+        let local = g.slice(h, 2, 0, half)?; // [B, N, C/2]
+        let global = g.mean(g.slice(h, 2, half, c)?, &[1], true)?; // [B, 1, C/2]
+        let w = g.param(&self.hidden.weight); // [C/2, C]: columns [local | global]
+        let w_local = g.slice(w, 1, 0, half)?;
+        let w_global = g.slice(w, 1, half, c)?;
+        let bias = self.hidden.bias.as_ref().map(|p| g.param(p));
+        let y = g.add(
+            g.linear(local, w_local, None)?,   // [B, N, C/2]
+            g.linear(global, w_global, bias)?, // [B, 1, C/2]
+        )?;
+        let y = g.gelu(y, gelu)?;
+        let y = g.gelu(self.narrow.forward(g, y)?, gelu)?; // [B, N, C/4]
+        let logits = self.score.forward(g, y)?; // [B, N, 2]
+        let keep = g.slice(logits, 2, 0, 1)?;
+        let drop = g.slice(logits, 2, 1, 2)?;
+        g.reshape(g.sub(keep, drop)?, &[b, n]) // [B, N]
+    }
+}
+
 impl Module for Predictor {
     fn named_params_with_prefix(&self, prefix: &str, out: &mut Vec<(String, Param)>) {
         self.norm

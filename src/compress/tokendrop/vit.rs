@@ -178,7 +178,7 @@ impl DynamicVit {
     }
 
     /// The inference forward: at each stage keep the `k_s` patch tokens with the highest keep
-    /// log-probability and gather them (with the prefix tokens), so later blocks run on
+    /// log-probability ([`Predictor::keep_margin`]) and gather them (with the prefix tokens), so later blocks run on
     /// `P + k_s` tokens. Equal to [`DynamicVit::forward_masked`] with [`KeepRule::TopK`] on the
     /// kept tokens, as the type's docs state.
     pub fn forward_gather(&self, g: &Graph, images: Var) -> Result<GatherOutput> {
@@ -192,16 +192,12 @@ impl DynamicVit {
             if let Some(s) = self.stage_at(i) {
                 let n = positions[0].len();
                 let spatial = g.slice(h, 1, p, p + n)?; // [B, n, C]
-                let ones = g.constant(Tensor::ones(&[b, n]));
-                let log_probs = g.value(self.predictors[s].forward(g, spatial, ones)?)?;
+                let margins = g.value(self.predictors[s].keep_margin(g, spatial)?)?; // [B, n]
                 let k = counts[s];
                 let mut rows = Vec::with_capacity(b * (p + k));
                 for (bi, pos) in positions.iter_mut().enumerate() {
-                    let scores: Vec<f32> = log_probs.data()[bi * n * 2..(bi + 1) * n * 2]
-                        .chunks_exact(2)
-                        .map(|r| r[0])
-                        .collect();
-                    let chosen = top_k(&scores, &vec![true; n], k); // ascending, in 0..n
+                    let scores = &margins.data()[bi * n..(bi + 1) * n];
+                    let chosen = top_k(scores, &vec![true; n], k); // ascending, in 0..n
                     let base = bi * (p + n);
                     rows.extend(base..base + p);
                     rows.extend(chosen.iter().map(|&j| base + p + j));
