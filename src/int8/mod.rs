@@ -12,7 +12,7 @@
 //!
 //! Files: `linear` (one quantized layer), `block` (a Transformer block and its attention),
 //! `model` (the Bert and Vit forwards), `parts` (embeddings and heads), `lower` (f32 model -> int8), `workspace` (the arena),
-//! `io` (safetensors save/load).
+//! `io` (safetensors save/load), `tokendrop` (DynamicViT's token dropping).
 
 use std::collections::HashMap;
 
@@ -22,6 +22,7 @@ mod linear;
 mod lower;
 mod model;
 mod parts;
+mod tokendrop;
 mod workspace;
 
 pub use linear::Int8Linear;

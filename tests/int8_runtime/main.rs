@@ -205,6 +205,7 @@ fn bert_f32_logits(bert: &Bert, ids: &[u32], shape: [usize; 2], lengths: &[usize
 mod accuracy;
 mod errors;
 mod io;
+mod tokendrop;
 
 /// The thread count is process-wide and tests run in parallel: tests that set it take this lock.
 static THREADS: std::sync::Mutex<()> = std::sync::Mutex::new(());
