@@ -56,7 +56,15 @@ impl F32Linear {
         let w_t = MatRef::row_major(&self.weight, n, k)?.t(); // [in, out]
         let c = MatMut::row_major(&mut out[..rows * n], rows, n)?;
         let opts = GemmOptions::default();
-        sgemm_fused(&opts, 1.0, a, BSource::View(w_t), 0.0, self.bias.as_deref(), c)?;
+        sgemm_fused(
+            &opts,
+            1.0,
+            a,
+            BSource::View(w_t),
+            0.0,
+            self.bias.as_deref(),
+            c,
+        )?;
         Ok(())
     }
 }
@@ -238,14 +246,17 @@ impl DropStage {
         let per_stage = s.scores.len(); // B_max * N
         let (before, rest) = s.kept.split_at_mut(index * per_stage);
         let kept = &mut rest[..per_stage];
-        let previous = index.checked_sub(1).map(|_| &before[(index - 1) * per_stage..]);
+        let previous = index
+            .checked_sub(1)
+            .map(|_| &before[(index - 1) * per_stage..]);
         for bi in 0..geo.batch {
             let scores = &s.scores[bi * n..][..n];
             let order = &mut s.order[..n];
             order.iter_mut().enumerate().for_each(|(j, o)| *o = j);
             // Best first: higher score, then lower index. A total order, so the kept set does
             // not depend on the selection algorithm.
-            let best_first = |i: &usize, j: &usize| scores[*j].total_cmp(&scores[*i]).then(i.cmp(j));
+            let best_first =
+                |i: &usize, j: &usize| scores[*j].total_cmp(&scores[*i]).then(i.cmp(j));
             if k < n {
                 order.select_nth_unstable_by(k, best_first);
             }
@@ -258,7 +269,10 @@ impl DropStage {
                 x.copy_within(from..from + c, to);
             }
             for (i, &j) in chosen.iter().enumerate() {
-                let (from, to) = ((bi * t + prefix + j) * c, (bi * (prefix + k) + prefix + i) * c);
+                let (from, to) = (
+                    (bi * t + prefix + j) * c,
+                    (bi * (prefix + k) + prefix + i) * c,
+                );
                 x.copy_within(from..from + c, to);
                 kept[bi * k + i] = match previous {
                     Some(prev) => prev[bi * n + j],
@@ -334,7 +348,10 @@ impl Int8Model {
             if s.keep == 0 || s.keep > cap {
                 return Err(Error::invalid(
                     OP,
-                    format!("stage before block {} keeps {} of {cap} tokens", s.block, s.keep),
+                    format!(
+                        "stage before block {} keeps {} of {cap} tokens",
+                        s.block, s.keep
+                    ),
                 ));
             }
             s.predictor.check(self.hidden_size())?;
@@ -392,8 +409,14 @@ pub(crate) const TOKEN_DROP: &str = "token_drop";
 
 /// Names of stage `s`'s parts: LayerNorm, then the Linears in order.
 fn stage_names(s: usize) -> [String; 5] {
-    ["in_conv.0", "in_conv.1", "out_conv.0", "out_conv.2", "out_conv.4"]
-        .map(|part| format!("score_predictor.{s}.{part}"))
+    [
+        "in_conv.0",
+        "in_conv.1",
+        "out_conv.0",
+        "out_conv.2",
+        "out_conv.4",
+    ]
+    .map(|part| format!("score_predictor.{s}.{part}"))
 }
 
 /// Adds every stage's predictor tensors to `w`; returns the metadata value.
@@ -403,7 +426,10 @@ pub(crate) fn write_stages(w: &mut Writer, stages: &[DropStage]) -> Value {
         let p = &stage.predictor;
         let [norm, names @ ..] = stage_names(s);
         w.norm(&norm, &p.norm);
-        for (name, l) in names.iter().zip([&p.in_proj, &p.hidden, &p.narrow, &p.score]) {
+        for (name, l) in names
+            .iter()
+            .zip([&p.in_proj, &p.hidden, &p.narrow, &p.score])
+        {
             let shape = vec![l.out_features(), l.in_features];
             w.entries
                 .push(f32_entry(format!("{name}.weight"), shape, &l.weight));
@@ -486,4 +512,119 @@ fn read_linear(r: &mut Reader<'_>, name: &str, k: usize, n: Option<usize>) -> Re
         bias,
         in_features: k,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::autograd::Graph;
+    use crate::nn::Module;
+    use crate::tensor::{Rng, Tensor};
+
+    /// A predictor of width `c` with every parameter drawn from N(0, 0.3^2): scores far apart.
+    fn predictor(c: usize, seed: u64) -> Predictor {
+        let mut rng = Rng::new(seed);
+        let p = Predictor::new(c, &mut rng).unwrap();
+        for (_, param) in p.named_params() {
+            let shape = param.shape();
+            param
+                .set_value(Tensor::randn(&shape, 0.0, 0.3, &mut rng))
+                .unwrap();
+        }
+        p
+    }
+
+    /// The f32 model's `log p(keep) - log p(drop)` for each of the `n` tokens `x[b, n, c]` (all
+    /// kept so far), and its top `k` by keep log-probability per sample, ascending (ties to the
+    /// lower index).
+    fn f32_top_k(p: &Predictor, x: &[f32], shape: [usize; 3], k: usize) -> (Vec<f32>, Vec<usize>) {
+        let [b, n, _] = shape;
+        let g = Graph::inference();
+        let tokens = g.constant(Tensor::from_vec(x.to_vec(), &shape).unwrap());
+        let ones = g.constant(Tensor::ones(&[b, n]));
+        let lp = g.value(p.forward(&g, tokens, ones).unwrap()).unwrap();
+        let diff: Vec<f32> = lp.data().chunks_exact(2).map(|r| r[0] - r[1]).collect();
+        let mut kept = Vec::new();
+        for bi in 0..b {
+            let keep = |j: usize| lp.data()[(bi * n + j) * 2];
+            let mut order: Vec<usize> = (0..n).collect();
+            order.sort_by(|&i, &j| keep(j).total_cmp(&keep(i)).then(i.cmp(&j)));
+            order.truncate(k);
+            order.sort_unstable();
+            kept.extend(order);
+        }
+        (diff, kept)
+    }
+
+    /// Two stages on `x[B, P+n, C]`: the scores are the f32 predictor's `log p(keep) -
+    /// log p(drop)` (= `logit0 - logit1`) to float rounding, the kept positions its top k, and
+    /// the compacted rows the kept rows, bit for bit.
+    #[test]
+    fn stages_keep_the_f32_predictors_top_k() {
+        let (b, pre, n, c) = (3, 2, 10, 16);
+        let x = Tensor::randn(&[b, pre + n, c], 0.0, 1.0, &mut Rng::new(7));
+        let stages = [(6, predictor(c, 8)), (3, predictor(c, 9))];
+        let (mut a, mut bb) = (vec![0.0; b * n * c], vec![0.0; b * n * c]);
+        let (mut global, mut scores) = (vec![0.0; c / 2], vec![0.0; b * n]);
+        let (mut order, mut kept) = (vec![0; n], vec![0; 2 * b * n]);
+        let (mut mean, mut rstd) = (vec![0.0; b * n], vec![0.0; b * n]);
+        let mut s = DropScratch {
+            a: &mut a,
+            b: &mut bb,
+            global: &mut global,
+            scores: &mut scores,
+            order: &mut order,
+            kept: &mut kept,
+            mean: &mut mean,
+            rstd: &mut rstd,
+        };
+        let mut ours = x.data().to_vec();
+        let mut rows = x.data().to_vec(); // [B, P+n, C]: the f32 side's tokens
+        let mut positions: Vec<Vec<usize>> = vec![(0..n).collect(); b];
+        // Stages record with the stride of the first stage's tokens: `[stages, B*N]`.
+        let per_stage = b * n;
+        let mut geo = Batch {
+            batch: b,
+            seq: pre + n,
+            lengths: None,
+        };
+        for (index, (k, p)) in stages.iter().enumerate() {
+            let n = geo.seq - pre;
+            let patches: Vec<f32> = rows
+                .chunks_exact((pre + n) * c)
+                .flat_map(|sample| sample[pre * c..].to_vec())
+                .collect();
+            let (want_scores, want) = f32_top_k(p, &patches, [b, n, c], *k);
+            let stage = DropStage {
+                block: index,
+                keep: *k,
+                predictor: TokenPredictor::from_nn(p),
+            };
+            geo = stage.apply(index, &mut ours, geo, pre, &mut s).unwrap();
+            assert_eq!(geo.seq, pre + k);
+            for (got, want) in s.scores.iter().zip(&want_scores) {
+                let close = (got - want).abs() <= 1e-4 * (1.0 + want.abs());
+                assert!(close, "stage {index}: score {got} vs {want}");
+            }
+            // The f32 side gathers the prefix rows, then the chosen rows in order.
+            let mut next = Vec::new();
+            for bi in 0..b {
+                let sample = &rows[bi * (pre + n) * c..][..(pre + n) * c];
+                next.extend_from_slice(&sample[..pre * c]);
+                let chosen = &want[bi * k..(bi + 1) * k];
+                for &j in chosen {
+                    next.extend_from_slice(&sample[(pre + j) * c..][..c]);
+                }
+                positions[bi] = chosen.iter().map(|&j| positions[bi][j]).collect();
+            }
+            rows = next;
+            let recorded = &s.kept[index * per_stage..][..b * k];
+            assert_eq!(recorded, &positions.concat()[..], "stage {index}");
+            assert_eq!(
+                &ours[..rows.len()],
+                &rows[..],
+                "stage {index}: compacted rows"
+            );
+        }
+    }
 }

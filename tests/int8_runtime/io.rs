@@ -113,7 +113,10 @@ impl RawFile {
         std::fs::write(path, bytes).unwrap();
     }
 
-    pub(super) fn tensor(&mut self, name: &str) -> &mut (String, safetensors::Dtype, Vec<usize>, Vec<u8>) {
+    pub(super) fn tensor(
+        &mut self,
+        name: &str,
+    ) -> &mut (String, safetensors::Dtype, Vec<usize>, Vec<u8>) {
         self.tensors.iter_mut().find(|t| t.0 == name).unwrap()
     }
 }

@@ -99,7 +99,10 @@ fn selections_agree(m: &Int8Model, ws: &Workspace, f32_out: &GatherOutput) -> (u
         assert_eq!(ours.len(), per_sample.len() * k);
         for (b, want) in per_sample.iter().enumerate() {
             let got = &ours[b * k..(b + 1) * k];
-            assert!(got.windows(2).all(|w| w[0] < w[1]), "not ascending: {got:?}");
+            assert!(
+                got.windows(2).all(|w| w[0] < w[1]),
+                "not ascending: {got:?}"
+            );
             same += usize::from(got == &want[..]);
             total += 1;
         }
@@ -107,24 +110,28 @@ fn selections_agree(m: &Int8Model, ws: &Workspace, f32_out: &GatherOutput) -> (u
     (same, total)
 }
 
-/// The int8 engine against the f32 gathered forward on 48 images.
+/// The int8 engine against the f32 gathered forward on 96 images.
 ///
-/// Bounds. Selections: the predictor runs in f32 on features that carry the int8 backbone's
-/// error (~1% of their norm after a block, see the bounds of the plain ViT tests); it changes a
-/// selection only when two tokens' scores around the k-th best are closer than that error moves
-/// them. With scores spread over order 1 among 16 tokens, that is rare: at least 90% of all
-/// (stage, sample) selections must be identical (a wrong score, order or compaction leaves far
-/// fewer: a random choice of 12 of 16 matches with probability 1/1820).
-/// Logits: a sample whose selections all agree is the plain int8-vs-f32 comparison, within the
-/// same 5% (Frobenius-relative) as the plain ViT; the rare sample that keeps a different token
-/// is left out of that bound (one swapped token is a genuinely different input to the later
-/// blocks) and must still agree on the argmax of most samples overall.
+/// Selections. The predictors run in f32 and score exactly as the f32 model's (the unit test of
+/// `int8::tokendrop` checks scores, choices and compaction on the same tokens), so the engine
+/// keeps another token only where the int8 backbone's error (about 1% of the features' norm,
+/// the plain ViT tests' 5% bound on the logits being its upper end) moves two scores around the
+/// k-th best past each other. Sixteen scores spread over order one leave gaps of a few hundredths
+/// around the boundary, so a few percent of selections per stage flip, and a flip at one stage
+/// carries into the next: on 960 images of these models 90% of (stage, sample) selections are
+/// identical. At least 80% must be here (96 images: 288 selections, over three standard
+/// deviations of the sample-to-sample spread below 90%), and at least 70% of the samples must
+/// agree at every stage (85% on the 960 images). A wrong score, order or compaction
+/// leaves far fewer: a random choice of 12 of 16 tokens matches with probability 1/1820.
+/// Logits and features: a sample whose selections all agree ran the same computation as the
+/// f32 model in int8, within the plain ViT's 5% (Frobenius-relative); a sample that swapped a
+/// low-margin token differs little more, so the whole batch's logits stay within 5% too.
 fn matches_f32_gather(dist: bool, seed: u64) {
     let m = dynamic_vit(0.7, dist, seed);
     assert_eq!(m.keep_counts(), vec![12, 8, 6]);
     let q = Int8Model::from_dynamic_vit(&m, &QuantPlan::dynamic()).unwrap();
     assert_eq!(q.drop_stages(), vec![(1, 12), (2, 8), (3, 6)]);
-    let batch = 48;
+    let batch = 96;
     let x = drop_images(batch, seed + 1);
     let (want, want_features, f32_out) = f32_gather(&m, &x);
     let input = Input::Images {
@@ -135,19 +142,30 @@ fn matches_f32_gather(dist: bool, seed: u64) {
     let got = q.forward(&mut ws, input).unwrap().to_vec();
     let (same, total) = selections_agree(&q, &ws, &f32_out);
     assert!(
-        same * 10 >= total * 9,
+        same * 10 >= total * 8,
         "distillation token {dist}: {same} of {total} selections identical"
     );
     let classes = 5;
+    let err = rel_err(&got, &want);
+    assert!(
+        err < 5e-2,
+        "distillation token {dist}: logits rel err {err}"
+    );
+    // Samples whose every selection agrees.
     let agree: Vec<usize> = (0..batch)
         .filter(|&b| {
-            let k = |s: usize| q.kept_positions(&ws, s).unwrap().len() / batch;
             (0..3).all(|s| {
-                let ours = &q.kept_positions(&ws, s).unwrap()[b * k(s)..(b + 1) * k(s)];
+                let k = f32_out.kept[s][b].len();
+                let ours = &q.kept_positions(&ws, s).unwrap()[b * k..(b + 1) * k];
                 ours == &f32_out.kept[s][b][..]
             })
         })
         .collect();
+    assert!(
+        agree.len() * 10 >= batch * 7,
+        "{} samples agree",
+        agree.len()
+    );
     let pick = |v: &[f32], width: usize| -> Vec<f32> {
         agree
             .iter()
@@ -155,9 +173,10 @@ fn matches_f32_gather(dist: bool, seed: u64) {
             .collect()
     };
     let err = rel_err(&pick(&got, classes), &pick(&want, classes));
-    assert!(err < 5e-2, "distillation token {dist}: logits rel err {err}");
-    let argmax_share = argmax_agreement(&got, &want, classes);
-    assert!(argmax_share >= 0.9, "argmax agreement {argmax_share}");
+    assert!(
+        err < 5e-2,
+        "distillation token {dist}: agreeing logits rel err {err}"
+    );
     // The hidden states: the kept tokens after the last stage, as the f32 features.
     let p = 1 + usize::from(dist);
     let width = (p + 6) * 32;
@@ -165,7 +184,10 @@ fn matches_f32_gather(dist: bool, seed: u64) {
     assert_eq!(hidden.len(), batch * width);
     assert_eq!(want_features.len(), batch * width);
     let err = rel_err(&pick(&hidden, width), &pick(&want_features, width));
-    assert!(err < 5e-2, "distillation token {dist}: features rel err {err}");
+    assert!(
+        err < 5e-2,
+        "distillation token {dist}: features rel err {err}"
+    );
 }
 
 #[test]
@@ -315,15 +337,30 @@ fn dropping_model_saves_and_loads_bit_exact() {
         format!(r#"{{"block":{block},"keep":{keep},"norm_eps_bits":{eps}}}"#)
     };
     for (list, what) in [
-        (format!("[{},{},{}]", stage(2, 12), stage(1, 8), stage(3, 6)), "order"),
-        (format!("[{},{},{}]", stage(1, 12), stage(2, 13), stage(3, 6)), "keep"),
-        (format!("[{},{},{}]", stage(1, 12), stage(2, 8), stage(4, 6)), "depth"),
+        (
+            format!("[{},{},{}]", stage(2, 12), stage(1, 8), stage(3, 6)),
+            "order",
+        ),
+        (
+            format!("[{},{},{}]", stage(1, 12), stage(2, 13), stage(3, 6)),
+            "keep",
+        ),
+        (
+            format!("[{},{},{}]", stage(1, 12), stage(2, 8), stage(4, 6)),
+            "depth",
+        ),
     ] {
         let r = stages(&list);
-        assert!(matches!(&r, Err(Error::InvalidArgument { .. })), "{what}: {r:?}");
+        assert!(
+            matches!(&r, Err(Error::InvalidArgument { .. })),
+            "{what}: {r:?}"
+        );
     }
     assert!(matches!(&stages("{oops"), Err(Error::Format { .. })));
-    assert!(matches!(&stages(r#"[{"block":1}]"#), Err(Error::Format { .. })));
+    assert!(matches!(
+        &stages(r#"[{"block":1}]"#),
+        Err(Error::Format { .. })
+    ));
     // Fewer stages than predictors: the third predictor's tensors are unexpected.
     let two = format!("[{},{}]", stage(1, 12), stage(2, 8));
     assert!(matches!(&stages(&two), Err(Error::UnexpectedTensor { .. })));
