@@ -37,7 +37,7 @@ fn scramble(m: &impl Module, seed: u64) {
     }
 }
 
-fn dynamic_vit(keep_ratio: f32, distillation_token: bool, seed: u64) -> DynamicVit {
+pub(super) fn dynamic_vit(keep_ratio: f32, distillation_token: bool, seed: u64) -> DynamicVit {
     let mut rng = Rng::new(seed);
     let vit = Vit::new(&drop_config(distillation_token), &mut rng).unwrap();
     let td = TokenDropConfig {
@@ -49,7 +49,7 @@ fn dynamic_vit(keep_ratio: f32, distillation_token: bool, seed: u64) -> DynamicV
     m
 }
 
-fn drop_images(batch: usize, seed: u64) -> Tensor {
+pub(super) fn drop_images(batch: usize, seed: u64) -> Tensor {
     Tensor::randn(&[batch, 1, 8, 8], 0.0, 1.0, &mut Rng::new(seed))
 }
 

@@ -12,19 +12,23 @@
 //! increasing in it, so the order is the f32 model's without computing the softmax. Ties go to
 //! the lower index, as in [`DynamicVit::forward_gather`].
 //!
+//! Files: this one (the predictors, the stages and the model's token-dropping API), `io` (the
+//! stages in the int8 model file).
+//!
 //! Legend: B = batch, P = prefix tokens (class, and DeiT's distillation token), N = patches,
 //! n = patch tokens before a stage, k = patch tokens kept by it, C = hidden width.
 
+mod io;
+
+pub(crate) use io::{TOKEN_DROP, read_stages, write_stages};
+
 use super::block::{Batch, Norm, add_into};
-use super::io::{Reader, Writer, f32_entry};
 use super::{Int8Model, QuantPlan, ToInt8, Workspace};
 use crate::compress::tokendrop::{DynamicVit, Predictor};
 use crate::error::{Error, Result};
 use crate::nn::Linear;
 use lithe_kernels::gelu::{GeluKind, gelu_forward};
 use lithe_kernels::{BSource, GemmOptions, MatMut, MatRef, sgemm_fused};
-use safetensors::Dtype;
-use serde_json::{Value, json};
 
 /// A Linear kept in f32.
 #[derive(Clone)]
@@ -111,8 +115,8 @@ impl TokenPredictor {
             + lin(&self.score)
     }
 
-    /// [`Error::Shape`] unless the parts chain `C -> C -> C/2-ish -> ... -> 2` for an even
-    /// `C = width` and every bias fits its Linear.
+    /// [`Error::Shape`] unless `C = width` is even and the Linears chain `C -> C -> C1 -> C2 ->
+    /// 2` (DynamicViT's `C1 = C/2`, `C2 = C/4`), every bias fitting its Linear.
     fn check(&self, width: usize) -> Result<()> {
         let c = self.width();
         let chain = [&self.in_proj, &self.hidden, &self.narrow, &self.score];
@@ -246,9 +250,7 @@ impl DropStage {
         let per_stage = s.scores.len(); // B_max * N
         let (before, rest) = s.kept.split_at_mut(index * per_stage);
         let kept = &mut rest[..per_stage];
-        let previous = index
-            .checked_sub(1)
-            .map(|_| &before[(index - 1) * per_stage..]);
+        let previous = index.checked_sub(1).map(|p| &before[p * per_stage..]);
         for bi in 0..geo.batch {
             let scores = &s.scores[bi * n..][..n];
             let order = &mut s.order[..n];
@@ -399,119 +401,6 @@ impl ToInt8 for DynamicVit {
     fn to_int8(&self, plan: &QuantPlan) -> Result<Int8Model> {
         Int8Model::from_dynamic_vit(self, plan)
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Save and load: the predictors' f32 tensors under DynamicViT's names, the stages in metadata.
-
-/// Metadata key of the stages: a JSON list of `{"block", "keep", "norm_eps_bits"}`.
-pub(crate) const TOKEN_DROP: &str = "token_drop";
-
-/// Names of stage `s`'s parts: LayerNorm, then the Linears in order.
-fn stage_names(s: usize) -> [String; 5] {
-    [
-        "in_conv.0",
-        "in_conv.1",
-        "out_conv.0",
-        "out_conv.2",
-        "out_conv.4",
-    ]
-    .map(|part| format!("score_predictor.{s}.{part}"))
-}
-
-/// Adds every stage's predictor tensors to `w`; returns the metadata value.
-pub(crate) fn write_stages(w: &mut Writer, stages: &[DropStage]) -> Value {
-    let mut meta = Vec::with_capacity(stages.len());
-    for (s, stage) in stages.iter().enumerate() {
-        let p = &stage.predictor;
-        let [norm, names @ ..] = stage_names(s);
-        w.norm(&norm, &p.norm);
-        for (name, l) in names
-            .iter()
-            .zip([&p.in_proj, &p.hidden, &p.narrow, &p.score])
-        {
-            let shape = vec![l.out_features(), l.in_features];
-            w.entries
-                .push(f32_entry(format!("{name}.weight"), shape, &l.weight));
-            if let Some(b) = &l.bias {
-                w.entries
-                    .push(f32_entry(format!("{name}.bias"), vec![b.len()], b));
-            }
-        }
-        meta.push(json!({
-            "block": stage.block,
-            "keep": stage.keep,
-            "norm_eps_bits": p.norm.eps.to_bits(),
-        }));
-    }
-    Value::Array(meta)
-}
-
-/// The stages the metadata value `text` lists, with their predictors of width `c` read from
-/// `r`. Shapes are checked here; [`Int8Model::with_token_drop`] checks the rest.
-pub(crate) fn read_stages(r: &mut Reader<'_>, text: &str, c: usize) -> Result<Vec<DropStage>> {
-    let list: Vec<Value> = serde_json::from_str(text)
-        .map_err(|e| r.malformed(format!("metadata `{TOKEN_DROP}` is not a JSON list: {e}")))?;
-    let mut stages = Vec::with_capacity(list.len());
-    for (s, v) in list.iter().enumerate() {
-        let field = |key: &str| v.get(key).and_then(Value::as_u64);
-        let (Some(block), Some(keep), Some(bits)) =
-            (field("block"), field("keep"), field("norm_eps_bits"))
-        else {
-            return Err(r.malformed(format!(
-                "metadata `{TOKEN_DROP}` stage {s}: {v} lacks a block, keep or norm_eps_bits"
-            )));
-        };
-        let eps = u32::try_from(bits)
-            .map(f32::from_bits)
-            .map_err(|_| r.malformed(format!("stage {s}: norm_eps_bits {bits} is not a u32")))?;
-        let [norm, in_conv, hidden, narrow, score] = stage_names(s);
-        let norm = r.norm(&norm, c, eps)?;
-        let in_proj = read_linear(r, &in_conv, c, Some(c))?;
-        let hidden = read_linear(r, &hidden, c, None)?;
-        let narrow = read_linear(r, &narrow, hidden.out_features(), None)?;
-        let score = read_linear(r, &score, narrow.out_features(), Some(2))?;
-        stages.push(DropStage {
-            block: usize::try_from(block).unwrap_or(usize::MAX),
-            keep: usize::try_from(keep).unwrap_or(usize::MAX),
-            predictor: TokenPredictor {
-                norm,
-                in_proj,
-                hidden,
-                narrow,
-                score,
-            },
-        });
-    }
-    Ok(stages)
-}
-
-/// F32 Linear `name` with `k` inputs and, when given, `n` outputs (else as many as stored).
-fn read_linear(r: &mut Reader<'_>, name: &str, k: usize, n: Option<usize>) -> Result<F32Linear> {
-    let wname = format!("{name}.weight");
-    let shape = r.view(&wname, Dtype::F32)?.shape().to_vec();
-    let rows = match (shape.as_slice(), n) {
-        (&[rows, cols], None) if cols == k && rows > 0 => rows,
-        (&[rows, cols], Some(n)) if cols == k && rows == n => rows,
-        _ => {
-            return Err(Error::TensorShape {
-                name: wname,
-                expected: vec![n.unwrap_or(shape.first().copied().unwrap_or(1)), k],
-                found: shape,
-            });
-        }
-    };
-    let weight = r.f32(&wname, &[rows, k])?;
-    let bname = format!("{name}.bias");
-    let bias = match r.st.tensor(&bname) {
-        Ok(_) => Some(r.f32(&bname, &[rows])?),
-        Err(_) => None,
-    };
-    Ok(F32Linear {
-        weight,
-        bias,
-        in_features: k,
-    })
 }
 
 #[cfg(test)]
