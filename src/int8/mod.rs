@@ -7,6 +7,8 @@
 //!   its input is quantized per tensor with a static scale (from QAT or calibration) or per row
 //!   at run time ([`ActQuant`]); dequantize, bias and GELU are fused in the GEMM epilogue;
 //! - embeddings, LayerNorm, softmax and the attention products stay in f32;
+//! - a DynamicViT ([`Int8Model::from_dynamic_vit`]) keeps its token predictors in f32 and runs
+//!   the blocks after each stage on the kept tokens only;
 //! - a [`Workspace`] is sized once for the largest batch and sequence, and
 //!   [`Int8Model::forward`] allocates nothing after that.
 //!

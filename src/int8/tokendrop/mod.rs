@@ -1,8 +1,9 @@
 //! DynamicViT token dropping in the int8 engine ([`Int8Model::from_dynamic_vit`]).
 //!
 //! The backbone is lowered as [`Int8Model::from_vit`] lowers a ViT. Each stage's predictor stays
-//! in f32 (LayerNorm, four Linears and GELU on lithe_kernels' f32 kernels: it is a few percent
-//! of a block's work), so its keep decisions are those of the f32 model on the same features.
+//! in f32 (LayerNorm, four Linears and GELU on lithe_kernels' f32 kernels; about `1.6 C^2`
+//! multiply-adds per token against a block's `12 C^2`), so its keep decisions are those of the
+//! f32 model on the same features.
 //! Before the stage's block the predictor scores the current patch tokens of each sample, the
 //! `k_s` best are kept in ascending order behind the prefix tokens, and `ws.x` is compacted in
 //! place: later blocks run on `P + k_s` tokens. Every buffer comes from the [`Workspace`].
@@ -296,6 +297,8 @@ impl Int8Model {
     /// count ([`DynamicVit::keep_counts`]). [`Int8Model::forward`] then drops tokens as
     /// [`DynamicVit::forward_gather`] does; [`Int8Model::hidden`] and [`Int8Model::embed`]
     /// return and pool the tokens kept after the last stage (`[B, P + k_last, H]`).
+    /// The plan's entries for the predictors' Linears are unused, and a predictor Linear's
+    /// quantization-aware-training state is ignored: the predictors compute in plain f32.
     /// Errors: the config's ([`crate::compress::tokendrop::TokenDropConfig::validate`]), a
     /// predictor count other than the stage count, and [`Int8Model::from_vit`]'s.
     pub fn from_dynamic_vit(model: &DynamicVit, plan: &QuantPlan) -> Result<Self> {
@@ -371,8 +374,9 @@ impl Int8Model {
 
     /// The kept patch tokens' original positions (in `0..N`, ascending per sample) after
     /// token-dropping stage `stage` in the last forward that ran on `ws`: `[B, k_stage]` for
-    /// that forward's batch B. [`Error::InvalidArgument`] for a stage the model does not have
-    /// or a workspace no forward of this model has run on.
+    /// that forward's batch B (whichever model of the same widths ran it).
+    /// [`Error::InvalidArgument`] for a stage the model does not have or a workspace no
+    /// token-dropping forward has run on.
     pub fn kept_positions<'w>(&self, ws: &'w Workspace, stage: usize) -> Result<&'w [usize]> {
         const OP: &str = "Int8Model::kept_positions";
         let Some(s) = self.drops.get(stage) else {
