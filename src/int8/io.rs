@@ -1,12 +1,15 @@
 //! Int8 models as safetensors: I8 weights `[out, in]` with F32 `weight_scale` `[out]` and `bias`
 //! `[out]` per Linear (Hugging Face names), F32 embeddings and LayerNorms; the configuration,
 //! per-layer head counts and each Linear's activation mode in `__metadata__`, marked with a
-//! format name and version. Loading checks every tensor's dtype and shape and every metadata
+//! format name and version. A token-dropping Vit adds its predictors in F32
+//! (`score_predictor.{s}.*`, DynamicViT's names) and a `token_drop` metadata field listing each
+//! stage's block and keep count. Loading checks every tensor's dtype and shape and every metadata
 //! field, and rejects tensors it does not know.
 
 use super::Int8Model;
 use super::block::{Int8Block, Norm, Qkv};
 use super::parts::{Arch, BertParts, VitParts};
+use super::tokendrop::{TOKEN_DROP, read_stages, write_stages};
 use super::{ActQuant, Int8Linear};
 use crate::error::{Error, Result};
 use crate::io::{file_error, parse_safetensors, write_atomically};
@@ -26,7 +29,7 @@ const VERSION: &str = "1";
 /// One tensor to write: name, dtype, shape, little-endian bytes.
 type Entry = (String, Dtype, Vec<usize>, Vec<u8>);
 
-fn f32_entry(name: String, shape: Vec<usize>, data: &[f32]) -> Entry {
+pub(super) fn f32_entry(name: String, shape: Vec<usize>, data: &[f32]) -> Entry {
     let bytes = data.iter().flat_map(|v| v.to_le_bytes()).collect();
     (name, Dtype::F32, shape, bytes)
 }
@@ -50,8 +53,8 @@ fn block_names(kind: &Arch, i: usize) -> (String, String, String) {
 
 /// Collects the tensors and activation modes of a model.
 #[derive(Default)]
-struct Writer {
-    entries: Vec<Entry>,
+pub(super) struct Writer {
+    pub(super) entries: Vec<Entry>,
     acts: serde_json::Map<String, Value>,
 }
 
@@ -85,7 +88,7 @@ impl Writer {
         self.linear_rows(name, l, 0..l.out_features());
     }
 
-    fn norm(&mut self, name: &str, n: &Norm) {
+    pub(super) fn norm(&mut self, name: &str, n: &Norm) {
         let w = n.width();
         self.entries
             .push(f32_entry(format!("{name}.weight"), vec![w], &n.weight));
@@ -185,9 +188,11 @@ pub(crate) fn save(m: &Int8Model, path: &Path) -> Result<()> {
         w.linear(&format!("{p}.output.dense"), &b.fc2);
         w.norm(&mlp_norm, &b.mlp_norm);
     }
+    // Token-dropping stages: the predictors' f32 tensors, and their blocks in the metadata.
+    let token_drop = (!m.drops.is_empty()).then(|| write_stages(&mut w, &m.drops));
     let heads: Vec<usize> = m.blocks.iter().map(|b| b.heads).collect();
     let config = config.map_err(|e| Error::invalid(OP, e.to_string()))?;
-    let metadata = HashMap::from([
+    let mut metadata = HashMap::from([
         ("format".to_string(), FORMAT.to_string()),
         ("format_version".to_string(), VERSION.to_string()),
         ("kind".to_string(), kind.to_string()),
@@ -195,6 +200,9 @@ pub(crate) fn save(m: &Int8Model, path: &Path) -> Result<()> {
         ("heads".to_string(), json!(heads).to_string()),
         ("act_quant".to_string(), Value::Object(w.acts).to_string()),
     ]);
+    if let Some(stages) = token_drop {
+        metadata.insert(TOKEN_DROP.to_string(), stages.to_string());
+    }
     let views = w
         .entries
         .iter()
@@ -209,15 +217,15 @@ pub(crate) fn save(m: &Int8Model, path: &Path) -> Result<()> {
 }
 
 /// Reads tensors by name, checking each, and remembers which were read.
-struct Reader<'a> {
-    st: SafeTensors<'a>,
+pub(super) struct Reader<'a> {
+    pub(super) st: SafeTensors<'a>,
     what: String,
     acts: HashMap<String, ActQuant>,
     used: HashSet<String>,
 }
 
 impl<'a> Reader<'a> {
-    fn malformed(&self, msg: impl Into<String>) -> Error {
+    pub(super) fn malformed(&self, msg: impl Into<String>) -> Error {
         Error::Format {
             what: self.what.clone(),
             msg: msg.into(),
@@ -225,7 +233,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The tensor `name`, of `dtype`.
-    fn view(&mut self, name: &str, dtype: Dtype) -> Result<TensorView<'a>> {
+    pub(super) fn view(&mut self, name: &str, dtype: Dtype) -> Result<TensorView<'a>> {
         let view = self.st.tensor(name).map_err(|_| Error::MissingTensor {
             name: name.to_string(),
         })?;
@@ -251,7 +259,7 @@ impl<'a> Reader<'a> {
     }
 
     /// F32 tensor `name` of shape `shape`, every value finite.
-    fn f32(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+    pub(super) fn f32(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
         let view = self.view(name, Dtype::F32)?;
         Self::check_shape(name, view.shape(), shape)?;
         let data: Vec<f32> = view
@@ -265,7 +273,7 @@ impl<'a> Reader<'a> {
         Ok(data)
     }
 
-    fn norm(&mut self, name: &str, width: usize, eps: f32) -> Result<Norm> {
+    pub(super) fn norm(&mut self, name: &str, width: usize, eps: f32) -> Result<Norm> {
         Ok(Norm {
             weight: self.f32(&format!("{name}.weight"), &[width])?,
             bias: self.f32(&format!("{name}.bias"), &[width])?,
@@ -387,6 +395,13 @@ pub(crate) fn load(path: &Path) -> Result<Int8Model> {
                 "metadata `kind` {other:?} is neither bert nor vit"
             )));
         }
+    };
+    let model = match meta.get(TOKEN_DROP) {
+        Some(text) => {
+            let stages = read_stages(&mut r, text, model.hidden_size())?;
+            model.with_token_drop(stages)?
+        }
+        None => model,
     };
     if let Some(name) = r.st.names().into_iter().find(|n| !r.used.contains(*n)) {
         return Err(Error::UnexpectedTensor {

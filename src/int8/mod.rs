@@ -7,12 +7,14 @@
 //!   its input is quantized per tensor with a static scale (from QAT or calibration) or per row
 //!   at run time ([`ActQuant`]); dequantize, bias and GELU are fused in the GEMM epilogue;
 //! - embeddings, LayerNorm, softmax and the attention products stay in f32;
+//! - a DynamicViT ([`Int8Model::from_dynamic_vit`]) keeps its token predictors in f32 and runs
+//!   the blocks after each stage on the kept tokens only;
 //! - a [`Workspace`] is sized once for the largest batch and sequence, and
 //!   [`Int8Model::forward`] allocates nothing after that.
 //!
 //! Files: `linear` (one quantized layer), `block` (a Transformer block and its attention),
 //! `model` (the Bert and Vit forwards), `parts` (embeddings and heads), `lower` (f32 model -> int8), `workspace` (the arena),
-//! `io` (safetensors save/load).
+//! `io` (safetensors save/load), `tokendrop` (DynamicViT's token dropping).
 
 use std::collections::HashMap;
 
@@ -22,6 +24,7 @@ mod linear;
 mod lower;
 mod model;
 mod parts;
+mod tokendrop;
 mod workspace;
 
 pub use linear::Int8Linear;

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use super::block::{Batch, BlockScratch, Int8Block, add_into};
 use super::parts::{Arch, embed_images, embed_tokens};
+use super::tokendrop::{DropScratch, DropStage};
 use super::workspace::Widths;
 use super::{Int8Linear, QuantPlan, Workspace};
 use crate::embed::Pooling;
@@ -49,12 +50,15 @@ pub enum ModelKind {
     Vit,
 }
 
-/// A Bert or Vit with every Linear in int8 (see the module docs of [`super`]).
+/// A Bert or Vit with every Linear in int8 (see the module docs of [`super`]); a Vit may drop
+/// tokens as DynamicViT does ([`Int8Model::from_dynamic_vit`]).
 #[derive(Clone)]
 pub struct Int8Model {
     pub(crate) arch: Arch,
     pub(crate) blocks: Vec<Int8Block>,
     pub(crate) gelu: GeluKind,
+    /// Token-dropping stages, in block order (empty: every token runs through every block).
+    pub(crate) drops: Vec<DropStage>,
 }
 
 impl Int8Model {
@@ -133,6 +137,17 @@ impl Int8Model {
             patch,
             patches,
             classes: self.num_classes(),
+            drop_width: self
+                .drops
+                .iter()
+                .map(|s| {
+                    let p = &s.predictor;
+                    let widest = [p.width(), p.hidden.out_features(), p.narrow.out_features()];
+                    widest.into_iter().max().unwrap_or(0).max(2)
+                })
+                .max()
+                .unwrap_or(0),
+            drop_stages: self.drops.len(),
         }
     }
 
@@ -226,7 +241,10 @@ impl Int8Model {
     }
 
     /// Final hidden states [B, T, H] (Bert: after the last block; Vit: after the final
-    /// LayerNorm).
+    /// LayerNorm). A Vit that drops tokens returns the tokens its last stage kept,
+    /// `[B, P + k_last, H]`: the prefix tokens, then the kept patch tokens in their original
+    /// order (as [`crate::compress::tokendrop::DynamicVit::forward_gather`]'s features;
+    /// [`Int8Model::kept_positions`] says which they are).
     pub fn hidden<'w>(&self, ws: &'w mut Workspace, input: Input<'_>) -> Result<&'w [f32]> {
         let geo = self.final_hidden(ws, input)?;
         let n = geo.rows() * self.hidden_size();
@@ -248,6 +266,7 @@ impl Int8Model {
     }
 
     /// Sentence embeddings [B, H], pooled (mean over real tokens, or CLS) and L2-normalized.
+    /// On a Vit that drops tokens the mean is over the tokens [`Int8Model::hidden`] returns.
     pub fn embed<'w>(
         &self,
         ws: &'w mut Workspace,
@@ -314,8 +333,28 @@ impl Int8Model {
             mean: &mut ws.mean,
             rstd: &mut ws.rstd,
         };
+        let prefix = match &self.arch {
+            Arch::Vit(p) => p.prefix(),
+            Arch::Bert(_) => 0,
+        };
+        let mut geo = geo;
+        let mut stages = self.drops.iter().enumerate().peekable();
         let last = self.blocks.len().saturating_sub(1);
         for (i, block) in self.blocks.iter().enumerate() {
+            if let Some((index, stage)) = stages.next_if(|(_, st)| st.block == i) {
+                let mut d = DropScratch {
+                    a: &mut ws.drop_a,
+                    b: &mut ws.drop_b,
+                    global: &mut ws.drop_global,
+                    scores: &mut ws.keep_scores,
+                    order: &mut ws.order,
+                    kept: &mut ws.kept,
+                    mean: &mut *s.mean,
+                    rstd: &mut *s.rstd,
+                };
+                geo = stage.apply(index, &mut ws.x, geo, prefix, &mut d)?;
+                ws.dropped_batch = geo.batch;
+            }
             let queries = if i == last {
                 last_queries.min(geo.seq)
             } else {
@@ -430,14 +469,16 @@ impl Int8Model {
     }
 
     /// Writes the model as safetensors: int8 weights with f32 scales and biases, f32
-    /// embeddings and LayerNorms, and the configuration and activation modes in the metadata.
+    /// embeddings and LayerNorms, and the configuration and activation modes in the metadata;
+    /// a token-dropping Vit adds its f32 predictors and its stages.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         super::io::save(self, path.as_ref())
     }
 
     /// Reads a model [`Int8Model::save`] wrote, validating every tensor: [`Error::Format`] for a
     /// truncated file, bad metadata or a wrong dtype, [`Error::MissingTensor`],
-    /// [`Error::UnexpectedTensor`], [`Error::TensorShape`].
+    /// [`Error::UnexpectedTensor`], [`Error::TensorShape`]; [`Error::InvalidArgument`] for
+    /// token-dropping stages that do not fit the model (see [`Int8Model::from_dynamic_vit`]).
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         super::io::load(path.as_ref())
     }
@@ -463,7 +504,7 @@ impl Int8Model {
                         .map_or(0, Int8Linear::stored_bytes)
             }
         };
-        blocks + head
+        blocks + head + self.drop_bytes()
     }
 }
 
@@ -493,6 +534,7 @@ impl std::fmt::Debug for Int8Model {
             .field("hidden_size", &self.hidden_size())
             .field("num_classes", &self.num_classes())
             .field("max_seq", &self.max_seq())
+            .field("drop_stages", &self.drop_stages())
             .finish_non_exhaustive()
     }
 }

@@ -133,7 +133,12 @@ impl Int8Model {
         if let Some(i) = blocks.iter().position(|b| b.attn_norm.width() != h) {
             return bad(format!("block {i} is not of width H = {h}"));
         }
-        Ok(Int8Model { arch, blocks, gelu })
+        Ok(Int8Model {
+            arch,
+            blocks,
+            gelu,
+            drops: Vec::new(),
+        })
     }
 }
 

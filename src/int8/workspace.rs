@@ -14,6 +14,10 @@ pub(crate) struct Widths {
     /// N (0 for Bert).
     pub(crate) patches: usize,
     pub(crate) classes: usize,
+    /// Widest activation of a token predictor (0 without token dropping).
+    pub(crate) drop_width: usize,
+    /// Token-dropping stages.
+    pub(crate) drop_stages: usize,
 }
 
 /// Every buffer a forward needs, allocated by [`super::Int8Model::workspace`]; a forward with a
@@ -52,6 +56,19 @@ pub struct Workspace {
     pub(crate) logits2: Vec<f32>,
     /// `[B, H]`: sentence embeddings.
     pub(crate) embeddings: Vec<f32>,
+    /// `[B*N, D]` each, D = the widest predictor activation: token predictors' activations.
+    pub(crate) drop_a: Vec<f32>,
+    pub(crate) drop_b: Vec<f32>,
+    /// `[H/2]`: one sample's global mean in a predictor.
+    pub(crate) drop_global: Vec<f32>,
+    /// `[B*N]`: keep scores of the current patch tokens.
+    pub(crate) keep_scores: Vec<f32>,
+    /// `[N]`: one sample's token order during selection.
+    pub(crate) order: Vec<usize>,
+    /// `[stages, B*N]`: per stage, the kept tokens' original positions `[B, k_s]`.
+    pub(crate) kept: Vec<usize>,
+    /// Batch of the last forward that dropped tokens (0 before any).
+    pub(crate) dropped_batch: usize,
 }
 
 impl Workspace {
@@ -64,9 +81,13 @@ impl Workspace {
             patch: p,
             patches: n,
             classes: c,
+            drop_width: d,
+            drop_stages: stages,
         } = widths;
         let rows = b * t;
         let maps = attention_slots() * t * t;
+        // Token dropping scores the patch tokens of every sample at once.
+        let dropped = if stages > 0 { b * n } else { 0 };
         Workspace {
             widths,
             max_batch,
@@ -90,6 +111,13 @@ impl Workspace {
             logits: vec![0.0; b * c],
             logits2: vec![0.0; b * c],
             embeddings: vec![0.0; b * h],
+            drop_a: vec![0.0; dropped * d],
+            drop_b: vec![0.0; dropped * d],
+            drop_global: vec![0.0; if stages > 0 { h / 2 } else { 0 }],
+            keep_scores: vec![0.0; dropped],
+            order: vec![0; if stages > 0 { n } else { 0 }],
+            kept: vec![0; stages * dropped],
+            dropped_batch: 0,
         }
     }
 

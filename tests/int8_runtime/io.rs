@@ -2,7 +2,7 @@
 
 use super::*;
 
-fn temp_path(name: &str) -> std::path::PathBuf {
+pub(super) fn temp_path(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("lithe-int8-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(name)
@@ -77,13 +77,13 @@ fn save_load_round_trip_is_bit_exact() {
 }
 
 /// The tensors and metadata of a safetensors file, owned, for rewriting.
-struct RawFile {
-    tensors: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)>,
-    metadata: std::collections::HashMap<String, String>,
+pub(super) struct RawFile {
+    pub(super) tensors: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)>,
+    pub(super) metadata: std::collections::HashMap<String, String>,
 }
 
 impl RawFile {
-    fn read(path: &std::path::Path) -> RawFile {
+    pub(super) fn read(path: &std::path::Path) -> RawFile {
         let bytes = std::fs::read(path).unwrap();
         let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
         let tensors = st
@@ -98,7 +98,7 @@ impl RawFile {
         }
     }
 
-    fn write(&self, path: &std::path::Path) {
+    pub(super) fn write(&self, path: &std::path::Path) {
         let views: Vec<_> = self
             .tensors
             .iter()
@@ -113,7 +113,10 @@ impl RawFile {
         std::fs::write(path, bytes).unwrap();
     }
 
-    fn tensor(&mut self, name: &str) -> &mut (String, safetensors::Dtype, Vec<usize>, Vec<u8>) {
+    pub(super) fn tensor(
+        &mut self,
+        name: &str,
+    ) -> &mut (String, safetensors::Dtype, Vec<usize>, Vec<u8>) {
         self.tensors.iter_mut().find(|t| t.0 == name).unwrap()
     }
 }

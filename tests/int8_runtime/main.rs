@@ -205,6 +205,7 @@ fn bert_f32_logits(bert: &Bert, ids: &[u32], shape: [usize; 2], lengths: &[usize
 mod accuracy;
 mod errors;
 mod io;
+mod tokendrop;
 
 /// The thread count is process-wide and tests run in parallel: tests that set it take this lock.
 static THREADS: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -273,15 +274,27 @@ fn results_do_not_depend_on_the_thread_count() {
         pixels: x.data(),
         batch: 3,
     };
+    // A DynamicViT: the f32 predictors' GEMMs split their work too.
+    let dynamic = tokendrop::dynamic_vit(0.7, true, 54)
+        .to_int8(&QuantPlan::dynamic())
+        .unwrap();
+    let y = tokendrop::drop_images(3, 55);
+    let small = Input::Images {
+        pixels: y.data(),
+        batch: 3,
+    };
     let run = |sized_for: usize, threads: usize| {
         lithe_kernels::threads::set_num_threads(sized_for);
         let mut bws = bert.workspace(3, 9).unwrap();
         let mut vws = vit.workspace(3, 0).unwrap();
+        let mut dws = dynamic.workspace(3, 0).unwrap();
         lithe_kernels::threads::set_num_threads(threads);
         let mut out = bits(bert.forward(&mut bws, input).unwrap());
         out.extend(bits(bert.hidden(&mut bws, input).unwrap()));
         out.extend(bits(vit.forward(&mut vws, pixels).unwrap()));
         out.extend(bits(vit.hidden(&mut vws, pixels).unwrap()));
+        out.extend(bits(dynamic.forward(&mut dws, small).unwrap()));
+        out.extend(bits(dynamic.hidden(&mut dws, small).unwrap()));
         out
     };
     let one = run(1, 1);
