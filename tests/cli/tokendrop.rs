@@ -31,8 +31,34 @@ fn tokendrop_trains_predictors_and_eval_reads_the_model() {
         arg(&out),
         "--json",
     ]));
-    assert_eq!(rows.len(), 2);
+    // f32 full, f32 dropping, int8 full, int8 dropping.
+    assert_eq!(rows.len(), 4);
     let (f, d) = (rows[0].as_object().unwrap(), rows[1].as_object().unwrap());
+    for (r, (model, engine)) in rows.iter().zip([
+        ("full", "f32"),
+        ("tokendrop", "f32"),
+        ("full", "int8"),
+        ("tokendrop", "int8"),
+    ]) {
+        assert_eq!(
+            (r["model"].as_str(), r["engine"].as_str()),
+            (Some(model), Some(engine))
+        );
+        assert_eq!(
+            r.as_object().unwrap().keys().collect::<Vec<_>>(),
+            f.keys().collect::<Vec<_>>()
+        );
+        assert!(r["images_per_s"].as_f64().unwrap() > 0.0);
+    }
+    // int8 keeps the accuracy of f32 within a few points, and drops the same token counts.
+    for i in [2, 3] {
+        let (a8, a32) = (
+            rows[i]["accuracy"].as_f64().unwrap(),
+            rows[i - 2]["accuracy"].as_f64().unwrap(),
+        );
+        assert!((a8 - a32).abs() < 0.05, "row {i}: int8 {a8}, f32 {a32}");
+        assert_eq!(rows[i]["tokens"], rows[i - 2]["tokens"]);
+    }
     assert_eq!(
         f.keys().collect::<Vec<_>>(),
         [
@@ -47,10 +73,6 @@ fn tokendrop_trains_predictors_and_eval_reads_the_model() {
             "speedup",
             "train_s"
         ]
-    );
-    assert_eq!(
-        (f["model"].as_str(), d["model"].as_str()),
-        (Some("full"), Some("tokendrop"))
     );
     // ceil(0.7 * 16) = 12, ceil(0.49 * 16) = 8, ceil(0.343 * 16) = 6 patch tokens kept.
     assert_eq!(f["tokens"], serde_json::json!([16]));
@@ -75,6 +97,48 @@ fn tokendrop_trains_predictors_and_eval_reads_the_model() {
     ]));
     assert_eq!(eval[0]["model"], "dynamicvit");
     assert_eq!(eval[0]["accuracy"].as_f64(), Some(da));
+    // It lowers to int8 (dynamic scales only), and `eval --int8` reads the file.
+    let int8 = dir.join("int8");
+    let q = json_lines(&lithe(&[
+        "quantize",
+        "--model",
+        arg(&out),
+        "--mode",
+        "dynamic",
+        "--calib",
+        "digits",
+        "--out",
+        arg(&int8),
+        "--json",
+    ]));
+    assert_eq!(q[0]["model"], "dynamicvit");
+    assert_eq!(q[0]["fp32_accuracy"].as_f64(), Some(da));
+    let qa = q[0]["accuracy"].as_f64().unwrap();
+    assert!((qa - da).abs() < 0.05, "int8 {qa}, f32 {da}");
+    let e8 = json_lines(&lithe(&[
+        "eval",
+        "--model",
+        arg(&int8),
+        "--int8",
+        "--data",
+        "digits",
+        "--json",
+    ]));
+    assert_eq!(e8[0]["accuracy"].as_f64(), Some(qa));
+    assert!(
+        !lithe(&[
+            "quantize",
+            "--model",
+            arg(&out),
+            "--calib",
+            "digits",
+            "--out",
+            arg(&int8)
+        ])
+        .status
+        .success(),
+        "ptq of a DynamicViT was accepted"
+    );
     // Bad input is an error: a keep ratio outside (0, 1], a stage past the last block.
     for extra in [["--keep", "0"], ["--keep", "1.5"], ["--stages", "1,9"]] {
         let mut args = vec![

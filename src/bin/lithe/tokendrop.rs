@@ -1,12 +1,14 @@
 //! `lithe tokendrop`: DynamicViT on a trained ViT. Adds token predictors before the chosen
 //! blocks, trains them (and, at a smaller learning rate, the backbone) against the full model,
 //! then measures what the dropping buys: test accuracy of the full and the token-dropping model
-//! and their throughput at a batch of 64, in f32 and in int8, measured in alternating rounds of
-//! one run. Saves the DynamicViT like `lithe train` does.
+//! and their throughput at a batch of 64 on one thread, in f32 (the autograd engine in
+//! inference mode) and in int8 (both lowered with dynamic per-row activation scales), measured
+//! in alternating rounds of one run. Saves the DynamicViT like `lithe train` does.
 
 use crate::train::{CliResult, images_arg, progress_printer, round};
 use clap::Args;
 use lithe::compress::tokendrop::{DynamicVit, TokenDropConfig, TokenDropLoss};
+use lithe::int8::{Input, Int8Model, QuantPlan};
 use lithe::nn::{Module, Vit};
 use lithe::train::{self, ImageSet, TokenDropTraining, TrainOptions};
 use lithe::{Graph, Rng};
@@ -137,6 +139,46 @@ pub fn batch64(data: &ImageSet) -> CliResult<lithe::Tensor> {
     Ok(data.batch(&rows)?.0)
 }
 
+/// What a row says about one model.
+struct Side {
+    keep: f32,
+    tokens: Vec<usize>,
+    params: usize,
+}
+
+/// One output row; `drop_pt` is against `reference` (the full model on the same engine), and the
+/// speedup is the dropping model's (the full model's is 1).
+#[allow(clippy::too_many_arguments)]
+fn row(
+    model: &str,
+    engine: &str,
+    side: &Side,
+    accuracy: f64,
+    reference: f64,
+    time: Duration,
+    speedup: Option<f64>,
+    train_s: Option<f64>,
+) -> Map<String, Value> {
+    let mut r = Map::new();
+    r.insert("model".into(), json!(model));
+    r.insert("engine".into(), json!(engine));
+    r.insert("keep".into(), json!(round(f64::from(side.keep), 4)));
+    r.insert("tokens".into(), json!(side.tokens));
+    r.insert("params".into(), json!(side.params));
+    r.insert("accuracy".into(), json!(round(accuracy, 4)));
+    r.insert(
+        "drop_pt".into(),
+        json!(round((reference - accuracy) * 100.0, 2)),
+    );
+    r.insert(
+        "images_per_s".into(),
+        json!(round(64.0 / time.as_secs_f64(), 1)),
+    );
+    r.insert("speedup".into(), json!(round(speedup.unwrap_or(1.0), 3)));
+    r.insert("train_s".into(), json!(train_s));
+    r
+}
+
 pub fn run(a: TokenDropArgs) -> CliResult<()> {
     lithe::kernels::threads::set_num_threads(a.threads);
     let teacher = load_vit(&a.model)?;
@@ -193,7 +235,7 @@ pub fn run(a: TokenDropArgs) -> CliResult<()> {
 
     let x = batch64(&te)?;
     let budget = Duration::from_millis(300);
-    let (t_full, t_drop, speedup) = paired_times(
+    let f32_times = paired_times(
         a.rounds,
         budget,
         || {
@@ -209,57 +251,85 @@ pub fn run(a: TokenDropArgs) -> CliResult<()> {
                 .expect("forward");
         },
     );
+    // int8: both models with dynamic per-row activation scales (no calibration to favour one).
+    let plan = QuantPlan::dynamic();
+    let (full8, drop8) = (
+        Int8Model::from_vit(&teacher, &plan)?,
+        Int8Model::from_dynamic_vit(&done.model, &plan)?,
+    );
+    let (acc_full8, acc_drop8) = (
+        crate::int8::accuracy_images(&full8, &te)?,
+        crate::int8::accuracy_images(&drop8, &te)?,
+    );
+    let (mut ws_full, mut ws_drop) = (full8.workspace(64, 0)?, drop8.workspace(64, 0)?);
+    let input = Input::Images {
+        pixels: x.data(),
+        batch: 64,
+    };
+    let int8_times = paired_times(
+        a.rounds,
+        budget,
+        || {
+            full8.forward(&mut ws_full, input).expect("forward");
+        },
+        || {
+            drop8.forward(&mut ws_drop, input).expect("forward");
+        },
+    );
     let accuracy = done.history.final_accuracy();
-    let mut rows = Vec::new();
-    for (model, keep, acc, t) in [
-        ("full", 1.0, full_accuracy, t_full),
-        ("tokendrop", a.keep, accuracy, t_drop),
-    ] {
-        let mut r = Map::new();
-        r.insert("model".into(), json!(model));
-        r.insert("engine".into(), json!("f32"));
-        r.insert("keep".into(), json!(round(f64::from(keep), 4)));
-        let tokens = if model == "full" {
-            vec![patches]
-        } else {
-            done.model.keep_counts()
-        };
-        r.insert("tokens".into(), json!(tokens));
-        r.insert(
-            "params".into(),
-            json!(if model == "full" {
-                teacher.num_params()
-            } else {
-                done.model.num_params()
-            }),
-        );
-        r.insert("accuracy".into(), json!(round(acc, 4)));
-        r.insert(
-            "drop_pt".into(),
-            json!(round((full_accuracy - acc) * 100.0, 2)),
-        );
-        r.insert(
-            "images_per_s".into(),
-            json!(round(64.0 / t.as_secs_f64(), 1)),
-        );
-        r.insert(
-            "speedup".into(),
-            json!(if model == "full" {
-                1.0
-            } else {
-                round(speedup, 3)
-            }),
-        );
-        r.insert(
-            "train_s".into(),
-            json!(if model == "full" {
-                Value::Null
-            } else {
-                json!(round(train_seconds, 1))
-            }),
-        );
-        rows.push(r);
-    }
+    let dropping = Side {
+        keep: a.keep,
+        tokens: done.model.keep_counts(),
+        params: done.model.num_params(),
+    };
+    let full = Side {
+        keep: 1.0,
+        tokens: vec![patches],
+        params: teacher.num_params(),
+    };
+    let train_s = round(train_seconds, 1);
+    let rows = vec![
+        row(
+            "full",
+            "f32",
+            &full,
+            full_accuracy,
+            full_accuracy,
+            f32_times.0,
+            None,
+            None,
+        ),
+        row(
+            "tokendrop",
+            "f32",
+            &dropping,
+            accuracy,
+            full_accuracy,
+            f32_times.1,
+            Some(f32_times.2),
+            Some(train_s),
+        ),
+        row(
+            "full",
+            "int8",
+            &full,
+            acc_full8,
+            acc_full8,
+            int8_times.0,
+            None,
+            None,
+        ),
+        row(
+            "tokendrop",
+            "int8",
+            &dropping,
+            acc_drop8,
+            acc_full8,
+            int8_times.1,
+            Some(int8_times.2),
+            Some(train_s),
+        ),
+    ];
     crate::table::print_rows(&rows, a.json);
     Ok(())
 }
