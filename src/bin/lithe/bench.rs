@@ -11,6 +11,8 @@ pub enum BenchCommand {
     Gemm(GemmArgs),
     /// Median forward latency of a BERT encoder (tokenizer excluded) on random token ids.
     Minilm(MinilmArgs),
+    /// A saved DynamicViT against its full model: accuracy and throughput, f32 and int8.
+    Tokendrop(crate::tokendrop::TokenDropBenchArgs),
 }
 
 #[derive(Args)]
@@ -75,6 +77,7 @@ pub fn run(cmd: BenchCommand) -> Result<(), Box<dyn std::error::Error>> {
     match cmd {
         BenchCommand::Gemm(args) => gemm(args),
         BenchCommand::Minilm(args) => minilm(args),
+        BenchCommand::Tokendrop(args) => crate::tokendrop::bench(args),
     }
 }
 

@@ -233,10 +233,34 @@ pub fn run(a: TokenDropArgs) -> CliResult<()> {
     train::save_run(&a.out, &done.model, &done.model.config, Some(&done.history))?;
     eprintln!("lithe tokendrop: saved to {}", a.out.display());
 
-    let x = batch64(&te)?;
+    let rows = report(
+        &teacher,
+        &done.model,
+        &te,
+        a.rounds,
+        Some(round(train_seconds, 1)),
+    )?;
+    crate::table::print_rows(&rows, a.json);
+    Ok(())
+}
+
+/// The four rows comparing `full` and `model` on the test split `te`: f32 (the autograd engine
+/// in inference mode) and int8 (both lowered with dynamic per-row activation scales), accuracy
+/// and throughput at a batch of 64 on one thread from `rounds` alternating timing rounds.
+pub fn report(
+    full_model: &Vit,
+    model: &DynamicVit,
+    te: &ImageSet,
+    rounds: usize,
+    train_s: Option<f64>,
+) -> CliResult<Vec<Map<String, Value>>> {
+    let teacher = full_model;
+    let full_accuracy = train::evaluate_vit(teacher, te)?;
+    let patches = teacher.embeddings.num_patches();
+    let x = batch64(te)?;
     let budget = Duration::from_millis(300);
     let f32_times = paired_times(
-        a.rounds,
+        rounds,
         budget,
         || {
             let g = Graph::inference();
@@ -246,7 +270,7 @@ pub fn run(a: TokenDropArgs) -> CliResult<()> {
         },
         || {
             let g = Graph::inference();
-            done.model
+            model
                 .forward_logits(&g, g.constant(x.clone()))
                 .expect("forward");
         },
@@ -254,12 +278,12 @@ pub fn run(a: TokenDropArgs) -> CliResult<()> {
     // int8: both models with dynamic per-row activation scales (no calibration to favour one).
     let plan = QuantPlan::dynamic();
     let (full8, drop8) = (
-        Int8Model::from_vit(&teacher, &plan)?,
-        Int8Model::from_dynamic_vit(&done.model, &plan)?,
+        Int8Model::from_vit(teacher, &plan)?,
+        Int8Model::from_dynamic_vit(model, &plan)?,
     );
     let (acc_full8, acc_drop8) = (
-        crate::int8::accuracy_images(&full8, &te)?,
-        crate::int8::accuracy_images(&drop8, &te)?,
+        crate::int8::accuracy_images(&full8, te)?,
+        crate::int8::accuracy_images(&drop8, te)?,
     );
     let (mut ws_full, mut ws_drop) = (full8.workspace(64, 0)?, drop8.workspace(64, 0)?);
     let input = Input::Images {
@@ -267,7 +291,7 @@ pub fn run(a: TokenDropArgs) -> CliResult<()> {
         batch: 64,
     };
     let int8_times = paired_times(
-        a.rounds,
+        rounds,
         budget,
         || {
             full8.forward(&mut ws_full, input).expect("forward");
@@ -276,19 +300,18 @@ pub fn run(a: TokenDropArgs) -> CliResult<()> {
             drop8.forward(&mut ws_drop, input).expect("forward");
         },
     );
-    let accuracy = done.history.final_accuracy();
+    let accuracy = train::evaluate_dynamic_vit(model, te)?;
     let dropping = Side {
-        keep: a.keep,
-        tokens: done.model.keep_counts(),
-        params: done.model.num_params(),
+        keep: model.config.token_drop.keep_ratio,
+        tokens: model.keep_counts(),
+        params: model.num_params(),
     };
     let full = Side {
         keep: 1.0,
         tokens: vec![patches],
         params: teacher.num_params(),
     };
-    let train_s = round(train_seconds, 1);
-    let rows = vec![
+    Ok(vec![
         row(
             "full",
             "f32",
@@ -307,7 +330,7 @@ pub fn run(a: TokenDropArgs) -> CliResult<()> {
             full_accuracy,
             f32_times.1,
             Some(f32_times.2),
-            Some(train_s),
+            train_s,
         ),
         row(
             "full",
@@ -327,9 +350,46 @@ pub fn run(a: TokenDropArgs) -> CliResult<()> {
             acc_full8,
             int8_times.1,
             Some(int8_times.2),
-            Some(train_s),
+            train_s,
         ),
-    ];
+    ])
+}
+
+#[derive(Args)]
+pub struct TokenDropBenchArgs {
+    /// A DynamicViT folder written by `lithe tokendrop`.
+    #[arg(long)]
+    model: PathBuf,
+    /// The full model it was made from (a `lithe train vit` folder).
+    #[arg(long)]
+    full: PathBuf,
+    /// Image data: an IDX folder or `digits` (default: Fashion-MNIST, else the shipped digits).
+    #[arg(long)]
+    data: Option<String>,
+    /// Alternating timing rounds.
+    #[arg(long, default_value_t = 7)]
+    rounds: usize,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `lithe bench tokendrop`: the rows of `lithe tokendrop` for a saved DynamicViT, without
+/// training.
+pub fn bench(a: TokenDropBenchArgs) -> CliResult<()> {
+    let model = match crate::int8::load_run(&a.model)? {
+        crate::int8::Run::DynamicVit(m) => *m,
+        _ => {
+            return Err(format!(
+                "{} is not a DynamicViT folder (lithe tokendrop)",
+                a.model.display()
+            )
+            .into());
+        }
+    };
+    let full = load_vit(&a.full)?;
+    let (_, te, _) = images_arg(a.data.as_deref())?;
+    let rows = report(&full, &model, &te, a.rounds, None)?;
     crate::table::print_rows(&rows, a.json);
     Ok(())
 }
