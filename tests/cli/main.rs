@@ -244,53 +244,25 @@ fn minivit_compresses_a_digits_vit_and_eval_reads_the_student() {
     assert_eq!(eval[0]["model"], "minivit");
     assert_eq!(eval[0]["accuracy"].as_f64(), Some(sa));
     // Bad input is an error: an even kernel, a folder that holds no ViT.
-    let even = ["--kernel", "2"];
-    let not_vit = ["--teacher", arg(&student)];
-    for extra in [&even[..], &not_vit[..]] {
-        let mut args = vec![
-            "minivit",
-            "--teacher",
-            arg(&teacher),
-            "--data",
-            "digits",
-            "--epochs",
-            "1",
-            "--out",
-            arg(&dir),
-        ];
-        args.extend(extra);
-        let out = lithe(&args);
-        assert!(!out.status.success(), "{extra:?} was accepted");
-        assert!(String::from_utf8_lossy(&out.stderr).contains("error"));
-    }
+    let base = [
+        "minivit",
+        "--teacher",
+        arg(&teacher),
+        "--data",
+        "digits",
+        "--epochs",
+        "1",
+        "--out",
+        arg(&dir),
+    ];
+    rejects_each(&base, &[&["--kernel", "2"], &["--teacher", arg(&student)]]);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn demo_minivit_stage_is_smaller_and_close_to_the_baseline() {
-    let rows = json_lines(&lithe(&[
-        "demo",
-        "--quick",
-        "--stages",
-        "fp32,minivit",
-        "--json",
-    ]));
-    assert_eq!(rows.len(), 2);
-    assert_eq!(rows[1]["stage"], "minivit");
-    assert_eq!(
-        rows[1].as_object().unwrap().keys().collect::<Vec<_>>(),
-        rows[0].as_object().unwrap().keys().collect::<Vec<_>>()
-    );
-    let (bp, sp) = (
-        rows[0]["params"].as_u64().unwrap(),
-        rows[1]["params"].as_u64().unwrap(),
-    );
+    let (bp, sp, ba, sa) = demo_against_baseline("minivit");
     assert!(sp * 3 < bp * 2, "minivit {sp} params, fp32 {bp}");
-    assert_eq!(rows[1]["bytes"].as_u64(), Some(4 * sp));
-    let (ba, sa) = (
-        rows[0]["accuracy"].as_f64().unwrap(),
-        rows[1]["accuracy"].as_f64().unwrap(),
-    );
     assert!(sa >= ba - 0.05, "minivit {sa}, fp32 {ba}");
 }
 
@@ -512,4 +484,39 @@ fn embed_and_bench_minilm_int8() {
     assert_eq!(row["precision"], "int8");
     assert!(row["median_ms"].as_f64().unwrap() > 0.0);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs `lithe` with `base` plus each of `extras` in turn: each must fail with an error message.
+fn rejects_each(base: &[&str], extras: &[&[&str]]) {
+    for extra in extras {
+        let mut args = base.to_vec();
+        args.extend_from_slice(extra);
+        let out = lithe(&args);
+        assert!(!out.status.success(), "{extra:?} was accepted");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("error"));
+    }
+}
+
+/// `demo --quick --stages fp32,<stage>`: checks the two rows share the schema and that the
+/// stage's `bytes` is its f32 parameters'; returns `(fp32 params, stage params, fp32 accuracy,
+/// stage accuracy)`.
+fn demo_against_baseline(stage: &str) -> (u64, u64, f64, f64) {
+    let stages = format!("fp32,{stage}");
+    let rows = json_lines(&lithe(&["demo", "--quick", "--stages", &stages, "--json"]));
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1]["stage"], stage);
+    assert_eq!(
+        rows[1].as_object().unwrap().keys().collect::<Vec<_>>(),
+        rows[0].as_object().unwrap().keys().collect::<Vec<_>>()
+    );
+    let params = |r: &serde_json::Value| r["params"].as_u64().unwrap();
+    let accuracy = |r: &serde_json::Value| r["accuracy"].as_f64().unwrap();
+    assert_eq!(rows[1]["bytes"].as_u64(), Some(4 * params(&rows[1])));
+    assert!(rows[1]["throughput"].as_f64().unwrap() > 0.0);
+    (
+        params(&rows[0]),
+        params(&rows[1]),
+        accuracy(&rows[0]),
+        accuracy(&rows[1]),
+    )
 }

@@ -1,6 +1,8 @@
 //! `lithe tokendrop`, `lithe eval` on its output, and the demo's `tokendrop` stage.
 
-use super::{arg, json_lines, lithe, scratch, trained_digits_vit_with};
+use super::{
+    arg, demo_against_baseline, json_lines, lithe, rejects_each, scratch, trained_digits_vit_with,
+};
 
 #[test]
 fn tokendrop_trains_predictors_and_eval_reads_the_model() {
@@ -140,52 +142,28 @@ fn tokendrop_trains_predictors_and_eval_reads_the_model() {
         "ptq of a DynamicViT was accepted"
     );
     // Bad input is an error: a keep ratio outside (0, 1], a stage past the last block.
-    for extra in [["--keep", "0"], ["--keep", "1.5"], ["--stages", "1,9"]] {
-        let mut args = vec![
-            "tokendrop",
-            "--model",
-            arg(&model),
-            "--data",
-            "digits",
-            "--epochs",
-            "1",
-            "--out",
-            arg(&dir),
-        ];
-        args.extend(extra);
-        let out = lithe(&args);
-        assert!(!out.status.success(), "{extra:?} was accepted");
-        assert!(String::from_utf8_lossy(&out.stderr).contains("error"));
-    }
+    let base = [
+        "tokendrop",
+        "--model",
+        arg(&model),
+        "--data",
+        "digits",
+        "--epochs",
+        "1",
+        "--out",
+        arg(&dir),
+    ];
+    rejects_each(
+        &base,
+        &[&["--keep", "0"], &["--keep", "1.5"], &["--stages", "1,9"]],
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn demo_tokendrop_stage_keeps_accuracy() {
-    let rows = json_lines(&lithe(&[
-        "demo",
-        "--quick",
-        "--stages",
-        "fp32,tokendrop",
-        "--json",
-    ]));
-    assert_eq!(rows.len(), 2);
-    assert_eq!(rows[1]["stage"], "tokendrop");
-    assert_eq!(
-        rows[1].as_object().unwrap().keys().collect::<Vec<_>>(),
-        rows[0].as_object().unwrap().keys().collect::<Vec<_>>()
-    );
+    let (bp, dp, ba, da) = demo_against_baseline("tokendrop");
     // The backbone's parameters plus the predictors'.
-    let (bp, dp) = (
-        rows[0]["params"].as_u64().unwrap(),
-        rows[1]["params"].as_u64().unwrap(),
-    );
     assert!(dp > bp, "tokendrop {dp} params, fp32 {bp}");
-    assert_eq!(rows[1]["bytes"].as_u64(), Some(4 * dp));
-    let (ba, da) = (
-        rows[0]["accuracy"].as_f64().unwrap(),
-        rows[1]["accuracy"].as_f64().unwrap(),
-    );
     assert!(da >= ba - 0.1, "tokendrop {da}, fp32 {ba}");
-    assert!(rows[1]["throughput"].as_f64().unwrap() > 0.0);
 }
