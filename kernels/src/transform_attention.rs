@@ -37,10 +37,12 @@
 //! `tests/transform_attention_paths.rs`.
 
 pub mod backward;
+mod passes;
 
-pub use backward::{TransformAttentionGrads, transform_attention_backward};
+pub use backward::{
+    TransformAttentionGrads, transform_attention_backward, transform_attention_backward_with_stats,
+};
 
-use crate::softmax::softmax_forward;
 use crate::{GemmOptions, KernelError, MatMut, MatRef, sgemm_with};
 
 /// The `eps` of the policy softmax (DynamicViT's value).
@@ -110,14 +112,30 @@ impl TransformAttentionShape {
         self.heads * self.block_rows() * self.tokens
     }
 
-    /// Scratch floats [`transform_attention_forward`] needs: two block maps, `2 H rows N`.
-    pub fn forward_scratch_len(&self) -> usize {
-        2 * self.block_map_len()
+    /// Floats of the softmax statistics of one block, `[H, rows, 2]`.
+    fn block_stats_len(&self) -> usize {
+        2 * self.heads * self.block_rows()
     }
 
-    /// Scratch floats [`transform_attention_backward`] needs: five block maps, `5 H rows N`.
+    /// Scratch floats [`transform_attention_forward`] needs: two block maps and the block's
+    /// softmax statistics, `2 H rows N + 2 H rows`.
+    pub fn forward_scratch_len(&self) -> usize {
+        2 * self.block_map_len() + self.block_stats_len()
+    }
+
+    /// Scratch floats [`transform_attention_backward`] needs: five block maps and the block's
+    /// softmax statistics, `5 H rows N + 2 H rows`.
     pub fn backward_scratch_len(&self) -> usize {
-        5 * self.block_map_len()
+        5 * self.block_map_len() + self.block_stats_len()
+    }
+
+    /// Floats of the softmax statistics [`transform_attention_forward_with_stats`] saves for
+    /// the backward: `[B, H, N, 2]`, `2 B H N` (`None` on overflow).
+    pub fn softmax_stats_len(&self) -> Option<usize> {
+        self.batch
+            .checked_mul(self.heads)?
+            .checked_mul(self.tokens)?
+            .checked_mul(2)
     }
 
     /// Floating-point operations of one forward call: the two GEMMs (`4 B H N^2 d`) and the two
@@ -334,6 +352,57 @@ pub fn transform_attention_forward(
     scale: f32,
     scratch: &mut [f32],
 ) -> Result<(), KernelError> {
+    forward(out, None, q, k, v, mix, keep, shape, scale, scratch)
+}
+
+/// [`transform_attention_forward`] that also saves the softmax statistics of every row for
+/// [`transform_attention_backward_with_stats`]: `stats [B, H, N, 2]` holds, for sample `b`, head
+/// `h`, query `i`, the row max `m_i` of `S'_h` and `1 / sum_j exp(S'_h[i,j] - m_i)`
+/// ([`TransformAttentionShape::softmax_stats_len`] floats, overwritten). Errors: as the plain
+/// forward, plus [`KernelError::LengthMismatch`] for `stats` of the wrong length.
+#[allow(clippy::too_many_arguments)]
+pub fn transform_attention_forward_with_stats(
+    out: &mut [f32],
+    stats: &mut [f32],
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mix: &HeadMix<'_>,
+    keep: Option<&[f32]>,
+    shape: &TransformAttentionShape,
+    scale: f32,
+    scratch: &mut [f32],
+) -> Result<(), KernelError> {
+    shape.check_stats("transform_attention_forward_with_stats", stats.len())?;
+    forward(out, Some(stats), q, k, v, mix, keep, shape, scale, scratch)
+}
+
+impl TransformAttentionShape {
+    /// [`KernelError::LengthMismatch`] unless `len` is [`Self::softmax_stats_len`].
+    pub(crate) fn check_stats(&self, what: &str, len: usize) -> Result<(), KernelError> {
+        if Some(len) != self.softmax_stats_len() {
+            return Err(KernelError::LengthMismatch(format!(
+                "{what}: softmax statistics hold {len} floats, need 2*B*H*N (shape {self:?})"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The forward, saving the statistics when `stats` is given (length checked by the caller).
+#[allow(clippy::too_many_arguments)]
+fn forward(
+    out: &mut [f32],
+    mut stats: Option<&mut [f32]>,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mix: &HeadMix<'_>,
+    keep: Option<&[f32]>,
+    shape: &TransformAttentionShape,
+    scale: f32,
+    scratch: &mut [f32],
+) -> Result<(), KernelError> {
     let lens = [out.len(), q.len(), k.len(), v.len()];
     let need = shape.forward_scratch_len();
     shape.check(
@@ -350,7 +419,8 @@ pub fn transform_attention_forward(
     let sample_len = n * shape.width();
     let map_len = shape.block_map_len();
     let (logits, rest) = scratch.split_at_mut(map_len);
-    let mixed = &mut rest[..map_len];
+    let (mixed, rest) = rest.split_at_mut(map_len);
+    let block_stats = &mut rest[..shape.block_stats_len()];
     for b in 0..shape.batch {
         let at = b * sample_len..(b + 1) * sample_len;
         let (q_b, k_b, v_b) = (&q[at.clone()], &k[at.clone()], &v[at.clone()]);
@@ -361,26 +431,32 @@ pub fn transform_attention_forward(
             let rows = block.min(n - r0);
             let len = rows * n;
             let (logits, mixed) = (&mut logits[..heads * len], &mut mixed[..heads * len]);
+            let block_stats = &mut block_stats[..2 * heads * rows];
             // S_g = scale Q_g[rows] K_g^T: [H, rows, N]
             block_logits(logits, q_b, k_b, shape, scale, r0, rows)?;
-            // S'_h = sum_g A[h,g] S_g + a[h]; probabilities into `logits`
-            mix_heads(
+            // P_h = softmax(sum_g A[h,g] S_g + a[h]) into `mixed`
+            passes::mix_softmax(
                 mixed,
                 logits,
-                heads,
-                len,
                 mix.pre,
+                mix.pre_bias,
+                block_stats,
+                heads,
+                rows,
+                n,
                 false,
-                Some(mix.pre_bias),
             )?;
-            softmax_forward(logits, mixed, n)?;
-            if let Some(keep_b) = keep_b {
-                policy_probs_in_place(logits, keep_b, r0, rows, n);
+            if let Some(stats) = stats.as_deref_mut() {
+                let stats_b = &mut stats[b * 2 * heads * n..(b + 1) * 2 * heads * n];
+                scatter_stats(stats_b, block_stats, heads, r0, rows, n);
             }
-            // P'_h = sum_g B[h,g] P_g + b[h] G
+            if let Some(keep_b) = keep_b {
+                policy_probs_in_place(mixed, keep_b, r0, rows, n);
+            }
+            // P'_h = sum_g B[h,g] P_g + b[h] G into `logits`
             mix_heads(
-                mixed,
                 logits,
+                mixed,
                 heads,
                 len,
                 mix.post,
@@ -388,10 +464,10 @@ pub fn transform_attention_forward(
                 Some(mix.post_bias),
             )?;
             if let Some(keep_b) = keep_b {
-                add_policy_bias(mixed, mix.post_bias, keep_b, r0, rows, n);
+                add_policy_bias(logits, mix.post_bias, keep_b, r0, rows, n);
             }
             // O_h[rows]^T = V_h^T P'_h^T
-            for (h, p) in mixed.chunks_exact(len).enumerate() {
+            for (h, p) in logits.chunks_exact(len).enumerate() {
                 let vt = shape.head(v_b, h, 0, n)?.t();
                 let ot = shape.head_t_mut(out_b, h, r0, rows)?;
                 sgemm_with(&SERIAL_GEMM, 1.0, vt, map(p, rows, n)?.t(), 0.0, ot)?;
@@ -399,6 +475,37 @@ pub fn transform_attention_forward(
         }
     }
     Ok(())
+}
+
+/// Copies the statistics of one block (`[H, rows, 2]`) into those of its sample (`[H, N, 2]`).
+pub(crate) fn scatter_stats(
+    stats: &mut [f32],
+    block: &[f32],
+    heads: usize,
+    r0: usize,
+    rows: usize,
+    n: usize,
+) {
+    for h in 0..heads {
+        stats[2 * (h * n + r0)..2 * (h * n + r0 + rows)]
+            .copy_from_slice(&block[2 * h * rows..2 * (h + 1) * rows]);
+    }
+}
+
+/// Copies the statistics of one block out of those of its sample (the inverse of
+/// [`scatter_stats`]).
+pub(crate) fn gather_stats(
+    block: &mut [f32],
+    stats: &[f32],
+    heads: usize,
+    r0: usize,
+    rows: usize,
+    n: usize,
+) {
+    for h in 0..heads {
+        block[2 * h * rows..2 * (h + 1) * rows]
+            .copy_from_slice(&stats[2 * (h * n + r0)..2 * (h * n + r0 + rows)]);
+    }
 }
 
 /// `S_g = scale Q_g[rows] K_g^T` for every head into `logits` (`[H, rows, N]`), computed as

@@ -1,0 +1,357 @@
+//! The head-mix passes of the fused transform attention (`crate::transform_attention`), written
+//! once over [`SimdF32`], with entry points per ISA (the vector types of the element-wise
+//! kernels, one `#[target_feature]` each).
+//!
+//! Two passes over a block of `[H, rows, N]` maps:
+//! - [`mix_softmax`]: the pre-softmax head mix and the softmax in one sweep per query row. The
+//!   `H` mixed rows of one query (`H N` floats) stay in L1 between the mix and the softmax. It
+//!   either computes the row statistics (max and `1 / sum exp`) or takes them from the forward,
+//!   in which case the mix and `exp` are a single pass.
+//! - [`mix_t_dots`]: a transposed head mix `dst[g] = sum_h M[h,g] src[h]` whose source chunks,
+//!   already in registers, also feed the `H x H` dot products `acc[h,g] += <src[h], other[g]>`
+//!   (the gradient of that mix), so the maps are read once for both.
+
+use super::simd::{SimdF32, exp};
+
+/// Vectors per chunk of a row: four independent accumulators hide the FMA latency.
+const UNROLL: usize = 4;
+
+/// Loads `k` lanes at `p` (`k == LANES`: a full vector; else a zero-filled tail).
+///
+/// # Safety
+/// `p` is readable for `k` floats, `0 < k <= LANES`.
+#[inline(always)]
+unsafe fn ld<V: SimdF32>(p: *const f32, k: usize) -> V {
+    // SAFETY: the caller's contract.
+    unsafe {
+        if k == V::LANES {
+            V::load(p)
+        } else {
+            V::load_tail(p, k)
+        }
+    }
+}
+
+/// Stores `k` lanes at `p`.
+///
+/// # Safety
+/// `p` is writable for `k` floats, `0 < k <= LANES`.
+#[inline(always)]
+unsafe fn st<V: SimdF32>(v: V, p: *mut f32, k: usize) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        if k == V::LANES {
+            v.store(p)
+        } else {
+            v.store_tail(p, k)
+        }
+    }
+}
+
+/// One mixed row chunk: `bias + sum_g w[g] src[g * stride + x ..]` for `U` vectors from `x`
+/// (`k` lanes valid in the last one when `U == 1`).
+///
+/// # Safety
+/// Every `src[g * stride + x + u * LANES ..]` read lies inside `src` (`k` lanes for the last).
+#[inline(always)]
+unsafe fn mixed_chunk<V: SimdF32, const U: usize>(
+    src: *const f32,
+    w: &[f32],
+    bias: f32,
+    stride: usize,
+    x: usize,
+    k: usize,
+) -> [V; U] {
+    let mut acc = [V::splat(bias); U];
+    for (g, &wg) in w.iter().enumerate() {
+        let wv = V::splat(wg);
+        // SAFETY: the caller's contract.
+        let row = unsafe { src.add(g * stride + x) };
+        for (u, a) in acc.iter_mut().enumerate() {
+            let lanes = if u + 1 == U { k } else { V::LANES };
+            *a = unsafe { ld::<V>(row.add(u * V::LANES), lanes) }.mul_add(wv, *a);
+        }
+    }
+    acc
+}
+
+/// For every query row `r < rows` and head `h < heads` of a block (`src`, `dst`: `[H, rows, N]`):
+/// `x = pre_bias[h] + sum_g pre[h,g] src[g, r, :]`, then `dst[h, r, :] = exp(x - max) / sum`.
+/// `stats` (`[H, rows, 2]`: row max, `1 / sum exp(x - max)`) is written when `given` is false,
+/// and read instead of recomputed when it is true (`dst = exp(x - stats.0) * stats.1`).
+///
+/// # Safety
+/// `src`, `dst` hold `heads * rows * n` floats, `pre` `heads * heads`, `pre_bias` `heads`,
+/// `stats` `2 * heads * rows`; the vector type's ISA is enabled.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) unsafe fn mix_softmax<V: SimdF32>(
+    dst: &mut [f32],
+    src: &[f32],
+    pre: &[f32],
+    pre_bias: &[f32],
+    stats: &mut [f32],
+    heads: usize,
+    rows: usize,
+    n: usize,
+    given: bool,
+) {
+    let len = rows * n;
+    debug_assert!(dst.len() >= heads * len && src.len() >= heads * len);
+    debug_assert!(pre.len() >= heads * heads && pre_bias.len() >= heads);
+    debug_assert!(stats.len() >= 2 * heads * rows);
+    let chunk = UNROLL * V::LANES;
+    let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+    for r in 0..rows {
+        for h in 0..heads {
+            let w = &pre[h * heads..(h + 1) * heads];
+            let bias = pre_bias[h];
+            let at = h * rows + r;
+            // SAFETY (all blocks below): row r of map g starts at g * len + r * n and every
+            // chunk read or written lies in 0..n of that row.
+            let s_row = unsafe { s.add(r * n) };
+            let d_row = unsafe { d.add(h * len + r * n) };
+            if given {
+                let (vmax, vinv) = (V::splat(stats[2 * at]), V::splat(stats[2 * at + 1]));
+                let mut x = 0;
+                while x + chunk <= n {
+                    let acc =
+                        unsafe { mixed_chunk::<V, UNROLL>(s_row, w, bias, len, x, V::LANES) };
+                    for (u, a) in acc.iter().enumerate() {
+                        let p = exp(a.sub(vmax)).mul(vinv);
+                        unsafe { p.store(d_row.add(x + u * V::LANES)) };
+                    }
+                    x += chunk;
+                }
+                while x < n {
+                    let k = V::LANES.min(n - x);
+                    let [a] = unsafe { mixed_chunk::<V, 1>(s_row, w, bias, len, x, k) };
+                    unsafe { st(exp(a.sub(vmax)).mul(vinv), d_row.add(x), k) };
+                    x += k;
+                }
+                continue;
+            }
+            // Mix into `dst` while tracking the row max.
+            let mut vmax = V::splat(f32::NEG_INFINITY);
+            let mut x = 0;
+            while x + chunk <= n {
+                let acc = unsafe { mixed_chunk::<V, UNROLL>(s_row, w, bias, len, x, V::LANES) };
+                for (u, a) in acc.iter().enumerate() {
+                    vmax = vmax.max(*a);
+                    unsafe { a.store(d_row.add(x + u * V::LANES)) };
+                }
+                x += chunk;
+            }
+            while x < n {
+                let k = V::LANES.min(n - x);
+                let [a] = unsafe { mixed_chunk::<V, 1>(s_row, w, bias, len, x, k) };
+                vmax = vmax.max(a.keep_first(k, f32::NEG_INFINITY));
+                unsafe { st(a, d_row.add(x), k) };
+                x += k;
+            }
+            // exp(x - max) in place (the row is in L1), summed; then scaled.
+            let row_max = vmax.reduce_max();
+            let vmax = V::splat(row_max);
+            let mut sums = [V::splat(0.0); 2];
+            let mut x = 0;
+            while x < n {
+                let k = V::LANES.min(n - x);
+                unsafe {
+                    let e = exp(ld::<V>(d_row.add(x), k).sub(vmax));
+                    st(e, d_row.add(x), k);
+                    let e = if k == V::LANES { e } else { e.keep_first(k, 0.0) };
+                    sums[(x / V::LANES) & 1] = sums[(x / V::LANES) & 1].add(e);
+                }
+                x += k;
+            }
+            let inv = 1.0 / sums[0].add(sums[1]).reduce_add();
+            let vinv = V::splat(inv);
+            let mut x = 0;
+            while x < n {
+                let k = V::LANES.min(n - x);
+                unsafe { st(ld::<V>(d_row.add(x), k).mul(vinv), d_row.add(x), k) };
+                x += k;
+            }
+            stats[2 * at] = row_max;
+            stats[2 * at + 1] = inv;
+        }
+    }
+}
+
+/// `dst[g] = sum_h m[h,g] src[h]` over `heads` maps of `len` floats, and, with `dots`,
+/// `dots.1[h * heads + g] += sum_x src[h, x] * dots.0[g, x]`.
+///
+/// # Safety
+/// `dst`, `src` and `dots.0` hold `heads * len` floats, `m` and `dots.1` `heads * heads`; the
+/// vector type's ISA is enabled.
+#[inline(always)]
+pub(crate) unsafe fn mix_t_dots<V: SimdF32>(
+    dst: &mut [f32],
+    src: &[f32],
+    m: &[f32],
+    dots: Option<(&[f32], &mut [f32])>,
+    heads: usize,
+    len: usize,
+) {
+    debug_assert!(dst.len() >= heads * len && src.len() >= heads * len);
+    debug_assert!(m.len() >= heads * heads);
+    let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+    let chunk = UNROLL * V::LANES;
+    match dots {
+        None => {
+            let mut x = 0;
+            while x < len {
+                let full = x + chunk <= len;
+                for g in 0..heads {
+                    let w = |h: usize| m[h * heads + g];
+                    // SAFETY: every lane read or written lies in 0..len of its map.
+                    unsafe {
+                        if full {
+                            let mut acc = [V::splat(0.0); UNROLL];
+                            for h in 0..heads {
+                                let wv = V::splat(w(h));
+                                let row = s.add(h * len + x);
+                                for (u, a) in acc.iter_mut().enumerate() {
+                                    *a = V::load(row.add(u * V::LANES)).mul_add(wv, *a);
+                                }
+                            }
+                            for (u, a) in acc.iter().enumerate() {
+                                a.store(d.add(g * len + x + u * V::LANES));
+                            }
+                        } else {
+                            let k = V::LANES.min(len - x);
+                            let mut a = V::splat(0.0);
+                            for h in 0..heads {
+                                a = ld::<V>(s.add(h * len + x), k).mul_add(V::splat(w(h)), a);
+                            }
+                            st(a, d.add(g * len + x), k);
+                        }
+                    }
+                }
+                x += if full { chunk } else { V::LANES.min(len - x) };
+            }
+        }
+        Some((other, acc_out)) => {
+            debug_assert!(other.len() >= heads * len && acc_out.len() >= heads * heads);
+            let o = other.as_ptr();
+            // One vector of partial dot products per (g, h).
+            let mut part = vec![V::splat(0.0); heads * heads];
+            let mut x = 0;
+            while x < len {
+                let full = x + chunk <= len;
+                for g in 0..heads {
+                    let w = |h: usize| m[h * heads + g];
+                    let part_g = &mut part[g * heads..(g + 1) * heads];
+                    // SAFETY: every lane read or written lies in 0..len of its map.
+                    unsafe {
+                        if full {
+                            let mut ov = [V::splat(0.0); UNROLL];
+                            for (u, v) in ov.iter_mut().enumerate() {
+                                *v = V::load(o.add(g * len + x + u * V::LANES));
+                            }
+                            let mut acc = [V::splat(0.0); UNROLL];
+                            for (h, p) in part_g.iter_mut().enumerate() {
+                                let wv = V::splat(w(h));
+                                let row = s.add(h * len + x);
+                                let mut dp = *p;
+                                for (u, a) in acc.iter_mut().enumerate() {
+                                    let sv = V::load(row.add(u * V::LANES));
+                                    *a = sv.mul_add(wv, *a);
+                                    dp = sv.mul_add(ov[u], dp);
+                                }
+                                *p = dp;
+                            }
+                            for (u, a) in acc.iter().enumerate() {
+                                a.store(d.add(g * len + x + u * V::LANES));
+                            }
+                        } else {
+                            // Zero-filled tails add nothing to the dot products.
+                            let k = V::LANES.min(len - x);
+                            let ov = ld::<V>(o.add(g * len + x), k);
+                            let mut a = V::splat(0.0);
+                            for (h, p) in part_g.iter_mut().enumerate() {
+                                let sv = ld::<V>(s.add(h * len + x), k);
+                                a = sv.mul_add(V::splat(w(h)), a);
+                                *p = sv.mul_add(ov, *p);
+                            }
+                            st(a, d.add(g * len + x), k);
+                        }
+                    }
+                }
+                x += if full { chunk } else { V::LANES.min(len - x) };
+            }
+            for g in 0..heads {
+                for h in 0..heads {
+                    acc_out[h * heads + g] += part[g * heads + h].reduce_add();
+                }
+            }
+        }
+    }
+}
+
+/// Stamps out one ISA's entry points with that ISA's `#[target_feature]`, each instantiating the
+/// generic bodies above with the ISA's vector type.
+macro_rules! transform_attention_entry_points {
+    ($vec:ty, $($features:literal)?) => {
+        /// # Safety
+        /// The ISA is present; lengths as in `super::mix_softmax` (checked by the caller in
+        /// `crate::transform_attention`).
+        #[allow(clippy::too_many_arguments)]
+        $(#[target_feature(enable = $features)])?
+        pub(crate) unsafe fn mix_softmax(
+            dst: &mut [f32],
+            src: &[f32],
+            pre: &[f32],
+            pre_bias: &[f32],
+            stats: &mut [f32],
+            heads: usize,
+            rows: usize,
+            n: usize,
+            given: bool,
+        ) {
+            // SAFETY: the caller's contract.
+            unsafe {
+                super::mix_softmax::<$vec>(dst, src, pre, pre_bias, stats, heads, rows, n, given)
+            }
+        }
+
+        /// # Safety
+        /// The ISA is present; lengths as in `super::mix_t_dots` (checked by the caller in
+        /// `crate::transform_attention`).
+        $(#[target_feature(enable = $features)])?
+        pub(crate) unsafe fn mix_t_dots(
+            dst: &mut [f32],
+            src: &[f32],
+            m: &[f32],
+            dots: Option<(&[f32], &mut [f32])>,
+            heads: usize,
+            len: usize,
+        ) {
+            // SAFETY: the caller's contract.
+            unsafe { super::mix_t_dots::<$vec>(dst, src, m, dots, heads, len) }
+        }
+    };
+}
+
+/// The portable path (`Isa::Scalar`): the 8-lane plain-Rust vector LLVM auto-vectorises.
+pub(crate) mod portable {
+    transform_attention_entry_points!(crate::arch::portable_elementwise::F32xP,);
+}
+
+/// AVX2 + FMA: one ymm register per vector.
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2 {
+    transform_attention_entry_points!(crate::arch::x86_avx2_elementwise::F32x8, "avx2,fma");
+}
+
+/// AVX-512F: one zmm register per vector.
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512 {
+    transform_attention_entry_points!(crate::arch::x86_avx512_elementwise::F32x16, "avx512f");
+}
+
+/// NEON: one q register per vector.
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod neon {
+    transform_attention_entry_points!(crate::arch::aarch64_neon_elementwise::F32x4, "neon");
+}
