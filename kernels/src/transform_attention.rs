@@ -26,10 +26,13 @@
 //! "Fused": per sample, a block of at most [`BLOCK_ROWS`] query rows goes through both GEMMs,
 //! both head mixes and the softmax for all heads at once in a caller-owned scratch of
 //! `O(H x rows x N)` floats; the `H x N x N` maps of a sample are never written. The backward
-//! recomputes each block the same way (FlashAttention-style) instead of reading saved maps.
-//! The policy softmax is computed from the plain softmax `u = softmax(S')` (the SIMD kernel of
-//! [`crate::softmax`]): since `exp(S' - m) = u / max_j u`, `P_j = (u_j G_j + eps u_max / N) /
-//! (sum_j u_j G_j + eps u_max)`.
+//! recomputes each block the same way (FlashAttention-style) instead of reading saved maps;
+//! given the row statistics that [`transform_attention_forward_with_stats`] saves (`[B, H, N, 2]`:
+//! each row's max and `1 / sum exp`), it skips their reductions and mixes and exponentiates in
+//! one pass. The pre mix and the softmax run per query row on the `H` rows of that query (they
+//! stay in L1); the backward's transposed mixes compute the mix gradients in the same sweep.
+//! The policy softmax is computed from the plain softmax `u = softmax(S')`: since
+//! `exp(S' - m) = u / max_j u`, `P_j = (u_j G_j + eps u_max / N) / (sum_j u_j G_j + eps u_max)`.
 //!
 //! Forward writes `out` (`=`); backward accumulates (`+=`) into every gradient it is given.
 //! The kernels are single-threaded (the GEMMs run on one thread); callers split the batch. The
@@ -43,7 +46,7 @@ pub use backward::{
     TransformAttentionGrads, transform_attention_backward, transform_attention_backward_with_stats,
 };
 
-use crate::{GemmOptions, KernelError, MatMut, MatRef, sgemm_with};
+use crate::{BSource, GemmOptions, KernelError, MatMut, MatRef, PackedB, sgemm_fused};
 
 /// The `eps` of the policy softmax (DynamicViT's value).
 pub const POLICY_EPS: f32 = 1e-6;
@@ -211,24 +214,6 @@ impl TransformAttentionShape {
         )
     }
 
-    /// The transpose of [`Self::head`] for writing: `d x rows`, column stride `H*d`.
-    pub(crate) fn head_t_mut<'a>(
-        &self,
-        sample: &'a mut [f32],
-        h: usize,
-        r0: usize,
-        rows: usize,
-    ) -> Result<MatMut<'a>, KernelError> {
-        let w = self.width();
-        MatMut::new(
-            &mut sample[r0 * w + h * self.head_dim..],
-            self.head_dim,
-            rows,
-            1,
-            w,
-        )
-    }
-
     /// [`Self::head`] for writing.
     pub(crate) fn head_mut<'a>(
         &self,
@@ -253,15 +238,47 @@ pub(crate) fn map(data: &[f32], rows: usize, n: usize) -> Result<MatRef<'_>, Ker
     MatRef::new(data, rows, n, n, 1)
 }
 
-/// The transpose of a `rows x N` row-major map for writing: `N x rows`, column-major. The
-/// GEMMs that fill a map compute its transpose (`S^T = K Q_rows^T`), so the operand they pack
-/// is the block's `rows x d` slice, not the sample's whole `N x d` head.
-pub(crate) fn map_t_mut(
-    data: &mut [f32],
-    rows: usize,
-    n: usize,
-) -> Result<MatMut<'_>, KernelError> {
-    MatMut::new(data, n, rows, 1, n)
+/// One `rows x N` map of a block for writing, row-major.
+pub(crate) fn map_mut(data: &mut [f32], rows: usize, n: usize) -> Result<MatMut<'_>, KernelError> {
+    MatMut::new(data, rows, n, n, 1)
+}
+
+/// Every head of one sample's `[N, H*d]` activation packed once as the B operand of the block
+/// GEMMs (`N x d`, or its transpose `d x N` when `transpose`): each block's GEMMs read it in
+/// place instead of packing it again, and write their block row-major.
+pub(crate) fn pack_heads(
+    x: &[f32],
+    shape: &TransformAttentionShape,
+    transpose: bool,
+) -> Result<Vec<PackedB>, KernelError> {
+    (0..shape.heads)
+        .map(|h| {
+            let m = shape.head(x, h, 0, shape.tokens)?;
+            PackedB::pack(if transpose { m.t() } else { m }, &SERIAL_GEMM)
+        })
+        .collect()
+}
+
+/// `C = alpha A B + beta C` on the calling thread with a packed B.
+pub(crate) fn gemm_packed(
+    alpha: f32,
+    a: MatRef<'_>,
+    b: &PackedB,
+    beta: f32,
+    c: MatMut<'_>,
+) -> Result<(), KernelError> {
+    sgemm_fused(&SERIAL_GEMM, alpha, a, BSource::Packed(b), beta, None, c)
+}
+
+/// `C = alpha A B + beta C` on the calling thread.
+pub(crate) fn gemm(
+    alpha: f32,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    beta: f32,
+    c: MatMut<'_>,
+) -> Result<(), KernelError> {
+    sgemm_fused(&SERIAL_GEMM, alpha, a, BSource::View(b), beta, None, c)
 }
 
 /// `dst[h] = bias[h] + sum_g M[h,g] src[g]` (or `sum_g M[g,h] src[g]` when `transpose`) over
@@ -426,6 +443,10 @@ fn forward(
         let (q_b, k_b, v_b) = (&q[at.clone()], &k[at.clone()], &v[at.clone()]);
         let out_b = &mut out[at];
         let keep_b = keep.map(|d| &d[b * n..(b + 1) * n]);
+        let (k_t, v_p) = (
+            pack_heads(k_b, shape, true)?,
+            pack_heads(v_b, shape, false)?,
+        );
         let block = shape.block_rows();
         for r0 in (0..n).step_by(block) {
             let rows = block.min(n - r0);
@@ -433,7 +454,7 @@ fn forward(
             let (logits, mixed) = (&mut logits[..heads * len], &mut mixed[..heads * len]);
             let block_stats = &mut block_stats[..2 * heads * rows];
             // S_g = scale Q_g[rows] K_g^T: [H, rows, N]
-            block_logits(logits, q_b, k_b, shape, scale, r0, rows)?;
+            block_logits(logits, q_b, &k_t, shape, scale, r0, rows)?;
             // P_h = softmax(sum_g A[h,g] S_g + a[h]) into `mixed`
             passes::mix_softmax(
                 mixed,
@@ -466,11 +487,10 @@ fn forward(
             if let Some(keep_b) = keep_b {
                 add_policy_bias(logits, mix.post_bias, keep_b, r0, rows, n);
             }
-            // O_h[rows]^T = V_h^T P'_h^T
+            // O_h[rows] = P'_h V_h
             for (h, p) in logits.chunks_exact(len).enumerate() {
-                let vt = shape.head(v_b, h, 0, n)?.t();
-                let ot = shape.head_t_mut(out_b, h, r0, rows)?;
-                sgemm_with(&SERIAL_GEMM, 1.0, vt, map(p, rows, n)?.t(), 0.0, ot)?;
+                let o = shape.head_mut(out_b, h, r0, rows)?;
+                gemm_packed(1.0, map(p, rows, n)?, &v_p[h], 0.0, o)?;
             }
         }
     }
@@ -508,22 +528,21 @@ pub(crate) fn gather_stats(
     }
 }
 
-/// `S_g = scale Q_g[rows] K_g^T` for every head into `logits` (`[H, rows, N]`), computed as
-/// `S_g^T = scale K_g Q_g[rows]^T`.
+/// `S_g = scale Q_g[rows] K_g^T` for every head into `logits` (`[H, rows, N]`), with `k_t` the
+/// sample's `K_g^T` packed by [`pack_heads`].
 pub(crate) fn block_logits(
     logits: &mut [f32],
     q: &[f32],
-    k: &[f32],
+    k_t: &[PackedB],
     shape: &TransformAttentionShape,
     scale: f32,
     r0: usize,
     rows: usize,
 ) -> Result<(), KernelError> {
     let n = shape.tokens;
-    for (g, s) in logits.chunks_exact_mut(rows * n).enumerate() {
-        let kg = shape.head(k, g, 0, n)?;
-        let qt = shape.head(q, g, r0, rows)?.t();
-        sgemm_with(&SERIAL_GEMM, scale, kg, qt, 0.0, map_t_mut(s, rows, n)?)?;
+    for ((g, s), kt) in logits.chunks_exact_mut(rows * n).enumerate().zip(k_t) {
+        let qg = shape.head(q, g, r0, rows)?;
+        gemm_packed(scale, qg, kt, 0.0, map_mut(s, rows, n)?)?;
     }
     Ok(())
 }

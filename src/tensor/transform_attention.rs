@@ -301,8 +301,7 @@ pub(crate) fn transform_attention_backward(
                             scratch,
                         ),
                         None => kernel::transform_attention_backward(
-                            grads, dout_b, q_b, k_b, v_b, &slices, keep_b, &sample, scale,
-                            scratch,
+                            grads, dout_b, q_b, k_b, v_b, &slices, keep_b, &sample, scale, scratch,
                         ),
                     }?;
                     Ok(mix_grads)

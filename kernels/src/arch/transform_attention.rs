@@ -115,8 +115,7 @@ pub(crate) unsafe fn mix_softmax<V: SimdF32>(
                 let (vmax, vinv) = (V::splat(stats[2 * at]), V::splat(stats[2 * at + 1]));
                 let mut x = 0;
                 while x + chunk <= n {
-                    let acc =
-                        unsafe { mixed_chunk::<V, UNROLL>(s_row, w, bias, len, x, V::LANES) };
+                    let acc = unsafe { mixed_chunk::<V, UNROLL>(s_row, w, bias, len, x, V::LANES) };
                     for (u, a) in acc.iter().enumerate() {
                         let p = exp(a.sub(vmax)).mul(vinv);
                         unsafe { p.store(d_row.add(x + u * V::LANES)) };
@@ -159,7 +158,11 @@ pub(crate) unsafe fn mix_softmax<V: SimdF32>(
                 unsafe {
                     let e = exp(ld::<V>(d_row.add(x), k).sub(vmax));
                     st(e, d_row.add(x), k);
-                    let e = if k == V::LANES { e } else { e.keep_first(k, 0.0) };
+                    let e = if k == V::LANES {
+                        e
+                    } else {
+                        e.keep_first(k, 0.0)
+                    };
                     sums[(x / V::LANES) & 1] = sums[(x / V::LANES) & 1].add(e);
                 }
                 x += k;

@@ -18,12 +18,12 @@
 //! where `u = softmax(S')` (the policy form of the module docs of the parent).
 
 use super::{
-    HeadMix, POLICY_EPS, SERIAL_GEMM, TransformAttentionShape, add_map_dots, add_policy_bias,
-    block_logits, dot, gate, gather_stats, map, map_t_mut, mix_heads, passes,
+    HeadMix, POLICY_EPS, TransformAttentionShape, add_map_dots, add_policy_bias, block_logits, dot,
+    gate, gather_stats, gemm, gemm_packed, map, map_mut, mix_heads, pack_heads, passes,
     policy_probs_in_place, policy_row_terms,
 };
+use crate::KernelError;
 use crate::softmax::softmax_backward;
-use crate::{KernelError, sgemm_with};
 
 /// The gradients [`transform_attention_backward`] adds into; `None` for those not wanted.
 /// `dq`, `dk`, `dv`: `[B, N, H*d]`; `dpre`, `dpost`: `[H, H]`; `dpre_bias`, `dpost_bias`: `[H]`;
@@ -93,7 +93,19 @@ pub fn transform_attention_backward_with_stats(
     scratch: &mut [f32],
 ) -> Result<(), KernelError> {
     shape.check_stats("transform_attention_backward_with_stats", stats.len())?;
-    backward(grads, dout, Some(stats), q, k, v, mix, keep, shape, scale, scratch)
+    backward(
+        grads,
+        dout,
+        Some(stats),
+        q,
+        k,
+        v,
+        mix,
+        keep,
+        shape,
+        scale,
+        scratch,
+    )
 }
 
 /// The backward, with the forward's statistics when given (length checked by the caller).
@@ -193,6 +205,18 @@ fn backward(
         let mut dk_b = sample_mut(&mut dk, b, sample_len);
         let mut dv_b = sample_mut(&mut dv, b, sample_len);
         let mut dkeep_b = sample_mut(&mut dkeep, b, n);
+        // K_g^T for S, V_h^T for dP' and K_g for dQ, packed once per sample.
+        let k_t = pack_heads(k_b, shape, true)?;
+        let v_t = if upstream {
+            pack_heads(v_b, shape, true)?
+        } else {
+            Vec::new()
+        };
+        let k_p = if dq_b.is_some() {
+            pack_heads(k_b, shape, false)?
+        } else {
+            Vec::new()
+        };
         let block = shape.block_rows();
         for r0 in (0..n).step_by(block) {
             let rows = block.min(n - r0);
@@ -203,7 +227,7 @@ fn backward(
                 (&mut policy_probs[..m], &mut work[..m], &mut dmixed[..m]);
             // Recompute S [H, rows, N], u = softmax(S') (with the forward's row statistics when
             // given), P.
-            block_logits(logits, q_b, k_b, shape, scale, r0, rows)?;
+            block_logits(logits, q_b, &k_t, shape, scale, r0, rows)?;
             let block_stats = &mut block_stats[..2 * h * rows];
             if let Some(stats) = stats {
                 gather_stats(block_stats, &stats[b * 2 * h * n..], h, r0, rows, n);
@@ -236,17 +260,16 @@ fn backward(
                 for (x, p) in work.chunks_exact(len).enumerate() {
                     let doh = shape.head(dout_b, x, r0, rows)?;
                     let dvh = shape.head_mut(dv_b, x, 0, n)?;
-                    sgemm_with(&SERIAL_GEMM, 1.0, map(p, rows, n)?.t(), doh, 1.0, dvh)?;
+                    gemm(1.0, map(p, rows, n)?.t(), doh, 1.0, dvh)?;
                 }
             }
             if !upstream {
                 continue;
             }
-            // dP'_h = dO_h[rows] V_h^T, as dP'_h^T = V_h dO_h[rows]^T
-            for (x, dp) in dmixed.chunks_exact_mut(len).enumerate() {
-                let vh = shape.head(v_b, x, 0, n)?;
-                let dot_t = shape.head(dout_b, x, r0, rows)?.t();
-                sgemm_with(&SERIAL_GEMM, 1.0, vh, dot_t, 0.0, map_t_mut(dp, rows, n)?)?;
+            // dP'_h = dO_h[rows] V_h^T
+            for ((x, dp), vt) in dmixed.chunks_exact_mut(len).enumerate().zip(&v_t) {
+                let doh = shape.head(dout_b, x, r0, rows)?;
+                gemm_packed(1.0, doh, vt, 0.0, map_mut(dp, rows, n)?)?;
             }
             post_bias_grads(
                 dpost_bias.as_deref_mut(),
@@ -296,15 +319,14 @@ fn backward(
             for (g, ds) in work.chunks_exact(len).enumerate() {
                 let ds = map(ds, rows, n)?;
                 if let Some(dq_b) = dq_b.as_deref_mut() {
-                    // dQ_g[rows]^T += scale K_g^T dS_g^T
-                    let kt = shape.head(k_b, g, 0, n)?.t();
-                    let dqt = shape.head_t_mut(dq_b, g, r0, rows)?;
-                    sgemm_with(&SERIAL_GEMM, scale, kt, ds.t(), 1.0, dqt)?;
+                    // dQ_g[rows] += scale dS_g K_g
+                    let dqg = shape.head_mut(dq_b, g, r0, rows)?;
+                    gemm_packed(scale, ds, &k_p[g], 1.0, dqg)?;
                 }
                 if let Some(dk_b) = dk_b.as_deref_mut() {
                     let qg = shape.head(q_b, g, r0, rows)?;
                     let dkg = shape.head_mut(dk_b, g, 0, n)?;
-                    sgemm_with(&SERIAL_GEMM, scale, ds.t(), qg, 1.0, dkg)?;
+                    gemm(scale, ds.t(), qg, 1.0, dkg)?;
                 }
             }
         }
