@@ -48,28 +48,37 @@ unsafe fn st<V: SimdF32>(v: V, p: *mut f32, k: usize) {
     }
 }
 
-/// One mixed row chunk: `bias + sum_g w[g] src[g * stride + x ..]` for `U` vectors from `x`
-/// (`k` lanes valid in the last one when `U == 1`).
+/// Output heads mixed together: each source vector loaded feeds `HEADS_AT_ONCE` FMAs.
+const HEADS_AT_ONCE: usize = 2;
+
+/// One chunk of `B` mixed rows: `bias[b] + sum_g w[b][g] src[g * stride + x ..]` for `U`
+/// vectors from `x` (`k` lanes valid in the last one).
 ///
 /// # Safety
 /// Every `src[g * stride + x + u * LANES ..]` read lies inside `src` (`k` lanes for the last).
 #[inline(always)]
-unsafe fn mixed_chunk<V: SimdF32, const U: usize>(
+unsafe fn mixed_chunk<V: SimdF32, const B: usize, const U: usize>(
     src: *const f32,
-    w: &[f32],
-    bias: f32,
+    w: &[&[f32]; B],
+    bias: &[f32; B],
     stride: usize,
     x: usize,
     k: usize,
-) -> [V; U] {
-    let mut acc = [V::splat(bias); U];
-    for (g, &wg) in w.iter().enumerate() {
-        let wv = V::splat(wg);
+) -> [[V; U]; B] {
+    let mut acc = [[V::splat(0.0); U]; B];
+    for (a, &b) in acc.iter_mut().zip(bias) {
+        *a = [V::splat(b); U];
+    }
+    for g in 0..w[0].len() {
+        let wv: [V; B] = std::array::from_fn(|b| V::splat(w[b][g]));
         // SAFETY: the caller's contract.
         let row = unsafe { src.add(g * stride + x) };
-        for (u, a) in acc.iter_mut().enumerate() {
+        for u in 0..U {
             let lanes = if u + 1 == U { k } else { V::LANES };
-            *a = unsafe { ld::<V>(row.add(u * V::LANES), lanes) }.mul_add(wv, *a);
+            let sv = unsafe { ld::<V>(row.add(u * V::LANES), lanes) };
+            for (a, w) in acc.iter_mut().zip(&wv) {
+                a[u] = sv.mul_add(*w, a[u]);
+            }
         }
     }
     acc
@@ -100,84 +109,139 @@ pub(crate) unsafe fn mix_softmax<V: SimdF32>(
     debug_assert!(dst.len() >= heads * len && src.len() >= heads * len);
     debug_assert!(pre.len() >= heads * heads && pre_bias.len() >= heads);
     debug_assert!(stats.len() >= 2 * heads * rows);
-    let chunk = UNROLL * V::LANES;
     let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
     for r in 0..rows {
-        for h in 0..heads {
-            let w = &pre[h * heads..(h + 1) * heads];
-            let bias = pre_bias[h];
-            let at = h * rows + r;
-            // SAFETY (all blocks below): row r of map g starts at g * len + r * n and every
-            // chunk read or written lies in 0..n of that row.
-            let s_row = unsafe { s.add(r * n) };
-            let d_row = unsafe { d.add(h * len + r * n) };
-            if given {
-                let (vmax, vinv) = (V::splat(stats[2 * at]), V::splat(stats[2 * at + 1]));
-                let mut x = 0;
-                while x + chunk <= n {
-                    let acc = unsafe { mixed_chunk::<V, UNROLL>(s_row, w, bias, len, x, V::LANES) };
-                    for (u, a) in acc.iter().enumerate() {
-                        let p = exp(a.sub(vmax)).mul(vinv);
-                        unsafe { p.store(d_row.add(x + u * V::LANES)) };
-                    }
-                    x += chunk;
-                }
-                while x < n {
-                    let k = V::LANES.min(n - x);
-                    let [a] = unsafe { mixed_chunk::<V, 1>(s_row, w, bias, len, x, k) };
-                    unsafe { st(exp(a.sub(vmax)).mul(vinv), d_row.add(x), k) };
-                    x += k;
-                }
-                continue;
-            }
-            // Mix into `dst` while tracking the row max.
-            let mut vmax = V::splat(f32::NEG_INFINITY);
-            let mut x = 0;
-            while x + chunk <= n {
-                let acc = unsafe { mixed_chunk::<V, UNROLL>(s_row, w, bias, len, x, V::LANES) };
-                for (u, a) in acc.iter().enumerate() {
-                    vmax = vmax.max(*a);
-                    unsafe { a.store(d_row.add(x + u * V::LANES)) };
-                }
-                x += chunk;
-            }
-            while x < n {
-                let k = V::LANES.min(n - x);
-                let [a] = unsafe { mixed_chunk::<V, 1>(s_row, w, bias, len, x, k) };
-                vmax = vmax.max(a.keep_first(k, f32::NEG_INFINITY));
-                unsafe { st(a, d_row.add(x), k) };
-                x += k;
-            }
-            // exp(x - max) in place (the row is in L1), summed; then scaled.
-            let row_max = vmax.reduce_max();
-            let vmax = V::splat(row_max);
-            let mut sums = [V::splat(0.0); 2];
-            let mut x = 0;
-            while x < n {
-                let k = V::LANES.min(n - x);
+        let mut h = 0;
+        while h < heads {
+            // SAFETY (both arms): rows r of the maps lie inside `src` and `dst` (caller).
+            if h + HEADS_AT_ONCE <= heads {
                 unsafe {
-                    let e = exp(ld::<V>(d_row.add(x), k).sub(vmax));
-                    st(e, d_row.add(x), k);
-                    let e = if k == V::LANES {
-                        e
-                    } else {
-                        e.keep_first(k, 0.0)
-                    };
-                    sums[(x / V::LANES) & 1] = sums[(x / V::LANES) & 1].add(e);
-                }
-                x += k;
+                    softmax_rows::<V, HEADS_AT_ONCE>(
+                        s, d, pre, pre_bias, stats, heads, rows, n, r, h, given,
+                    )
+                };
+                h += HEADS_AT_ONCE;
+            } else {
+                unsafe {
+                    softmax_rows::<V, 1>(s, d, pre, pre_bias, stats, heads, rows, n, r, h, given)
+                };
+                h += 1;
             }
-            let inv = 1.0 / sums[0].add(sums[1]).reduce_add();
-            let vinv = V::splat(inv);
-            let mut x = 0;
-            while x < n {
-                let k = V::LANES.min(n - x);
-                unsafe { st(ld::<V>(d_row.add(x), k).mul(vinv), d_row.add(x), k) };
-                x += k;
-            }
-            stats[2 * at] = row_max;
-            stats[2 * at + 1] = inv;
         }
+    }
+}
+
+/// [`mix_softmax`] for query row `r` of the `B` heads `h0 ..`.
+///
+/// # Safety
+/// As [`mix_softmax`], with `r < rows` and `h0 + B <= heads`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn softmax_rows<V: SimdF32, const B: usize>(
+    s: *const f32,
+    d: *mut f32,
+    pre: &[f32],
+    pre_bias: &[f32],
+    stats: &mut [f32],
+    heads: usize,
+    rows: usize,
+    n: usize,
+    r: usize,
+    h0: usize,
+    given: bool,
+) {
+    let len = rows * n;
+    let chunk = UNROLL * V::LANES;
+    let w: [&[f32]; B] = std::array::from_fn(|b| &pre[(h0 + b) * heads..(h0 + b + 1) * heads]);
+    let bias: [f32; B] = std::array::from_fn(|b| pre_bias[h0 + b]);
+    let at: [usize; B] = std::array::from_fn(|b| (h0 + b) * rows + r);
+    // SAFETY (all blocks below): row r of map g starts at g * len + r * n and every chunk read
+    // or written lies in 0..n of that row.
+    let s_row = unsafe { s.add(r * n) };
+    let d_rows: [*mut f32; B] = std::array::from_fn(|b| unsafe { d.add((h0 + b) * len + r * n) });
+    if given {
+        let vmax: [V; B] = std::array::from_fn(|b| V::splat(stats[2 * at[b]]));
+        let vinv: [V; B] = std::array::from_fn(|b| V::splat(stats[2 * at[b] + 1]));
+        let mut x = 0;
+        while x + chunk <= n {
+            let acc = unsafe { mixed_chunk::<V, B, UNROLL>(s_row, &w, &bias, len, x, V::LANES) };
+            for b in 0..B {
+                for (u, a) in acc[b].iter().enumerate() {
+                    let p = exp(a.sub(vmax[b])).mul(vinv[b]);
+                    unsafe { p.store(d_rows[b].add(x + u * V::LANES)) };
+                }
+            }
+            x += chunk;
+        }
+        while x < n {
+            let k = V::LANES.min(n - x);
+            let acc = unsafe { mixed_chunk::<V, B, 1>(s_row, &w, &bias, len, x, k) };
+            for b in 0..B {
+                unsafe {
+                    st(
+                        exp(acc[b][0].sub(vmax[b])).mul(vinv[b]),
+                        d_rows[b].add(x),
+                        k,
+                    )
+                };
+            }
+            x += k;
+        }
+        return;
+    }
+    // Mix into `dst` while tracking the row maxima.
+    let mut vmax = [V::splat(f32::NEG_INFINITY); B];
+    let mut x = 0;
+    while x + chunk <= n {
+        let acc = unsafe { mixed_chunk::<V, B, UNROLL>(s_row, &w, &bias, len, x, V::LANES) };
+        for b in 0..B {
+            for (u, a) in acc[b].iter().enumerate() {
+                vmax[b] = vmax[b].max(*a);
+                unsafe { a.store(d_rows[b].add(x + u * V::LANES)) };
+            }
+        }
+        x += chunk;
+    }
+    while x < n {
+        let k = V::LANES.min(n - x);
+        let acc = unsafe { mixed_chunk::<V, B, 1>(s_row, &w, &bias, len, x, k) };
+        for b in 0..B {
+            vmax[b] = vmax[b].max(acc[b][0].keep_first(k, f32::NEG_INFINITY));
+            unsafe { st(acc[b][0], d_rows[b].add(x), k) };
+        }
+        x += k;
+    }
+    // Per row: exp(x - max) in place (the row is in L1), summed; then scaled.
+    for b in 0..B {
+        let d_row = d_rows[b];
+        let row_max = vmax[b].reduce_max();
+        let vm = V::splat(row_max);
+        let mut sums = [V::splat(0.0); 2];
+        let mut x = 0;
+        while x < n {
+            let k = V::LANES.min(n - x);
+            unsafe {
+                let e = exp(ld::<V>(d_row.add(x), k).sub(vm));
+                st(e, d_row.add(x), k);
+                let e = if k == V::LANES {
+                    e
+                } else {
+                    e.keep_first(k, 0.0)
+                };
+                sums[(x / V::LANES) & 1] = sums[(x / V::LANES) & 1].add(e);
+            }
+            x += k;
+        }
+        let inv = 1.0 / sums[0].add(sums[1]).reduce_add();
+        let vinv = V::splat(inv);
+        let mut x = 0;
+        while x < n {
+            let k = V::LANES.min(n - x);
+            unsafe { st(ld::<V>(d_row.add(x), k).mul(vinv), d_row.add(x), k) };
+            x += k;
+        }
+        stats[2 * at[b]] = row_max;
+        stats[2 * at[b] + 1] = inv;
     }
 }
 
