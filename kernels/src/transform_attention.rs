@@ -26,10 +26,13 @@
 //! "Fused": per sample, a block of at most [`BLOCK_ROWS`] query rows goes through both GEMMs,
 //! both head mixes and the softmax for all heads at once in a caller-owned scratch of
 //! `O(H x rows x N)` floats; the `H x N x N` maps of a sample are never written. The backward
-//! recomputes each block the same way (FlashAttention-style) instead of reading saved maps.
-//! The policy softmax is computed from the plain softmax `u = softmax(S')` (the SIMD kernel of
-//! [`crate::softmax`]): since `exp(S' - m) = u / max_j u`, `P_j = (u_j G_j + eps u_max / N) /
-//! (sum_j u_j G_j + eps u_max)`.
+//! recomputes each block the same way (FlashAttention-style) instead of reading saved maps;
+//! given the row statistics that [`transform_attention_forward_with_stats`] saves (`[B, H, N, 2]`:
+//! each row's max and `1 / sum exp`), it skips their reductions and mixes and exponentiates in
+//! one pass. The pre mix and the softmax run per query row on the `H` rows of that query (they
+//! stay in L1); the backward's transposed mixes compute the mix gradients in the same sweep.
+//! The policy softmax is computed from the plain softmax `u = softmax(S')`: since
+//! `exp(S' - m) = u / max_j u`, `P_j = (u_j G_j + eps u_max / N) / (sum_j u_j G_j + eps u_max)`.
 //!
 //! Forward writes `out` (`=`); backward accumulates (`+=`) into every gradient it is given.
 //! The kernels are single-threaded (the GEMMs run on one thread); callers split the batch. The
@@ -37,11 +40,13 @@
 //! `tests/transform_attention_paths.rs`.
 
 pub mod backward;
+mod passes;
 
-pub use backward::{TransformAttentionGrads, transform_attention_backward};
+pub use backward::{
+    TransformAttentionGrads, transform_attention_backward, transform_attention_backward_with_stats,
+};
 
-use crate::softmax::softmax_forward;
-use crate::{GemmOptions, KernelError, MatMut, MatRef, sgemm_with};
+use crate::{BSource, GemmOptions, KernelError, MatMut, MatRef, PackedB, sgemm_fused};
 
 /// The `eps` of the policy softmax (DynamicViT's value).
 pub const POLICY_EPS: f32 = 1e-6;
@@ -110,14 +115,30 @@ impl TransformAttentionShape {
         self.heads * self.block_rows() * self.tokens
     }
 
-    /// Scratch floats [`transform_attention_forward`] needs: two block maps, `2 H rows N`.
-    pub fn forward_scratch_len(&self) -> usize {
-        2 * self.block_map_len()
+    /// Floats of the softmax statistics of one block, `[H, rows, 2]`.
+    fn block_stats_len(&self) -> usize {
+        2 * self.heads * self.block_rows()
     }
 
-    /// Scratch floats [`transform_attention_backward`] needs: five block maps, `5 H rows N`.
+    /// Scratch floats [`transform_attention_forward`] needs: two block maps and the block's
+    /// softmax statistics, `2 H rows N + 2 H rows`.
+    pub fn forward_scratch_len(&self) -> usize {
+        2 * self.block_map_len() + self.block_stats_len()
+    }
+
+    /// Scratch floats [`transform_attention_backward`] needs: five block maps and the block's
+    /// softmax statistics, `5 H rows N + 2 H rows`.
     pub fn backward_scratch_len(&self) -> usize {
-        5 * self.block_map_len()
+        5 * self.block_map_len() + self.block_stats_len()
+    }
+
+    /// Floats of the softmax statistics [`transform_attention_forward_with_stats`] saves for
+    /// the backward: `[B, H, N, 2]`, `2 B H N` (`None` on overflow).
+    pub fn softmax_stats_len(&self) -> Option<usize> {
+        self.batch
+            .checked_mul(self.heads)?
+            .checked_mul(self.tokens)?
+            .checked_mul(2)
     }
 
     /// Floating-point operations of one forward call: the two GEMMs (`4 B H N^2 d`) and the two
@@ -193,24 +214,6 @@ impl TransformAttentionShape {
         )
     }
 
-    /// The transpose of [`Self::head`] for writing: `d x rows`, column stride `H*d`.
-    pub(crate) fn head_t_mut<'a>(
-        &self,
-        sample: &'a mut [f32],
-        h: usize,
-        r0: usize,
-        rows: usize,
-    ) -> Result<MatMut<'a>, KernelError> {
-        let w = self.width();
-        MatMut::new(
-            &mut sample[r0 * w + h * self.head_dim..],
-            self.head_dim,
-            rows,
-            1,
-            w,
-        )
-    }
-
     /// [`Self::head`] for writing.
     pub(crate) fn head_mut<'a>(
         &self,
@@ -235,15 +238,47 @@ pub(crate) fn map(data: &[f32], rows: usize, n: usize) -> Result<MatRef<'_>, Ker
     MatRef::new(data, rows, n, n, 1)
 }
 
-/// The transpose of a `rows x N` row-major map for writing: `N x rows`, column-major. The
-/// GEMMs that fill a map compute its transpose (`S^T = K Q_rows^T`), so the operand they pack
-/// is the block's `rows x d` slice, not the sample's whole `N x d` head.
-pub(crate) fn map_t_mut(
-    data: &mut [f32],
-    rows: usize,
-    n: usize,
-) -> Result<MatMut<'_>, KernelError> {
-    MatMut::new(data, n, rows, 1, n)
+/// One `rows x N` map of a block for writing, row-major.
+pub(crate) fn map_mut(data: &mut [f32], rows: usize, n: usize) -> Result<MatMut<'_>, KernelError> {
+    MatMut::new(data, rows, n, n, 1)
+}
+
+/// Every head of one sample's `[N, H*d]` activation packed once as the B operand of the block
+/// GEMMs (`N x d`, or its transpose `d x N` when `transpose`): each block's GEMMs read it in
+/// place instead of packing it again, and write their block row-major.
+pub(crate) fn pack_heads(
+    x: &[f32],
+    shape: &TransformAttentionShape,
+    transpose: bool,
+) -> Result<Vec<PackedB>, KernelError> {
+    (0..shape.heads)
+        .map(|h| {
+            let m = shape.head(x, h, 0, shape.tokens)?;
+            PackedB::pack(if transpose { m.t() } else { m }, &SERIAL_GEMM)
+        })
+        .collect()
+}
+
+/// `C = alpha A B + beta C` on the calling thread with a packed B.
+pub(crate) fn gemm_packed(
+    alpha: f32,
+    a: MatRef<'_>,
+    b: &PackedB,
+    beta: f32,
+    c: MatMut<'_>,
+) -> Result<(), KernelError> {
+    sgemm_fused(&SERIAL_GEMM, alpha, a, BSource::Packed(b), beta, None, c)
+}
+
+/// `C = alpha A B + beta C` on the calling thread.
+pub(crate) fn gemm(
+    alpha: f32,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    beta: f32,
+    c: MatMut<'_>,
+) -> Result<(), KernelError> {
+    sgemm_fused(&SERIAL_GEMM, alpha, a, BSource::View(b), beta, None, c)
 }
 
 /// `dst[h] = bias[h] + sum_g M[h,g] src[g]` (or `sum_g M[g,h] src[g]` when `transpose`) over
@@ -334,6 +369,57 @@ pub fn transform_attention_forward(
     scale: f32,
     scratch: &mut [f32],
 ) -> Result<(), KernelError> {
+    forward(out, None, q, k, v, mix, keep, shape, scale, scratch)
+}
+
+/// [`transform_attention_forward`] that also saves the softmax statistics of every row for
+/// [`transform_attention_backward_with_stats`]: `stats [B, H, N, 2]` holds, for sample `b`, head
+/// `h`, query `i`, the row max `m_i` of `S'_h` and `1 / sum_j exp(S'_h[i,j] - m_i)`
+/// ([`TransformAttentionShape::softmax_stats_len`] floats, overwritten). Errors: as the plain
+/// forward, plus [`KernelError::LengthMismatch`] for `stats` of the wrong length.
+#[allow(clippy::too_many_arguments)]
+pub fn transform_attention_forward_with_stats(
+    out: &mut [f32],
+    stats: &mut [f32],
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mix: &HeadMix<'_>,
+    keep: Option<&[f32]>,
+    shape: &TransformAttentionShape,
+    scale: f32,
+    scratch: &mut [f32],
+) -> Result<(), KernelError> {
+    shape.check_stats("transform_attention_forward_with_stats", stats.len())?;
+    forward(out, Some(stats), q, k, v, mix, keep, shape, scale, scratch)
+}
+
+impl TransformAttentionShape {
+    /// [`KernelError::LengthMismatch`] unless `len` is [`Self::softmax_stats_len`].
+    pub(crate) fn check_stats(&self, what: &str, len: usize) -> Result<(), KernelError> {
+        if Some(len) != self.softmax_stats_len() {
+            return Err(KernelError::LengthMismatch(format!(
+                "{what}: softmax statistics hold {len} floats, need 2*B*H*N (shape {self:?})"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The forward, saving the statistics when `stats` is given (length checked by the caller).
+#[allow(clippy::too_many_arguments)]
+fn forward(
+    out: &mut [f32],
+    mut stats: Option<&mut [f32]>,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mix: &HeadMix<'_>,
+    keep: Option<&[f32]>,
+    shape: &TransformAttentionShape,
+    scale: f32,
+    scratch: &mut [f32],
+) -> Result<(), KernelError> {
     let lens = [out.len(), q.len(), k.len(), v.len()];
     let need = shape.forward_scratch_len();
     shape.check(
@@ -350,37 +436,48 @@ pub fn transform_attention_forward(
     let sample_len = n * shape.width();
     let map_len = shape.block_map_len();
     let (logits, rest) = scratch.split_at_mut(map_len);
-    let mixed = &mut rest[..map_len];
+    let (mixed, rest) = rest.split_at_mut(map_len);
+    let block_stats = &mut rest[..shape.block_stats_len()];
     for b in 0..shape.batch {
         let at = b * sample_len..(b + 1) * sample_len;
         let (q_b, k_b, v_b) = (&q[at.clone()], &k[at.clone()], &v[at.clone()]);
         let out_b = &mut out[at];
         let keep_b = keep.map(|d| &d[b * n..(b + 1) * n]);
+        let (k_t, v_p) = (
+            pack_heads(k_b, shape, true)?,
+            pack_heads(v_b, shape, false)?,
+        );
         let block = shape.block_rows();
         for r0 in (0..n).step_by(block) {
             let rows = block.min(n - r0);
             let len = rows * n;
             let (logits, mixed) = (&mut logits[..heads * len], &mut mixed[..heads * len]);
+            let block_stats = &mut block_stats[..2 * heads * rows];
             // S_g = scale Q_g[rows] K_g^T: [H, rows, N]
-            block_logits(logits, q_b, k_b, shape, scale, r0, rows)?;
-            // S'_h = sum_g A[h,g] S_g + a[h]; probabilities into `logits`
-            mix_heads(
+            block_logits(logits, q_b, &k_t, shape, scale, r0, rows)?;
+            // P_h = softmax(sum_g A[h,g] S_g + a[h]) into `mixed`
+            passes::mix_softmax(
                 mixed,
                 logits,
-                heads,
-                len,
                 mix.pre,
+                mix.pre_bias,
+                block_stats,
+                heads,
+                rows,
+                n,
                 false,
-                Some(mix.pre_bias),
             )?;
-            softmax_forward(logits, mixed, n)?;
-            if let Some(keep_b) = keep_b {
-                policy_probs_in_place(logits, keep_b, r0, rows, n);
+            if let Some(stats) = stats.as_deref_mut() {
+                let stats_b = &mut stats[b * 2 * heads * n..(b + 1) * 2 * heads * n];
+                scatter_stats(stats_b, block_stats, heads, r0, rows, n);
             }
-            // P'_h = sum_g B[h,g] P_g + b[h] G
+            if let Some(keep_b) = keep_b {
+                policy_probs_in_place(mixed, keep_b, r0, rows, n);
+            }
+            // P'_h = sum_g B[h,g] P_g + b[h] G into `logits`
             mix_heads(
-                mixed,
                 logits,
+                mixed,
                 heads,
                 len,
                 mix.post,
@@ -388,35 +485,64 @@ pub fn transform_attention_forward(
                 Some(mix.post_bias),
             )?;
             if let Some(keep_b) = keep_b {
-                add_policy_bias(mixed, mix.post_bias, keep_b, r0, rows, n);
+                add_policy_bias(logits, mix.post_bias, keep_b, r0, rows, n);
             }
-            // O_h[rows]^T = V_h^T P'_h^T
-            for (h, p) in mixed.chunks_exact(len).enumerate() {
-                let vt = shape.head(v_b, h, 0, n)?.t();
-                let ot = shape.head_t_mut(out_b, h, r0, rows)?;
-                sgemm_with(&SERIAL_GEMM, 1.0, vt, map(p, rows, n)?.t(), 0.0, ot)?;
+            // O_h[rows] = P'_h V_h
+            for (h, p) in logits.chunks_exact(len).enumerate() {
+                let o = shape.head_mut(out_b, h, r0, rows)?;
+                gemm_packed(1.0, map(p, rows, n)?, &v_p[h], 0.0, o)?;
             }
         }
     }
     Ok(())
 }
 
-/// `S_g = scale Q_g[rows] K_g^T` for every head into `logits` (`[H, rows, N]`), computed as
-/// `S_g^T = scale K_g Q_g[rows]^T`.
+/// Copies the statistics of one block (`[H, rows, 2]`) into those of its sample (`[H, N, 2]`).
+pub(crate) fn scatter_stats(
+    stats: &mut [f32],
+    block: &[f32],
+    heads: usize,
+    r0: usize,
+    rows: usize,
+    n: usize,
+) {
+    for h in 0..heads {
+        stats[2 * (h * n + r0)..2 * (h * n + r0 + rows)]
+            .copy_from_slice(&block[2 * h * rows..2 * (h + 1) * rows]);
+    }
+}
+
+/// Copies the statistics of one block out of those of its sample (the inverse of
+/// [`scatter_stats`]).
+pub(crate) fn gather_stats(
+    block: &mut [f32],
+    stats: &[f32],
+    heads: usize,
+    r0: usize,
+    rows: usize,
+    n: usize,
+) {
+    for h in 0..heads {
+        block[2 * h * rows..2 * (h + 1) * rows]
+            .copy_from_slice(&stats[2 * (h * n + r0)..2 * (h * n + r0 + rows)]);
+    }
+}
+
+/// `S_g = scale Q_g[rows] K_g^T` for every head into `logits` (`[H, rows, N]`), with `k_t` the
+/// sample's `K_g^T` packed by [`pack_heads`].
 pub(crate) fn block_logits(
     logits: &mut [f32],
     q: &[f32],
-    k: &[f32],
+    k_t: &[PackedB],
     shape: &TransformAttentionShape,
     scale: f32,
     r0: usize,
     rows: usize,
 ) -> Result<(), KernelError> {
     let n = shape.tokens;
-    for (g, s) in logits.chunks_exact_mut(rows * n).enumerate() {
-        let kg = shape.head(k, g, 0, n)?;
-        let qt = shape.head(q, g, r0, rows)?.t();
-        sgemm_with(&SERIAL_GEMM, scale, kg, qt, 0.0, map_t_mut(s, rows, n)?)?;
+    for ((g, s), kt) in logits.chunks_exact_mut(rows * n).enumerate().zip(k_t) {
+        let qg = shape.head(q, g, r0, rows)?;
+        gemm_packed(scale, qg, kt, 0.0, map_mut(s, rows, n)?)?;
     }
     Ok(())
 }

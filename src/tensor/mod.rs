@@ -36,7 +36,9 @@ pub use nn::{gelu, layernorm, log_softmax, softmax};
 pub use reduce::{mean, sum};
 pub use rng::Rng;
 pub use shape::{broadcast_shapes, numel, strides};
-pub(crate) use transform_attention::{TransformGrads, transform_attention_backward};
+pub(crate) use transform_attention::{
+    TransformGrads, transform_attention_backward, transform_attention_with_stats,
+};
 pub use transform_attention::{TransformMix, transform_attention};
 
 use crate::error::{Error, Result};

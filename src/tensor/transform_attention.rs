@@ -120,36 +120,56 @@ pub fn transform_attention(
     mix: &TransformMix<'_>,
     keep: Option<&Tensor>,
 ) -> Result<Tensor> {
+    Ok(transform_attention_with_stats(q, k, v, heads, scale, mix, keep)?.0)
+}
+
+/// [`transform_attention`] and the softmax statistics of every row (`[B, H, N, 2]`: row max and
+/// `1 / sum exp`), which [`transform_attention_backward`] reuses instead of recomputing them.
+pub(crate) fn transform_attention_with_stats(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    heads: usize,
+    scale: f32,
+    mix: &TransformMix<'_>,
+    keep: Option<&Tensor>,
+) -> Result<(Tensor, Vec<f32>)> {
     let shape = check(q, k, v, heads, mix, keep)?;
     let mut out = vec![0f32; q.numel()];
     let (n, len) = (shape.tokens, shape.tokens * shape.width());
+    let stats_len = 2 * shape.heads * n;
+    let mut stats = vec![0f32; shape.batch * stats_len];
     if shape.batch > 0 && len > 0 {
         let sample = one_sample(shape);
         let slices = mix.slices();
         let (qd, kd, vd) = (q.data(), k.data(), v.data());
         let keep = keep.map(Tensor::data);
         threads::install(|| {
-            out.par_chunks_mut(len).enumerate().try_for_each_init(
-                || vec![0f32; sample.forward_scratch_len()],
-                |scratch, (b, out_b)| -> Result<()> {
-                    let at = b * len..(b + 1) * len;
-                    kernel::transform_attention_forward(
-                        out_b,
-                        &qd[at.clone()],
-                        &kd[at.clone()],
-                        &vd[at],
-                        &slices,
-                        keep.map(|d| &d[b * n..(b + 1) * n]),
-                        &sample,
-                        scale,
-                        scratch,
-                    )?;
-                    Ok(())
-                },
-            )
+            out.par_chunks_mut(len)
+                .zip(stats.par_chunks_mut(stats_len.max(1)))
+                .enumerate()
+                .try_for_each_init(
+                    || vec![0f32; sample.forward_scratch_len()],
+                    |scratch, (b, (out_b, stats_b))| -> Result<()> {
+                        let at = b * len..(b + 1) * len;
+                        kernel::transform_attention_forward_with_stats(
+                            out_b,
+                            stats_b,
+                            &qd[at.clone()],
+                            &kd[at.clone()],
+                            &vd[at],
+                            &slices,
+                            keep.map(|d| &d[b * n..(b + 1) * n]),
+                            &sample,
+                            scale,
+                            scratch,
+                        )?;
+                        Ok(())
+                    },
+                )
         })?;
     }
-    Tensor::from_vec(out, q.shape())
+    Ok((Tensor::from_vec(out, q.shape())?, stats))
 }
 
 /// Where [`transform_attention_backward`] adds the gradients (`None`: not wanted).
@@ -175,11 +195,14 @@ fn per_sample(grad: Option<&mut Tensor>, batch: usize, len: usize) -> Vec<Option
 }
 
 /// Adds the gradients of [`transform_attention`] for the output gradient `dout [B, N, H*d]`
-/// (`+=`). Samples run in parallel; each sample's share of the mix gradients goes to its own
-/// buffer, summed afterwards. A policy gradient without a policy is [`Error::InvalidArgument`].
+/// (`+=`). `stats`: the softmax statistics [`transform_attention_with_stats`] returned for the
+/// same inputs (`None`: recomputed). Samples run in parallel; each sample's share of the mix
+/// gradients goes to its own buffer, summed afterwards. A policy gradient without a policy is
+/// [`Error::InvalidArgument`].
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn transform_attention_backward(
     dout: &Tensor,
+    stats: Option<&[f32]>,
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
@@ -191,6 +214,18 @@ pub(crate) fn transform_attention_backward(
 ) -> Result<()> {
     let shape = check(q, k, v, heads, mix, keep)?;
     dout.expect_shape("transform_attention backward", q.shape())?;
+    if let Some(stats) = stats
+        && stats.len() != 2 * shape.batch * shape.heads * shape.tokens
+    {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "softmax statistics hold {} floats, need 2*B*H*N = {}",
+                stats.len(),
+                2 * shape.batch * shape.heads * shape.tokens
+            ),
+        ));
+    }
     if grads.dkeep.is_some() && keep.is_none() {
         return Err(Error::invalid(OP, "a policy gradient needs a keep policy"));
     }
@@ -248,18 +283,27 @@ pub(crate) fn transform_attention_backward(
                         dpost_bias: wants[3].then_some(dpost_bias_b),
                         dkeep: dkeep_b,
                     };
-                    kernel::transform_attention_backward(
-                        grads,
-                        &go[at.clone()],
-                        &qd[at.clone()],
-                        &kd[at.clone()],
-                        &vd[at],
-                        &slices,
-                        keep.map(|d| &d[b * n..(b + 1) * n]),
-                        &sample,
-                        scale,
-                        scratch,
-                    )?;
+                    let (dout_b, q_b, k_b, v_b) =
+                        (&go[at.clone()], &qd[at.clone()], &kd[at.clone()], &vd[at]);
+                    let keep_b = keep.map(|d| &d[b * n..(b + 1) * n]);
+                    match stats {
+                        Some(stats) => kernel::transform_attention_backward_with_stats(
+                            grads,
+                            dout_b,
+                            &stats[b * 2 * h * n..(b + 1) * 2 * h * n],
+                            q_b,
+                            k_b,
+                            v_b,
+                            &slices,
+                            keep_b,
+                            &sample,
+                            scale,
+                            scratch,
+                        ),
+                        None => kernel::transform_attention_backward(
+                            grads, dout_b, q_b, k_b, v_b, &slices, keep_b, &sample, scale, scratch,
+                        ),
+                    }?;
                     Ok(mix_grads)
                 },
             )

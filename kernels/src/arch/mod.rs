@@ -8,7 +8,8 @@
 //! instantiated per ISA in `portable_elementwise`, `x86_avx2_elementwise`,
 //! `x86_avx512_elementwise` and `aarch64_neon_elementwise`.
 //! Depthwise convolution: written once in `dwconv` over the same vector trait, with its per-ISA
-//! entry points in the same file.
+//! entry points in the same file; so are the head-mix passes of the fused transform attention
+//! (`transform_attention`).
 
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64_neon;
@@ -23,6 +24,7 @@ pub mod portable;
 pub(crate) mod portable_elementwise;
 pub mod portable_i8;
 pub(crate) mod simd;
+pub(crate) mod transform_attention;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_amx_i8;
 #[cfg(target_arch = "x86_64")]

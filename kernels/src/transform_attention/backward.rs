@@ -18,11 +18,12 @@
 //! where `u = softmax(S')` (the policy form of the module docs of the parent).
 
 use super::{
-    HeadMix, POLICY_EPS, SERIAL_GEMM, TransformAttentionShape, add_map_dots, add_policy_bias,
-    block_logits, dot, gate, map, map_t_mut, mix_heads, policy_probs_in_place, policy_row_terms,
+    HeadMix, POLICY_EPS, TransformAttentionShape, add_map_dots, add_policy_bias, block_logits, dot,
+    gate, gather_stats, gemm, gemm_packed, map, map_mut, mix_heads, pack_heads, passes,
+    policy_probs_in_place, policy_row_terms,
 };
-use crate::softmax::{softmax_backward, softmax_forward};
-use crate::{KernelError, sgemm_with};
+use crate::KernelError;
+use crate::softmax::softmax_backward;
 
 /// The gradients [`transform_attention_backward`] adds into; `None` for those not wanted.
 /// `dq`, `dk`, `dv`: `[B, N, H*d]`; `dpre`, `dpost`: `[H, H]`; `dpre_bias`, `dpost_bias`: `[H]`;
@@ -61,6 +62,58 @@ fn sample_mut<'a>(buf: &'a mut Option<&mut [f32]>, b: usize, len: usize) -> Opti
 pub fn transform_attention_backward(
     grads: TransformAttentionGrads<'_>,
     dout: &[f32],
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mix: &HeadMix<'_>,
+    keep: Option<&[f32]>,
+    shape: &TransformAttentionShape,
+    scale: f32,
+    scratch: &mut [f32],
+) -> Result<(), KernelError> {
+    backward(grads, dout, None, q, k, v, mix, keep, shape, scale, scratch)
+}
+
+/// [`transform_attention_backward`] with the softmax statistics `stats [B, H, N, 2]` that
+/// [`super::transform_attention_forward_with_stats`] saved for the same inputs: the backward
+/// reuses them instead of recomputing each row's max and normaliser. Errors: as the plain
+/// backward, plus [`KernelError::LengthMismatch`] for `stats` of the wrong length.
+#[allow(clippy::too_many_arguments)]
+pub fn transform_attention_backward_with_stats(
+    grads: TransformAttentionGrads<'_>,
+    dout: &[f32],
+    stats: &[f32],
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mix: &HeadMix<'_>,
+    keep: Option<&[f32]>,
+    shape: &TransformAttentionShape,
+    scale: f32,
+    scratch: &mut [f32],
+) -> Result<(), KernelError> {
+    shape.check_stats("transform_attention_backward_with_stats", stats.len())?;
+    backward(
+        grads,
+        dout,
+        Some(stats),
+        q,
+        k,
+        v,
+        mix,
+        keep,
+        shape,
+        scale,
+        scratch,
+    )
+}
+
+/// The backward, with the forward's statistics when given (length checked by the caller).
+#[allow(clippy::too_many_arguments)]
+fn backward(
+    grads: TransformAttentionGrads<'_>,
+    dout: &[f32],
+    stats: Option<&[f32]>,
     q: &[f32],
     k: &[f32],
     v: &[f32],
@@ -129,7 +182,8 @@ pub fn transform_attention_backward(
     let (softmax, rest) = rest.split_at_mut(map_len);
     let (policy_probs, rest) = rest.split_at_mut(map_len);
     let (work, rest) = rest.split_at_mut(map_len);
-    let dmixed = &mut rest[..map_len];
+    let (dmixed, rest) = rest.split_at_mut(map_len);
+    let block_stats = &mut rest[..shape.block_stats_len()];
     // Anything upstream of P' wanted (else only dV is computed).
     let upstream = dq.is_some()
         || dk.is_some()
@@ -151,6 +205,18 @@ pub fn transform_attention_backward(
         let mut dk_b = sample_mut(&mut dk, b, sample_len);
         let mut dv_b = sample_mut(&mut dv, b, sample_len);
         let mut dkeep_b = sample_mut(&mut dkeep, b, n);
+        // K_g^T for S, V_h^T for dP' and K_g for dQ, packed once per sample.
+        let k_t = pack_heads(k_b, shape, true)?;
+        let v_t = if upstream {
+            pack_heads(v_b, shape, true)?
+        } else {
+            Vec::new()
+        };
+        let k_p = if dq_b.is_some() {
+            pack_heads(k_b, shape, false)?
+        } else {
+            Vec::new()
+        };
         let block = shape.block_rows();
         for r0 in (0..n).step_by(block) {
             let rows = block.min(n - r0);
@@ -159,10 +225,24 @@ pub fn transform_attention_backward(
             let (logits, softmax) = (&mut logits[..m], &mut softmax[..m]);
             let (policy_probs, work, dmixed) =
                 (&mut policy_probs[..m], &mut work[..m], &mut dmixed[..m]);
-            // Recompute S [H, rows, N], S' (in `dmixed` for now), u = softmax(S'), P.
-            block_logits(logits, q_b, k_b, shape, scale, r0, rows)?;
-            mix_heads(dmixed, logits, h, len, mix.pre, false, Some(mix.pre_bias))?;
-            softmax_forward(softmax, dmixed, n)?;
+            // Recompute S [H, rows, N], u = softmax(S') (with the forward's row statistics when
+            // given), P.
+            block_logits(logits, q_b, &k_t, shape, scale, r0, rows)?;
+            let block_stats = &mut block_stats[..2 * h * rows];
+            if let Some(stats) = stats {
+                gather_stats(block_stats, &stats[b * 2 * h * n..], h, r0, rows, n);
+            }
+            passes::mix_softmax(
+                softmax,
+                logits,
+                mix.pre,
+                mix.pre_bias,
+                block_stats,
+                h,
+                rows,
+                n,
+                stats.is_some(),
+            )?;
             let probs: &[f32] = match keep_b {
                 Some(keep_b) => {
                     policy_probs.copy_from_slice(softmax);
@@ -180,32 +260,30 @@ pub fn transform_attention_backward(
                 for (x, p) in work.chunks_exact(len).enumerate() {
                     let doh = shape.head(dout_b, x, r0, rows)?;
                     let dvh = shape.head_mut(dv_b, x, 0, n)?;
-                    sgemm_with(&SERIAL_GEMM, 1.0, map(p, rows, n)?.t(), doh, 1.0, dvh)?;
+                    gemm(1.0, map(p, rows, n)?.t(), doh, 1.0, dvh)?;
                 }
             }
             if !upstream {
                 continue;
             }
-            // dP'_h = dO_h[rows] V_h^T, as dP'_h^T = V_h dO_h[rows]^T
-            for (x, dp) in dmixed.chunks_exact_mut(len).enumerate() {
-                let vh = shape.head(v_b, x, 0, n)?;
-                let dot_t = shape.head(dout_b, x, r0, rows)?.t();
-                sgemm_with(&SERIAL_GEMM, 1.0, vh, dot_t, 0.0, map_t_mut(dp, rows, n)?)?;
+            // dP'_h = dO_h[rows] V_h^T
+            for ((x, dp), vt) in dmixed.chunks_exact_mut(len).enumerate().zip(&v_t) {
+                let doh = shape.head(dout_b, x, r0, rows)?;
+                gemm_packed(1.0, doh, vt, 0.0, map_mut(dp, rows, n)?)?;
             }
-            post_mix_grads(
-                dpost.as_deref_mut(),
+            post_bias_grads(
                 dpost_bias.as_deref_mut(),
                 dkeep_b.as_deref_mut(),
                 dmixed,
-                probs,
                 mix,
                 keep_b,
                 r0,
                 rows,
                 n,
             )?;
-            // dP_g = sum_h post[h,g] dP'_h
-            mix_heads(work, dmixed, h, len, mix.post, true, None)?;
+            // dP_g = sum_h post[h,g] dP'_h; dpost[h,g] += sum dP'_h P_g
+            let dots = dpost.as_deref_mut().map(|acc| (probs, acc));
+            passes::mix_t_dots(work, dmixed, mix.post, dots, h, len)?;
             // dS'_h into `dmixed`. A softmax ignores a shift of its row, so without a policy
             // dpre_bias[h] = sum dS'_h is exactly 0 (summing the rounded dS' would only add
             // noise); with one it is a closed form (`policy_softmax_backward`).
@@ -228,26 +306,27 @@ pub fn transform_attention_backward(
                 ),
             }
             // dpre[h,g] += sum dS'_h S_g (dpre_bias: see the softmax backwards)
-            if let Some(dpre) = dpre.as_deref_mut() {
-                add_map_dots(dpre, dmixed, logits, h, len)?;
-            }
             if dq_b.is_none() && dk_b.is_none() {
+                if let Some(dpre) = dpre.as_deref_mut() {
+                    add_map_dots(dpre, dmixed, logits, h, len)?;
+                }
                 continue;
             }
-            // dS_g = sum_h pre[h,g] dS'_h; dQ_g += scale dS_g K_g; dK_g += scale dS_g^T Q_g
-            mix_heads(work, dmixed, h, len, mix.pre, true, None)?;
+            // dS_g = sum_h pre[h,g] dS'_h (with the dpre dots in the same sweep);
+            // dQ_g += scale dS_g K_g; dK_g += scale dS_g^T Q_g
+            let dots = dpre.as_deref_mut().map(|acc| (&*logits, acc));
+            passes::mix_t_dots(work, dmixed, mix.pre, dots, h, len)?;
             for (g, ds) in work.chunks_exact(len).enumerate() {
                 let ds = map(ds, rows, n)?;
                 if let Some(dq_b) = dq_b.as_deref_mut() {
-                    // dQ_g[rows]^T += scale K_g^T dS_g^T
-                    let kt = shape.head(k_b, g, 0, n)?.t();
-                    let dqt = shape.head_t_mut(dq_b, g, r0, rows)?;
-                    sgemm_with(&SERIAL_GEMM, scale, kt, ds.t(), 1.0, dqt)?;
+                    // dQ_g[rows] += scale dS_g K_g
+                    let dqg = shape.head_mut(dq_b, g, r0, rows)?;
+                    gemm_packed(scale, ds, &k_p[g], 1.0, dqg)?;
                 }
                 if let Some(dk_b) = dk_b.as_deref_mut() {
                     let qg = shape.head(q_b, g, r0, rows)?;
                     let dkg = shape.head_mut(dk_b, g, 0, n)?;
-                    sgemm_with(&SERIAL_GEMM, scale, ds.t(), qg, 1.0, dkg)?;
+                    gemm(scale, ds.t(), qg, 1.0, dkg)?;
                 }
             }
         }
@@ -268,15 +347,13 @@ fn sum(x: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// The gradients that come straight from `dP'` (`[H, rows, N]`): the post mix and bias, and the
-/// post bias's share of the policy gradient.
+/// The gradients that come straight from `dP'` (`[H, rows, N]`) besides the post mix's: the
+/// post bias and its share of the policy gradient.
 #[allow(clippy::too_many_arguments)]
-fn post_mix_grads(
-    dpost: Option<&mut [f32]>,
+fn post_bias_grads(
     dpost_bias: Option<&mut [f32]>,
     dkeep: Option<&mut [f32]>,
     dmixed: &[f32],
-    probs: &[f32],
     mix: &HeadMix<'_>,
     keep: Option<&[f32]>,
     r0: usize,
@@ -284,10 +361,6 @@ fn post_mix_grads(
     n: usize,
 ) -> Result<(), KernelError> {
     let len = rows * n;
-    let h = mix.post_bias.len();
-    if let Some(dpost) = dpost {
-        add_map_dots(dpost, dmixed, probs, h, len)?;
-    }
     if let Some(db) = dpost_bias {
         for (d, dp) in db.iter_mut().zip(dmixed.chunks_exact(len)) {
             *d += match keep {

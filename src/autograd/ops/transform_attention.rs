@@ -23,7 +23,7 @@
 
 use crate::autograd::{Graph, Var};
 use crate::error::{Error, Result};
-use crate::tensor::{self, Tensor, TransformGrads, TransformMix, transform_attention_backward};
+use crate::tensor::{Tensor, TransformGrads, TransformMix, transform_attention_backward};
 
 /// The `eps` of the policy softmax (DynamicViT's value).
 pub use lithe_kernels::transform_attention::POLICY_EPS;
@@ -139,7 +139,8 @@ impl Graph {
             post: &ins[5],
             post_bias: &ins[6],
         };
-        let out = tensor::transform_attention(
+        // The softmax statistics of every row ([B, H, N, 2]) are kept for the backward.
+        let (out, stats) = crate::tensor::transform_attention_with_stats(
             &ins[0],
             &ins[1],
             &ins[2],
@@ -174,6 +175,7 @@ impl Graph {
                 };
                 transform_attention_backward(
                     dout,
+                    Some(&stats),
                     ins[0],
                     ins[1],
                     ins[2],

@@ -1,0 +1,424 @@
+//! The head-mix passes of the fused transform attention (`crate::transform_attention`), written
+//! once over [`SimdF32`], with entry points per ISA (the vector types of the element-wise
+//! kernels, one `#[target_feature]` each).
+//!
+//! Two passes over a block of `[H, rows, N]` maps:
+//! - [`mix_softmax`]: the pre-softmax head mix and the softmax in one sweep per query row. The
+//!   `H` mixed rows of one query (`H N` floats) stay in L1 between the mix and the softmax. It
+//!   either computes the row statistics (max and `1 / sum exp`) or takes them from the forward,
+//!   in which case the mix and `exp` are a single pass.
+//! - [`mix_t_dots`]: a transposed head mix `dst[g] = sum_h M[h,g] src[h]` whose source chunks,
+//!   already in registers, also feed the `H x H` dot products `acc[h,g] += <src[h], other[g]>`
+//!   (the gradient of that mix), so the maps are read once for both.
+
+use super::simd::{SimdF32, exp};
+
+/// Vectors per chunk of a row: four independent accumulators hide the FMA latency.
+const UNROLL: usize = 4;
+
+/// Loads `k` lanes at `p` (`k == LANES`: a full vector; else a zero-filled tail).
+///
+/// # Safety
+/// `p` is readable for `k` floats, `0 < k <= LANES`.
+#[inline(always)]
+unsafe fn ld<V: SimdF32>(p: *const f32, k: usize) -> V {
+    // SAFETY: the caller's contract.
+    unsafe {
+        if k == V::LANES {
+            V::load(p)
+        } else {
+            V::load_tail(p, k)
+        }
+    }
+}
+
+/// Stores `k` lanes at `p`.
+///
+/// # Safety
+/// `p` is writable for `k` floats, `0 < k <= LANES`.
+#[inline(always)]
+unsafe fn st<V: SimdF32>(v: V, p: *mut f32, k: usize) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        if k == V::LANES {
+            v.store(p)
+        } else {
+            v.store_tail(p, k)
+        }
+    }
+}
+
+/// Output heads mixed together: each source vector loaded feeds `HEADS_AT_ONCE` FMAs.
+const HEADS_AT_ONCE: usize = 2;
+
+/// One chunk of `B` mixed rows: `bias[b] + sum_g w[b][g] src[g * stride + x ..]` for `U`
+/// vectors from `x` (`k` lanes valid in the last one).
+///
+/// # Safety
+/// Every `src[g * stride + x + u * LANES ..]` read lies inside `src` (`k` lanes for the last).
+#[inline(always)]
+unsafe fn mixed_chunk<V: SimdF32, const B: usize, const U: usize>(
+    src: *const f32,
+    w: &[&[f32]; B],
+    bias: &[f32; B],
+    stride: usize,
+    x: usize,
+    k: usize,
+) -> [[V; U]; B] {
+    let mut acc = [[V::splat(0.0); U]; B];
+    for (a, &b) in acc.iter_mut().zip(bias) {
+        *a = [V::splat(b); U];
+    }
+    for g in 0..w[0].len() {
+        let wv: [V; B] = std::array::from_fn(|b| V::splat(w[b][g]));
+        // SAFETY: the caller's contract.
+        let row = unsafe { src.add(g * stride + x) };
+        for u in 0..U {
+            let lanes = if u + 1 == U { k } else { V::LANES };
+            let sv = unsafe { ld::<V>(row.add(u * V::LANES), lanes) };
+            for (a, w) in acc.iter_mut().zip(&wv) {
+                a[u] = sv.mul_add(*w, a[u]);
+            }
+        }
+    }
+    acc
+}
+
+/// For every query row `r < rows` and head `h < heads` of a block (`src`, `dst`: `[H, rows, N]`):
+/// `x = pre_bias[h] + sum_g pre[h,g] src[g, r, :]`, then `dst[h, r, :] = exp(x - max) / sum`.
+/// `stats` (`[H, rows, 2]`: row max, `1 / sum exp(x - max)`) is written when `given` is false,
+/// and read instead of recomputed when it is true (`dst = exp(x - stats.0) * stats.1`).
+///
+/// # Safety
+/// `src`, `dst` hold `heads * rows * n` floats, `pre` `heads * heads`, `pre_bias` `heads`,
+/// `stats` `2 * heads * rows`; the vector type's ISA is enabled.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) unsafe fn mix_softmax<V: SimdF32>(
+    dst: &mut [f32],
+    src: &[f32],
+    pre: &[f32],
+    pre_bias: &[f32],
+    stats: &mut [f32],
+    heads: usize,
+    rows: usize,
+    n: usize,
+    given: bool,
+) {
+    let len = rows * n;
+    debug_assert!(dst.len() >= heads * len && src.len() >= heads * len);
+    debug_assert!(pre.len() >= heads * heads && pre_bias.len() >= heads);
+    debug_assert!(stats.len() >= 2 * heads * rows);
+    let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+    for r in 0..rows {
+        let mut h = 0;
+        while h < heads {
+            // SAFETY (both arms): rows r of the maps lie inside `src` and `dst` (caller).
+            if h + HEADS_AT_ONCE <= heads {
+                unsafe {
+                    softmax_rows::<V, HEADS_AT_ONCE>(
+                        s, d, pre, pre_bias, stats, heads, rows, n, r, h, given,
+                    )
+                };
+                h += HEADS_AT_ONCE;
+            } else {
+                unsafe {
+                    softmax_rows::<V, 1>(s, d, pre, pre_bias, stats, heads, rows, n, r, h, given)
+                };
+                h += 1;
+            }
+        }
+    }
+}
+
+/// [`mix_softmax`] for query row `r` of the `B` heads `h0 ..`.
+///
+/// # Safety
+/// As [`mix_softmax`], with `r < rows` and `h0 + B <= heads`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn softmax_rows<V: SimdF32, const B: usize>(
+    s: *const f32,
+    d: *mut f32,
+    pre: &[f32],
+    pre_bias: &[f32],
+    stats: &mut [f32],
+    heads: usize,
+    rows: usize,
+    n: usize,
+    r: usize,
+    h0: usize,
+    given: bool,
+) {
+    let len = rows * n;
+    let chunk = UNROLL * V::LANES;
+    let w: [&[f32]; B] = std::array::from_fn(|b| &pre[(h0 + b) * heads..(h0 + b + 1) * heads]);
+    let bias: [f32; B] = std::array::from_fn(|b| pre_bias[h0 + b]);
+    let at: [usize; B] = std::array::from_fn(|b| (h0 + b) * rows + r);
+    // SAFETY (all blocks below): row r of map g starts at g * len + r * n and every chunk read
+    // or written lies in 0..n of that row.
+    let s_row = unsafe { s.add(r * n) };
+    let d_rows: [*mut f32; B] = std::array::from_fn(|b| unsafe { d.add((h0 + b) * len + r * n) });
+    if given {
+        let vmax: [V; B] = std::array::from_fn(|b| V::splat(stats[2 * at[b]]));
+        let vinv: [V; B] = std::array::from_fn(|b| V::splat(stats[2 * at[b] + 1]));
+        let mut x = 0;
+        while x + chunk <= n {
+            let acc = unsafe { mixed_chunk::<V, B, UNROLL>(s_row, &w, &bias, len, x, V::LANES) };
+            for b in 0..B {
+                for (u, a) in acc[b].iter().enumerate() {
+                    let p = exp(a.sub(vmax[b])).mul(vinv[b]);
+                    unsafe { p.store(d_rows[b].add(x + u * V::LANES)) };
+                }
+            }
+            x += chunk;
+        }
+        while x < n {
+            let k = V::LANES.min(n - x);
+            let acc = unsafe { mixed_chunk::<V, B, 1>(s_row, &w, &bias, len, x, k) };
+            for b in 0..B {
+                unsafe {
+                    st(
+                        exp(acc[b][0].sub(vmax[b])).mul(vinv[b]),
+                        d_rows[b].add(x),
+                        k,
+                    )
+                };
+            }
+            x += k;
+        }
+        return;
+    }
+    // Mix into `dst` while tracking the row maxima.
+    let mut vmax = [V::splat(f32::NEG_INFINITY); B];
+    let mut x = 0;
+    while x + chunk <= n {
+        let acc = unsafe { mixed_chunk::<V, B, UNROLL>(s_row, &w, &bias, len, x, V::LANES) };
+        for b in 0..B {
+            for (u, a) in acc[b].iter().enumerate() {
+                vmax[b] = vmax[b].max(*a);
+                unsafe { a.store(d_rows[b].add(x + u * V::LANES)) };
+            }
+        }
+        x += chunk;
+    }
+    while x < n {
+        let k = V::LANES.min(n - x);
+        let acc = unsafe { mixed_chunk::<V, B, 1>(s_row, &w, &bias, len, x, k) };
+        for b in 0..B {
+            vmax[b] = vmax[b].max(acc[b][0].keep_first(k, f32::NEG_INFINITY));
+            unsafe { st(acc[b][0], d_rows[b].add(x), k) };
+        }
+        x += k;
+    }
+    // Per row: exp(x - max) in place (the row is in L1), summed; then scaled.
+    for b in 0..B {
+        let d_row = d_rows[b];
+        let row_max = vmax[b].reduce_max();
+        let vm = V::splat(row_max);
+        let mut sums = [V::splat(0.0); 2];
+        let mut x = 0;
+        while x < n {
+            let k = V::LANES.min(n - x);
+            unsafe {
+                let e = exp(ld::<V>(d_row.add(x), k).sub(vm));
+                st(e, d_row.add(x), k);
+                let e = if k == V::LANES {
+                    e
+                } else {
+                    e.keep_first(k, 0.0)
+                };
+                sums[(x / V::LANES) & 1] = sums[(x / V::LANES) & 1].add(e);
+            }
+            x += k;
+        }
+        let inv = 1.0 / sums[0].add(sums[1]).reduce_add();
+        let vinv = V::splat(inv);
+        let mut x = 0;
+        while x < n {
+            let k = V::LANES.min(n - x);
+            unsafe { st(ld::<V>(d_row.add(x), k).mul(vinv), d_row.add(x), k) };
+            x += k;
+        }
+        stats[2 * at[b]] = row_max;
+        stats[2 * at[b] + 1] = inv;
+    }
+}
+
+/// `dst[g] = sum_h m[h,g] src[h]` over `heads` maps of `len` floats, and, with `dots`,
+/// `dots.1[h * heads + g] += sum_x src[h, x] * dots.0[g, x]`.
+///
+/// # Safety
+/// `dst`, `src` and `dots.0` hold `heads * len` floats, `m` and `dots.1` `heads * heads`; the
+/// vector type's ISA is enabled.
+#[inline(always)]
+pub(crate) unsafe fn mix_t_dots<V: SimdF32>(
+    dst: &mut [f32],
+    src: &[f32],
+    m: &[f32],
+    dots: Option<(&[f32], &mut [f32])>,
+    heads: usize,
+    len: usize,
+) {
+    debug_assert!(dst.len() >= heads * len && src.len() >= heads * len);
+    debug_assert!(m.len() >= heads * heads);
+    let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+    let chunk = UNROLL * V::LANES;
+    match dots {
+        None => {
+            let mut x = 0;
+            while x < len {
+                let full = x + chunk <= len;
+                for g in 0..heads {
+                    let w = |h: usize| m[h * heads + g];
+                    // SAFETY: every lane read or written lies in 0..len of its map.
+                    unsafe {
+                        if full {
+                            let mut acc = [V::splat(0.0); UNROLL];
+                            for h in 0..heads {
+                                let wv = V::splat(w(h));
+                                let row = s.add(h * len + x);
+                                for (u, a) in acc.iter_mut().enumerate() {
+                                    *a = V::load(row.add(u * V::LANES)).mul_add(wv, *a);
+                                }
+                            }
+                            for (u, a) in acc.iter().enumerate() {
+                                a.store(d.add(g * len + x + u * V::LANES));
+                            }
+                        } else {
+                            let k = V::LANES.min(len - x);
+                            let mut a = V::splat(0.0);
+                            for h in 0..heads {
+                                a = ld::<V>(s.add(h * len + x), k).mul_add(V::splat(w(h)), a);
+                            }
+                            st(a, d.add(g * len + x), k);
+                        }
+                    }
+                }
+                x += if full { chunk } else { V::LANES.min(len - x) };
+            }
+        }
+        Some((other, acc_out)) => {
+            debug_assert!(other.len() >= heads * len && acc_out.len() >= heads * heads);
+            let o = other.as_ptr();
+            // One vector of partial dot products per (g, h).
+            let mut part = vec![V::splat(0.0); heads * heads];
+            let mut x = 0;
+            while x < len {
+                let full = x + chunk <= len;
+                for g in 0..heads {
+                    let w = |h: usize| m[h * heads + g];
+                    let part_g = &mut part[g * heads..(g + 1) * heads];
+                    // SAFETY: every lane read or written lies in 0..len of its map.
+                    unsafe {
+                        if full {
+                            let mut ov = [V::splat(0.0); UNROLL];
+                            for (u, v) in ov.iter_mut().enumerate() {
+                                *v = V::load(o.add(g * len + x + u * V::LANES));
+                            }
+                            let mut acc = [V::splat(0.0); UNROLL];
+                            for (h, p) in part_g.iter_mut().enumerate() {
+                                let wv = V::splat(w(h));
+                                let row = s.add(h * len + x);
+                                let mut dp = *p;
+                                for (u, a) in acc.iter_mut().enumerate() {
+                                    let sv = V::load(row.add(u * V::LANES));
+                                    *a = sv.mul_add(wv, *a);
+                                    dp = sv.mul_add(ov[u], dp);
+                                }
+                                *p = dp;
+                            }
+                            for (u, a) in acc.iter().enumerate() {
+                                a.store(d.add(g * len + x + u * V::LANES));
+                            }
+                        } else {
+                            // Zero-filled tails add nothing to the dot products.
+                            let k = V::LANES.min(len - x);
+                            let ov = ld::<V>(o.add(g * len + x), k);
+                            let mut a = V::splat(0.0);
+                            for (h, p) in part_g.iter_mut().enumerate() {
+                                let sv = ld::<V>(s.add(h * len + x), k);
+                                a = sv.mul_add(V::splat(w(h)), a);
+                                *p = sv.mul_add(ov, *p);
+                            }
+                            st(a, d.add(g * len + x), k);
+                        }
+                    }
+                }
+                x += if full { chunk } else { V::LANES.min(len - x) };
+            }
+            for g in 0..heads {
+                for h in 0..heads {
+                    acc_out[h * heads + g] += part[g * heads + h].reduce_add();
+                }
+            }
+        }
+    }
+}
+
+/// Stamps out one ISA's entry points with that ISA's `#[target_feature]`, each instantiating the
+/// generic bodies above with the ISA's vector type.
+macro_rules! transform_attention_entry_points {
+    ($vec:ty, $($features:literal)?) => {
+        /// # Safety
+        /// The ISA is present; lengths as in `super::mix_softmax` (checked by the caller in
+        /// `crate::transform_attention`).
+        #[allow(clippy::too_many_arguments)]
+        $(#[target_feature(enable = $features)])?
+        pub(crate) unsafe fn mix_softmax(
+            dst: &mut [f32],
+            src: &[f32],
+            pre: &[f32],
+            pre_bias: &[f32],
+            stats: &mut [f32],
+            heads: usize,
+            rows: usize,
+            n: usize,
+            given: bool,
+        ) {
+            // SAFETY: the caller's contract.
+            unsafe {
+                super::mix_softmax::<$vec>(dst, src, pre, pre_bias, stats, heads, rows, n, given)
+            }
+        }
+
+        /// # Safety
+        /// The ISA is present; lengths as in `super::mix_t_dots` (checked by the caller in
+        /// `crate::transform_attention`).
+        $(#[target_feature(enable = $features)])?
+        pub(crate) unsafe fn mix_t_dots(
+            dst: &mut [f32],
+            src: &[f32],
+            m: &[f32],
+            dots: Option<(&[f32], &mut [f32])>,
+            heads: usize,
+            len: usize,
+        ) {
+            // SAFETY: the caller's contract.
+            unsafe { super::mix_t_dots::<$vec>(dst, src, m, dots, heads, len) }
+        }
+    };
+}
+
+/// The portable path (`Isa::Scalar`): the 8-lane plain-Rust vector LLVM auto-vectorises.
+pub(crate) mod portable {
+    transform_attention_entry_points!(crate::arch::portable_elementwise::F32xP,);
+}
+
+/// AVX2 + FMA: one ymm register per vector.
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2 {
+    transform_attention_entry_points!(crate::arch::x86_avx2_elementwise::F32x8, "avx2,fma");
+}
+
+/// AVX-512F: one zmm register per vector.
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512 {
+    transform_attention_entry_points!(crate::arch::x86_avx512_elementwise::F32x16, "avx512f");
+}
+
+/// NEON: one q register per vector.
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod neon {
+    transform_attention_entry_points!(crate::arch::aarch64_neon_elementwise::F32x4, "neon");
+}
