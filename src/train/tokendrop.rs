@@ -80,22 +80,14 @@ pub fn train_dynamic_vit(
     if !(settings.backbone_lr_scale >= 0.0 && settings.tau > 0.0) {
         return Err(Error::invalid(OP, format!("invalid settings {settings:?}")));
     }
-    // Four groups: backbone / predictors, each with and without weight decay.
+    // Four groups: backbone / predictors (named `score_predictor.*` by `DynamicVit`), each with
+    // and without weight decay.
+    let (predictors, backbone): (Vec<_>, Vec<_>) = student
+        .named_params()
+        .into_iter()
+        .partition(|(name, _)| name.starts_with("score_predictor."));
     let mut groups = Vec::new();
-    let predictors: Vec<(String, _)> = student
-        .predictors
-        .iter()
-        .enumerate()
-        .flat_map(|(i, p)| {
-            p.named_params()
-                .into_iter()
-                .map(move |(n, q)| (format!("score_predictor.{i}.{n}"), q))
-        })
-        .collect();
-    for (named, scale) in [
-        (student.vit.named_params(), settings.backbone_lr_scale),
-        (predictors, 1.0),
-    ] {
+    for (named, scale) in [(backbone, settings.backbone_lr_scale), (predictors, 1.0)] {
         for mut group in ParamGroup::split_decay(&named, |n, _| is_bias_or_norm(n)) {
             group.lr_scale = scale;
             groups.push(group);

@@ -233,10 +233,14 @@ pub fn run(a: TokenDropArgs) -> CliResult<()> {
     train::save_run(&a.out, &done.model, &done.model.config, Some(&done.history))?;
     eprintln!("lithe tokendrop: saved to {}", a.out.display());
 
+    // The test accuracies are known: the full model's from above, the dropping model's from its
+    // last epoch's evaluation.
+    let f32_accuracy = [full_accuracy, done.history.final_accuracy()];
     let rows = report(
         &teacher,
         &done.model,
         &te,
+        f32_accuracy,
         a.rounds,
         Some(round(train_seconds, 1)),
     )?;
@@ -244,18 +248,18 @@ pub fn run(a: TokenDropArgs) -> CliResult<()> {
     Ok(())
 }
 
-/// The four rows comparing `full` and `model` on the test split `te`: f32 (the autograd engine
-/// in inference mode) and int8 (both lowered with dynamic per-row activation scales), accuracy
-/// and throughput at a batch of 64 on one thread from `rounds` alternating timing rounds.
+/// The four rows comparing `teacher` (the full model) and `model` on the test split `te`: f32
+/// (the autograd engine in inference mode; `f32_accuracy` = both models' test accuracy there)
+/// and int8 (both lowered with dynamic per-row activation scales), accuracy and throughput at a batch of 64 on one thread from `rounds` alternating timing rounds.
 pub fn report(
-    full_model: &Vit,
+    teacher: &Vit,
     model: &DynamicVit,
     te: &ImageSet,
+    f32_accuracy: [f64; 2],
     rounds: usize,
     train_s: Option<f64>,
 ) -> CliResult<Vec<Map<String, Value>>> {
-    let teacher = full_model;
-    let full_accuracy = train::evaluate_vit(teacher, te)?;
+    let [full_accuracy, accuracy] = f32_accuracy;
     let patches = teacher.embeddings.num_patches();
     let x = batch64(te)?;
     let budget = Duration::from_millis(300);
@@ -300,7 +304,6 @@ pub fn report(
             drop8.forward(&mut ws_drop, input).expect("forward");
         },
     );
-    let accuracy = train::evaluate_dynamic_vit(model, te)?;
     let dropping = Side {
         keep: model.config.token_drop.keep_ratio,
         tokens: model.keep_counts(),
@@ -389,7 +392,11 @@ pub fn bench(a: TokenDropBenchArgs) -> CliResult<()> {
     };
     let full = load_vit(&a.full)?;
     let (_, te, _) = images_arg(a.data.as_deref())?;
-    let rows = report(&full, &model, &te, a.rounds, None)?;
+    let f32_accuracy = [
+        train::evaluate_vit(&full, &te)?,
+        train::evaluate_dynamic_vit(&model, &te)?,
+    ];
+    let rows = report(&full, &model, &te, f32_accuracy, a.rounds, None)?;
     crate::table::print_rows(&rows, a.json);
     Ok(())
 }

@@ -58,23 +58,18 @@ impl Predictor {
     /// `policy[B, N]` (1 = kept so far, 0 = dropped; it weights the global mean). A sample whose
     /// policy is all zero gets a zero global half. [`Error::Shape`] when the shapes do not fit.
     pub fn forward(&self, g: &Graph, x: Var, policy: Var) -> Result<Var> {
-        let (xs, ps) = (g.shape(x)?, g.shape(policy)?);
-        let c = self.width();
-        let [b, n, xc] = xs[..] else {
+        const OP: &str = "Predictor::forward";
+        let [b, n] = self.token_dims(OP, g, x)?;
+        let ps = g.shape(policy)?;
+        if ps != [b, n] {
             return Err(Error::shape(
-                "Predictor::forward",
-                format!("tokens must be [B, N, C], got {xs:?}"),
-            ));
-        };
-        if xc != c || ps != [b, n] {
-            return Err(Error::shape(
-                "Predictor::forward",
-                format!("tokens {xs:?} and policy {ps:?}: expected [B, N, {c}] and [B, N]"),
+                OP,
+                format!("policy {ps:?}, expected [B, N] = [{b}, {n}]"),
             ));
         }
         let gelu = GeluKind::Erf;
-        let h = g.gelu(self.in_proj.forward(g, self.norm.forward(g, x)?)?, gelu)?; // [B, N, C]
-        let half = c / 2;
+        let h = self.in_conv(g, x)?; // [B, N, C]
+        let (c, half) = (self.width(), self.width() / 2);
         let local = g.slice(h, 2, 0, half)?; // [B, N, C/2]
         let rest = g.slice(h, 2, half, c)?; // [B, N, C/2]
         let weights = g.reshape(policy, &[b, n, 1])?;
@@ -88,9 +83,27 @@ impl Predictor {
         let y = g.gelu(self.narrow.forward(g, y)?, gelu)?; // [B, N, C/4]
         g.log_softmax(self.score.forward(g, y)?) // [B, N, 2]
     }
-}
 
-impl Predictor {
+    /// `[B, N]` of tokens `x`, or [`Error::Shape`] unless `x` is `[B, N, C]`.
+    fn token_dims(&self, op: &'static str, g: &Graph, x: Var) -> Result<[usize; 2]> {
+        let xs = g.shape(x)?;
+        match xs[..] {
+            [b, n, c] if c == self.width() => Ok([b, n]),
+            _ => Err(Error::shape(
+                op,
+                format!("tokens {xs:?}, expected [B, N, {}]", self.width()),
+            )),
+        }
+    }
+
+    /// `in_conv`: `GELU(Linear(LN(x)))`, `[B, N, C] -> [B, N, C]`.
+    fn in_conv(&self, g: &Graph, x: Var) -> Result<Var> {
+        g.gelu(
+            self.in_proj.forward(g, self.norm.forward(g, x)?)?,
+            GeluKind::Erf,
+        )
+    }
+
     /// The inference-time score of tokens `x[B, N, C]` that are all kept so far:
     /// `logit_keep - logit_drop` `[B, N]`, which orders tokens as the keep log-probability of
     /// [`Predictor::forward`] with an all-ones policy does (`log p_keep = -softplus(-margin)`
@@ -98,23 +111,14 @@ impl Predictor {
     /// `out_conv.0` is split into its local and global column blocks, so the per-sample global
     /// term is computed once and broadcast instead of concatenated to every token.
     pub fn keep_margin(&self, g: &Graph, x: Var) -> Result<Var> {
-        let xs = g.shape(x)?;
-        let c = self.width();
-        let [b, n, xc] = xs[..] else {
-            return Err(Error::shape(
-                "Predictor::keep_margin",
-                format!("tokens must be [B, N, C], got {xs:?}"),
-            ));
-        };
-        if xc != c || n == 0 {
-            return Err(Error::shape(
-                "Predictor::keep_margin",
-                format!("tokens {xs:?}: expected [B, N > 0, {c}]"),
-            ));
+        const OP: &str = "Predictor::keep_margin";
+        let [b, n] = self.token_dims(OP, g, x)?;
+        if n == 0 {
+            return Err(Error::shape(OP, "no token to score"));
         }
         let gelu = GeluKind::Erf;
-        let h = g.gelu(self.in_proj.forward(g, self.norm.forward(g, x)?)?, gelu)?; // [B, N, C]
-        let half = c / 2;
+        let h = self.in_conv(g, x)?; // [B, N, C]
+        let (c, half) = (self.width(), self.width() / 2);
         let local = g.slice(h, 2, 0, half)?; // [B, N, C/2]
         let global = g.mean(g.slice(h, 2, half, c)?, &[1], true)?; // [B, 1, C/2]
         let w = g.param(&self.hidden.weight); // [C/2, C]: columns [local | global]

@@ -195,9 +195,10 @@ impl DynamicVit {
                 let margins = g.value(self.predictors[s].keep_margin(g, spatial)?)?; // [B, n]
                 let k = counts[s];
                 let mut rows = Vec::with_capacity(b * (p + k));
+                let alive = vec![true; n];
                 for (bi, pos) in positions.iter_mut().enumerate() {
                     let scores = &margins.data()[bi * n..(bi + 1) * n];
-                    let chosen = top_k(scores, &vec![true; n], k); // ascending, in 0..n
+                    let chosen = top_k(scores, &alive, k); // ascending, in 0..n
                     let base = bi * (p + n);
                     rows.extend(base..base + p);
                     rows.extend(chosen.iter().map(|&j| base + p + j));
