@@ -232,6 +232,14 @@ impl Vit {
         self.heads(g, features)
     }
 
+    /// Class logits `[B, classes]` from the last block's output `[B, T, H]` (before the final
+    /// LayerNorm, as [`Vit::forward_traced`] returns it): the rest of [`Vit::forward_logits`].
+    pub fn logits_from_hidden(&self, g: &Graph, hidden: Var) -> Result<Var> {
+        let features = self.layernorm.forward(g, hidden)?;
+        let (cls, dist) = self.heads(g, features)?;
+        deit_logits(g, cls, dist)
+    }
+
     /// Class logits `[B, classes]`; with the distillation token, the mean of the two heads
     /// (DeiT's inference rule).
     pub fn forward_logits(&self, g: &Graph, images: Var) -> Result<Var> {

@@ -15,7 +15,7 @@ use super::images::{check_images, evaluate_images};
 use super::{Event, History, ImageSet, TrainOptions, fit};
 use crate::autograd::{CrossEntropyOptions, Graph, Var};
 use crate::compress::distill::{
-    Qkv, RelationConfig, attention_relation_loss, hidden_relation_loss, soft_kd,
+    Qkv, RelationConfig, attention_relation_loss, hidden_relation_loss, soft_kd, uniform_layer_map,
 };
 use crate::compress::share::MiniVit;
 use crate::error::{Error, Result};
@@ -113,14 +113,6 @@ fn teacher_view(teacher: &Vit, images: &Tensor, layers: &[usize]) -> Result<Teac
     })
 }
 
-/// The teacher layer each of `student` layers learns from: index by index when the depths agree,
-/// else spread evenly (the student's last layer always meets the teacher's last).
-fn layer_map(student: usize, teacher: usize) -> Vec<usize> {
-    (0..student)
-        .map(|i| ((i + 1) * teacher).div_ceil(student).max(1) - 1)
-        .collect()
-}
-
 /// Parameters trained without weight decay: biases, norms and the layers' transforms. The
 /// transforms start at identity (head mixes) and zero (convolution), and decay would pull the
 /// mixes away from identity.
@@ -165,7 +157,7 @@ pub fn train_minivit(
                     "relation distillation needs blocks in the student and the teacher",
                 ));
             }
-            let map = layer_map(s_depth, t_depth);
+            let map = uniform_layer_map(s_depth, t_depth);
             match d.relation_layers {
                 RelationLayers::All => map.into_iter().enumerate().collect(),
                 RelationLayers::Last => vec![(s_depth - 1, map[s_depth - 1])],
@@ -231,7 +223,8 @@ pub fn train_minivit(
 
 #[cfg(test)]
 mod tests {
-    use super::{layer_map, no_decay};
+    use super::no_decay;
+    use crate::compress::distill::uniform_layer_map as layer_map;
     use crate::compress::share::{MiniVit, ShareConfig};
     use crate::nn::{Module, Vit, VitConfig};
     use crate::tensor::Rng;

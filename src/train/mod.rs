@@ -1,6 +1,8 @@
 //! Training loops shared by the CLI (`lithe train`, `lithe eval`, `lithe demo`) and by tests.
 //!
 //! - [`train_vit`] / [`evaluate_vit`]: a [`Vit`](crate::nn::Vit) on an [`ImageSet`];
+//! - [`train_vit_distill`]: a smaller ViT student from a ViT teacher by KD, DeiT's
+//!   distillation token, stored sparse logits or TinyBERT's layer losses ([`ImageDistill`]);
 //! - [`train_minivit`] / [`evaluate_minivit`]: a MiniViT student distilled from its ViT teacher;
 //! - [`train_dynamic_vit`] / [`evaluate_dynamic_vit`]: DynamicViT's token predictors (and its
 //!   backbone, at a smaller learning rate) trained against the full model;
@@ -13,12 +15,16 @@
 //! Progress is reported through a callback of [`Event`]s so a CLI can draw bars and a test can
 //! stay silent.
 
+mod distill;
 mod images;
 mod minivit;
 mod plot;
 mod text;
 mod tokendrop;
 
+pub use distill::{
+    ImageDistill, sparse_teacher_logits, train_vit_distill, vit_student_from_teacher,
+};
 pub use images::{ImageSet, digits_split, evaluate_vit, load_image_dir, train_vit};
 pub use minivit::{MiniVitDistill, RelationLayers, evaluate_minivit, train_minivit};
 pub use text::{TextSet, evaluate_bert, train_bert};

@@ -3,12 +3,17 @@
 //! the reference, padding invariance, and the errors.
 //!
 //! Layout: `reference.rs` (f64 formulas), `kd.rs` (soft-label KD), `attention.rs` (Q/K/V
-//! relations and `Qkv::from_attention_parts`), `hidden.rs` (hidden-state relations).
+//! relations and `Qkv::from_attention_parts`), `hidden.rs` (hidden-state relations),
+//! `mixed.rs` (KD with labels, DeiT), `sparse.rs` (stored top-k logits), `tinybert.rs` (layer
+//! losses).
 
 mod attention;
 mod hidden;
 mod kd;
+mod mixed;
 mod reference;
+mod sparse;
+mod tinybert;
 
 use lithe::{Graph, Rng, Tensor, Var};
 

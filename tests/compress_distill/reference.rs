@@ -167,3 +167,42 @@ pub fn hidden_relation(
     }
     total / student.len() as f64
 }
+
+/// Mean cross-entropy of rows of `logits` (`classes` wide) against `labels`.
+pub fn cross_entropy(logits: &[f64], labels: &[usize], classes: usize) -> f64 {
+    let total: f64 = logits
+        .chunks(classes)
+        .zip(labels)
+        .map(|(row, &y)| -masked_softmax(row, |_| true)[y].ln())
+        .sum();
+    total / labels.len() as f64
+}
+
+/// `T^2 / N * sum_rows KL(p || softmax(s / T))` for given target distributions `p`.
+pub fn kd_to_targets(student: &[f64], targets: &[f64], classes: usize, temperature: f64) -> f64 {
+    let rows = student.len() / classes;
+    let total: f64 = student
+        .chunks(classes)
+        .zip(targets.chunks(classes))
+        .map(|(s, p)| {
+            let s: Vec<f64> = s.iter().map(|v| v / temperature).collect();
+            kl(p, &masked_softmax(&s, |_| true))
+        })
+        .sum();
+    temperature * temperature * total / rows as f64
+}
+
+/// `mean((a - b)^2)`.
+pub fn mse(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>() / a.len() as f64
+}
+
+/// `x[n, k] W^T + bias` for `W[m, k]`.
+pub fn linear(x: &[f64], w: &[f64], bias: &[f64], k: usize) -> Vec<f64> {
+    let m = bias.len();
+    x.chunks(k)
+        .flat_map(|row| {
+            (0..m).map(move |j| bias[j] + (0..k).map(|i| row[i] * w[j * k + i]).sum::<f64>())
+        })
+        .collect()
+}

@@ -13,6 +13,12 @@
 //! fake quantization (a tenth of the learning rate) and converts it. Their `bytes` is the size
 //! of the saved int8 file and their latency that of the int8 forward.
 //!
+//! Stages `distill-kd`, `distill-deit` and `distill-sparse` distil the trained `fp32` model into
+//! a student of half its depth (started from its embeddings, head and first blocks) for half its
+//! epochs: soft KD at T = 4 mixed half and half with the labels; DeiT's distillation token on
+//! the teacher's soft labels (the row averages both heads); and KD from the teacher's top-5
+//! probabilities per training image, computed once before training (TinyViT's sparse logits).
+//!
 //! Stage `minivit` compresses the trained `fp32` model with MiniViT weight multiplexing: blocks
 //! share their weights in pairs, each layer keeps its LayerNorms and its own head-mixing and
 //! depthwise-convolution transforms, and the student is distilled from the `fp32` model
@@ -25,17 +31,27 @@
 
 use crate::bench::median_time;
 use clap::Args;
+use lithe::compress::distill::{DeitTarget, KdConfig};
 use lithe::compress::qat::{self, QatConfig};
 use lithe::compress::share::ShareConfig;
 use lithe::compress::tokendrop::TokenDropConfig;
 use lithe::int8::Int8Model;
 use lithe::nn::{Module, Vit, VitConfig};
-use lithe::train::{self, ImageSet, MiniVitDistill, TokenDropTraining, TrainOptions};
+use lithe::train::{self, ImageDistill, ImageSet, MiniVitDistill, TokenDropTraining, TrainOptions};
 use lithe::{Graph, Rng, Var};
 use serde_json::{Map, Value, json};
 use std::time::{Duration, Instant};
 
-const STAGES: [&str; 5] = ["fp32", "int8-ptq", "int8-qat", "minivit", "tokendrop"];
+const STAGES: [&str; 8] = [
+    "fp32",
+    "int8-ptq",
+    "int8-qat",
+    "distill-kd",
+    "distill-deit",
+    "distill-sparse",
+    "minivit",
+    "tokendrop",
+];
 
 type Row = Map<String, Value>;
 type DemoResult<T> = Result<T, Box<dyn std::error::Error>>;
@@ -57,7 +73,10 @@ pub struct DemoArgs {
     #[arg(long)]
     quick: bool,
     /// Comma-separated stages to run (default: all of them).
-    #[arg(long, default_value = "fp32,int8-ptq,int8-qat,minivit,tokendrop")]
+    #[arg(
+        long,
+        default_value = "fp32,int8-ptq,int8-qat,distill-kd,distill-deit,distill-sparse,minivit,tokendrop"
+    )]
     stages: String,
     /// Print JSON lines instead of a table.
     #[arg(long)]
@@ -227,6 +246,62 @@ fn stage_int8_qat(base: &Baseline) -> DemoResult<Row> {
     int8_row("int8-qat", base, &qat::convert(&vit)?)
 }
 
+/// A student of half the baseline's depth distilled from it by `method` (`kd`, `deit` or
+/// `sparse`) for half its epochs; `bytes` is that of its f32 parameters.
+fn stage_distill(base: &Baseline, method: &str) -> DemoResult<Row> {
+    let stage = format!("distill-{method}");
+    let config = VitConfig {
+        num_hidden_layers: (base.config.num_hidden_layers / 2).max(1),
+        distillation_token: method == "deit",
+        ..base.config.clone()
+    };
+    let (student, _) = train::vit_student_from_teacher(&base.vit, &config, &mut Rng::new(12))?;
+    let (temperature, alpha) = (4.0, 0.5);
+    let store;
+    let how = match method {
+        "kd" => ImageDistill::Kd(KdConfig { temperature, alpha }),
+        "deit" => ImageDistill::Deit(DeitTarget::Soft { temperature, alpha }),
+        _ => {
+            store = train::sparse_teacher_logits(&base.vit, &base.train_set, 5, temperature)?;
+            ImageDistill::Sparse {
+                store: &store,
+                alpha,
+            }
+        }
+    };
+    let opts = TrainOptions {
+        epochs: (base.epochs / 2).max(1),
+        batch_size: 64,
+        lr: base.lr,
+        seed: 12,
+        ..TrainOptions::default()
+    };
+    let start = Instant::now();
+    let history = train::train_vit_distill(
+        &student,
+        Some(&base.vit),
+        &how,
+        &base.train_set,
+        &base.test_set,
+        &opts,
+        &mut crate::train::progress_printer("demo distill"),
+    )?;
+    eprintln!(
+        "demo {stage}: depth {} student distilled in {:.1} s",
+        config.num_hidden_layers,
+        start.elapsed().as_secs_f64()
+    );
+    let latency = forward_latency(&base.test_set, |g, x| student.forward_logits(g, x))?;
+    let params = student.num_params();
+    Ok(stage_row(
+        &stage,
+        params,
+        params as u64 * 4,
+        history.final_accuracy(),
+        latency,
+    ))
+}
+
 /// MiniViT: the baseline's blocks share weights in pairs (each layer keeping its LayerNorms,
 /// head-mixing transforms and depthwise convolution), distilled from the baseline for half its
 /// epochs at half its learning rate. Its `bytes` is that of its f32 parameters.
@@ -327,6 +402,9 @@ pub fn run(args: DemoArgs) -> DemoResult<()> {
             "fp32" => fp32_row.clone(),
             "int8-ptq" => stage_int8_ptq(&base)?,
             "int8-qat" => stage_int8_qat(&base)?,
+            "distill-kd" => stage_distill(&base, "kd")?,
+            "distill-deit" => stage_distill(&base, "deit")?,
+            "distill-sparse" => stage_distill(&base, "sparse")?,
             "minivit" => stage_minivit(&base)?,
             "tokendrop" => stage_tokendrop(&base)?,
             _ => unreachable!("checked above"),

@@ -7,6 +7,7 @@
 mod bench;
 mod bench_i8;
 mod demo;
+mod distill;
 mod embed;
 mod int8;
 mod minivit;
@@ -36,6 +37,9 @@ enum Command {
     },
     /// Train and evaluate the pipeline's stages on a small real dataset; one row per stage.
     Demo(demo::DemoArgs),
+    /// Distil a trained teacher into a smaller student (KD, TinyBERT, DeiT, sparse logits,
+    /// BERT-of-Theseus).
+    Distill(distill::DistillArgs),
     /// Sentence embeddings: sentences on stdin, one JSON array per line on stdout.
     Embed(embed::EmbedArgs),
     /// Train a model (ViT on images, BERT on text); saves weights, config and a training curve.
@@ -63,6 +67,7 @@ fn main() {
     let result = match cli.command {
         Command::Bench { what } => bench::run(what),
         Command::Demo(args) => demo::run(args),
+        Command::Distill(args) => distill::run(args),
         Command::Embed(args) => embed::run(args),
         Command::Train { what } => train::run(what),
         Command::Eval(args) => train::run_eval(args),

@@ -1,7 +1,15 @@
 //! Knowledge distillation losses (DESIGN.md, "Distillation"): a student is trained to match a
 //! teacher's outputs or internal relations.
 //!
-//! - [`kd`]: soft-label KD, `KL(softmax(t / T) || softmax(s / T)) * T^2` per row.
+//! - [`kd`]: soft-label KD, `KL(softmax(t / T) || softmax(s / T)) * T^2` per row
+//!   ([`soft_kd`]), mixed with the labels as `(1 - alpha) CE + alpha KD` ([`kd_loss`]).
+//! - [`deit`]: DeiT's distillation token: the class head learns from the labels, the
+//!   distillation head from the teacher, softly or from its argmax ([`deit_loss`]).
+//! - [`sparse`]: TinyViT's stored sparse logits: the teacher's top-k probabilities per sample
+//!   written once to a file ([`SparseLogits`]), the student trained from it ([`sparse_kd`]).
+//! - [`tinybert`]: TinyBERT's layer losses: embedding, hidden-state and attention-score MSE
+//!   through a learned width projection, with a layer map, plus prediction KD
+//!   ([`tinybert_loss`]).
 //! - [`relation`]: MiniLMv2 / MiniViT relation distillation: self-attention relations between the
 //!   query, key and value projections ([`attention_relation_loss`]) and hidden-state relations
 //!   ([`hidden_relation_loss`]). Relations are `[T, T]` per sample (and per relation head), so
@@ -31,8 +39,17 @@
 //! # Ok(()) }
 //! ```
 
+pub mod deit;
 pub mod kd;
 pub mod relation;
+pub mod sparse;
+pub mod tinybert;
 
-pub use kd::soft_kd;
+pub use deit::{DeitTarget, argmax_rows, deit_loss};
+pub use kd::{KdConfig, kd_loss, soft_kd};
 pub use relation::{Qkv, QkvPart, RelationConfig, attention_relation_loss, hidden_relation_loss};
+pub use sparse::{SparseLogits, sparse_kd};
+pub use tinybert::{
+    LayerOutputs, TinyBertConfig, WidthProjection, attention_mse, attention_scores, hidden_mse,
+    tinybert_loss, uniform_layer_map,
+};
