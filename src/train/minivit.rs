@@ -224,7 +224,6 @@ pub fn train_minivit(
 #[cfg(test)]
 mod tests {
     use super::no_decay;
-    use crate::compress::distill::uniform_layer_map as layer_map;
     use crate::compress::share::{MiniVit, ShareConfig};
     use crate::nn::{Module, Vit, VitConfig};
     use crate::tensor::Rng;
@@ -261,13 +260,5 @@ mod tests {
                 .all(|n| !n.ends_with("bias") && !n.contains("norm") && !n.contains("transform")),
             "{decayed:?}"
         );
-    }
-
-    #[test]
-    fn layer_map_pairs_equal_depths_and_ends_on_the_last_layer() {
-        assert_eq!(layer_map(6, 6), vec![0, 1, 2, 3, 4, 5]);
-        assert_eq!(layer_map(3, 6), vec![1, 3, 5]);
-        assert_eq!(layer_map(4, 6), vec![1, 2, 4, 5]);
-        assert_eq!(layer_map(1, 6), vec![5]);
     }
 }

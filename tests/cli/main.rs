@@ -2,6 +2,7 @@
 
 use std::process::Command;
 
+mod distill;
 mod tokendrop;
 
 fn lithe(args: &[&str]) -> std::process::Output {
