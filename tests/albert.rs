@@ -183,7 +183,10 @@ fn shared_layers_store_each_block_once() {
     let blocks: Vec<String> = bert
         .named_params()
         .into_iter()
-        .filter_map(|(n, _)| n.strip_suffix(".attention.self.query.weight").map(String::from))
+        .filter_map(|(n, _)| {
+            n.strip_suffix(".attention.self.query.weight")
+                .map(String::from)
+        })
         .collect();
     assert_eq!(blocks, ["encoder.layer.0", "encoder.layer.1"]);
     // Layers 0 and 1 are one block; layers 1 and 2 are not.
@@ -206,7 +209,8 @@ fn one_layer_per_group_equals_the_unshared_model() {
         let shared = model(&config(3, e, Some(3)), 7);
         let plain = Bert::new(&config(3, e, None), &mut Rng::new(7)).unwrap();
         assert_eq!(shared.encoder.groups(), plain.encoder.groups());
-        let names = |m: &Bert| -> Vec<String> { m.named_params().into_iter().map(|(n, _)| n).collect() };
+        let names =
+            |m: &Bert| -> Vec<String> { m.named_params().into_iter().map(|(n, _)| n).collect() };
         assert_eq!(names(&shared), names(&plain));
         copy_weights(&shared, &plain, |i| i);
         assert_eq!(logits(&shared), logits(&plain), "embedding_size {e:?}");
@@ -223,7 +227,10 @@ fn one_group_runs_its_block_at_every_layer() {
         .forward_hidden(&g, &IDS, [B, T], Some(&TYPES), Some(&m))
         .unwrap();
     // By hand: the embeddings, the mapping, then the one block L times.
-    let x = bert.embeddings.forward(&g, &IDS, [B, T], Some(&TYPES)).unwrap();
+    let x = bert
+        .embeddings
+        .forward(&g, &IDS, [B, T], Some(&TYPES))
+        .unwrap();
     let mut h = bert
         .embedding_mapping
         .as_ref()
@@ -235,10 +242,7 @@ fn one_group_runs_its_block_at_every_layer() {
     for _ in 0..layers {
         h = block.forward(&g, h, Some(bias), None).unwrap();
     }
-    assert_eq!(
-        g.value(hidden).unwrap().data(),
-        g.value(h).unwrap().data()
-    );
+    assert_eq!(g.value(hidden).unwrap().data(), g.value(h).unwrap().data());
     // The same block twice differs from once: the layers really repeat it.
     let once = model(&config(1, Some(4), Some(1)), 3);
     assert_ne!(logits(&once), logits(&bert));
@@ -267,8 +271,12 @@ fn shared_weight_gradient_is_the_sum_over_its_layers() {
         let got = param(&shared, &format!("encoder.layer.0.{local}"))
             .grad()
             .unwrap();
-        let g0 = param(&plain, &format!("encoder.layer.0.{local}")).grad().unwrap();
-        let g1 = param(&plain, &format!("encoder.layer.1.{local}")).grad().unwrap();
+        let g0 = param(&plain, &format!("encoder.layer.0.{local}"))
+            .grad()
+            .unwrap();
+        let g1 = param(&plain, &format!("encoder.layer.1.{local}"))
+            .grad()
+            .unwrap();
         let mut nonzero = false;
         for ((&s, &a), &b) in got.data().iter().zip(g0.data()).zip(g1.data()) {
             let want = a + b;
@@ -360,8 +368,16 @@ fn albert_model_saves_and_loads_to_the_same_logits() {
     lithe::io::save_config(&c, dir.join("config.json")).unwrap();
     let (tensors, _) = lithe::io::read_safetensors(dir.join("model.safetensors")).unwrap();
     assert_eq!(tensors.len(), bert.named_params().len());
-    assert!(tensors.iter().any(|(n, _)| n == "encoder.embedding_hidden_mapping_in.weight"));
-    assert!(tensors.iter().all(|(n, _)| !n.starts_with("encoder.layer.2")));
+    assert!(
+        tensors
+            .iter()
+            .any(|(n, _)| n == "encoder.embedding_hidden_mapping_in.weight")
+    );
+    assert!(
+        tensors
+            .iter()
+            .all(|(n, _)| !n.starts_with("encoder.layer.2"))
+    );
     let config: BertConfig = lithe::io::load_config(dir.join("config.json")).unwrap();
     assert_eq!(config, c);
     let again = Bert::new(&config, &mut Rng::new(99)).unwrap();
@@ -430,7 +446,10 @@ fn int8_lowers_shared_layers_and_refuses_the_factorized_embedding() {
         int8_logits(&lowered),
         int8_logits(&Int8Model::from_bert(&plain, &plan).unwrap())
     );
-    let path = std::env::temp_dir().join(format!("lithe-albert-int8-{}.safetensors", std::process::id()));
+    let path = std::env::temp_dir().join(format!(
+        "lithe-albert-int8-{}.safetensors",
+        std::process::id()
+    ));
     lowered.save(&path).unwrap();
     let again = Int8Model::load(&path).unwrap();
     std::fs::remove_file(&path).unwrap();

@@ -299,29 +299,29 @@ impl Encoder {
     /// same group, numbered in order of first use. `[0, 1, ..., L-1]` without sharing.
     pub fn groups(&self) -> Vec<usize> {
         let mut groups: Vec<usize> = Vec::with_capacity(self.layers.len());
-        let mut count = 0;
+        let mut distinct = 0;
         for (i, layer) in self.layers.iter().enumerate() {
-            let earlier = (0..i).find(|&j| self.layers[j].shares_weights_with(layer));
-            groups.push(earlier.map_or_else(
-                || {
-                    count += 1;
-                    count - 1
-                },
-                |j| groups[j],
-            ));
+            let group = match (0..i).find(|&j| self.layers[j].shares_weights_with(layer)) {
+                Some(j) => groups[j],
+                None => {
+                    distinct += 1;
+                    distinct - 1
+                }
+            };
+            groups.push(group);
         }
         groups
     }
 
     /// Each distinct block once, with its group number, in order of first use.
     fn distinct_blocks(&self) -> impl Iterator<Item = (usize, &Block)> {
-        let groups = self.groups();
-        let mut next = 0;
-        self.layers.iter().zip(groups).filter_map(move |(layer, g)| {
-            (g == next).then(|| {
-                next += 1;
-                (g, layer)
-            })
+        let mut distinct = 0;
+        let groups = self.groups().into_iter();
+        groups.zip(&self.layers).filter(move |&(g, _)| {
+            // Groups are numbered in order of first use: a group's first layer has the next one.
+            let first = g == distinct;
+            distinct += usize::from(first);
+            first
         })
     }
 

@@ -281,9 +281,8 @@ fn run_text(a: TextArgs) -> CliResult<()> {
     let (bert, tok, default_lr) = match &a.init {
         Some(dir) => {
             if a.embedding_size.is_some() || a.groups.is_some() {
-                return Err("--embedding-size and --groups apply to a model trained from \
-                            scratch, not to --init"
-                    .into());
+                let why = "--embedding-size and --groups shape a model trained from scratch";
+                return Err(format!("{why}, not one loaded with --init").into());
             }
             let hf = io::import_hf_bert_dir(dir)?;
             let mut config = hf.config.clone();
