@@ -462,3 +462,103 @@ fn int8_lowers_shared_layers_and_refuses_the_factorized_embedding() {
         other => panic!("expected InvalidArgument, got {:?}", other.map(|_| ())),
     }
 }
+
+fn lithe(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_lithe"))
+        .args(args)
+        .output()
+        .expect("run lithe")
+}
+
+/// The last JSON line of a successful run's stdout.
+fn last_json(out: &std::process::Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "lithe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
+    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+}
+
+#[test]
+fn lithe_train_text_builds_an_albert_that_eval_reads_back() {
+    let dir = std::env::temp_dir().join(format!("lithe-albert-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let words = [
+        "good", "fine", "great", "bad", "poor", "awful", "film", "plot",
+    ];
+    let vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        .iter()
+        .chain(&words)
+        .copied()
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(dir.join("vocab.txt"), vocab + "\n").unwrap();
+    let texts: String = (0..24)
+        .map(|i| {
+            let label = i % 2;
+            let word = words[3 * label + i % 3];
+            format!("{label}\t{word} {} {word}\n", words[6 + i % 2])
+        })
+        .collect();
+    std::fs::write(dir.join("texts.tsv"), texts).unwrap();
+    let (data, vocab, out) = (
+        dir.join("texts.tsv"),
+        dir.join("vocab.txt"),
+        dir.join("run"),
+    );
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let train = |extra: &[&str]| {
+        let mut args = vec![
+            "train".to_string(),
+            "text".into(),
+            "--train".into(),
+            path(&data),
+            "--test".into(),
+            path(&data),
+            "--vocab".into(),
+            path(&vocab),
+            "--width".into(),
+            "16".into(),
+            "--depth".into(),
+            "2".into(),
+            "--epochs".into(),
+            "1".into(),
+            "--batch".into(),
+            "8".into(),
+            "--threads".into(),
+            "1".into(),
+            "--json".into(),
+            "--out".into(),
+            path(&out),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        lithe(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let trained = last_json(&train(&["--embedding-size", "4", "--groups", "1"]));
+    let config: BertConfig = lithe::io::load_config(out.join("config.json")).unwrap();
+    assert_eq!(
+        (config.embedding_size, config.num_hidden_groups),
+        (Some(4), Some(1))
+    );
+    let eval = last_json(&lithe(&[
+        "eval",
+        "--model",
+        &path(&out),
+        "--data",
+        &path(&data),
+        "--json",
+    ]));
+    assert_eq!(eval["accuracy"], trained["test_accuracy"]);
+    // Groups that do not divide the depth, and the flags on a loaded model, are errors.
+    assert!(!train(&["--groups", "3"]).status.success());
+    assert!(!train(&["--embedding-size", "0"]).status.success());
+    assert!(
+        !train(&["--groups", "1", "--init", &path(&dir)])
+            .status
+            .success()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
