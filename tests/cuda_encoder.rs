@@ -104,6 +104,8 @@ fn random_bert_matches_cpu_fp32() {
             hidden_dropout_prob: 0.0,
             attention_probs_dropout_prob: 0.0,
             num_labels: 2,
+            embedding_size: None,
+            num_hidden_groups: None,
         };
         let bert = Bert::new(&c, &mut Rng::new(7)).unwrap();
         // Larger weights than N(0, 0.02) so attention is far from uniform.

@@ -17,6 +17,8 @@ fn tiny_config() -> BertConfig {
         hidden_dropout_prob: 0.1,
         attention_probs_dropout_prob: 0.1,
         num_labels: 3,
+        embedding_size: None,
+        num_hidden_groups: None,
     }
 }
 

@@ -135,6 +135,8 @@ fn tiny_bert_gradients_match_finite_differences() {
         hidden_dropout_prob: 0.1,
         attention_probs_dropout_prob: 0.1,
         num_labels: 3,
+        embedding_size: None,
+        num_hidden_groups: None,
     };
     let bert = Bert::new(&c, &mut Rng::new(1)).unwrap();
     let params = bert.named_params();

@@ -101,9 +101,15 @@ impl std::fmt::Debug for CudaEncoder {
 impl CudaEncoder {
     /// Uploads `bert`'s embeddings and encoder as fp16 (the pooler and classifier are not
     /// used). Errors if the head dim is not 32, 64 or 128 (the attention kernels' dims) or the
-    /// widths are not multiples of 8 (the tensor-core GEMMs).
+    /// widths are not multiples of 8 (the tensor-core GEMMs), or for ALBERT's factorized
+    /// embedding (`embedding_size`), which has no fp16 form. Layers sharing a block (ALBERT's
+    /// `num_hidden_groups`) are uploaded once per layer.
     pub fn from_bert(dev: &CudaDevice, bert: &Bert) -> Result<Self> {
         let c = &bert.config;
+        ensure!(
+            bert.embedding_mapping.is_none() && c.embedding_size.is_none(),
+            "CudaEncoder: ALBERT's factorized embedding (embedding_size) is not supported"
+        );
         let (h, nh, inner) = (c.hidden_size, c.num_attention_heads, c.intermediate_size);
         ensure!(
             nh > 0 && h % nh == 0 && matches!(h / nh, 32 | 64 | 128),

@@ -1,12 +1,17 @@
 //! Lowering a trained f32 [`Bert`] or [`Vit`] into an [`Int8Model`]: every Linear quantized with
 //! the mode the plan gives its name (as [`crate::nn::Module::visit_linears`] names it).
+//!
+//! Layers that share a block (ALBERT's `num_hidden_groups`) are lowered once per layer under
+//! their group's name (`encoder.layer.{g}`, the name their shared Linears and quantization state
+//! have), so the int8 model holds one independent block per layer. ALBERT's factorized embedding
+//! (`embedding_size`) has no int8 form: lowering such a model is refused.
 
 use super::Int8Model;
 use super::block::{Int8Block, Norm};
 use super::parts::{Arch, BertParts, VitParts};
 use super::{Int8Linear, QuantPlan};
 use crate::error::{Error, Result};
-use crate::nn::{Bert, Block, Linear, Vit};
+use crate::nn::{Bert, BertConfig, Block, Encoder, Linear, Vit};
 use lithe_kernels::gelu::GeluKind;
 
 /// The Linear at `name`, quantized with the plan's mode for that name.
@@ -14,9 +19,9 @@ fn linear(lin: &Linear, name: &str, plan: &QuantPlan) -> Result<Int8Linear> {
     Int8Linear::from_linear(lin, plan.get(name))
 }
 
-/// Block `i` of an encoder (`encoder.layer.{i}`).
-fn block(b: &Block, i: usize, plan: &QuantPlan) -> Result<Int8Block> {
-    let prefix = format!("encoder.layer.{i}");
+/// The block of group `g` of an encoder (`encoder.layer.{g}`).
+fn block(b: &Block, g: usize, plan: &QuantPlan) -> Result<Int8Block> {
+    let prefix = format!("encoder.layer.{g}");
     let att = &b.attention;
     let qkv = format!("{prefix}.attention.{}", att.self_name);
     let qkv = [
@@ -39,7 +44,9 @@ fn block(b: &Block, i: usize, plan: &QuantPlan) -> Result<Int8Block> {
     )
 }
 
-fn blocks(layers: &[Block], plan: &QuantPlan) -> Result<(Vec<Int8Block>, GeluKind)> {
+/// One int8 block per layer of `encoder`, each named by its group.
+fn blocks(encoder: &Encoder, plan: &QuantPlan) -> Result<(Vec<Int8Block>, GeluKind)> {
+    let layers = &encoder.layers;
     let act = layers.first().map_or(GeluKind::Erf, |b| b.mlp.act);
     if layers.iter().any(|b| b.mlp.act != act) {
         return Err(Error::invalid(
@@ -49,18 +56,28 @@ fn blocks(layers: &[Block], plan: &QuantPlan) -> Result<(Vec<Int8Block>, GeluKin
     }
     let blocks = layers
         .iter()
-        .enumerate()
-        .map(|(i, b)| block(b, i, plan))
+        .zip(encoder.groups())
+        .map(|(b, g)| block(b, g, plan))
         .collect::<Result<_>>()?;
     Ok((blocks, act))
 }
 
 /// See [`Int8Model::from_bert`].
 pub(crate) fn bert(m: &Bert, plan: &QuantPlan) -> Result<Int8Model> {
-    let (blocks, gelu) = blocks(m.blocks(), plan)?;
+    if m.embedding_mapping.is_some() || m.config.embedding_size.is_some() {
+        return Err(Error::invalid(
+            "Int8Model::from_bert",
+            "ALBERT's factorized embedding (embedding_size) has no int8 form",
+        ));
+    }
+    let (blocks, gelu) = blocks(&m.encoder, plan)?;
     let e = &m.embeddings;
     let parts = BertParts {
-        config: m.config.clone(),
+        // Every layer has its own int8 block: the lowered model shares nothing.
+        config: BertConfig {
+            num_hidden_groups: None,
+            ..m.config.clone()
+        },
         word: e.word_embeddings.weight.value().data().to_vec(),
         position: e.position_embeddings.weight.value().data().to_vec(),
         token_type: e.token_type_embeddings.weight.value().data().to_vec(),
@@ -73,7 +90,7 @@ pub(crate) fn bert(m: &Bert, plan: &QuantPlan) -> Result<Int8Model> {
 
 /// See [`Int8Model::from_vit`].
 pub(crate) fn vit(m: &Vit, plan: &QuantPlan) -> Result<Int8Model> {
-    let (blocks, gelu) = blocks(m.blocks(), plan)?;
+    let (blocks, gelu) = blocks(&m.encoder, plan)?;
     let e = &m.embeddings;
     let distillation_classifier = match &m.distillation_classifier {
         Some(d) => Some(linear(d, "distillation_classifier", plan)?),

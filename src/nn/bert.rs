@@ -2,7 +2,12 @@
 //! Hugging Face `BertModel` parameter names (prefix-less, as in sentence-transformers' MiniLM
 //! safetensors), plus sentence-embedding pooling.
 //!
-//! Legend: B = batch, T = tokens, H = hidden width, V = vocabulary, C = classes.
+//! Two ALBERT options ([`BertConfig::embedding_size`], [`BertConfig::num_hidden_groups`]):
+//! embedding tables of width E < H followed by a Linear E -> H
+//! (`encoder.embedding_hidden_mapping_in`), and layers that share blocks ([`Encoder`]).
+//!
+//! Legend: B = batch, T = tokens, H = hidden width, E = embedding width (H without ALBERT's
+//! factorized embedding), V = vocabulary, C = classes.
 //! Token ids are passed flat, row-major `[B, T]`, with their shape `[B, T]` alongside.
 
 use super::attention::AttentionMask;
@@ -14,14 +19,14 @@ use crate::autograd::{Graph, Param, Var};
 use crate::error::{Error, Result};
 use crate::tensor::Rng;
 
-/// Word + position + token-type embeddings, then LayerNorm and dropout.
+/// Word + position + token-type embeddings, then LayerNorm and dropout, at width E.
 #[derive(Clone, Debug)]
 pub struct BertEmbeddings {
-    /// `[V, H]`.
+    /// `[V, E]`.
     pub word_embeddings: Embedding,
-    /// `[max_position_embeddings, H]`.
+    /// `[max_position_embeddings, E]`.
     pub position_embeddings: Embedding,
-    /// `[type_vocab_size, H]`.
+    /// `[type_vocab_size, E]`.
     pub token_type_embeddings: Embedding,
     /// Named `LayerNorm` (capitalised, as in Hugging Face).
     pub layer_norm: LayerNorm,
@@ -41,24 +46,21 @@ fn check_ids(op: &'static str, ids: &[usize], [b, t]: [usize; 2]) -> Result<()> 
 }
 
 impl BertEmbeddings {
-    /// Tables drawn from `N(0, 0.02^2)`, LayerNorm ones/zeros.
+    /// Tables of width E ([`BertConfig::embedding_width`]) drawn from `N(0, 0.02^2)`,
+    /// LayerNorm ones/zeros.
     pub fn new(c: &BertConfig, rng: &mut Rng) -> Self {
         let init = Init::Normal(INIT_STD);
+        let e = c.embedding_width();
         BertEmbeddings {
-            word_embeddings: Embedding::new(c.vocab_size, c.hidden_size, init, rng),
-            position_embeddings: Embedding::new(
-                c.max_position_embeddings,
-                c.hidden_size,
-                init,
-                rng,
-            ),
-            token_type_embeddings: Embedding::new(c.type_vocab_size, c.hidden_size, init, rng),
-            layer_norm: LayerNorm::new(c.hidden_size, c.layer_norm_eps),
+            word_embeddings: Embedding::new(c.vocab_size, e, init, rng),
+            position_embeddings: Embedding::new(c.max_position_embeddings, e, init, rng),
+            token_type_embeddings: Embedding::new(c.type_vocab_size, e, init, rng),
+            layer_norm: LayerNorm::new(e, c.layer_norm_eps),
             dropout: c.hidden_dropout_prob,
         }
     }
 
-    /// `ids[B, T] -> [B, T, H]`; positions are `0..T`, token types default to 0.
+    /// `ids[B, T] -> [B, T, E]`; positions are `0..T`, token types default to 0.
     /// Errors: [`Error::Shape`] if `ids` or `token_types` do not fill `[B, T]` or T exceeds the
     /// position table, [`Error::Index`] for an id or type out of range.
     pub fn forward(
@@ -80,16 +82,16 @@ impl BertEmbeddings {
                 ),
             ));
         }
-        let h = self.layer_norm.weight.shape()[0];
-        let words = g.reshape(self.word_embeddings.forward(g, ids)?, &[b, t, h])?; // [B, T, H]
+        let e = self.layer_norm.weight.shape()[0];
+        let words = g.reshape(self.word_embeddings.forward(g, ids)?, &[b, t, e])?; // [B, T, E]
         let positions: Vec<usize> = (0..t).collect();
-        let pos = self.position_embeddings.forward(g, &positions)?; // [T, H], broadcast over B
+        let pos = self.position_embeddings.forward(g, &positions)?; // [T, E], broadcast over B
         let types = match token_types {
             Some(tt) => {
                 check_ids(OP, tt, shape)?;
-                g.reshape(self.token_type_embeddings.forward(g, tt)?, &[b, t, h])? // [B, T, H]
+                g.reshape(self.token_type_embeddings.forward(g, tt)?, &[b, t, e])? // [B, T, E]
             }
-            None => self.token_type_embeddings.forward(g, &[0])?, // [1, H], broadcast
+            None => self.token_type_embeddings.forward(g, &[0])?, // [1, E], broadcast
         };
         let x = g.add(g.add(words, pos)?, types)?;
         let x = self.layer_norm.forward(g, x)?;
@@ -110,15 +112,22 @@ impl Module for BertEmbeddings {
     }
 }
 
+/// The Hugging Face ALBERT name of the factorized embedding's E -> H Linear.
+const MAPPING: &str = "encoder.embedding_hidden_mapping_in";
+
 /// A BERT encoder with pooler and a sequence-classification head (`classifier` on the pooled
 /// `[CLS]`, as `BertForSequenceClassification`).
 #[derive(Clone, Debug)]
 pub struct Bert {
     /// The configuration it was built from.
     pub config: BertConfig,
-    /// `embeddings.*`.
+    /// `embeddings.*`, at width E.
     pub embeddings: BertEmbeddings,
-    /// `encoder.layer.{i}.*`, post-LN blocks.
+    /// `encoder.embedding_hidden_mapping_in`: `[H, E]`, ALBERT's factorized embedding (present
+    /// exactly when [`BertConfig::embedding_size`] is set), applied to the embeddings' output.
+    pub embedding_mapping: Option<Linear>,
+    /// `encoder.layer.{g}.*`, post-LN blocks (shared between layers under
+    /// [`BertConfig::num_hidden_groups`]).
     pub encoder: Encoder,
     /// `pooler.dense`: `[H, H]`, followed by tanh on the `[CLS]` token.
     pub pooler: Linear,
@@ -128,8 +137,10 @@ pub struct Bert {
 
 impl Bert {
     /// A freshly initialised model (weights `N(0, 0.02^2)`, biases 0, LayerNorms 1/0).
-    /// [`Error::InvalidArgument`] for an unknown `hidden_act` or heads that do not divide H.
+    /// [`Error::InvalidArgument`] for an unknown `hidden_act`, heads that do not divide H, an
+    /// `embedding_size` of 0, or `num_hidden_groups` that does not divide the layers.
     pub fn new(c: &BertConfig, rng: &mut Rng) -> Result<Self> {
+        let layer_groups = c.layer_groups()?;
         let init = Init::Normal(INIT_STD);
         let block = BlockConfig {
             hidden: c.hidden_size,
@@ -142,19 +153,39 @@ impl Bert {
             norm: NormPlacement::Post,
         };
         let embeddings = BertEmbeddings::new(c, rng);
-        let encoder = Encoder::new(c.num_hidden_layers, &block, init, rng)?;
+        let embedding_mapping = c
+            .embedding_size
+            .map(|e| Linear::new(e, c.hidden_size, true, init, rng));
+        let encoder = Encoder::new_shared(&layer_groups, &block, init, rng)?;
         Ok(Bert {
             config: c.clone(),
             embeddings,
+            embedding_mapping,
             encoder,
             pooler: Linear::new(c.hidden_size, c.hidden_size, true, init, rng),
             classifier: Linear::new(c.hidden_size, c.num_labels, true, init, rng),
         })
     }
 
-    /// The blocks, first to last.
+    /// The blocks, first to last (one per layer; layers sharing a block hold clones of it).
     pub fn blocks(&self) -> &[super::Block] {
         &self.encoder.layers
+    }
+
+    /// The encoder's input `[B, T, H]`: the embeddings of `ids[B, T]`, mapped from E to H when
+    /// the embedding is factorized.
+    pub fn embed(
+        &self,
+        g: &Graph,
+        ids: &[usize],
+        shape: [usize; 2],
+        token_types: Option<&[usize]>,
+    ) -> Result<Var> {
+        let x = self.embeddings.forward(g, ids, shape, token_types)?; // [B, T, E]
+        match &self.embedding_mapping {
+            Some(mapping) => mapping.forward(g, x), // [B, T, H]
+            None => Ok(x),
+        }
     }
 
     /// Last hidden state `[B, T, H]` of `ids[B, T]` (flat, with `shape = [B, T]`);
@@ -167,12 +198,12 @@ impl Bert {
         token_types: Option<&[usize]>,
         mask: Option<&AttentionMask>,
     ) -> Result<Var> {
-        let x = self.embeddings.forward(g, ids, shape, token_types)?; // [B, T, H]
+        let x = self.embed(g, ids, shape, token_types)?; // [B, T, H]
         self.encoder.forward(g, x, mask, None)
     }
 
     /// [`Bert::forward_hidden`] with per-layer head masks (`[nh]` each, FastFormers) and every
-    /// block's trace; returns `(embedding output [B, T, H], traces)`.
+    /// block's trace; returns `(encoder input [B, T, H] (see [`Bert::embed`]), traces)`.
     pub fn forward_traced(
         &self,
         g: &Graph,
@@ -182,7 +213,7 @@ impl Bert {
         mask: Option<&AttentionMask>,
         head_masks: Option<&[Var]>,
     ) -> Result<(Var, Vec<BlockTrace>)> {
-        let x = self.embeddings.forward(g, ids, shape, token_types)?; // [B, T, H]
+        let x = self.embed(g, ids, shape, token_types)?; // [B, T, H]
         let traces = self.encoder.forward_traced(g, x, mask, head_masks)?;
         Ok((x, traces))
     }
@@ -220,6 +251,9 @@ impl Module for Bert {
     fn named_params_with_prefix(&self, prefix: &str, out: &mut Vec<(String, Param)>) {
         self.embeddings
             .named_params_with_prefix(&join(prefix, "embeddings"), out);
+        if let Some(mapping) = &self.embedding_mapping {
+            mapping.named_params_with_prefix(&join(prefix, MAPPING), out);
+        }
         self.encoder
             .named_params_with_prefix(&join(prefix, "encoder"), out);
         self.pooler
@@ -229,6 +263,9 @@ impl Module for Bert {
     }
 
     fn visit_linears_with_prefix(&self, prefix: &str, f: &mut dyn FnMut(&str, &Linear)) {
+        if let Some(mapping) = &self.embedding_mapping {
+            f(&join(prefix, MAPPING), mapping);
+        }
         self.encoder
             .visit_linears_with_prefix(&join(prefix, "encoder"), f);
         f(&join(prefix, "pooler.dense"), &self.pooler);

@@ -234,10 +234,26 @@ impl Module for Block {
     }
 }
 
+impl Block {
+    /// Whether `other` holds the very same parameters (handles to the same storage, not merely
+    /// equal values): the two are one shared block.
+    pub fn shares_weights_with(&self, other: &Block) -> bool {
+        let (a, b) = (self.named_params(), other.named_params());
+        a.len() == b.len() && a.iter().zip(&b).all(|((_, p), (_, q))| p.same_as(q))
+    }
+}
+
 /// A stack of blocks, named `layer.{i}` (under `encoder.` in the models).
+///
+/// Layers may share one block (ALBERT's cross-layer sharing): such layers hold clones of the
+/// same [`Block`], whose [`Param`]s are handles to the same storage, so a backward adds every
+/// use's gradient into the one weight. The sharing is read from the parameters themselves
+/// ([`Encoder::groups`]): [`Module::named_params`] lists each distinct block once, as
+/// `layer.{g}` for its group `g`, so an optimizer steps a shared weight once and a saved model
+/// stores it once. Without sharing, group `i` is layer `i` and nothing changes.
 #[derive(Clone, Debug)]
 pub struct Encoder {
-    /// The blocks, first to last.
+    /// The blocks, first to last (layers of one group are clones of one block).
     pub layers: Vec<Block>,
 }
 
@@ -248,6 +264,65 @@ impl Encoder {
             .map(|_| Block::new(c, init, rng))
             .collect::<Result<_>>()?;
         Ok(Encoder { layers })
+    }
+
+    /// `layer_groups.len()` layers where layer `i` runs the shared block `layer_groups[i]`
+    /// (freshly initialised, one per group). Groups are numbered in order of first use:
+    /// [`Error::InvalidArgument`] unless each new group is the next number (`[0, 0, 1, 1]`,
+    /// not `[1, 1, 0, 0]`), the numbering [`Encoder::groups`] reads back.
+    pub fn new_shared(
+        layer_groups: &[usize],
+        c: &BlockConfig,
+        init: Init,
+        rng: &mut Rng,
+    ) -> Result<Self> {
+        let mut blocks: Vec<Block> = Vec::new();
+        let mut layers = Vec::with_capacity(layer_groups.len());
+        for (i, &g) in layer_groups.iter().enumerate() {
+            if g == blocks.len() {
+                blocks.push(Block::new(c, init, rng)?);
+            } else if g > blocks.len() {
+                return Err(Error::invalid(
+                    "Encoder::new_shared",
+                    format!(
+                        "layer {i} uses group {g} before group {} was used",
+                        blocks.len()
+                    ),
+                ));
+            }
+            layers.push(blocks[g].clone());
+        }
+        Ok(Encoder { layers })
+    }
+
+    /// The group of each layer: layers that share one block (the same parameters) have the
+    /// same group, numbered in order of first use. `[0, 1, ..., L-1]` without sharing.
+    pub fn groups(&self) -> Vec<usize> {
+        let mut groups: Vec<usize> = Vec::with_capacity(self.layers.len());
+        let mut distinct = 0;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let group = match (0..i).find(|&j| self.layers[j].shares_weights_with(layer)) {
+                Some(j) => groups[j],
+                None => {
+                    distinct += 1;
+                    distinct - 1
+                }
+            };
+            groups.push(group);
+        }
+        groups
+    }
+
+    /// Each distinct block once, with its group number, in order of first use.
+    fn distinct_blocks(&self) -> impl Iterator<Item = (usize, &Block)> {
+        let mut distinct = 0;
+        let groups = self.groups().into_iter();
+        groups.zip(&self.layers).filter(move |&(g, _)| {
+            // Groups are numbered in order of first use: a group's first layer has the next one.
+            let first = g == distinct;
+            distinct += usize::from(first);
+            first
+        })
     }
 
     /// `x[B, T, H] -> [B, T, H]` through every block. `mask` (`[B, T]`) hides padded keys;
@@ -323,15 +398,17 @@ impl Encoder {
 }
 
 impl Module for Encoder {
+    /// Each distinct block once, as `layer.{g}` for its group `g` (`layer.{i}` without sharing).
     fn named_params_with_prefix(&self, prefix: &str, out: &mut Vec<(String, Param)>) {
-        for (i, layer) in self.layers.iter().enumerate() {
-            layer.named_params_with_prefix(&join(prefix, &format!("layer.{i}")), out);
+        for (g, layer) in self.distinct_blocks() {
+            layer.named_params_with_prefix(&join(prefix, &format!("layer.{g}")), out);
         }
     }
 
+    /// Each distinct block's Linears once, named as their parameters.
     fn visit_linears_with_prefix(&self, prefix: &str, f: &mut dyn FnMut(&str, &Linear)) {
-        for (i, layer) in self.layers.iter().enumerate() {
-            layer.visit_linears_with_prefix(&join(prefix, &format!("layer.{i}")), f);
+        for (g, layer) in self.distinct_blocks() {
+            layer.visit_linears_with_prefix(&join(prefix, &format!("layer.{g}")), f);
         }
     }
 }

@@ -54,9 +54,49 @@ pub struct BertConfig {
     /// Classes of the classification head.
     #[serde(default = "default_num_labels")]
     pub num_labels: usize,
+    /// ALBERT's factorized embedding: the embedding tables and their LayerNorm have width E
+    /// (`embedding_size`), and `encoder.embedding_hidden_mapping_in` maps E to H. `None`: the
+    /// tables have width H and there is no mapping (BERT).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding_size: Option<usize>,
+    /// ALBERT's cross-layer sharing: the `num_hidden_layers` layers use `num_hidden_groups`
+    /// distinct blocks, layer `i` the block `i / (num_hidden_layers / num_hidden_groups)`
+    /// (1 shares one block across all layers). `None`: every layer has its own block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_hidden_groups: Option<usize>,
 }
 
 impl BertConfig {
+    /// Width E of the embedding tables: `embedding_size`, or H without a factorized embedding.
+    pub fn embedding_width(&self) -> usize {
+        self.embedding_size.unwrap_or(self.hidden_size)
+    }
+
+    /// The block each layer uses (`[0, 1, ..., L-1]` without sharing; ALBERT's `i / (L / G)`
+    /// with `num_hidden_groups = G`). [`Error::InvalidArgument`] unless G is in `1..=L` and
+    /// divides L, or if `embedding_size` is 0.
+    pub fn layer_groups(&self) -> Result<Vec<usize>> {
+        const OP: &str = "BertConfig";
+        let layers = self.num_hidden_layers;
+        if self.embedding_size == Some(0) {
+            return Err(Error::invalid(OP, "embedding_size must be > 0"));
+        }
+        let Some(groups) = self.num_hidden_groups else {
+            return Ok((0..layers).collect());
+        };
+        if groups == 0 || groups > layers || !layers.is_multiple_of(groups) {
+            return Err(Error::invalid(
+                OP,
+                format!(
+                    "num_hidden_groups {groups} must be in 1..=num_hidden_layers and divide \
+                     num_hidden_layers {layers}"
+                ),
+            ));
+        }
+        let per_group = layers / groups;
+        Ok((0..layers).map(|i| i / per_group).collect())
+    }
+
     /// The MLP's GELU: `"gelu"` is exact (erf); `"gelu_new"`, `"gelu_pytorch_tanh"` and
     /// `"gelu_fast"` are the tanh approximation; anything else is [`Error::InvalidArgument`].
     pub fn gelu_kind(&self) -> Result<GeluKind> {

@@ -402,6 +402,8 @@ fn tiny_hf_bert(dir: &std::path::Path) {
         hidden_dropout_prob: 0.0,
         attention_probs_dropout_prob: 0.0,
         num_labels: 2,
+        embedding_size: None,
+        num_hidden_groups: None,
     };
     let bert = Bert::new(&config, &mut lithe::Rng::new(2)).unwrap();
     lithe::train::save_run(dir, &bert, &config, None).unwrap();

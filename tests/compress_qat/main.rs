@@ -42,6 +42,8 @@ fn bert_config() -> BertConfig {
         hidden_dropout_prob: 0.0,
         attention_probs_dropout_prob: 0.0,
         num_labels: 3,
+        embedding_size: None,
+        num_hidden_groups: None,
     }
 }
 

@@ -80,6 +80,8 @@ fn bert_config() -> BertConfig {
         hidden_dropout_prob: 0.0,
         attention_probs_dropout_prob: 0.0,
         num_labels: 5,
+        embedding_size: None,
+        num_hidden_groups: None,
     }
 }
 

@@ -242,6 +242,8 @@ fn c_example_embeds_a_sentence_like_the_rust_api() {
         hidden_dropout_prob: 0.0,
         attention_probs_dropout_prob: 0.0,
         num_labels: 2,
+        embedding_size: None,
+        num_hidden_groups: None,
     };
     let bert = Bert::new(&config, &mut Rng::new(5)).unwrap();
     let path = dir.join("bert.int8.safetensors");

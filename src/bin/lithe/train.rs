@@ -117,6 +117,14 @@ pub struct TextArgs {
     /// Heads of a model trained from scratch.
     #[arg(long, default_value_t = 2)]
     heads: usize,
+    /// ALBERT's factorized embedding for a model trained from scratch: tables of this width,
+    /// then a Linear to the hidden width.
+    #[arg(long)]
+    embedding_size: Option<usize>,
+    /// ALBERT's cross-layer sharing for a model trained from scratch: the blocks hold this many
+    /// distinct weight sets (must divide --depth; 1 shares one block across all layers).
+    #[arg(long)]
+    groups: Option<usize>,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -272,6 +280,10 @@ fn run_text(a: TextArgs) -> CliResult<()> {
     let mut rng = Rng::new(a.common.seed);
     let (bert, tok, default_lr) = match &a.init {
         Some(dir) => {
+            if a.embedding_size.is_some() || a.groups.is_some() {
+                let why = "--embedding-size and --groups shape a model trained from scratch";
+                return Err(format!("{why}, not one loaded with --init").into());
+            }
             let hf = io::import_hf_bert_dir(dir)?;
             let mut config = hf.config.clone();
             config.num_labels = classes;
@@ -309,6 +321,8 @@ fn run_text(a: TextArgs) -> CliResult<()> {
                 hidden_dropout_prob: 0.1,
                 attention_probs_dropout_prob: 0.1,
                 num_labels: classes,
+                embedding_size: a.embedding_size,
+                num_hidden_groups: a.groups,
             };
             (Bert::new(&config, &mut rng)?, tok, 5e-4)
         }
