@@ -179,7 +179,7 @@ pub struct TheseusRun {
 /// of the mixed model ([`Theseus::forward_logits`]); after each epoch the successor (every
 /// module replaced) is evaluated on `test`. Phase 2 fine-tunes the extracted successor
 /// ([`Theseus::successor`]) alone with [`train_bert`] for `successor_epochs` (same options
-/// otherwise; none when 0).
+/// otherwise; none when 0). A step that replaces no module gives the successor zero gradients.
 ///
 /// Errors: as [`ReplaceSchedule::validate`], [`train_bert`], and if `tok` or the labels do not
 /// fit the predecessor.
@@ -222,7 +222,15 @@ pub fn train_theseus(
                 Some(&batch.mask),
                 &replace,
             )?;
-            g.cross_entropy(logits, &batch.labels, &ce)
+            let loss = g.cross_entropy(logits, &batch.labels, &ce)?;
+            if replace.contains(&true) {
+                return Ok(loss);
+            }
+            // No successor block ran, so none can learn from this batch; a zero-weighted term
+            // keeps the successor in the graph and the step goes through with zero gradients
+            // (Adam's moments still move the weights, as for any zero gradient).
+            let anchor = g.param(&theseus.successor_blocks()[0].attn_norm.bias); // [H]
+            g.add(loss, g.mul_scalar(g.sum(anchor, &[0], false)?, 0.0)?)
         },
         &mut || evaluate_bert(&view, tok, test),
     )?;

@@ -7,6 +7,8 @@
 mod bench;
 mod bench_i8;
 mod demo;
+mod distill;
+mod distill_text;
 mod embed;
 mod int8;
 mod minivit;
@@ -53,6 +55,9 @@ enum Command {
     Minivit(minivit::MiniVitArgs),
     /// DynamicViT: learn to drop tokens of a trained ViT; reports accuracy and throughput.
     Tokendrop(tokendrop::TokenDropArgs),
+    /// Distil a trained teacher into a smaller student (KD, TinyBERT, DeiT, sparse logits,
+    /// BERT-of-Theseus).
+    Distill(distill::DistillArgs),
 }
 
 fn main() {
@@ -70,6 +75,7 @@ fn main() {
         Command::Qat(args) => int8::run_qat(args),
         Command::Minivit(args) => minivit::run(args),
         Command::Tokendrop(args) => tokendrop::run(args),
+        Command::Distill(args) => distill::run(args),
     };
     if let Err(e) = result {
         eprintln!("lithe: error: {e}");

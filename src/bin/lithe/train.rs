@@ -28,35 +28,35 @@ pub enum TrainCommand {
 pub struct CommonArgs {
     /// Passes over the training set.
     #[arg(long, default_value_t = 10)]
-    epochs: usize,
+    pub(crate) epochs: usize,
     /// Folder for model.safetensors, config.json, history.json and training.svg.
     #[arg(long)]
-    out: PathBuf,
+    pub(crate) out: PathBuf,
     /// Samples per step.
     #[arg(long, default_value_t = 64)]
-    batch: usize,
+    pub(crate) batch: usize,
     /// Peak learning rate.
     #[arg(long)]
-    lr: Option<f64>,
+    pub(crate) lr: Option<f64>,
     /// AdamW weight decay (biases and norms get none).
     #[arg(long, default_value_t = 0.05)]
-    weight_decay: f64,
+    pub(crate) weight_decay: f64,
     /// Label smoothing of the cross-entropy.
     #[arg(long, default_value_t = 0.0)]
-    label_smoothing: f32,
+    pub(crate) label_smoothing: f32,
     /// Seed of the initialisation and the batch order.
     #[arg(long, default_value_t = 0)]
-    seed: u64,
+    pub(crate) seed: u64,
     /// Compute threads (0 = all cores).
     #[arg(long, default_value_t = 0)]
-    threads: usize,
+    pub(crate) threads: usize,
     /// Print JSON lines (one per epoch) instead of a table.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 impl CommonArgs {
-    fn options(&self, default_lr: f64) -> TrainOptions {
+    pub(crate) fn options(&self, default_lr: f64) -> TrainOptions {
         TrainOptions {
             epochs: self.epochs,
             batch_size: self.batch,
