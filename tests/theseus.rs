@@ -45,7 +45,9 @@ fn inputs() -> (Vec<usize>, [usize; 2], AttentionMask) {
 fn logits(bert: &Bert) -> Tensor {
     let (ids, shape, mask) = inputs();
     let g = Graph::inference();
-    let y = bert.forward_logits(&g, &ids, shape, None, Some(&mask)).unwrap();
+    let y = bert
+        .forward_logits(&g, &ids, shape, None, Some(&mask))
+        .unwrap();
     g.value(y).unwrap()
 }
 
@@ -127,7 +129,11 @@ fn schedule_is_min_of_one_and_linear_growth() {
     };
     s.validate().unwrap();
     for (t, p) in [(0, 0.3), (1, 0.4), (4, 0.7), (10, 1.0), (1000, 1.0)] {
-        assert!((s.rate_at(t) - p).abs() < 1e-12, "p({t}) = {}", s.rate_at(t));
+        assert!(
+            (s.rate_at(t) - p).abs() < 1e-12,
+            "p({t}) = {}",
+            s.rate_at(t)
+        );
     }
     let c = ReplaceSchedule::Constant(0.5);
     c.validate().unwrap();
@@ -291,7 +297,11 @@ fn replacement_training_changes_only_the_successor() {
     // Successor blocks moved; the shared embeddings and head did not.
     for ((name, before), (_, after)) in succ_before.iter().zip(snapshot(&run.successor)) {
         let moved = max_diff(before, &after) > 0.0;
-        assert_eq!(moved, name.starts_with("encoder."), "{name}: moved = {moved}");
+        assert_eq!(
+            moved,
+            name.starts_with("encoder."),
+            "{name}: moved = {moved}"
+        );
     }
 }
 

@@ -18,8 +18,8 @@
 use crate::autograd::{Graph, Param, Var};
 use crate::error::{Error, Result};
 use crate::nn::{
-    AttentionMask, Bert, BertEmbeddings, Block, Embedding, Encoder, LayerNorm, Linear, Mlp,
-    Module, MultiHeadAttention, join,
+    AttentionMask, Bert, BertEmbeddings, Block, Embedding, Encoder, LayerNorm, Linear, Mlp, Module,
+    MultiHeadAttention, join,
 };
 use crate::tensor::Rng;
 
@@ -114,7 +114,7 @@ impl Theseus {
                 format!("{n_successor} successor modules for {depth} predecessor blocks"),
             ));
         }
-        if depth % n_successor != 0 {
+        if !depth.is_multiple_of(n_successor) {
             return Err(Error::invalid(
                 OP,
                 format!(
@@ -201,7 +201,10 @@ impl Theseus {
                 ),
             ));
         }
-        let x = self.predecessor.embeddings.forward(g, ids, shape, token_types)?; // [B, T, H]
+        let x = self
+            .predecessor
+            .embeddings
+            .forward(g, ids, shape, token_types)?; // [B, T, H]
         // [B, 1, 1, T], shared by every block.
         let bias = match mask {
             Some(m) => {

@@ -64,7 +64,13 @@ impl Batch {
 
     /// `bert`'s logits `[B, C]` of this batch on `g`.
     fn logits(&self, bert: &Bert, g: &Graph) -> Result<Var> {
-        bert.forward_logits(g, &self.ids, self.shape, Some(&self.types), Some(&self.mask))
+        bert.forward_logits(
+            g,
+            &self.ids,
+            self.shape,
+            Some(&self.types),
+            Some(&self.mask),
+        )
     }
 }
 
@@ -116,7 +122,10 @@ pub fn train_bert_kd(
 ) -> Result<History> {
     const OP: &str = "train_bert_kd";
     if !(0.0..=1.0).contains(&alpha) {
-        return Err(Error::invalid(OP, format!("alpha = {alpha} must be in [0, 1]")));
+        return Err(Error::invalid(
+            OP,
+            format!("alpha = {alpha} must be in [0, 1]"),
+        ));
     }
     if !(temperature.is_finite() && temperature > 0.0) {
         return Err(Error::invalid(
@@ -153,10 +162,7 @@ pub fn train_bert_kd(
             let logits = batch.logits(student, g)?; // [B, C]
             let hard = g.cross_entropy(logits, &batch.labels, &ce)?;
             let soft = soft_kd(g, logits, g.constant(teacher_logits), temperature)?;
-            g.add(
-                g.mul_scalar(hard, 1.0 - alpha)?,
-                g.mul_scalar(soft, alpha)?,
-            )
+            g.add(g.mul_scalar(hard, 1.0 - alpha)?, g.mul_scalar(soft, alpha)?)
         },
         &mut || evaluate_bert(student, tok, test),
     )

@@ -22,9 +22,7 @@ mod plot;
 mod text;
 mod tokendrop;
 
-pub use distill_text::{
-    TheseusRun, first_layers, train_bert_kd, train_theseus, training_steps,
-};
+pub use distill_text::{TheseusRun, first_layers, train_bert_kd, train_theseus, training_steps};
 pub use images::{ImageSet, digits_split, evaluate_vit, load_image_dir, train_vit};
 pub use minivit::{MiniVitDistill, RelationLayers, evaluate_minivit, train_minivit};
 pub use text::{TextSet, evaluate_bert, train_bert};

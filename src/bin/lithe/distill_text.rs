@@ -18,7 +18,9 @@ fn student_depth(spec: &str, teacher_depth: usize) -> CliResult<usize> {
     let n = spec
         .strip_prefix("depth=")
         .ok_or_else(|| {
-            format!("--student {spec:?}: text students are given as depth=N (N blocks of the teacher)")
+            format!(
+                "--student {spec:?}: text students are given as depth=N (N blocks of the teacher)"
+            )
         })?
         .parse::<usize>()
         .map_err(|e| format!("--student {spec:?}: {e}"))?;
@@ -52,12 +54,7 @@ fn teacher_seconds(dir: &Path) -> Option<f64> {
         .sum()
 }
 
-fn row(
-    method: &str,
-    bert: &Bert,
-    accuracy: f64,
-    train_seconds: Option<f64>,
-) -> Map<String, Value> {
+fn row(method: &str, bert: &Bert, accuracy: f64, train_seconds: Option<f64>) -> Map<String, Value> {
     let mut r = Map::new();
     r.insert("method".into(), json!(method));
     r.insert(
@@ -165,8 +162,14 @@ pub fn run(a: &DistillArgs) -> CliResult<()> {
         .into());
     }
     lithe::kernels::threads::set_num_threads(a.common.threads);
-    let train_path = a.train.as_ref().ok_or("--train TSV is required for a BERT teacher")?;
-    let test_path = a.test.as_ref().ok_or("--test TSV is required for a BERT teacher")?;
+    let train_path = a
+        .train
+        .as_ref()
+        .ok_or("--train TSV is required for a BERT teacher")?;
+    let test_path = a
+        .test
+        .as_ref()
+        .ok_or("--test TSV is required for a BERT teacher")?;
     let (teacher, tok) = load_teacher(&a.teacher)?;
     let depth = student_depth(&a.student, teacher.blocks().len())?;
     if a.max_len > teacher.config.max_position_embeddings {
@@ -199,7 +202,12 @@ pub fn run(a: &DistillArgs) -> CliResult<()> {
     );
     let method = format!("{:?}", a.method).to_lowercase();
     let rows = [
-        row("teacher", &teacher, teacher_acc, teacher_seconds(&a.teacher)),
+        row(
+            "teacher",
+            &teacher,
+            teacher_acc,
+            teacher_seconds(&a.teacher),
+        ),
         row(
             &method,
             &student,
