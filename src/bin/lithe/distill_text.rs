@@ -13,6 +13,12 @@ use serde_json::{Map, Value, json};
 use std::path::Path;
 use std::time::Instant;
 
+/// The flag spelling of `m` (`deit-hard`, not `DeitHard`).
+fn method_name(m: DistillMethod) -> String {
+    clap::ValueEnum::to_possible_value(&m)
+        .map_or_else(|| format!("{m:?}"), |v| v.get_name().to_string())
+}
+
 /// The student's depth from `--student depth=N`.
 fn student_depth(spec: &str, teacher_depth: usize) -> CliResult<usize> {
     let n = spec
@@ -142,11 +148,16 @@ fn train_student(
                 }));
             Ok((run.successor, history))
         }
-        other => Err(format!(
-            "--method {other:?} is for image teachers; a BERT teacher takes kd, theseus or none"
-        )
-        .into()),
+        other => Err(refused(other)),
     }
+}
+
+fn refused(m: DistillMethod) -> Box<dyn std::error::Error> {
+    format!(
+        "--method {} is for image teachers; a BERT teacher takes kd, theseus or none",
+        method_name(m)
+    )
+    .into()
 }
 
 /// `lithe distill --teacher BERT_DIR --train TSV --test TSV --method kd|theseus|none`.
@@ -155,11 +166,7 @@ pub fn run(a: &DistillArgs) -> CliResult<()> {
         a.method,
         DistillMethod::Kd | DistillMethod::Theseus | DistillMethod::None
     ) {
-        return Err(format!(
-            "--method {:?} is for image teachers; a BERT teacher takes kd, theseus or none",
-            a.method
-        )
-        .into());
+        return Err(refused(a.method));
     }
     lithe::kernels::threads::set_num_threads(a.common.threads);
     let train_path = a
@@ -181,6 +188,18 @@ pub fn run(a: &DistillArgs) -> CliResult<()> {
     }
     let tr = text_set(train_path, a.max_len)?;
     let te = text_set(test_path, a.max_len)?;
+    let opts = a.common.options(5e-5);
+    if a.method == DistillMethod::Theseus {
+        // Before the teacher's evaluation: a bad grouping or rate fails at once.
+        let teacher_depth = teacher.blocks().len();
+        if !teacher_depth.is_multiple_of(depth) {
+            return Err(format!(
+                "--student depth={depth}: theseus needs a depth dividing the teacher's {teacher_depth} blocks"
+            )
+            .into());
+        }
+        schedule(a, tr.len(), &opts)?;
+    }
     let teacher_acc = train::evaluate_bert(&teacher, &tok, &te)?;
     eprintln!(
         "lithe distill: teacher {} blocks, {} params, test accuracy {teacher_acc:.4}; \
@@ -190,7 +209,6 @@ pub fn run(a: &DistillArgs) -> CliResult<()> {
         tr.len(),
         te.len()
     );
-    let opts = a.common.options(5e-5);
     let start = Instant::now();
     let (student, history) = train_student(a, &teacher, depth, &tok, (&tr, &te), &opts)?;
     let seconds = start.elapsed().as_secs_f64();
@@ -200,7 +218,7 @@ pub fn run(a: &DistillArgs) -> CliResult<()> {
         "lithe distill: student saved to {} ({seconds:.1} s with evaluations)",
         a.common.out.display()
     );
-    let method = format!("{:?}", a.method).to_lowercase();
+    let method = method_name(a.method);
     let rows = [
         row(
             "teacher",
