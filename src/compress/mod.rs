@@ -6,10 +6,13 @@
 //! - [`distill`]: distillation losses: soft-label KD and MiniLMv2 / MiniViT relations.
 //! - [`share`]: MiniViT weight multiplexing: groups of blocks share their weights, each layer
 //!   keeps its LayerNorms and small weight transformations.
+//! - [`theseus`]: BERT-of-Theseus: successor blocks progressively replace groups of a frozen
+//!   predecessor's blocks, then form a smaller BERT.
 //! - [`tokendrop`]: DynamicViT: learned token dropping, masked while training and gathered at
 //!   inference.
 
 pub mod distill;
 pub mod qat;
 pub mod share;
+pub mod theseus;
 pub mod tokendrop;

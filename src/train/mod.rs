@@ -7,6 +7,8 @@
 //! - [`train_dynamic_vit`] / [`evaluate_dynamic_vit`]: DynamicViT's token predictors (and its
 //!   backbone, at a smaller learning rate) trained against the full model;
 //! - [`train_bert`] / [`evaluate_bert`]: a [`Bert`](crate::nn::Bert) classifier on a [`TextSet`];
+//! - [`first_layers`], [`train_bert_kd`], [`train_theseus`]: a smaller BERT from a trained one
+//!   (its first blocks fine-tuned, soft-label KD, BERT-of-Theseus module replacement);
 //! - [`TrainOptions`]: AdamW with no-decay groups (biases and norms), linear warm-up then cosine
 //!   decay, global gradient-norm clipping, optional label smoothing, seeded batching;
 //! - [`History`]: per-epoch train loss, test accuracy and wall time, with [`History::plot_svg`]
@@ -16,6 +18,7 @@
 //! stay silent.
 
 mod distill;
+mod distill_text;
 mod images;
 mod minivit;
 mod plot;
@@ -25,6 +28,7 @@ mod tokendrop;
 pub use distill::{
     ImageDistill, sparse_teacher_logits, train_vit_distill, vit_student_from_teacher,
 };
+pub use distill_text::{TheseusRun, first_layers, train_bert_kd, train_theseus, training_steps};
 pub use images::{ImageSet, digits_split, evaluate_vit, load_image_dir, train_vit};
 pub use minivit::{MiniVitDistill, RelationLayers, evaluate_minivit, train_minivit};
 pub use text::{TextSet, evaluate_bert, train_bert};

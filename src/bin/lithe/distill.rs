@@ -93,7 +93,7 @@ pub fn run(a: DistillArgs) -> CliResult<()> {
     lithe::kernels::threads::set_num_threads(a.common.threads);
     match crate::int8::load_run(&a.teacher)? {
         crate::int8::Run::Vit(vit) => run_images(&a, *vit),
-        crate::int8::Run::Bert(..) => Err("text distillation is not in this build".into()),
+        crate::int8::Run::Bert(..) => crate::distill_text::run(&a),
         _ => Err(format!(
             "{} is neither a ViT nor a BERT folder written by `lithe train`",
             a.teacher.display()

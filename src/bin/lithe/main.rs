@@ -8,6 +8,7 @@ mod bench;
 mod bench_i8;
 mod demo;
 mod distill;
+mod distill_text;
 mod embed;
 mod int8;
 mod minivit;
