@@ -66,7 +66,7 @@ fn theseus_logits(t: &Theseus, replace: &[bool]) -> Tensor {
 fn logits_through(bert: &Bert, blocks: &[&lithe::nn::Block]) -> Tensor {
     let (ids, shape, mask) = inputs();
     let g = Graph::inference();
-    let mut h = bert.embeddings.forward(&g, &ids, shape, None).unwrap();
+    let mut h = bert.embed(&g, &ids, shape, None).unwrap();
     let bias = Some(g.constant(mask.additive_bias()));
     for b in blocks {
         h = b.forward(&g, h, bias, None).unwrap();
@@ -93,7 +93,11 @@ fn snapshot(m: &impl Module) -> Vec<(String, Tensor)> {
 
 /// A tokenizer over a dozen words and a small labelled set (label = "good" in the text).
 fn text_data() -> (Tokenizer, TextSet) {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("theseus-vocab");
+    // One file per test thread: tests run in parallel and must not read a half-written file.
+    let thread = format!("{:?}", std::thread::current().id());
+    let name: String = thread.chars().filter(char::is_ascii_digit).collect();
+    let dir =
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("theseus-vocab-{name}"));
     std::fs::create_dir_all(&dir).unwrap();
     let words = "[PAD] [UNK] [CLS] [SEP] [MASK] the film was good bad very plot dull fine";
     std::fs::write(dir.join("vocab.txt"), words.replace(' ', "\n") + "\n").unwrap();
@@ -218,6 +222,26 @@ fn all_replaced_is_the_successor_none_replaced_the_predecessor() {
     let mixed = theseus_logits(&t, &[true, false, true]);
     let want = logits_through(&pred, &[&s[0], &b[2], &b[3], &s[2]]);
     assert!(max_diff(&mixed, &want) <= 1e-6);
+}
+
+/// An ALBERT-style predecessor (factorized embedding, one block shared by all layers): the
+/// embedding's E -> H mapping runs in every forward, and the successor keeps it but shares no
+/// block.
+#[test]
+fn albert_predecessor_keeps_its_embedding_mapping() {
+    let config = BertConfig {
+        embedding_size: Some(4),
+        num_hidden_groups: Some(1),
+        ..config(4)
+    };
+    let pred = Bert::new(&config, &mut Rng::new(3)).unwrap();
+    let t = Theseus::new(pred.clone(), 2).unwrap();
+    assert_eq!(theseus_logits(&t, &[false; 2]).data(), logits(&pred).data());
+    let succ = t.successor().unwrap();
+    assert!(succ.embedding_mapping.is_some());
+    assert_eq!(succ.config.num_hidden_groups, None);
+    assert!(!succ.blocks()[0].shares_weights_with(&succ.blocks()[1]));
+    assert!(max_diff(&theseus_logits(&t, &[true; 2]), &logits(&succ)) <= 1e-6);
 }
 
 #[test]

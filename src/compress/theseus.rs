@@ -201,10 +201,7 @@ impl Theseus {
                 ),
             ));
         }
-        let x = self
-            .predecessor
-            .embeddings
-            .forward(g, ids, shape, token_types)?; // [B, T, H]
+        let x = self.predecessor.embed(g, ids, shape, token_types)?; // [B, T, H]
         // [B, 1, 1, T], shared by every block.
         let bias = match mask {
             Some(m) => {
