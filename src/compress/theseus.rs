@@ -17,10 +17,8 @@
 
 use crate::autograd::{Graph, Param, Var};
 use crate::error::{Error, Result};
-use crate::nn::{
-    AttentionMask, Bert, BertEmbeddings, Block, Embedding, Encoder, LayerNorm, Linear, Mlp, Module,
-    MultiHeadAttention, join,
-};
+use crate::nn::copy::{copy_block, copy_embedding, copy_layernorm, copy_linear, unfreeze};
+use crate::nn::{AttentionMask, Bert, BertEmbeddings, Block, Encoder, Module, join};
 use crate::tensor::Rng;
 
 /// The replacement rate `p(t)` at training step `t` (0-based).
@@ -130,6 +128,8 @@ impl Theseus {
             .iter()
             .map(copy_block)
             .collect::<Result<Vec<_>>>()?;
+        // Copies of frozen blocks are frozen: the successors are what trains.
+        successors.iter().for_each(unfreeze);
         Ok(Theseus {
             group: depth / n_successor,
             predecessor,
@@ -256,61 +256,16 @@ impl Theseus {
     }
 }
 
-/// A trainable parameter holding a copy of `p`'s value (not sharing its storage).
-fn copy_param(p: &Param) -> Param {
-    Param::new(p.value())
-}
-
-/// A Linear with its own copies of `l`'s weight and bias (no quantization state).
-fn copy_linear(l: &Linear) -> Result<Linear> {
-    Linear::from_params(copy_param(&l.weight), l.bias.as_ref().map(copy_param))
-}
-
-fn copy_layernorm(n: &LayerNorm) -> LayerNorm {
-    LayerNorm {
-        weight: copy_param(&n.weight),
-        bias: copy_param(&n.bias),
-        eps: n.eps,
-    }
-}
-
-fn copy_embedding(e: &Embedding) -> Embedding {
-    Embedding {
-        weight: copy_param(&e.weight),
-    }
-}
-
-/// A block with its own trainable copies of `b`'s parameters.
-pub(crate) fn copy_block(b: &Block) -> Result<Block> {
-    let a = &b.attention;
-    Ok(Block {
-        attention: MultiHeadAttention {
-            query: copy_linear(&a.query)?,
-            key: copy_linear(&a.key)?,
-            value: copy_linear(&a.value)?,
-            dense: copy_linear(&a.dense)?,
-            ..a.clone()
-        },
-        attn_norm: copy_layernorm(&b.attn_norm),
-        mlp: Mlp {
-            fc1: copy_linear(&b.mlp.fc1)?,
-            fc2: copy_linear(&b.mlp.fc2)?,
-            ..b.mlp.clone()
-        },
-        mlp_norm: copy_layernorm(&b.mlp_norm),
-        ..b.clone()
-    })
-}
-
 /// A BERT made of copies of `bert`'s embeddings, pooler and classifier around `blocks`
-/// (already the caller's own), its config's depth set to `blocks.len()`.
+/// (already the caller's own), its config's depth set to `blocks.len()`; every parameter
+/// trainable.
 pub(crate) fn bert_with_blocks(bert: &Bert, blocks: Vec<Block>) -> Result<Bert> {
     let e = &bert.embeddings;
     let mut config = bert.config.clone();
     config.num_hidden_layers = blocks.len();
     // The blocks are the caller's own, one per layer: no cross-layer sharing is left.
     config.num_hidden_groups = None;
-    Ok(Bert {
+    let compact = Bert {
         config,
         embeddings: BertEmbeddings {
             word_embeddings: copy_embedding(&e.word_embeddings),
@@ -327,5 +282,7 @@ pub(crate) fn bert_with_blocks(bert: &Bert, blocks: Vec<Block>) -> Result<Bert> 
         encoder: Encoder { layers: blocks },
         pooler: copy_linear(&bert.pooler)?,
         classifier: copy_linear(&bert.classifier)?,
-    })
+    };
+    unfreeze(&compact);
+    Ok(compact)
 }

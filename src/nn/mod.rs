@@ -24,6 +24,7 @@ mod attention;
 mod bert;
 mod block;
 mod config;
+pub(crate) mod copy;
 mod linear;
 mod vit;
 

@@ -5,9 +5,10 @@
 use super::{Event, History, TrainOptions, evaluate_bert, fit, train_bert};
 use crate::autograd::{CrossEntropyOptions, Graph, Var};
 use crate::compress::distill::soft_kd;
-use crate::compress::theseus::{ReplaceSchedule, Theseus, bert_with_blocks, copy_block};
+use crate::compress::theseus::{ReplaceSchedule, Theseus, bert_with_blocks};
 use crate::data::{Batcher, Tokenizer};
 use crate::error::{Error, Result};
+use crate::nn::copy::copy_block;
 use crate::nn::{AttentionMask, Bert, Module};
 use crate::optim::is_bias_or_norm;
 use crate::tensor::Rng;

@@ -4,10 +4,9 @@
 use super::ShareConfig;
 use crate::autograd::{Graph, HeadMix, Param, Var};
 use crate::error::{Error, Result};
+use crate::nn::copy::{copy_attention, copy_layernorm, copy_mlp};
 use crate::nn::join;
-use crate::nn::{
-    Block, Encoder, LayerNorm, Linear, Mlp, Module, MultiHeadAttention, NormPlacement,
-};
+use crate::nn::{Block, Encoder, Linear, Module, NormPlacement};
 use crate::tensor::Tensor;
 
 /// A head mix on the tape of [`Graph::transform_attention`]: `weight [nh, nh]` (init identity)
@@ -154,49 +153,6 @@ pub struct SharedEncoder {
     pub grid: (usize, usize),
     /// Tokens in front of the grid tokens (class, distillation) that the convolution skips.
     pub prefix_tokens: usize,
-}
-
-/// A parameter with its own copy of `p`'s value (the buffer is copied on the first write), and
-/// `p`'s trainability.
-pub(super) fn copy_param(p: &Param) -> Param {
-    let copy = Param::new(p.value());
-    copy.set_requires_grad(p.requires_grad());
-    copy
-}
-
-/// A Linear with its own copies of `l`'s parameters (no quantization-aware-training state).
-pub(super) fn copy_linear(l: &Linear) -> Result<Linear> {
-    Linear::from_params(copy_param(&l.weight), l.bias.as_ref().map(copy_param))
-}
-
-/// A LayerNorm with its own copies of `n`'s parameters.
-pub(super) fn copy_layernorm(n: &LayerNorm) -> LayerNorm {
-    LayerNorm {
-        weight: copy_param(&n.weight),
-        bias: copy_param(&n.bias),
-        eps: n.eps,
-    }
-}
-
-fn copy_attention(a: &MultiHeadAttention) -> Result<MultiHeadAttention> {
-    Ok(MultiHeadAttention {
-        query: copy_linear(&a.query)?,
-        key: copy_linear(&a.key)?,
-        value: copy_linear(&a.value)?,
-        dense: copy_linear(&a.dense)?,
-        heads: a.heads,
-        dropout: a.dropout,
-        self_name: a.self_name,
-    })
-}
-
-fn copy_mlp(m: &Mlp) -> Result<Mlp> {
-    Ok(Mlp {
-        fc1: copy_linear(&m.fc1)?,
-        fc2: copy_linear(&m.fc2)?,
-        act: m.act,
-        dropout: m.dropout,
-    })
 }
 
 /// Multiplexes the weights of `encoder` (module docs): layers `g * share ..` form group `g`,

@@ -5,12 +5,11 @@
 //! Legend: B = batch, C = channels, S = image side, T = tokens, H = hidden width.
 
 use super::ShareConfig;
-use super::encoder::{
-    SharedEncoder, SharedLayerTrace, copy_layernorm, copy_linear, copy_param, share_layers,
-};
+use super::encoder::{SharedEncoder, SharedLayerTrace, share_layers};
 use crate::autograd::{Graph, Param, Var};
 use crate::error::{Error, Result};
 use crate::io::ConfigFile;
+use crate::nn::copy::{copy_layernorm, copy_linear, copy_param};
 use crate::nn::{
     LayerNorm, Linear, Module, PatchEmbedding, Vit, VitConfig, deit_logits, join, token_heads,
 };
