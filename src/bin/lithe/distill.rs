@@ -63,6 +63,10 @@ pub struct DistillArgs {
     /// Theseus: b of the schedule.
     #[arg(long, default_value_t = 0.3)]
     pub replace_base: f64,
+    /// Theseus: learning rate of module replacement, where only the successor blocks learn
+    /// (default: --lr, which the successor's fine-tuning uses).
+    #[arg(long)]
+    pub replace_lr: Option<f64>,
     /// Theseus: epochs of the successor fine-tuned alone after module replacement.
     #[arg(long, default_value_t = 1)]
     pub successor_epochs: usize,

@@ -128,16 +128,36 @@ fn train_student(
             eprintln!("lithe distill: theseus replacement rate {schedule:?}");
             // Freezes the teacher's parameters (it is not trained here).
             let theseus = Theseus::new(teacher.clone(), depth)?;
-            let run = train::train_theseus(
+            // Phase 1 (only the successor blocks learn) may take its own learning rate; phase 2
+            // fine-tunes the extracted successor with the common options.
+            let replacement = TrainOptions {
+                lr: a.replace_lr.unwrap_or(opts.lr),
+                ..opts.clone()
+            };
+            let mut run = train::train_theseus(
                 &theseus,
                 tok,
                 tr,
                 te,
-                opts,
+                &replacement,
                 schedule,
-                a.successor_epochs,
+                0,
                 &mut progress_printer("theseus"),
             )?;
+            if a.successor_epochs > 0 {
+                let phase2 = TrainOptions {
+                    epochs: a.successor_epochs,
+                    ..opts.clone()
+                };
+                run.fine_tune = train::train_bert(
+                    &run.successor,
+                    tok,
+                    tr,
+                    te,
+                    &phase2,
+                    &mut progress_printer("successor"),
+                )?;
+            }
             let mut history = run.replacement;
             let offset = history.epochs.len();
             history
