@@ -1,6 +1,7 @@
 //! BERT-of-Theseus (module replacement), the first-k-blocks baseline and text KD: forwards
 //! against hand-built references, the schedule's maths, what training may and may not change.
 
+use lithe::compress::distill::KdConfig;
 use lithe::compress::theseus::{ReplaceSchedule, Theseus};
 use lithe::data::Tokenizer;
 use lithe::nn::{AttentionMask, Bert, BertConfig, Module};
@@ -306,7 +307,7 @@ fn replacement_training_changes_only_the_successor() {
         &data,
         &o,
         ReplaceSchedule::Constant(0.5),
-        0,
+        None,
         &mut |_| {},
     )
     .unwrap();
@@ -340,7 +341,17 @@ fn theseus_training_is_reproducible_and_fine_tunes_the_successor() {
             slope: 0.2,
             base: 0.3,
         };
-        train::train_theseus(&t, &tok, &data, &data, &opts(2), schedule, 1, &mut |_| {}).unwrap()
+        train::train_theseus(
+            &t,
+            &tok,
+            &data,
+            &data,
+            &opts(2),
+            schedule,
+            Some(&opts(1)),
+            &mut |_| {},
+        )
+        .unwrap()
     };
     let (a, b) = (run(), run());
     assert_eq!(a.replacement.epochs.len(), 2);
@@ -381,11 +392,12 @@ fn kd_training_moves_the_student_only() {
         &student,
         &teacher,
         &tok,
-        &data,
-        &data,
+        (&data, &data),
         &opts(1),
-        2.0,
-        0.5,
+        &KdConfig {
+            temperature: 2.0,
+            alpha: 0.5,
+        },
         &mut |_| {},
     )
     .unwrap();
@@ -408,7 +420,11 @@ fn kd_rejects_bad_arguments() {
     let student = train::first_layers(&teacher, 1).unwrap();
     let o = opts(1);
     let kd = |s: &Bert, t: &Bert, temp: f32, alpha: f32| {
-        train::train_bert_kd(s, t, &tok, &data, &data, &o, temp, alpha, &mut |_| {})
+        let kd = KdConfig {
+            temperature: temp,
+            alpha,
+        };
+        train::train_bert_kd(s, t, &tok, (&data, &data), &o, &kd, &mut |_| {})
     };
     assert!(kd(&student, &teacher, 2.0, 1.5).is_err());
     assert!(kd(&student, &teacher, 2.0, -0.1).is_err());
@@ -439,7 +455,7 @@ fn steps_without_replacement_leave_the_predecessor_alone() {
         &data,
         &opts(1),
         ReplaceSchedule::Constant(0.0),
-        0,
+        None,
         &mut |_| {},
     )
     .unwrap();

@@ -6,8 +6,8 @@
 //! teacher's top-k probabilities from a [`SparseLogits`] store written once by
 //! [`sparse_teacher_logits`].
 
-use super::images::{check_images, evaluate_images};
-use super::{Event, History, ImageSet, TrainOptions, fit};
+use super::images::check_images;
+use super::{Event, History, ImageSet, TrainOptions, evaluate_vit, fit};
 use crate::autograd::{CrossEntropyOptions, Graph, Param, Var};
 use crate::compress::distill::{
     DeitTarget, KdConfig, LayerOutputs, SparseLogits, TinyBertConfig, WidthProjection,
@@ -119,16 +119,16 @@ pub fn sparse_teacher_logits(
     let mut store = SparseLogits::new(teacher.config.num_labels, k, temperature)?;
     let rows: Vec<usize> = (0..data.len()).collect();
     for chunk in rows.chunks(256) {
-        store.push_logits(teacher_logits(teacher, data, chunk)?.data())?;
+        let (x, _) = data.batch(chunk)?;
+        store.push_logits(teacher_logits(teacher, &x)?.data())?;
     }
     Ok(store)
 }
 
-/// The teacher's logits `[rows, C]` on an inference graph.
-fn teacher_logits(teacher: &Vit, data: &ImageSet, rows: &[usize]) -> Result<Tensor> {
-    let (x, _) = data.batch(rows)?;
+/// The teacher's logits `[B, C]` of `images[B, C, S, S]` on an inference graph.
+fn teacher_logits(teacher: &Vit, images: &Tensor) -> Result<Tensor> {
     let g = Graph::inference();
-    let logits = teacher.forward_logits(&g, g.constant(x))?;
+    let logits = teacher.forward_logits(&g, g.constant(images.clone()))?;
     g.value(logits)
 }
 
@@ -249,9 +249,10 @@ pub fn train_vit_distill(
         progress,
         &mut |g, rows| {
             let (x, y) = train.batch(rows)?;
-            let teacher_out = |g: &Graph| -> Result<Var> {
+            // The teacher's logits of the images, as a constant on the student's graph.
+            let teacher_out = |g: &Graph, x: &Tensor| -> Result<Var> {
                 let t = teacher.expect("checked above");
-                Ok(g.constant(teacher_logits(t, train, rows)?))
+                Ok(g.constant(teacher_logits(t, x)?))
             };
             match method {
                 ImageDistill::Labels => {
@@ -259,13 +260,15 @@ pub fn train_vit_distill(
                     g.cross_entropy(logits, &y, &ce)
                 }
                 ImageDistill::Kd(kd) => {
+                    let t = teacher_out(g, &x)?;
                     let logits = student.forward_logits(g, g.constant(x))?;
-                    kd_loss(g, logits, teacher_out(g)?, &y, kd, &ce)
+                    kd_loss(g, logits, t, &y, kd, &ce)
                 }
                 ImageDistill::Deit(target) => {
+                    let t = teacher_out(g, &x)?;
                     let (cls, dist) = student.forward_heads(g, g.constant(x))?;
                     let dist = dist.expect("a DeiT student has a distillation head");
-                    deit_loss(g, cls, dist, teacher_out(g)?, &y, target, &ce)
+                    deit_loss(g, cls, dist, t, &y, target, &ce)
                 }
                 ImageDistill::Sparse { store, alpha } => {
                     let logits = student.forward_logits(g, g.constant(x))?;
@@ -286,14 +289,6 @@ pub fn train_vit_distill(
                 }
             }
         },
-        &mut || evaluate_vit_student(student, test),
+        &mut || evaluate_vit(student, test),
     )
-}
-
-/// Test accuracy of a (possibly DeiT) student: [`crate::train::evaluate_vit`] under its own
-/// name in errors.
-fn evaluate_vit_student(student: &Vit, test: &ImageSet) -> Result<f64> {
-    evaluate_images("train_vit_distill", test, |g, x| {
-        student.forward_logits(g, x)
-    })
 }

@@ -2,14 +2,15 @@
 //! fine-tuned baseline and the KD student's start), soft-label KD ([`train_bert_kd`]) and
 //! BERT-of-Theseus module replacement ([`train_theseus`]).
 
+use super::text::{Batch, check_text};
 use super::{Event, History, TrainOptions, evaluate_bert, fit, train_bert};
-use crate::autograd::{CrossEntropyOptions, Graph, Var};
-use crate::compress::distill::soft_kd;
+use crate::autograd::{CrossEntropyOptions, Graph};
+use crate::compress::distill::{KdConfig, kd_loss};
 use crate::compress::theseus::{ReplaceSchedule, Theseus, bert_with_blocks};
-use crate::data::{Batcher, Tokenizer};
+use crate::data::Tokenizer;
 use crate::error::{Error, Result};
 use crate::nn::copy::copy_block;
-use crate::nn::{AttentionMask, Bert, Module};
+use crate::nn::{Bert, Module};
 use crate::optim::is_bias_or_norm;
 use crate::tensor::Rng;
 
@@ -33,107 +34,23 @@ pub fn first_layers(bert: &Bert, k: usize) -> Result<Bert> {
     bert_with_blocks(bert, blocks)
 }
 
-/// The steps [`super::fit`] runs for `n_train` samples under `opts` (every epoch, capped by
-/// `opts.max_steps`): what [`ReplaceSchedule::reaching_one`] needs to reach 1 at the end.
-pub fn training_steps(n_train: usize, opts: &TrainOptions) -> Result<usize> {
-    let per_epoch = Batcher::new(n_train, opts.batch_size, opts.seed)?.batches_per_epoch();
-    let all = per_epoch * opts.epochs;
-    Ok(opts.max_steps.map_or(all, |m| m.min(all)))
-}
-
-/// One tokenized batch: flat ids `[B, T]`, token types, padding mask and labels.
-struct Batch {
-    ids: Vec<usize>,
-    shape: [usize; 2],
-    types: Vec<usize>,
-    mask: AttentionMask,
-    labels: Vec<usize>,
-}
-
-impl Batch {
-    fn new(tok: &Tokenizer, data: &TextSet, rows: &[usize]) -> Result<Batch> {
-        let texts: Vec<&str> = rows.iter().map(|&r| data.texts[r].as_str()).collect();
-        let enc = tok.encode_batch(&texts, data.max_len)?;
-        Ok(Batch {
-            ids: enc.ids_usize(),
-            shape: [enc.batch, enc.seq],
-            types: enc.token_type_ids.iter().map(|&t| t as usize).collect(),
-            mask: AttentionMask::from_lengths(&enc.lengths(), enc.seq)?,
-            labels: rows.iter().map(|&r| data.labels[r]).collect(),
-        })
-    }
-
-    /// `bert`'s logits `[B, C]` of this batch on `g`.
-    fn logits(&self, bert: &Bert, g: &Graph) -> Result<Var> {
-        bert.forward_logits(
-            g,
-            &self.ids,
-            self.shape,
-            Some(&self.types),
-            Some(&self.mask),
-        )
-    }
-}
-
-/// Errors unless `tok` fits `bert`'s vocabulary and the labels of `sets` fit its classes.
-fn check_text(op: &'static str, bert: &Bert, tok: &Tokenizer, sets: &[&TextSet]) -> Result<()> {
-    let c = &bert.config;
-    if tok.vocab_size() > c.vocab_size {
-        return Err(Error::invalid(
-            op,
-            format!(
-                "the tokenizer has {} tokens, the model's vocabulary {}",
-                tok.vocab_size(),
-                c.vocab_size
-            ),
-        ));
-    }
-    for d in sets {
-        if d.num_classes() > c.num_labels {
-            return Err(Error::invalid(
-                op,
-                format!(
-                    "labels go up to {}, the model has {} classes",
-                    d.num_classes() - 1,
-                    c.num_labels
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Trains `student` on `train` with `(1 - alpha) CE(labels) + alpha soft_kd(student, teacher,
-/// T)` ([`soft_kd`]), the teacher's logits computed per batch on an inference graph (so no
-/// gradient reaches it); evaluates the student on `test` after each epoch.
+/// Trains `student` on `train` with [`kd_loss`]: `(1 - alpha) CE(labels) + alpha
+/// soft_kd(student, teacher, T)`, the teacher's logits computed per batch on an inference graph
+/// (so no gradient reaches it); evaluates the student on `test` after each epoch.
 ///
-/// Errors: [`Error::InvalidArgument`] unless `alpha` is in `[0, 1]` and `temperature` finite
-/// and positive, the two models have the same classes, and `tok` and the labels fit both.
-#[allow(clippy::too_many_arguments)]
+/// Errors: as [`KdConfig::validate`]; [`Error::InvalidArgument`] unless the two models have the
+/// same classes and `tok` and the labels fit both.
 pub fn train_bert_kd(
     student: &Bert,
     teacher: &Bert,
     tok: &Tokenizer,
-    train: &TextSet,
-    test: &TextSet,
+    (train, test): (&TextSet, &TextSet),
     opts: &TrainOptions,
-    temperature: f32,
-    alpha: f32,
+    kd: &KdConfig,
     progress: &mut dyn FnMut(Event),
 ) -> Result<History> {
     const OP: &str = "train_bert_kd";
-    if !(0.0..=1.0).contains(&alpha) {
-        return Err(Error::invalid(
-            OP,
-            format!("alpha = {alpha} must be in [0, 1]"),
-        ));
-    }
-    if !(temperature.is_finite() && temperature > 0.0) {
-        return Err(Error::invalid(
-            OP,
-            format!("temperature = {temperature} must be finite and positive"),
-        ));
-    }
+    kd.validate()?;
     if student.config.num_labels != teacher.config.num_labels {
         return Err(Error::invalid(
             OP,
@@ -144,7 +61,7 @@ pub fn train_bert_kd(
         ));
     }
     for bert in [student, teacher] {
-        check_text(OP, bert, tok, &[train, test])?;
+        check_text(OP, bert, tok, &[("train", train), ("test", test)])?;
     }
     let ce = CrossEntropyOptions {
         label_smoothing: opts.label_smoothing,
@@ -161,9 +78,14 @@ pub fn train_bert_kd(
             let t = Graph::inference();
             let teacher_logits = t.value(batch.logits(teacher, &t)?)?; // [B, C]
             let logits = batch.logits(student, g)?; // [B, C]
-            let hard = g.cross_entropy(logits, &batch.labels, &ce)?;
-            let soft = soft_kd(g, logits, g.constant(teacher_logits), temperature)?;
-            g.add(g.mul_scalar(hard, 1.0 - alpha)?, g.mul_scalar(soft, alpha)?)
+            kd_loss(
+                g,
+                logits,
+                g.constant(teacher_logits),
+                &batch.labels,
+                kd,
+                &ce,
+            )
         },
         &mut || evaluate_bert(student, tok, test),
     )
@@ -174,7 +96,7 @@ pub fn train_bert_kd(
 pub struct TheseusRun {
     /// Module replacement (phase 1): the loss of the mixed model, the successor's accuracy.
     pub replacement: History,
-    /// The successor fine-tuned alone (phase 2); empty for zero successor epochs.
+    /// The successor fine-tuned alone (phase 2); empty when it was skipped.
     pub fine_tune: History,
     /// The compact model ([`Theseus::successor`]) after both phases.
     pub successor: Bert,
@@ -185,8 +107,8 @@ pub struct TheseusRun {
 /// decision per module from an [`Rng`] seeded by `opts.seed` and minimises the cross-entropy
 /// of the mixed model ([`Theseus::forward_logits`]); after each epoch the successor (every
 /// module replaced) is evaluated on `test`. Phase 2 fine-tunes the extracted successor
-/// ([`Theseus::successor`]) alone with [`train_bert`] for `successor_epochs` (same options
-/// otherwise; none when 0). A step that replaces no module gives the successor zero gradients.
+/// ([`Theseus::successor`]) alone with [`train_bert`] under `fine_tune` (its own learning rate
+/// and epochs; skipped when `None`). A step that replaces no module gives the successor zero gradients.
 ///
 /// Errors: as [`ReplaceSchedule::validate`], [`train_bert`], and if `tok` or the labels do not
 /// fit the predecessor.
@@ -198,11 +120,12 @@ pub fn train_theseus(
     test: &TextSet,
     opts: &TrainOptions,
     schedule: ReplaceSchedule,
-    successor_epochs: usize,
+    fine_tune: Option<&TrainOptions>,
     progress: &mut dyn FnMut(Event),
 ) -> Result<TheseusRun> {
     schedule.validate()?;
-    check_text("train_theseus", theseus.predecessor(), tok, &[train, test])?;
+    let sets = [("train", train), ("test", test)];
+    check_text("train_theseus", theseus.predecessor(), tok, &sets)?;
     let ce = CrossEntropyOptions {
         label_smoothing: opts.label_smoothing,
         ..CrossEntropyOptions::default()
@@ -242,14 +165,9 @@ pub fn train_theseus(
         &mut || evaluate_bert(&view, tok, test),
     )?;
     let successor = theseus.successor()?;
-    let fine_tune = if successor_epochs == 0 {
-        History::default()
-    } else {
-        let phase2 = TrainOptions {
-            epochs: successor_epochs,
-            ..opts.clone()
-        };
-        train_bert(&successor, tok, train, test, &phase2, progress)?
+    let fine_tune = match fine_tune {
+        Some(phase2) => train_bert(&successor, tok, train, test, phase2, progress)?,
+        None => History::default(),
     };
     Ok(TheseusRun {
         replacement,

@@ -28,7 +28,7 @@ mod tokendrop;
 pub use distill::{
     ImageDistill, sparse_teacher_logits, train_vit_distill, vit_student_from_teacher,
 };
-pub use distill_text::{TheseusRun, first_layers, train_bert_kd, train_theseus, training_steps};
+pub use distill_text::{TheseusRun, first_layers, train_bert_kd, train_theseus};
 pub use images::{ImageSet, digits_split, evaluate_vit, load_image_dir, train_vit};
 pub use minivit::{MiniVitDistill, RelationLayers, evaluate_minivit, train_minivit};
 pub use text::{TextSet, evaluate_bert, train_bert};
@@ -156,6 +156,15 @@ pub(crate) fn fit(
     fit_groups(groups.to_vec(), n_train, opts, progress, loss_of, evaluate)
 }
 
+/// The steps `fit` runs for `n_train` samples under `opts` (every epoch, capped by
+/// `opts.max_steps`): what [`ReplaceSchedule::reaching_one`] needs to reach 1 at the end.
+pub fn training_steps(n_train: usize, opts: &TrainOptions) -> Result<usize> {
+    let per_epoch =
+        crate::data::Batcher::new(n_train, opts.batch_size, opts.seed)?.batches_per_epoch();
+    let all = per_epoch * opts.epochs;
+    Ok(opts.max_steps.map_or(all, |m| m.min(all)))
+}
+
 /// [`fit`] over explicit parameter groups (each with its own weight decay and learning-rate
 /// factor).
 pub(crate) fn fit_groups(
@@ -183,9 +192,7 @@ pub(crate) fn fit_groups(
     )?;
     let mut batcher = crate::data::Batcher::new(n_train, opts.batch_size, opts.seed)?;
     let per_epoch = batcher.batches_per_epoch();
-    let total = opts
-        .max_steps
-        .map_or(per_epoch * opts.epochs, |m| m.min(per_epoch * opts.epochs));
+    let total = training_steps(n_train, opts)?;
     let warmup = ((total as f64 * opts.warmup_fraction).round() as usize).min(total);
     let schedule = WarmupCosine::new(opts.lr, opts.min_lr.min(opts.lr), warmup, total.max(1))?;
     let mut history = History::default();

@@ -45,26 +45,73 @@ impl TextSet {
     }
 }
 
-/// Logits `[rows, C]` of the texts at `rows` on graph `g`, and their labels.
-fn logits_of(
+/// One tokenized batch: flat ids `[B, T]`, token types, padding mask and labels.
+pub(crate) struct Batch {
+    pub(crate) ids: Vec<usize>,
+    pub(crate) shape: [usize; 2],
+    pub(crate) types: Vec<usize>,
+    pub(crate) mask: AttentionMask,
+    pub(crate) labels: Vec<usize>,
+}
+
+impl Batch {
+    /// The texts of `data` at `rows`, tokenized by `tok`.
+    pub(crate) fn new(tok: &Tokenizer, data: &TextSet, rows: &[usize]) -> Result<Batch> {
+        let texts: Vec<&str> = rows.iter().map(|&r| data.texts[r].as_str()).collect();
+        let enc = tok.encode_batch(&texts, data.max_len)?;
+        Ok(Batch {
+            ids: enc.ids_usize(),
+            shape: [enc.batch, enc.seq],
+            types: enc.token_type_ids.iter().map(|&t| t as usize).collect(),
+            mask: AttentionMask::from_lengths(&enc.lengths(), enc.seq)?,
+            labels: rows.iter().map(|&r| data.labels[r]).collect(),
+        })
+    }
+
+    /// `bert`'s logits `[B, C]` of this batch on `g`.
+    pub(crate) fn logits(&self, bert: &Bert, g: &Graph) -> Result<crate::Var> {
+        bert.forward_logits(
+            g,
+            &self.ids,
+            self.shape,
+            Some(&self.types),
+            Some(&self.mask),
+        )
+    }
+}
+
+/// [`Error::InvalidArgument`] unless `tok` fits `bert`'s vocabulary and the labels of each
+/// named set fit its classes.
+pub(crate) fn check_text(
+    op: &'static str,
     bert: &Bert,
     tok: &Tokenizer,
-    data: &TextSet,
-    g: &Graph,
-    rows: &[usize],
-) -> Result<(crate::Var, Vec<usize>)> {
-    let texts: Vec<&str> = rows.iter().map(|&r| data.texts[r].as_str()).collect();
-    let enc = tok.encode_batch(&texts, data.max_len)?;
-    let mask = AttentionMask::from_lengths(&enc.lengths(), enc.seq)?;
-    let types: Vec<usize> = enc.token_type_ids.iter().map(|&t| t as usize).collect();
-    let logits = bert.forward_logits(
-        g,
-        &enc.ids_usize(),
-        [enc.batch, enc.seq],
-        Some(&types),
-        Some(&mask),
-    )?;
-    Ok((logits, rows.iter().map(|&r| data.labels[r]).collect()))
+    sets: &[(&str, &TextSet)],
+) -> Result<()> {
+    let c = &bert.config;
+    if tok.vocab_size() > c.vocab_size {
+        return Err(Error::invalid(
+            op,
+            format!(
+                "the tokenizer has {} tokens, the model's vocabulary {}",
+                tok.vocab_size(),
+                c.vocab_size
+            ),
+        ));
+    }
+    for (what, d) in sets {
+        if d.num_classes() > c.num_labels {
+            return Err(Error::invalid(
+                op,
+                format!(
+                    "{what} labels go up to {}, the model has {} classes",
+                    d.num_classes() - 1,
+                    c.num_labels
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Test accuracy of `bert` on `data`, in batches of 64 on an inference graph.
@@ -76,9 +123,9 @@ pub fn evaluate_bert(bert: &Bert, tok: &Tokenizer, data: &TextSet) -> Result<f64
     let mut correct = 0;
     for chunk in rows.chunks(64) {
         let g = Graph::inference();
-        let (logits, y) = logits_of(bert, tok, data, &g, chunk)?;
-        let v = g.value(logits)?;
-        correct += count_correct(v.data(), bert.config.num_labels, &y);
+        let batch = Batch::new(tok, data, chunk)?;
+        let v = g.value(batch.logits(bert, &g)?)?;
+        correct += count_correct(v.data(), bert.config.num_labels, &batch.labels);
     }
     Ok(correct as f64 / data.len() as f64)
 }
@@ -94,29 +141,7 @@ pub fn train_bert(
     opts: &TrainOptions,
     progress: &mut dyn FnMut(Event),
 ) -> Result<History> {
-    let c = &bert.config;
-    if tok.vocab_size() > c.vocab_size {
-        return Err(Error::invalid(
-            "train_bert",
-            format!(
-                "the tokenizer has {} tokens, the model's vocabulary {}",
-                tok.vocab_size(),
-                c.vocab_size
-            ),
-        ));
-    }
-    for (what, d) in [("train", train), ("test", test)] {
-        if d.num_classes() > c.num_labels {
-            return Err(Error::invalid(
-                "train_bert",
-                format!(
-                    "{what} labels go up to {}, the model has {} classes",
-                    d.num_classes() - 1,
-                    c.num_labels
-                ),
-            ));
-        }
-    }
+    check_text("train_bert", bert, tok, &[("train", train), ("test", test)])?;
     let ce = CrossEntropyOptions {
         label_smoothing: opts.label_smoothing,
         ..CrossEntropyOptions::default()
@@ -128,8 +153,8 @@ pub fn train_bert(
         opts,
         progress,
         &mut |g, rows| {
-            let (logits, y) = logits_of(bert, tok, train, g, rows)?;
-            g.cross_entropy(logits, &y, &ce)
+            let batch = Batch::new(tok, train, rows)?;
+            g.cross_entropy(batch.logits(bert, g)?, &batch.labels, &ce)
         },
         &mut || evaluate_bert(bert, tok, test),
     )

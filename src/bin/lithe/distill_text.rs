@@ -4,6 +4,7 @@
 
 use crate::distill::{DistillArgs, DistillMethod};
 use crate::train::{CliResult, progress_printer, round, text_set};
+use lithe::compress::distill::KdConfig;
 use lithe::compress::theseus::{ReplaceSchedule, Theseus};
 use lithe::data::Tokenizer;
 use lithe::nn::{Bert, BertConfig, Module};
@@ -110,15 +111,17 @@ fn train_student(
         }
         DistillMethod::Kd => {
             let student = train::first_layers(teacher, depth)?;
+            let kd = KdConfig {
+                temperature: a.temperature,
+                alpha: a.alpha,
+            };
             let h = train::train_bert_kd(
                 &student,
                 teacher,
                 tok,
-                tr,
-                te,
+                (tr, te),
                 opts,
-                a.temperature,
-                a.alpha,
+                &kd,
                 &mut progress_printer("kd"),
             )?;
             Ok((student, h))
@@ -134,30 +137,20 @@ fn train_student(
                 lr: a.replace_lr.unwrap_or(opts.lr),
                 ..opts.clone()
             };
-            let mut run = train::train_theseus(
+            let fine_tune = TrainOptions {
+                epochs: a.successor_epochs,
+                ..opts.clone()
+            };
+            let run = train::train_theseus(
                 &theseus,
                 tok,
                 tr,
                 te,
                 &replacement,
                 schedule,
-                0,
+                (a.successor_epochs > 0).then_some(&fine_tune),
                 &mut progress_printer("theseus"),
             )?;
-            if a.successor_epochs > 0 {
-                let phase2 = TrainOptions {
-                    epochs: a.successor_epochs,
-                    ..opts.clone()
-                };
-                run.fine_tune = train::train_bert(
-                    &run.successor,
-                    tok,
-                    tr,
-                    te,
-                    &phase2,
-                    &mut progress_printer("successor"),
-                )?;
-            }
             let mut history = run.replacement;
             let offset = history.epochs.len();
             history
