@@ -70,6 +70,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         layer_norm_eps: 1e-6,
         hidden_dropout_prob: 0.0,
         distillation_token: false,
+        attention_head_size: None,
     };
     lithe::kernels::threads::set_num_threads(args.threads);
     let vit = Vit::new(&c, &mut Rng::new(9))?;

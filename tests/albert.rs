@@ -30,6 +30,7 @@ fn config(layers: usize, embedding_size: Option<usize>, groups: Option<usize>) -
         num_labels: C,
         embedding_size,
         num_hidden_groups: groups,
+        attention_head_size: None,
     }
 }
 

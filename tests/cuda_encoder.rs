@@ -106,6 +106,7 @@ fn random_bert_matches_cpu_fp32() {
             num_labels: 2,
             embedding_size: None,
             num_hidden_groups: None,
+            attention_head_size: None,
         };
         let bert = Bert::new(&c, &mut Rng::new(7)).unwrap();
         // Larger weights than N(0, 0.02) so attention is far from uniform.

@@ -22,6 +22,7 @@ fn config(depth: usize, width: usize) -> VitConfig {
         layer_norm_eps: 1e-6,
         hidden_dropout_prob: 0.0,
         distillation_token: false,
+        attention_head_size: None,
     }
 }
 

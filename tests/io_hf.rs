@@ -71,6 +71,7 @@ fn tiny_bert_config() -> BertConfig {
         num_labels: 3,
         embedding_size: None,
         num_hidden_groups: None,
+        attention_head_size: None,
     }
 }
 
@@ -187,6 +188,7 @@ fn config_json_round_trip_and_errors() {
         layer_norm_eps: 1e-6,
         hidden_dropout_prob: 0.0,
         distillation_token: true,
+        attention_head_size: None,
     };
     let pv = dir.join("vit.json");
     io::save_config(&vit, &pv).unwrap();

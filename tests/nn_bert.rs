@@ -19,6 +19,7 @@ fn tiny_config() -> BertConfig {
         num_labels: 3,
         embedding_size: None,
         num_hidden_groups: None,
+        attention_head_size: None,
     }
 }
 

@@ -137,6 +137,7 @@ fn tiny_bert_gradients_match_finite_differences() {
         num_labels: 3,
         embedding_size: None,
         num_hidden_groups: None,
+        attention_head_size: None,
     };
     let bert = Bert::new(&c, &mut Rng::new(1)).unwrap();
     let params = bert.named_params();
@@ -272,6 +273,7 @@ fn tiny_deit_gradients_match_finite_differences() {
         layer_norm_eps: 1e-5,
         hidden_dropout_prob: 0.1,
         distillation_token: true,
+        attention_head_size: None,
     };
     let vit = Vit::new(&c, &mut Rng::new(4)).unwrap();
     let params = vit.named_params();

@@ -234,6 +234,7 @@ fn block_config(norm: NormPlacement) -> BlockConfig {
         attention_dropout: 0.0,
         eps: 1e-5,
         norm,
+        head_dim: None,
     }
 }
 

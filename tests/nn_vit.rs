@@ -18,6 +18,7 @@ fn config(image: usize, patch: usize, hidden: usize, depth: usize, heads: usize)
         layer_norm_eps: 1e-6,
         hidden_dropout_prob: 0.0,
         distillation_token: false,
+        attention_head_size: None,
     }
 }
 

@@ -24,6 +24,7 @@ fn config(depth: usize) -> BertConfig {
         num_labels: 2,
         embedding_size: None,
         num_hidden_groups: None,
+        attention_head_size: None,
     }
 }
 

@@ -38,6 +38,7 @@ fn digits_config() -> VitConfig {
         layer_norm_eps: 1e-6,
         hidden_dropout_prob: 0.0,
         distillation_token: false,
+        attention_head_size: None,
     }
 }
 

@@ -4,6 +4,9 @@
 //! - [`qat`]: quantization-aware training (Q8BERT) and post-training quantization, ending in an
 //!   [`crate::int8::Int8Model`].
 //! - [`distill`]: distillation losses: soft-label KD and MiniLMv2 / MiniViT relations.
+//! - [`prune`]: magnitude pruning, and structured pruning of heads and neurons that shrinks
+//!   the weight matrices.
+//! - [`elastic`]: OFA / DynaBERT elastic width and depth: one supernet, many sub-networks.
 //! - [`share`]: MiniViT weight multiplexing: groups of blocks share their weights, each layer
 //!   keeps its LayerNorms and small weight transformations.
 //! - [`theseus`]: BERT-of-Theseus: successor blocks progressively replace groups of a frozen
@@ -12,6 +15,8 @@
 //!   inference.
 
 pub mod distill;
+pub mod elastic;
+pub mod prune;
 pub mod qat;
 pub mod share;
 pub mod theseus;

@@ -18,6 +18,7 @@
 //!     image_size: 8, patch_size: 4, num_channels: 1, hidden_size: 32, num_hidden_layers: 2,
 //!     num_attention_heads: 4, intermediate_size: 64, num_labels: 10, layer_norm_eps: 1e-6,
 //!     hidden_dropout_prob: 0.0, distillation_token: false,
+//!     attention_head_size: None,
 //! };
 //! let (train_set, test_set) = train::digits_split(0)?;
 //! let vit = Vit::new(&config, &mut lithe::Rng::new(0))?;

@@ -59,12 +59,12 @@ struct Workspace {
     lens: CudaSlice<i32>,
     x: DeviceTensor,     // [B*T, H], the hidden state (block input / output)
     y: DeviceTensor,     // [B*T, H], after the attention sub-block
-    qkv: DeviceTensor,   // [B*T, 3H]
+    qkv: DeviceTensor,   // [B*T, 3A], A = nh * d (H unless heads were pruned)
     q: DeviceTensor,     // [B, nh, T, d]
     k: DeviceTensor,     // [B, nh, T, d]
     v: DeviceTensor,     // [B, nh, T, d]
     o: DeviceTensor,     // [B, nh, T, d]
-    ctx: DeviceTensor,   // [B*T, H]
+    ctx: DeviceTensor,   // [B*T, A]
     t: DeviceTensor,     // [B*T, H], GEMM output before residual + LN
     inter: DeviceTensor, // [B*T, I]
 }
@@ -73,6 +73,7 @@ struct Workspace {
 pub struct CudaEncoder {
     hidden: usize,
     heads: usize,
+    head_dim: usize,
     inner: usize,
     vocab: usize,
     max_pos: usize,
@@ -93,6 +94,7 @@ impl std::fmt::Debug for CudaEncoder {
         f.debug_struct("CudaEncoder")
             .field("hidden", &self.hidden)
             .field("heads", &self.heads)
+            .field("head_dim", &self.head_dim)
             .field("layers", &self.layers.len())
             .finish()
     }
@@ -111,10 +113,15 @@ impl CudaEncoder {
             "CudaEncoder: ALBERT's factorized embedding (embedding_size) is not supported"
         );
         let (h, nh, inner) = (c.hidden_size, c.num_attention_heads, c.intermediate_size);
+        let d = c
+            .head_dim()
+            .map_err(|e| super::CudaError::Invalid(format!("CudaEncoder: {e}")))?;
         ensure!(
-            nh > 0 && h % nh == 0 && matches!(h / nh, 32 | 64 | 128),
-            "CudaEncoder: head dim {h}/{nh} must be 32, 64 or 128"
+            matches!(d, 32 | 64 | 128),
+            "CudaEncoder: head dim {d} must be 32, 64 or 128"
         );
+        // Q/K/V width; less than H in a model whose heads were pruned.
+        let qkv_width = nh * d;
         ensure!(
             h % 8 == 0 && inner % 8 == 0,
             "CudaEncoder: hidden {h} and intermediate {inner} must be multiples of 8"
@@ -152,8 +159,8 @@ impl CudaEncoder {
                 dev.upload(&to_f16(&b), &[b.len()])
             };
             layers.push(Layer {
-                w_qkv: dev.upload(&to_f16(&wq), &[3 * h, h])?,
-                b_qkv: dev.upload(&to_f16(&bq), &[3 * h])?,
+                w_qkv: dev.upload(&to_f16(&wq), &[3 * qkv_width, h])?,
+                b_qkv: dev.upload(&to_f16(&bq), &[3 * qkv_width])?,
                 w_o: up(dev, &a.dense.weight)?,
                 b_o: upb(&a.dense)?,
                 ln1_g: up(dev, &blk.attn_norm.weight)?,
@@ -171,6 +178,7 @@ impl CudaEncoder {
         Ok(CudaEncoder {
             hidden: h,
             heads: nh,
+            head_dim: d,
             inner,
             vocab: c.vocab_size,
             max_pos: e.position_embeddings.rows(),
@@ -203,7 +211,8 @@ impl CudaEncoder {
             return Ok(());
         }
         ensure!(batch > 0 && seq > 0, "CudaEncoder: empty batch");
-        let (h, nh, d) = (self.hidden, self.heads, self.hidden / self.heads);
+        let (h, nh, d) = (self.hidden, self.heads, self.head_dim);
+        let a = nh * d;
         let n = batch * seq;
         let s = dev.stream();
         let heads = [batch, nh, seq, d];
@@ -216,12 +225,12 @@ impl CudaEncoder {
             lens: s.alloc_zeros::<i32>(batch)?,
             x: dev.zeros(&[n, h])?,
             y: dev.zeros(&[n, h])?,
-            qkv: dev.zeros(&[n, 3 * h])?,
+            qkv: dev.zeros(&[n, 3 * a])?,
             q: dev.zeros(&heads)?,
             k: dev.zeros(&heads)?,
             v: dev.zeros(&heads)?,
             o: dev.zeros(&heads)?,
-            ctx: dev.zeros(&[n, h])?,
+            ctx: dev.zeros(&[n, a])?,
             t: dev.zeros(&[n, h])?,
             inter: dev.zeros(&[n, self.inner])?,
         });
@@ -271,7 +280,8 @@ impl CudaEncoder {
             None => vec![t as i32; b],
         };
         self.reserve(dev, b, t)?;
-        let (h, nh, d) = (self.hidden, self.heads, self.hidden / self.heads);
+        let (h, nh, d) = (self.hidden, self.heads, self.head_dim);
+        let a = nh * d;
         let ws = self.ws.as_mut().expect("reserved");
         let s = dev.stream();
         s.memcpy_htod(ids, &mut ws.ids)?;
@@ -347,9 +357,9 @@ impl CudaEncoder {
                     .arg(&nhi)
                     .arg(&di);
                 // SAFETY: matches `qkv_split_heads_f16(f16* q, f16* k, f16* v, const f16* qkv,
-                // int B, int T, int nh, int d)`; qkv holds B*T*3H and q, k, v B*nh*T*d
-                // elements each (allocated for this shape); all distinct buffers.
-                unsafe { lb.launch(stride_cfg(b * t * 3 * h)) }?;
+                // int B, int T, int nh, int d)`; qkv holds B*T*3A (A = nh*d) and q, k, v
+                // B*nh*T*d elements each (allocated for this shape); all distinct buffers.
+                unsafe { lb.launch(stride_cfg(b * t * 3 * a)) }?;
             }
             attention(dev, &ws.q, &ws.k, &ws.v, Some(&ws.lens), &mut ws.o)?;
             {
@@ -361,8 +371,8 @@ impl CudaEncoder {
                     .arg(&nhi)
                     .arg(&di);
                 // SAFETY: matches `merge_heads_f16(f16* out, const f16* o, int B, int T,
-                // int nh, int d)`; out holds B*T*H and o B*nh*T*d elements; distinct buffers.
-                unsafe { lb.launch(stride_cfg(b * t * h)) }?;
+                // int nh, int d)`; out holds B*T*A and o B*nh*T*d elements; distinct buffers.
+                unsafe { lb.launch(stride_cfg(b * t * a)) }?;
             }
             gemm(
                 dev,

@@ -99,11 +99,8 @@ fn check_config(c: &BertConfig, path: &Path) -> Result<()> {
         || c.max_position_embeddings == 0
     {
         Some("a size is zero".to_string())
-    } else if !c.hidden_size.is_multiple_of(c.num_attention_heads) {
-        Some(format!(
-            "hidden_size {} is not a multiple of num_attention_heads {}",
-            c.hidden_size, c.num_attention_heads
-        ))
+    } else if let Err(e) = c.head_dim() {
+        Some(e.to_string())
     } else {
         None
     };

@@ -148,8 +148,8 @@ pub struct MultiHeadAttention {
 }
 
 impl MultiHeadAttention {
-    /// A layer of width `hidden` with `heads` heads; [`Error::InvalidArgument`] unless `heads`
-    /// divides `hidden`.
+    /// A layer of width `hidden` with `heads` heads of width `hidden / heads`;
+    /// [`Error::InvalidArgument`] unless `heads` divides `hidden`.
     pub fn new(
         hidden: usize,
         heads: usize,
@@ -164,11 +164,33 @@ impl MultiHeadAttention {
                 format!("{heads} heads do not divide hidden width {hidden}"),
             ));
         }
+        Self::with_head_dim(hidden, heads, hidden / heads, dropout, self_name, init, rng)
+    }
+
+    /// A layer of width `hidden` with `heads` heads of width `head_dim`: Q/K/V are
+    /// `[heads * head_dim, hidden]` and the output projection `[hidden, heads * head_dim]`
+    /// (a model whose heads were pruned). [`Error::InvalidArgument`] for zero heads or width.
+    pub fn with_head_dim(
+        hidden: usize,
+        heads: usize,
+        head_dim: usize,
+        dropout: f32,
+        self_name: &'static str,
+        init: Init,
+        rng: &mut Rng,
+    ) -> Result<Self> {
+        if heads == 0 || head_dim == 0 {
+            return Err(Error::invalid(
+                "MultiHeadAttention::with_head_dim",
+                format!("{heads} heads of width {head_dim}"),
+            ));
+        }
+        let a = heads * head_dim;
         Ok(MultiHeadAttention {
-            query: Linear::new(hidden, hidden, true, init, rng),
-            key: Linear::new(hidden, hidden, true, init, rng),
-            value: Linear::new(hidden, hidden, true, init, rng),
-            dense: Linear::new(hidden, hidden, true, init, rng),
+            query: Linear::new(hidden, a, true, init, rng),
+            key: Linear::new(hidden, a, true, init, rng),
+            value: Linear::new(hidden, a, true, init, rng),
+            dense: Linear::new(a, hidden, true, init, rng),
             heads,
             dropout,
             self_name,

@@ -145,6 +145,7 @@ impl Bert {
         let block = BlockConfig {
             hidden: c.hidden_size,
             heads: c.num_attention_heads,
+            head_dim: Some(c.head_dim()?),
             inner: c.intermediate_size,
             act: c.gelu_kind()?,
             hidden_dropout: c.hidden_dropout_prob,

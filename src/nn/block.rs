@@ -45,7 +45,16 @@ impl Mlp {
 
     /// `x[B, T, H] -> [B, T, H]`.
     pub fn forward(&self, g: &Graph, x: Var) -> Result<Var> {
-        let h = g.gelu(self.fc1.forward(g, x)?, self.act)?; // [B, T, I]
+        self.forward_masked(g, x, None)
+    }
+
+    /// [`Mlp::forward`] with `neurons[I]` multiplying each neuron's activation: 0 removes a
+    /// neuron exactly as deleting its `fc1` row and `fc2` column would (elastic width, pruning).
+    pub fn forward_masked(&self, g: &Graph, x: Var, neurons: Option<Var>) -> Result<Var> {
+        let mut h = g.gelu(self.fc1.forward(g, x)?, self.act)?; // [B, T, I]
+        if let Some(m) = neurons {
+            h = g.mul(h, m)?; // [I] broadcasts over [B, T, I]
+        }
         let y = self.fc2.forward(g, h)?; // [B, T, H]
         g.dropout(y, self.dropout)
     }
@@ -83,6 +92,8 @@ pub struct BlockConfig {
     pub hidden: usize,
     /// Attention heads nh.
     pub heads: usize,
+    /// Width d of one head; `None`: H / nh.
+    pub head_dim: Option<usize>,
     /// MLP width I.
     pub inner: usize,
     /// GELU flavour of the MLP.
@@ -130,8 +141,25 @@ impl Block {
             NormPlacement::Post => "self",
             NormPlacement::Pre => "attention",
         };
-        let attention =
-            MultiHeadAttention::new(c.hidden, c.heads, c.attention_dropout, self_name, init, rng)?;
+        let attention = match c.head_dim {
+            None => MultiHeadAttention::new(
+                c.hidden,
+                c.heads,
+                c.attention_dropout,
+                self_name,
+                init,
+                rng,
+            )?,
+            Some(d) => MultiHeadAttention::with_head_dim(
+                c.hidden,
+                c.heads,
+                d,
+                c.attention_dropout,
+                self_name,
+                init,
+                rng,
+            )?,
+        };
         Ok(Block {
             attention,
             attn_norm: LayerNorm::new(c.hidden, c.eps),
@@ -151,7 +179,20 @@ impl Block {
         attn_bias: Option<Var>,
         head_mask: Option<Var>,
     ) -> Result<Var> {
-        self.residuals(g, x, |h| {
+        self.forward_masked(g, x, attn_bias, head_mask, None)
+    }
+
+    /// [`Block::forward`] with `neurons[I]` also multiplying the MLP's activations
+    /// ([`Mlp::forward_masked`]): the block with some heads and neurons switched off.
+    pub fn forward_masked(
+        &self,
+        g: &Graph,
+        x: Var,
+        attn_bias: Option<Var>,
+        head_mask: Option<Var>,
+        neurons: Option<Var>,
+    ) -> Result<Var> {
+        self.residuals(g, x, neurons, |h| {
             let out = self.attention.forward(g, h, attn_bias, head_mask)?;
             g.dropout(out, self.hidden_dropout)
         })
@@ -160,7 +201,7 @@ impl Block {
     /// `x[B, T, H] -> [B, T, H]` with the attention under a keep policy `keep[B, T]`
     /// ([`MultiHeadAttention::forward_policy`]): DynamicViT's training-time token dropping.
     pub fn forward_policy(&self, g: &Graph, x: Var, keep: Var) -> Result<Var> {
-        self.residuals(g, x, |h| {
+        self.residuals(g, x, None, |h| {
             let out = self.attention.forward_policy(g, h, keep)?;
             g.dropout(out, self.hidden_dropout)
         })
@@ -168,18 +209,27 @@ impl Block {
 
     /// The block around its attention: `attend` maps the attention input to its (dropped-out)
     /// output; the norms, residuals and MLP are the same for the fast and the traced forward.
-    fn residuals(&self, g: &Graph, x: Var, attend: impl FnOnce(Var) -> Result<Var>) -> Result<Var> {
+    /// `neurons` masks the MLP's activations ([`Mlp::forward_masked`]).
+    fn residuals(
+        &self,
+        g: &Graph,
+        x: Var,
+        neurons: Option<Var>,
+        attend: impl FnOnce(Var) -> Result<Var>,
+    ) -> Result<Var> {
         match self.norm {
             NormPlacement::Post => {
                 let a = attend(x)?;
                 let x = self.attn_norm.forward(g, g.add(x, a)?)?; // LN(x + Attn(x))
-                let y = self.mlp.forward(g, x)?;
+                let y = self.mlp.forward_masked(g, x, neurons)?;
                 self.mlp_norm.forward(g, g.add(x, y)?) // LN(x + Mlp(x))
             }
             NormPlacement::Pre => {
                 let a = attend(self.attn_norm.forward(g, x)?)?;
                 let x = g.add(x, a)?; // x + Attn(LN(x))
-                let y = self.mlp.forward(g, self.mlp_norm.forward(g, x)?)?;
+                let y = self
+                    .mlp
+                    .forward_masked(g, self.mlp_norm.forward(g, x)?, neurons)?;
                 g.add(x, y) // x + Mlp(LN(x))
             }
         }
@@ -194,7 +244,7 @@ impl Block {
         head_mask: Option<Var>,
     ) -> Result<BlockTrace> {
         let mut parts = None;
-        let output = self.residuals(g, x, |h| {
+        let output = self.residuals(g, x, None, |h| {
             let p = parts.insert(self.attention.forward_parts(g, h, attn_bias, head_mask)?);
             p.output = g.dropout(p.output, self.hidden_dropout)?;
             Ok(p.output)
@@ -241,6 +291,17 @@ impl Block {
         let (a, b) = (self.named_params(), other.named_params());
         a.len() == b.len() && a.iter().zip(&b).all(|((_, p), (_, q))| p.same_as(q))
     }
+}
+
+/// One layer of a sub-network run by [`Encoder::forward_subnet`].
+#[derive(Clone, Copy, Debug)]
+pub struct LayerRun {
+    /// Index of the block in the encoder.
+    pub layer: usize,
+    /// `[nh]`: multiplies each head's context (`None`: every head on).
+    pub heads: Option<Var>,
+    /// `[I]`: multiplies each MLP neuron's activation (`None`: every neuron on).
+    pub neurons: Option<Var>,
 }
 
 /// A stack of blocks, named `layer.{i}` (under `encoder.` in the models).
@@ -338,6 +399,31 @@ impl Encoder {
         let mut h = x;
         for (i, layer) in self.layers.iter().enumerate() {
             h = layer.forward(g, h, bias, head_masks.map(|hm| hm[i]))?;
+        }
+        Ok(h)
+    }
+
+    /// `x[B, T, H] -> [B, T, H]` through a sub-network: the blocks `runs` name, in that order,
+    /// each with optional masks on its heads (`[nh]`) and MLP neurons (`[I]`). Elastic depth
+    /// skips layers; elastic width and pruning masks switch heads and neurons off.
+    /// [`Error::InvalidArgument`] for a layer index past the last block.
+    pub fn forward_subnet(
+        &self,
+        g: &Graph,
+        x: Var,
+        mask: Option<&AttentionMask>,
+        runs: &[LayerRun],
+    ) -> Result<Var> {
+        let bias = self.check_inputs(g, x, mask, None)?;
+        let mut h = x;
+        for run in runs {
+            let layer = self.layers.get(run.layer).ok_or_else(|| {
+                Error::invalid(
+                    "Encoder::forward_subnet",
+                    format!("layer {} of {}", run.layer, self.layers.len()),
+                )
+            })?;
+            h = layer.forward_masked(g, h, bias, run.heads, run.neurons)?;
         }
         Ok(h)
     }

@@ -64,9 +64,25 @@ pub struct BertConfig {
     /// (1 shares one block across all layers). `None`: every layer has its own block.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_hidden_groups: Option<usize>,
+    /// Width d of one attention head when it is not `hidden_size / num_attention_heads`: a
+    /// model whose heads were pruned keeps its heads' width while it has fewer of them, so its
+    /// Q/K/V projections are `[num_attention_heads * d, H]`. `None`: `d = H / nh`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention_head_size: Option<usize>,
 }
 
 impl BertConfig {
+    /// Width d of one attention head ([`BertConfig::attention_head_size`], else H / nh).
+    /// [`Error::InvalidArgument`] for zero heads or a width the heads do not divide.
+    pub fn head_dim(&self) -> Result<usize> {
+        head_dim(
+            "BertConfig",
+            self.hidden_size,
+            self.num_attention_heads,
+            self.attention_head_size,
+        )
+    }
+
     /// Width E of the embedding tables: `embedding_size`, or H without a factorized embedding.
     pub fn embedding_width(&self) -> usize {
         self.embedding_size.unwrap_or(self.hidden_size)
@@ -139,6 +155,39 @@ pub struct VitConfig {
     /// Adds DeiT's distillation token (and its head) when true.
     #[serde(default)]
     pub distillation_token: bool,
+    /// Width d of one attention head when it is not `hidden_size / num_attention_heads`: a
+    /// model whose heads were pruned keeps its heads' width while it has fewer of them, so its
+    /// Q/K/V projections are `[num_attention_heads * d, H]`. `None`: `d = H / nh`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention_head_size: Option<usize>,
+}
+
+impl VitConfig {
+    /// Width d of one attention head ([`VitConfig::attention_head_size`], else H / nh).
+    /// [`Error::InvalidArgument`] for zero heads or a width the heads do not divide.
+    pub fn head_dim(&self) -> Result<usize> {
+        head_dim(
+            "VitConfig",
+            self.hidden_size,
+            self.num_attention_heads,
+            self.attention_head_size,
+        )
+    }
+}
+
+/// Width of one attention head: `attention_head_size`, or `hidden / heads` when it is unset
+/// (which then must divide evenly). [`Error::InvalidArgument`] for zero heads or widths.
+fn head_dim(op: &'static str, hidden: usize, heads: usize, given: Option<usize>) -> Result<usize> {
+    match given {
+        _ if heads == 0 => Err(Error::invalid(op, "num_attention_heads must be > 0")),
+        Some(0) => Err(Error::invalid(op, "attention_head_size must be > 0")),
+        Some(d) => Ok(d),
+        None if hidden.is_multiple_of(heads) && hidden > 0 => Ok(hidden / heads),
+        None => Err(Error::invalid(
+            op,
+            format!("{heads} heads do not divide hidden width {hidden}"),
+        )),
+    }
 }
 
 fn default_vit_eps() -> f32 {

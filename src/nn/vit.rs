@@ -168,6 +168,7 @@ impl Vit {
         let block = BlockConfig {
             hidden: c.hidden_size,
             heads: c.num_attention_heads,
+            head_dim: Some(c.head_dim()?),
             inner: c.intermediate_size,
             act: GeluKind::Erf,
             hidden_dropout: c.hidden_dropout_prob,

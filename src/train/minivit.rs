@@ -242,6 +242,7 @@ mod tests {
             layer_norm_eps: 1e-6,
             hidden_dropout_prob: 0.0,
             distillation_token: false,
+            attention_head_size: None,
         };
         let vit = Vit::new(&config, &mut Rng::new(0)).unwrap();
         let student = MiniVit::from_vit(&vit, &ShareConfig::default()).unwrap();

@@ -9,6 +9,9 @@
 //! - [`train_bert`] / [`evaluate_bert`]: a [`Bert`](crate::nn::Bert) classifier on a [`TextSet`];
 //! - [`first_layers`], [`train_bert_kd`], [`train_theseus`]: a smaller BERT from a trained one
 //!   (its first blocks fine-tuned, soft-label KD, BERT-of-Theseus module replacement);
+//! - [`vit_importance`] / [`bert_importance`]: head and neuron importance for structured
+//!   pruning; [`train_vit_pruned`]: training under gradual magnitude pruning;
+//! - [`train_vit_ofa`] / [`train_bert_ofa`]: an elastic width/depth supernet (OFA, DynaBERT);
 //! - [`TrainOptions`]: AdamW with no-decay groups (biases and norms), linear warm-up then cosine
 //!   decay, global gradient-norm clipping, optional label smoothing, seeded batching;
 //! - [`History`]: per-epoch train loss, test accuracy and wall time, with [`History::plot_svg`]
@@ -19,9 +22,11 @@
 
 mod distill;
 mod distill_text;
+mod elastic;
 mod images;
 mod minivit;
 mod plot;
+mod prune;
 mod text;
 mod tokendrop;
 
@@ -29,8 +34,10 @@ pub use distill::{
     ImageDistill, sparse_teacher_logits, train_vit_distill, vit_student_from_teacher,
 };
 pub use distill_text::{TheseusRun, first_layers, train_bert_kd, train_theseus};
+pub use elastic::{train_bert_ofa, train_vit_ofa};
 pub use images::{ImageSet, digits_split, evaluate_vit, load_image_dir, train_vit};
 pub use minivit::{MiniVitDistill, RelationLayers, evaluate_minivit, train_minivit};
+pub use prune::{bert_importance, train_vit_pruned, vit_importance};
 pub use text::{TextSet, evaluate_bert, train_bert};
 pub use tokendrop::{TokenDropTraining, evaluate_dynamic_vit, train_dynamic_vit};
 
@@ -165,6 +172,38 @@ pub fn training_steps(n_train: usize, opts: &TrainOptions) -> Result<usize> {
     Ok(opts.max_steps.map_or(all, |m| m.min(all)))
 }
 
+/// Where in a step [`fit_with_hook`] calls its hook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StepPhase {
+    /// After the backward (and gradient clipping), before the optimizer step.
+    BeforeUpdate,
+    /// After the optimizer step.
+    AfterUpdate,
+}
+
+/// [`fit`] with `hook(phase, step)` called around every optimizer step (pruning masks).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn fit_with_hook(
+    named: &[(String, Param)],
+    no_decay: &dyn Fn(&str) -> bool,
+    n_train: usize,
+    opts: &TrainOptions,
+    progress: &mut dyn FnMut(Event),
+    loss_of: &mut dyn FnMut(&Graph, &[usize]) -> Result<Var>,
+    evaluate: &mut dyn FnMut() -> Result<f64>,
+    hook: &mut dyn FnMut(StepPhase, usize) -> Result<()>,
+) -> Result<History> {
+    let groups = ParamGroup::split_decay(named, |n, _| no_decay(n));
+    fit_impl(
+        groups.to_vec(),
+        (n_train, opts),
+        progress,
+        loss_of,
+        evaluate,
+        hook,
+    )
+}
+
 /// [`fit`] over explicit parameter groups (each with its own weight decay and learning-rate
 /// factor).
 pub(crate) fn fit_groups(
@@ -174,6 +213,26 @@ pub(crate) fn fit_groups(
     progress: &mut dyn FnMut(Event),
     loss_of: &mut dyn FnMut(&Graph, &[usize]) -> Result<Var>,
     evaluate: &mut dyn FnMut() -> Result<f64>,
+) -> Result<History> {
+    let mut no_hook = |_: StepPhase, _: usize| Ok(());
+    fit_impl(
+        groups,
+        (n_train, opts),
+        progress,
+        loss_of,
+        evaluate,
+        &mut no_hook,
+    )
+}
+
+/// The loop behind [`fit`], [`fit_groups`] and [`fit_with_hook`].
+fn fit_impl(
+    groups: Vec<ParamGroup>,
+    (n_train, opts): (usize, &TrainOptions),
+    progress: &mut dyn FnMut(Event),
+    loss_of: &mut dyn FnMut(&Graph, &[usize]) -> Result<Var>,
+    evaluate: &mut dyn FnMut() -> Result<f64>,
+    hook: &mut dyn FnMut(StepPhase, usize) -> Result<()>,
 ) -> Result<History> {
     if n_train == 0 {
         return Err(Error::invalid("train", "the training set is empty"));
@@ -222,8 +281,10 @@ pub(crate) fn fit_groups(
             if let Some(c) = opts.clip_norm.filter(|c| *c > 0.0) {
                 clip_grad_norm(&params, c)?;
             }
+            hook(StepPhase::BeforeUpdate, step)?;
             opt.set_lr(schedule.lr_at(step))?;
             opt.step()?;
+            hook(StepPhase::AfterUpdate, step)?;
             step += 1;
             loss_sum += value * rows.len() as f64;
             seen += rows.len();

@@ -159,6 +159,7 @@ fn trained_digits_vit_with(dir: &std::path::Path, patch: usize, depth: usize) {
         layer_norm_eps: 1e-6,
         hidden_dropout_prob: 0.0,
         distillation_token: false,
+        attention_head_size: None,
     };
     let vit = Vit::new(&config, &mut lithe::Rng::new(1)).unwrap();
     let (train, test) = lithe::train::digits_split(42).unwrap();
@@ -404,6 +405,7 @@ fn tiny_hf_bert(dir: &std::path::Path) {
         num_labels: 2,
         embedding_size: None,
         num_hidden_groups: None,
+        attention_head_size: None,
     };
     let bert = Bert::new(&config, &mut lithe::Rng::new(2)).unwrap();
     lithe::train::save_run(dir, &bert, &config, None).unwrap();

@@ -25,6 +25,7 @@ fn vit_config() -> VitConfig {
         layer_norm_eps: 1e-6,
         hidden_dropout_prob: 0.0,
         distillation_token: false,
+        attention_head_size: None,
     }
 }
 
@@ -44,6 +45,7 @@ fn bert_config() -> BertConfig {
         num_labels: 3,
         embedding_size: None,
         num_hidden_groups: None,
+        attention_head_size: None,
     }
 }
 

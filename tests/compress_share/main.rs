@@ -27,6 +27,7 @@ fn vit_config(depth: usize, distillation_token: bool) -> VitConfig {
         layer_norm_eps: 1e-6,
         hidden_dropout_prob: 0.0,
         distillation_token,
+        attention_head_size: None,
     }
 }
 

@@ -20,6 +20,7 @@ fn wide_config() -> VitConfig {
         layer_norm_eps: 1e-6,
         hidden_dropout_prob: 0.0,
         distillation_token: false,
+        attention_head_size: None,
     }
 }
 
@@ -157,6 +158,7 @@ fn bad_settings_and_inputs_are_errors() {
         attention_dropout: 0.0,
         eps: 1e-12,
         norm: NormPlacement::Post,
+        head_dim: None,
     };
     let bert_like = Encoder::new(2, &post, Init::Normal(0.02), &mut Rng::new(91)).unwrap();
     assert!(matches!(

@@ -82,6 +82,7 @@ fn bert_config() -> BertConfig {
         num_labels: 5,
         embedding_size: None,
         num_hidden_groups: None,
+        attention_head_size: None,
     }
 }
 
@@ -98,6 +99,7 @@ fn vit_config(distillation_token: bool) -> VitConfig {
         layer_norm_eps: 1e-6,
         hidden_dropout_prob: 0.0,
         distillation_token,
+        attention_head_size: None,
     }
 }
 

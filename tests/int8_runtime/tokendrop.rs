@@ -21,6 +21,7 @@ fn drop_config(distillation_token: bool) -> VitConfig {
         layer_norm_eps: 1e-6,
         hidden_dropout_prob: 0.0,
         distillation_token,
+        attention_head_size: None,
     }
 }
 

@@ -131,6 +131,7 @@ fn tiny_vit_file(dir: &Path) -> PathBuf {
         layer_norm_eps: 1e-6,
         hidden_dropout_prob: 0.0,
         distillation_token: false,
+        attention_head_size: None,
     };
     let vit = Vit::new(&config, &mut Rng::new(3)).unwrap();
     let path = dir.join("vit.int8.safetensors");
@@ -244,6 +245,7 @@ fn c_example_embeds_a_sentence_like_the_rust_api() {
         num_labels: 2,
         embedding_size: None,
         num_hidden_groups: None,
+        attention_head_size: None,
     };
     let bert = Bert::new(&config, &mut Rng::new(5)).unwrap();
     let path = dir.join("bert.int8.safetensors");

@@ -109,6 +109,7 @@ fn stage_fp32(quick: bool) -> DemoResult<(Baseline, Row)> {
         layer_norm_eps: 1e-6,
         hidden_dropout_prob: 0.0,
         distillation_token: false,
+        attention_head_size: None,
     };
     let vit = Vit::new(&config, &mut Rng::new(7))?;
     eprintln!(

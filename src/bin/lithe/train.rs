@@ -248,6 +248,7 @@ fn run_vit(a: VitArgs) -> CliResult<()> {
         layer_norm_eps: 1e-6,
         hidden_dropout_prob: 0.0,
         distillation_token: false,
+        attention_head_size: None,
     };
     let vit = Vit::new(&config, &mut Rng::new(a.common.seed))?;
     eprintln!(
@@ -323,6 +324,7 @@ fn run_text(a: TextArgs) -> CliResult<()> {
                 num_labels: classes,
                 embedding_size: a.embedding_size,
                 num_hidden_groups: a.groups,
+                attention_head_size: None,
             };
             (Bert::new(&config, &mut rng)?, tok, 5e-4)
         }

@@ -30,6 +30,7 @@
 //!     image_size: 8, patch_size: 2, num_channels: 1, hidden_size: 64, num_hidden_layers: 6,
 //!     num_attention_heads: 4, intermediate_size: 128, num_labels: 10, layer_norm_eps: 1e-6,
 //!     hidden_dropout_prob: 0.0, distillation_token: false,
+//!     attention_head_size: None,
 //! };
 //! let teacher = Vit::new(&config, &mut lithe::Rng::new(0))?;
 //! let student = MiniVit::from_vit(&teacher, &ShareConfig { share: 2, ..ShareConfig::default() })?;
