@@ -12,6 +12,9 @@ mod distill_text;
 mod embed;
 mod int8;
 mod minivit;
+mod ofa;
+mod prune;
+mod subject;
 mod table;
 mod tokendrop;
 mod train;
@@ -56,6 +59,10 @@ enum Command {
     Qat(int8::QatArgs),
     /// Compress a trained ViT into a MiniViT (shared weights, per-layer transforms, distilled).
     Minivit(minivit::MiniVitArgs),
+    /// Structured pruning of heads and MLP neurons (or magnitude pruning), with the speedup.
+    Prune(prune::PruneArgs),
+    /// Train an elastic width/depth supernet (OFA, DynaBERT) and compare its sub-networks.
+    Ofa(ofa::OfaArgs),
     /// DynamicViT: learn to drop tokens of a trained ViT; reports accuracy and throughput.
     Tokendrop(tokendrop::TokenDropArgs),
 }
@@ -69,6 +76,8 @@ fn main() {
         Command::Bench { what } => bench::run(what),
         Command::Demo(args) => demo::run(args),
         Command::Distill(args) => distill::run(args),
+        Command::Prune(args) => prune::run(args),
+        Command::Ofa(args) => ofa::run(args),
         Command::Embed(args) => embed::run(args),
         Command::Train { what } => train::run(what),
         Command::Eval(args) => train::run_eval(args),
