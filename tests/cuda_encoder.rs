@@ -89,8 +89,13 @@ fn random_bert_matches_cpu_fp32() {
     let Some(dev) = device("random_bert_matches_cpu_fp32") else {
         return;
     };
-    // (hidden, heads, layers, inner, act): head dims 32 and 64, both GELU forms.
-    for (h, nh, layers, inner, act) in [(128, 4, 2, 256, "gelu"), (128, 2, 3, 512, "gelu_new")] {
+    // (hidden, heads, layers, inner, act, head width): head dims 32 and 64, both GELU forms,
+    // and a pruned model whose 2 heads of 32 make Q/K/V 64 wide against H = 128.
+    for (h, nh, layers, inner, act, head) in [
+        (128, 4, 2, 256, "gelu", None),
+        (128, 2, 3, 512, "gelu_new", None),
+        (128, 2, 2, 192, "gelu", Some(32)),
+    ] {
         let c = BertConfig {
             vocab_size: 1000,
             hidden_size: h,
@@ -106,7 +111,7 @@ fn random_bert_matches_cpu_fp32() {
             num_labels: 2,
             embedding_size: None,
             num_hidden_groups: None,
-            attention_head_size: None,
+            attention_head_size: head,
         };
         let bert = Bert::new(&c, &mut Rng::new(7)).unwrap();
         // Larger weights than N(0, 0.02) so attention is far from uniform.

@@ -4,11 +4,12 @@
 //! 1. [`reorder_by_importance`] sorts each layer's heads and MLP neurons by importance
 //!    ([`crate::compress::prune::importance`]), most important first. This changes nothing the
 //!    model computes; it puts the units every narrower network keeps at the front.
-//! 2. Training ([`crate::train::train_vit_ofa`]) samples a [`Subnet`] each step: the first
-//!    `round(w * nh)` heads and `round(w * I)` neurons of the layers [`subnet_layers`] keeps,
-//!    run by [`crate::nn::Encoder::forward_subnet`] under masks. The full model learns from the
-//!    labels and the sampled sub-network from the full model's predictions (in-place
-//!    self-distillation), in the same step.
+//! 2. Training ([`crate::train::train_vit_ofa`]) runs sub-networks ([`Subnet`]) beside the
+//!    full model each step: the first `round(w * nh)` heads and `round(w * I)` neurons of the
+//!    layers [`subnet_layers`] keeps, run by [`crate::nn::Encoder::forward_subnet`] under
+//!    masks. The full model learns from the labels; the smallest sub-network and one drawn at
+//!    random (the sandwich rule) learn from the full model's predictions of the same batch
+//!    (in-place self-distillation).
 //! 3. [`extract_vit`] / [`extract_bert`] cut any sub-network out as a standalone, smaller model
 //!    that computes what the supernet computes at that width and depth.
 

@@ -3,6 +3,7 @@
 use std::process::Command;
 
 mod distill;
+mod prune;
 mod tokendrop;
 
 fn lithe(args: &[&str]) -> std::process::Output {

@@ -28,10 +28,19 @@
 //! 0.7 at three stages) and trains them, and the backbone at a tenth of their learning rate,
 //! against the `fp32` model for a fifth of its epochs; the row times the gathered forward,
 //! which runs its later blocks on the kept tokens only.
+//!
+//! Stage `prune-structured` removes half the heads and half the MLP neurons of every block of
+//! the `fp32` model (FastFormers' first-order importance over 2048 training images), shrinks
+//! the matrices, and re-distils the smaller model from the `fp32` one (KD, T = 4, alpha = 0.5)
+//! for half its epochs. Stage `ofa-half` sorts a copy's heads and neurons by the same
+//! importance, trains it as an elastic supernet (widths 1, 3/4, 1/2) for half the epochs at
+//! half the learning rate, and cuts out its half-width sub-network.
 
 use crate::bench::median_time;
 use clap::Args;
 use lithe::compress::distill::{DeitTarget, KdConfig};
+use lithe::compress::elastic::{ElasticConfig, Subnet, extract_vit, reorder_by_importance};
+use lithe::compress::prune::{PrunePlan, prune_vit};
 use lithe::compress::qat::{self, QatConfig};
 use lithe::compress::share::ShareConfig;
 use lithe::compress::tokendrop::TokenDropConfig;
@@ -42,7 +51,7 @@ use lithe::{Graph, Rng, Var};
 use serde_json::{Map, Value, json};
 use std::time::{Duration, Instant};
 
-const STAGES: [&str; 8] = [
+const STAGES: [&str; 10] = [
     "fp32",
     "int8-ptq",
     "int8-qat",
@@ -51,6 +60,8 @@ const STAGES: [&str; 8] = [
     "distill-sparse",
     "minivit",
     "tokendrop",
+    "prune-structured",
+    "ofa-half",
 ];
 
 type Row = Map<String, Value>;
@@ -75,7 +86,7 @@ pub struct DemoArgs {
     /// Comma-separated stages to run (default: all of them).
     #[arg(
         long,
-        default_value = "fp32,int8-ptq,int8-qat,distill-kd,distill-deit,distill-sparse,minivit,tokendrop"
+        default_value = "fp32,int8-ptq,int8-qat,distill-kd,distill-deit,distill-sparse,minivit,tokendrop,prune-structured,ofa-half"
     )]
     stages: String,
     /// Print JSON lines instead of a table.
@@ -390,6 +401,88 @@ fn stage_tokendrop(base: &Baseline) -> DemoResult<Row> {
     ))
 }
 
+/// Half the heads and MLP neurons of every block removed by importance, the matrices shrunk,
+/// then re-distilled from the baseline for half its epochs.
+fn stage_prune(base: &Baseline) -> DemoResult<Row> {
+    let imp = train::vit_importance(&base.vit, &base.train_set, 64, 2048)?;
+    let b = &base.vit.blocks()[0];
+    let plan = PrunePlan::top(
+        &imp.heads,
+        &imp.neurons,
+        Subnet::count(0.5, b.attention.heads),
+        Subnet::count(0.5, b.mlp.fc1.out_features()),
+    )?;
+    let pruned = prune_vit(&base.vit, &plan)?;
+    let history = train::train_vit_distill(
+        &pruned,
+        Some(&base.vit),
+        &ImageDistill::Kd(KdConfig {
+            temperature: 4.0,
+            alpha: 0.5,
+        }),
+        &base.train_set,
+        &base.test_set,
+        &half_run(base, base.lr),
+        &mut crate::train::progress_printer("demo prune"),
+    )?;
+    let latency = forward_latency(&base.test_set, |g, x| pruned.forward_logits(g, x))?;
+    let params = pruned.num_params();
+    Ok(stage_row(
+        "prune-structured",
+        params,
+        params as u64 * 4,
+        history.final_accuracy(),
+        latency,
+    ))
+}
+
+/// A copy of the baseline trained as an elastic supernet; the row is its half-width
+/// sub-network, cut out.
+fn stage_ofa_half(base: &Baseline) -> DemoResult<Row> {
+    let mut supernet = copy_vit(base)?;
+    let imp = train::vit_importance(&supernet, &base.train_set, 64, 2048)?;
+    reorder_by_importance(&mut supernet.encoder, &imp)?;
+    train::train_vit_ofa(
+        &supernet,
+        &base.train_set,
+        &base.test_set,
+        &half_run(base, base.lr / 2.0),
+        &ElasticConfig {
+            depths: vec![1.0],
+            ..ElasticConfig::default()
+        },
+        &mut crate::train::progress_printer("demo ofa"),
+    )?;
+    let half = extract_vit(
+        &supernet,
+        Subnet {
+            width: 0.5,
+            depth: 1.0,
+        },
+    )?;
+    let accuracy = train::evaluate_vit(&half, &base.test_set)?;
+    let latency = forward_latency(&base.test_set, |g, x| half.forward_logits(g, x))?;
+    let params = half.num_params();
+    Ok(stage_row(
+        "ofa-half",
+        params,
+        params as u64 * 4,
+        accuracy,
+        latency,
+    ))
+}
+
+/// Half the baseline's epochs at learning rate `lr`.
+fn half_run(base: &Baseline, lr: f64) -> TrainOptions {
+    TrainOptions {
+        epochs: (base.epochs / 2).max(1),
+        batch_size: 64,
+        lr,
+        seed: 12,
+        ..TrainOptions::default()
+    }
+}
+
 pub fn run(args: DemoArgs) -> DemoResult<()> {
     let stages: Vec<&str> = args.stages.split(',').map(str::trim).collect();
     if let Some(other) = stages.iter().find(|s| !STAGES.contains(s)) {
@@ -408,6 +501,8 @@ pub fn run(args: DemoArgs) -> DemoResult<()> {
             "distill-sparse" => stage_distill(&base, "sparse")?,
             "minivit" => stage_minivit(&base)?,
             "tokendrop" => stage_tokendrop(&base)?,
+            "prune-structured" => stage_prune(&base)?,
+            "ofa-half" => stage_ofa_half(&base)?,
             _ => unreachable!("checked above"),
         });
     }
