@@ -96,7 +96,7 @@ impl ElasticConfig {
         if self.widths.is_empty() || self.depths.is_empty() {
             return Err(Error::invalid("ElasticConfig", "no widths or no depths"));
         }
-        if !(self.temperature > 0.0) {
+        if self.temperature.is_nan() || self.temperature <= 0.0 {
             return Err(Error::invalid("ElasticConfig", "temperature must be > 0"));
         }
         self.subnets().iter().try_for_each(Subnet::validate)

@@ -24,6 +24,9 @@ pub struct Importance {
     pub neurons: Vec<Vec<f32>>,
 }
 
+/// Builds batch `batch`'s loss on a graph with one head mask per layer (see [`importance`]).
+pub type MaskedLoss<'a> = dyn FnMut(&Graph, usize, &[Var]) -> Result<Var> + 'a;
+
 /// Accumulates [`Importance`] over `batches` batches. `loss_of(graph, batch, head_masks)` builds
 /// batch `batch`'s loss on `graph` with `head_masks` (one `[nh]` per layer) passed to the
 /// model's traced forward (e.g. [`crate::nn::Vit::forward_traced`]). `model` is the whole model
@@ -34,7 +37,7 @@ pub fn importance(
     model: &impl Module,
     encoder: &Encoder,
     batches: usize,
-    loss_of: &mut dyn FnMut(&Graph, usize, &[Var]) -> Result<Var>,
+    loss_of: &mut MaskedLoss<'_>,
 ) -> Result<Importance> {
     if batches == 0 {
         return Err(Error::invalid("importance", "no batches"));
