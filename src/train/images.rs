@@ -1,6 +1,6 @@
 //! Images: the in-memory set, the shipped digits, IDX folders, and the ViT loop.
 
-use super::{Event, History, TrainOptions, count_correct, fit};
+use super::{Event, History, StepPhase, TrainOptions, count_correct, fit_with_hook};
 use crate::autograd::{CrossEntropyOptions, Graph, Var};
 use crate::data::idx::{self, IdxSplit};
 use crate::error::{Error, Result};
@@ -182,15 +182,26 @@ pub fn train_vit(
     progress: &mut dyn FnMut(Event),
 ) -> Result<History> {
     check_images("train_vit", &vit.config, train, test)?;
+    let mut no_hook = |_: StepPhase, _: usize| Ok(());
+    fit_labels(vit, (train, test), opts, progress, &mut no_hook)
+}
+
+/// The loop of [`train_vit`], with `hook` around every optimizer step (pruning masks).
+pub(crate) fn fit_labels(
+    vit: &Vit,
+    (train, test): (&ImageSet, &ImageSet),
+    opts: &TrainOptions,
+    progress: &mut dyn FnMut(Event),
+    hook: &mut dyn FnMut(StepPhase, usize) -> Result<()>,
+) -> Result<History> {
     let ce = CrossEntropyOptions {
         label_smoothing: opts.label_smoothing,
         ..CrossEntropyOptions::default()
     };
-    fit(
+    fit_with_hook(
         &vit.named_params(),
         &is_bias_or_norm,
-        train.len(),
-        opts,
+        (train.len(), opts),
         progress,
         &mut |g, rows| {
             let (x, y) = train.batch(rows)?;
@@ -198,5 +209,6 @@ pub fn train_vit(
             g.cross_entropy(logits, &y, &ce)
         },
         &mut || evaluate_vit(vit, test),
+        hook,
     )
 }

@@ -159,8 +159,17 @@ pub(crate) fn fit(
     loss_of: &mut dyn FnMut(&Graph, &[usize]) -> Result<Var>,
     evaluate: &mut dyn FnMut() -> Result<f64>,
 ) -> Result<History> {
-    let groups = ParamGroup::split_decay(named, |n, _| no_decay(n));
-    fit_groups(groups.to_vec(), n_train, opts, progress, loss_of, evaluate)
+    let mut no_hook = |_: StepPhase, _: usize| Ok(());
+    let data = (n_train, opts);
+    fit_with_hook(
+        named,
+        no_decay,
+        data,
+        progress,
+        loss_of,
+        evaluate,
+        &mut no_hook,
+    )
 }
 
 /// The steps `fit` runs for `n_train` samples under `opts` (every epoch, capped by
@@ -182,12 +191,10 @@ pub(crate) enum StepPhase {
 }
 
 /// [`fit`] with `hook(phase, step)` called around every optimizer step (pruning masks).
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn fit_with_hook(
     named: &[(String, Param)],
     no_decay: &dyn Fn(&str) -> bool,
-    n_train: usize,
-    opts: &TrainOptions,
+    (n_train, opts): (usize, &TrainOptions),
     progress: &mut dyn FnMut(Event),
     loss_of: &mut dyn FnMut(&Graph, &[usize]) -> Result<Var>,
     evaluate: &mut dyn FnMut() -> Result<f64>,

@@ -1,17 +1,14 @@
 //! Pruning on data: head and neuron importance of a trained model over a dataset, and training
 //! under gradual magnitude pruning ([`crate::compress::prune`] has the methods).
 
-use super::images::check_images;
+use super::images::{check_images, fit_labels};
 use super::text::{Batch, check_text};
-use super::{
-    Event, History, ImageSet, StepPhase, TextSet, TrainOptions, evaluate_vit, fit_with_hook,
-};
+use super::{Event, History, ImageSet, StepPhase, TextSet, TrainOptions};
 use crate::autograd::CrossEntropyOptions;
 use crate::compress::prune::{GradualPruning, Importance, importance};
 use crate::data::Tokenizer;
 use crate::error::{Error, Result};
-use crate::nn::{Bert, Module, Vit};
-use crate::optim::is_bias_or_norm;
+use crate::nn::{Bert, Vit};
 
 /// Rows `0..n` of a set in batches of `batch_size`, at most `max_samples` rows in all.
 fn batches_of(n: usize, batch_size: usize, max_samples: usize) -> Result<Vec<Vec<usize>>> {
@@ -92,22 +89,11 @@ pub fn train_vit_pruned(
 ) -> Result<History> {
     check_images("train_vit_pruned", &vit.config, train, test)?;
     pruning.schedule.validate()?;
-    let ce = CrossEntropyOptions {
-        label_smoothing: opts.label_smoothing,
-        ..CrossEntropyOptions::default()
-    };
-    fit_with_hook(
-        &vit.named_params(),
-        &is_bias_or_norm,
-        train.len(),
+    fit_labels(
+        vit,
+        (train, test),
         opts,
         progress,
-        &mut |g, rows| {
-            let (x, y) = train.batch(rows)?;
-            let logits = vit.forward_logits(g, g.constant(x))?;
-            g.cross_entropy(logits, &y, &ce)
-        },
-        &mut || evaluate_vit(vit, test),
         &mut |phase, step| match phase {
             StepPhase::BeforeUpdate => pruning.before_step(step),
             StepPhase::AfterUpdate => {

@@ -145,14 +145,7 @@ fn importance_needs_data_and_unshared_layers() {
     let (tr, _) = small_digits(8);
     assert!(train::vit_importance(&vit, &tr, 0, 8).is_err());
     assert!(train::vit_importance(&vit, &tr, 8, 0).is_err());
-    let shared = Bert::new(
-        &BertConfig {
-            num_hidden_groups: Some(1),
-            ..bert_config(2)
-        },
-        &mut Rng::new(0),
-    )
-    .unwrap();
+    let shared = shared_bert();
     let err = importance(&shared, &shared.encoder, 1, &mut |g, _, _| {
         Ok(g.constant(Tensor::zeros(&[1])))
     })

@@ -77,6 +77,15 @@ fn bert(depth: usize, seed: u64) -> Bert {
     bert
 }
 
+/// A 2-layer BERT whose layers share one block (ALBERT).
+fn shared_bert() -> Bert {
+    let config = BertConfig {
+        num_hidden_groups: Some(1),
+        ..bert_config(2)
+    };
+    Bert::new(&config, &mut Rng::new(0)).unwrap()
+}
+
 /// Two sentences of 7 tokens, the second padded after 4.
 fn tokens() -> (Vec<usize>, [usize; 2], AttentionMask) {
     let ids = vec![1, 5, 9, 13, 17, 21, 25, 2, 7, 11, 3, 0, 0, 0];

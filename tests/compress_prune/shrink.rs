@@ -136,14 +136,7 @@ fn bad_plans_are_refused() {
     assert!(prune_vit(&full, &PrunePlan::first(3, 1, 1).unwrap()).is_err());
     assert!(PrunePlan::top(&[vec![1.0, 2.0]], &[vec![1.0]], 3, 1).is_err());
     // ALBERT's shared layers cannot lose different heads per layer.
-    let shared = Bert::new(
-        &BertConfig {
-            num_hidden_groups: Some(1),
-            ..bert_config(2)
-        },
-        &mut Rng::new(0),
-    )
-    .unwrap();
+    let shared = shared_bert();
     let err = prune_bert(&shared, &PrunePlan::first(2, 2, 20).unwrap()).unwrap_err();
     assert!(err.to_string().contains("share"), "{err}");
 }

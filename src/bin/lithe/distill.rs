@@ -7,6 +7,7 @@
 //! ([`crate::distill_text`]). Rows: `{"method","model","params","accuracy","train_seconds"}`,
 //! the teacher's first; the sparse method adds the logit file's size next to the dense one's.
 
+use crate::subject::DataArgs;
 use crate::train::{CliResult, CommonArgs, images_arg, progress_printer, round};
 use clap::{Args, ValueEnum};
 use lithe::compress::distill::{DeitTarget, KdConfig, SparseLogits, TinyBertConfig};
@@ -30,18 +31,8 @@ pub struct DistillArgs {
     /// How the student learns.
     #[arg(long, value_enum)]
     pub method: DistillMethod,
-    /// Images: IDX folder or `digits` (ViT teachers; default Fashion-MNIST, else the digits).
-    #[arg(long)]
-    pub data: Option<String>,
-    /// Text: training TSV `label<TAB>text` (BERT teachers).
-    #[arg(long)]
-    pub train: Option<PathBuf>,
-    /// Text: test TSV.
-    #[arg(long)]
-    pub test: Option<PathBuf>,
-    /// Text: longest token sequence.
-    #[arg(long, default_value_t = 64)]
-    pub max_len: usize,
+    #[command(flatten)]
+    pub input: DataArgs,
     /// KD temperature T.
     #[arg(long, default_value_t = 4.0)]
     pub temperature: f32,
@@ -137,7 +128,7 @@ fn run_images(a: &DistillArgs, teacher: Vit) -> CliResult<()> {
     if a.method == DistillMethod::Theseus {
         return Err("--method theseus replaces BERT blocks: give a BERT teacher (text)".into());
     }
-    let (tr, te, data_name) = images_arg(a.data.as_deref())?;
+    let (tr, te, data_name) = images_arg(a.input.data.as_deref())?;
     let deit = matches!(a.method, DistillMethod::Deit | DistillMethod::DeitHard);
     let config = vit_student_config(&a.student, &teacher.config, deit)?;
     let mut rng = Rng::new(a.common.seed);

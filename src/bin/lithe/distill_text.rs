@@ -183,24 +183,26 @@ pub fn run(a: &DistillArgs) -> CliResult<()> {
     }
     lithe::kernels::threads::set_num_threads(a.common.threads);
     let train_path = a
+        .input
         .train
         .as_ref()
         .ok_or("--train TSV is required for a BERT teacher")?;
     let test_path = a
+        .input
         .test
         .as_ref()
         .ok_or("--test TSV is required for a BERT teacher")?;
     let (teacher, tok) = load_teacher(&a.teacher)?;
     let depth = student_depth(&a.student, teacher.blocks().len())?;
-    if a.max_len > teacher.config.max_position_embeddings {
+    if a.input.max_len > teacher.config.max_position_embeddings {
         return Err(format!(
             "--max-len {} exceeds the teacher's {} positions",
-            a.max_len, teacher.config.max_position_embeddings
+            a.input.max_len, teacher.config.max_position_embeddings
         )
         .into());
     }
-    let tr = text_set(train_path, a.max_len)?;
-    let te = text_set(test_path, a.max_len)?;
+    let tr = text_set(train_path, a.input.max_len)?;
+    let te = text_set(test_path, a.input.max_len)?;
     let opts = a.common.options(5e-5);
     if a.method == DistillMethod::Theseus {
         // Before the teacher's evaluation: a bad grouping or rate fails at once.

@@ -34,18 +34,8 @@ pub struct OfaArgs {
     /// Training samples the importance (which orders heads and neurons) is accumulated over.
     #[arg(long, default_value_t = 2048)]
     pub importance_samples: usize,
-    /// Images: IDX folder or `digits` (ViT models; default Fashion-MNIST, else the digits).
-    #[arg(long)]
-    pub data: Option<String>,
-    /// Text: training TSV `label<TAB>text` (BERT models).
-    #[arg(long)]
-    pub train: Option<PathBuf>,
-    /// Text: test TSV.
-    #[arg(long)]
-    pub test: Option<PathBuf>,
-    /// Text: longest token sequence.
-    #[arg(long, default_value_t = 64)]
-    pub max_len: usize,
+    #[command(flatten)]
+    pub input: DataArgs,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -58,13 +48,7 @@ pub fn run(a: OfaArgs) -> CliResult<()> {
         temperature: a.temperature,
     };
     config.validate()?;
-    let args = DataArgs {
-        data: a.data.as_deref(),
-        train: a.train.as_ref(),
-        test: a.test.as_ref(),
-        max_len: a.max_len,
-    };
-    let (mut model, data) = subject::load(&a.model, &args)?;
+    let (mut model, data) = subject::load(&a.model, &a.input)?;
     let before = model.accuracy(&data)?;
     let bs = a.common.batch;
     let history = match (&mut model, &data) {

@@ -52,18 +52,8 @@ pub struct PruneArgs {
     /// With --sparsity: one magnitude threshold over all layers instead of one per layer.
     #[arg(long)]
     pub global: bool,
-    /// Images: IDX folder or `digits` (ViT models; default Fashion-MNIST, else the digits).
-    #[arg(long)]
-    pub data: Option<String>,
-    /// Text: training TSV `label<TAB>text` (BERT models).
-    #[arg(long)]
-    pub train: Option<PathBuf>,
-    /// Text: test TSV.
-    #[arg(long)]
-    pub test: Option<PathBuf>,
-    /// Text: longest token sequence.
-    #[arg(long, default_value_t = 64)]
-    pub max_len: usize,
+    #[command(flatten)]
+    pub input: DataArgs,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -100,13 +90,7 @@ pub fn measure(
 
 pub fn run(a: PruneArgs) -> CliResult<()> {
     lithe::kernels::threads::set_num_threads(a.common.threads);
-    let args = DataArgs {
-        data: a.data.as_deref(),
-        train: a.train.as_ref(),
-        test: a.test.as_ref(),
-        max_len: a.max_len,
-    };
-    let (model, data) = subject::load(&a.model, &args)?;
+    let (model, data) = subject::load(&a.model, &a.input)?;
     if let Some(s) = a.sparsity {
         return run_magnitude(&a, model, &data, s);
     }

@@ -4,6 +4,7 @@
 
 use crate::bench::median_time;
 use crate::train::{CliResult, images_arg, text_set};
+use clap::Args;
 use lithe::autograd::Graph;
 use lithe::compress::qat;
 use lithe::data::Tokenizer;
@@ -17,10 +18,19 @@ use std::time::Duration;
 pub const LATENCY_BATCH: usize = 64;
 
 /// Where a job's data comes from: images (`--data`) or sentences (`--train`, `--test`).
-pub struct DataArgs<'a> {
-    pub data: Option<&'a str>,
-    pub train: Option<&'a PathBuf>,
-    pub test: Option<&'a PathBuf>,
+#[derive(Args, Clone, Debug)]
+pub struct DataArgs {
+    /// Images: IDX folder or `digits` (ViT models; default Fashion-MNIST, else the digits).
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Text: training TSV `label<TAB>text` (BERT models).
+    #[arg(long)]
+    pub train: Option<PathBuf>,
+    /// Text: test TSV.
+    #[arg(long)]
+    pub test: Option<PathBuf>,
+    /// Text: longest token sequence.
+    #[arg(long, default_value_t = 64)]
     pub max_len: usize,
 }
 
@@ -48,14 +58,14 @@ pub enum Model {
 pub fn load(dir: &Path, args: &DataArgs) -> CliResult<(Model, Data)> {
     match crate::int8::load_run(dir)? {
         crate::int8::Run::Vit(vit) => {
-            let (train, test, _) = images_arg(args.data)?;
+            let (train, test, _) = images_arg(args.data.as_deref())?;
             Ok((Model::Vit(vit), Data::Images { train, test }))
         }
         crate::int8::Run::Bert(bert, tok) => {
-            let train = args
-                .train
-                .ok_or("--train TSV is required for a BERT model")?;
-            let test = args.test.ok_or("--test TSV is required for a BERT model")?;
+            let train = args.train.as_deref();
+            let train = train.ok_or("--train TSV is required for a BERT model")?;
+            let test = args.test.as_deref();
+            let test = test.ok_or("--test TSV is required for a BERT model")?;
             if args.max_len > bert.config.max_position_embeddings {
                 return Err(format!(
                     "--max-len {} exceeds the model's {} positions",
