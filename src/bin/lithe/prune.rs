@@ -227,7 +227,10 @@ fn run_magnitude(a: &PruneArgs, model: Model, data: &Data, sparsity: f32) -> Cli
     let rows = vec![
         row("original", accuracy, 0.0),
         row(
-            &format!("magnitude {:?}", scope).to_lowercase(),
+            match scope {
+                PruneScope::PerLayer => "magnitude, per layer",
+                PruneScope::Global => "magnitude, global",
+            },
             history.final_accuracy(),
             pruning.pruner.sparsity(),
         ),
