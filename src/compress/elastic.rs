@@ -159,23 +159,30 @@ fn subnet_plan(encoder: &Encoder, subnet: Subnet) -> Result<(Vec<usize>, PrunePl
 }
 
 /// The [`LayerRun`]s of `subnet` on graph `g`: its layers, with masks keeping the first
-/// heads and neurons (no masks at full width).
+/// heads and neurons (no masks at full width). Every layer keeps the same counts, so the two
+/// masks are built once and shared by all layers (this runs every training step).
 pub fn subnet_runs(g: &Graph, encoder: &Encoder, subnet: Subnet) -> Result<Vec<LayerRun>> {
     let (layers, plan) = subnet_plan(encoder, subnet)?;
-    let kept = Encoder {
-        layers: layers.iter().map(|&l| encoder.layers[l].clone()).collect(),
+    let first = &encoder.layers[0];
+    let prefix = |n: usize, kept: usize| {
+        let mut t = crate::tensor::Tensor::zeros(&[n]);
+        t.data_mut()[..kept].fill(1.0);
+        g.constant(t)
     };
-    let masks = plan.masks(&kept)?;
+    let (heads, neurons) = if subnet.width >= 1.0 {
+        (None, None)
+    } else {
+        (
+            Some(prefix(first.attention.heads, plan.heads_kept())),
+            Some(prefix(first.mlp.fc1.out_features(), plan.neurons_kept())),
+        )
+    };
     Ok(layers
-        .iter()
-        .zip(masks)
-        .map(|(&layer, (heads, neurons))| {
-            let full = subnet.width >= 1.0;
-            LayerRun {
-                layer,
-                heads: (!full).then(|| g.constant(heads)),
-                neurons: (!full).then(|| g.constant(neurons)),
-            }
+        .into_iter()
+        .map(|layer| LayerRun {
+            layer,
+            heads,
+            neurons,
         })
         .collect())
 }

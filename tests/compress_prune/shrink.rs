@@ -151,7 +151,7 @@ fn top_keeps_the_highest_scores_in_their_original_order() {
     )
     .unwrap();
     assert_eq!(plan.heads(0), &[1, 3]);
-    // Ties (2.0 at 2 and 3) go to the lower index... both fit here; 0 is highest.
+    // 3.0 first, then the tied 2.0s at 2 and 3 (both fit in three).
     assert_eq!(plan.neurons(0), &[0, 2, 3]);
     let tie = PrunePlan::top(&[vec![1.0, 1.0, 1.0]], &[vec![1.0]], 1, 1).unwrap();
     assert_eq!(tie.heads(0), &[0]);

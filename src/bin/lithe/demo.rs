@@ -36,8 +36,8 @@
 //! importance, trains it as an elastic supernet (widths 1, 3/4, 1/2) for half the epochs at
 //! half the learning rate, and cuts out its half-width sub-network.
 
-use crate::bench::median_time;
 use clap::Args;
+use lithe::Rng;
 use lithe::compress::distill::{DeitTarget, KdConfig};
 use lithe::compress::elastic::{ElasticConfig, Subnet, extract_vit, reorder_by_importance};
 use lithe::compress::prune::{PrunePlan, prune_vit};
@@ -47,7 +47,6 @@ use lithe::compress::tokendrop::TokenDropConfig;
 use lithe::int8::Int8Model;
 use lithe::nn::{Module, Vit, VitConfig};
 use lithe::train::{self, ImageDistill, ImageSet, MiniVitDistill, TokenDropTraining, TrainOptions};
-use lithe::{Graph, Rng, Var};
 use serde_json::{Map, Value, json};
 use std::time::{Duration, Instant};
 
@@ -149,7 +148,7 @@ fn stage_fp32(quick: bool) -> DemoResult<(Baseline, Row)> {
     );
     let accuracy = history.final_accuracy();
 
-    let latency = forward_latency(&test_set, |g, x| vit.forward_logits(g, x))?;
+    let latency = crate::subject::image_latency(&test_set, |g, x| vit.forward_logits(g, x))?;
     let params = vit.num_params();
     let row = stage_row("fp32", params, params as u64 * 4, accuracy, latency);
     let base = Baseline {
@@ -161,22 +160,6 @@ fn stage_fp32(quick: bool) -> DemoResult<(Baseline, Row)> {
         lr,
     };
     Ok((base, row))
-}
-
-/// Median time of `logits_of` on a batch of 64 test images, on one thread.
-fn forward_latency(
-    test_set: &ImageSet,
-    logits_of: impl Fn(&Graph, Var) -> lithe::Result<Var>,
-) -> DemoResult<Duration> {
-    let rows: Vec<usize> = (0..64).map(|i| i % test_set.len()).collect();
-    let (x64, _) = test_set.batch(&rows)?;
-    lithe::kernels::threads::set_num_threads(1);
-    let latency = median_time(Duration::from_millis(500), || {
-        let g = Graph::inference();
-        logits_of(&g, g.constant(x64.clone())).expect("forward of a valid batch");
-    });
-    lithe::kernels::threads::set_num_threads(0);
-    Ok(latency)
 }
 
 /// One row of the documented schema.
@@ -303,7 +286,8 @@ fn stage_distill(base: &Baseline, method: &str) -> DemoResult<Row> {
         config.num_hidden_layers,
         start.elapsed().as_secs_f64()
     );
-    let latency = forward_latency(&base.test_set, |g, x| student.forward_logits(g, x))?;
+    let latency =
+        crate::subject::image_latency(&base.test_set, |g, x| student.forward_logits(g, x))?;
     let params = student.num_params();
     Ok(stage_row(
         &stage,
@@ -347,7 +331,8 @@ fn stage_minivit(base: &Baseline) -> DemoResult<Row> {
         start.elapsed().as_secs_f64()
     );
     let student = done.student;
-    let latency = forward_latency(&base.test_set, |g, x| student.forward_logits(g, x))?;
+    let latency =
+        crate::subject::image_latency(&base.test_set, |g, x| student.forward_logits(g, x))?;
     let params = student.num_params();
     Ok(stage_row(
         "minivit",
@@ -390,7 +375,7 @@ fn stage_tokendrop(base: &Baseline) -> DemoResult<Row> {
         done.model.keep_counts()
     );
     let model = done.model;
-    let latency = forward_latency(&base.test_set, |g, x| model.forward_logits(g, x))?;
+    let latency = crate::subject::image_latency(&base.test_set, |g, x| model.forward_logits(g, x))?;
     let params = model.num_params();
     Ok(stage_row(
         "tokendrop",
@@ -425,7 +410,8 @@ fn stage_prune(base: &Baseline) -> DemoResult<Row> {
         &half_run(base, base.lr),
         &mut crate::train::progress_printer("demo prune"),
     )?;
-    let latency = forward_latency(&base.test_set, |g, x| pruned.forward_logits(g, x))?;
+    let latency =
+        crate::subject::image_latency(&base.test_set, |g, x| pruned.forward_logits(g, x))?;
     let params = pruned.num_params();
     Ok(stage_row(
         "prune-structured",
@@ -461,7 +447,7 @@ fn stage_ofa_half(base: &Baseline) -> DemoResult<Row> {
         },
     )?;
     let accuracy = train::evaluate_vit(&half, &base.test_set)?;
-    let latency = forward_latency(&base.test_set, |g, x| half.forward_logits(g, x))?;
+    let latency = crate::subject::image_latency(&base.test_set, |g, x| half.forward_logits(g, x))?;
     let params = half.num_params();
     Ok(stage_row(
         "ofa-half",
