@@ -10,6 +10,7 @@
 //! - [`int8`]: the int8 inference engine a trained model is lowered into;
 //! - [`train`]: training loops (ViT on images, BERT on text), evaluation, saving a run;
 //! - [`error`]: the one error type, [`Error`];
+//! - `check` (feature `check`, on by default): numerical-equivalence testing of fast paths;
 //! - [`alloc`]: glibc malloc thresholds that keep freed tensor memory for reuse;
 //! - `cuda` (feature `cuda`): fp16 tensor-core kernels on NVIDIA GPUs;
 //! - `ffi` (feature `capi`): the C ABI of the int8 runtime (`include/lithe.h`).
@@ -17,6 +18,8 @@ pub use lithe_kernels as kernels;
 
 pub mod alloc;
 pub mod autograd;
+#[cfg(feature = "check")]
+pub mod check;
 pub mod compress;
 #[cfg(feature = "cuda")]
 pub mod cuda;

@@ -47,7 +47,7 @@ pub struct Mismatch {
     /// One line per broken bound, with the element it names.
     pub failures: Vec<(String, Option<Worst>)>,
     /// The measures of the whole comparison (None for [`Exact`] and length mismatches).
-    pub measures: Option<Measures>,
+    pub measures: Option<Box<Measures>>,
 }
 
 impl Mismatch {
@@ -201,7 +201,7 @@ impl<'a> Compare<'a> {
             lens: (nf, nr),
             shape: self.shape.map(<[usize]>::to_vec),
             failures,
-            measures: Some(m),
+            measures: Some(Box::new(m)),
         })
     }
 

@@ -25,6 +25,7 @@ mod lower;
 mod model;
 mod parts;
 mod tokendrop;
+mod trace;
 mod workspace;
 
 pub use linear::Int8Linear;

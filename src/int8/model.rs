@@ -311,12 +311,26 @@ impl Int8Model {
         input: Input<'i>,
         last_queries: usize,
     ) -> Result<Batch<'i>> {
+        self.run_blocks_observed(ws, input, last_queries, &mut |_, _| {})
+    }
+
+    /// [`Int8Model::run_blocks`], showing `observe` the hidden states `[B, T, H]` after the
+    /// embeddings (`None`) and after each block (`Some(i)`); see [`Int8Model::trace`].
+    pub(crate) fn run_blocks_observed<'i>(
+        &self,
+        ws: &mut Workspace,
+        input: Input<'i>,
+        last_queries: usize,
+        observe: &mut dyn FnMut(Option<usize>, &[f32]),
+    ) -> Result<Batch<'i>> {
         let geo = self.check(ws, &input)?;
         match (&self.arch, input) {
             (Arch::Bert(p), Input::Tokens { ids, .. }) => embed_tokens(p, ws, ids, geo)?,
             (Arch::Vit(p), Input::Images { pixels, .. }) => embed_images(p, ws, pixels, geo)?,
             _ => unreachable!("checked by `check`"),
         }
+        let h = self.hidden_size();
+        observe(None, &ws.x[..geo.rows() * h]);
         let norm = match self.kind() {
             ModelKind::Bert => NormPlacement::Post,
             ModelKind::Vit => NormPlacement::Pre,
@@ -362,6 +376,7 @@ impl Int8Model {
             };
             let (x, tmp) = (&mut ws.x, &mut ws.tmp);
             block.forward(x, tmp, geo, queries, norm, self.gelu, &mut s)?;
+            observe(Some(i), &x[..geo.batch * queries * h]);
         }
         Ok(geo)
     }
