@@ -156,8 +156,10 @@ impl<'a> Compare<'a> {
         self
     }
 
-    /// Measures the Frobenius error relative to `||scale||_F` instead of `||reference||_F`: for
-    /// sums whose terms cancel, pass the magnitude of the terms (e.g. `|A| |B|` for a GEMM).
+    /// The magnitude of the terms each result sums (e.g. `|A| |B|` for a GEMM), for results
+    /// that cancel to near zero: the Frobenius error is taken relative to `||scale||_F` instead
+    /// of `||reference||_F`, and `allclose` allows `rtol * (|reference| + |scale|)` per element.
+    /// Must have as many elements as the reference.
     pub fn scale(mut self, scale: &'a [f32]) -> Self {
         self.scale = Some(scale);
         self
@@ -187,8 +189,18 @@ impl<'a> Compare<'a> {
             m.failures = vec![(format!("shape {shape:?} does not hold {nf} elements"), None)];
             return Err(m);
         }
+        if let Some(scale) = self.scale
+            && scale.len() != nr
+        {
+            let mut m = length_mismatch(&self.context, nf, nr);
+            m.failures = vec![(
+                format!("scale has {} elements, reference {nr}", scale.len()),
+                None,
+            )];
+            return Err(m);
+        }
         let m = self.measures(tol.rel_floor);
-        let violations = tol.violations(&m, self.fast, self.reference);
+        let violations = tol.violations(&m, self.fast, self.reference, self.scale);
         if violations.is_empty() {
             return Ok(m);
         }

@@ -28,7 +28,9 @@ pub struct Tolerance {
     pub max_ulps: Option<u64>,
     /// Lower bound on the cosine similarity.
     pub min_cosine: Option<f64>,
-    /// numpy's `allclose`: every element within `atol + rtol * |reference|`.
+    /// numpy's `allclose`: every element within `atol + rtol * |reference|` (plus
+    /// `rtol * |scale|` element-wise when the comparison has a scale, see
+    /// [`crate::Compare::scale`]).
     pub allclose: Option<(f64, f64)>,
 }
 
@@ -137,6 +139,7 @@ impl Tolerance {
         m: &Measures,
         fast: &[f32],
         reference: &[f32],
+        scale: Option<&[f32]>,
     ) -> Vec<Violation> {
         let mut out = Vec::new();
         if m.nonfinite_mismatches > 0 {
@@ -171,7 +174,8 @@ impl Tolerance {
                 if !(f.is_finite() && r.is_finite()) {
                     continue;
                 }
-                let allowed = atol + rtol * (r as f64).abs();
+                let terms = scale.map_or(0.0, |s| (s[i] as f64).abs());
+                let allowed = atol + rtol * ((r as f64).abs() + terms);
                 let err = (f as f64 - r as f64).abs();
                 if err > allowed {
                     count += 1;

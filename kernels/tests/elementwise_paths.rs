@@ -13,6 +13,7 @@
 //!
 //! `PROPTEST_CASES` sets the case count (default 64: these also run under qemu for aarch64).
 
+use lithe_check::{Compare, Tolerance};
 use lithe_kernels::gelu::{GeluKind, gelu_backward_with, gelu_forward, gelu_forward_with};
 use lithe_kernels::layernorm::{
     layernorm_backward_with, layernorm_forward, layernorm_forward_with,
@@ -80,7 +81,8 @@ fn matrix() -> impl Strategy<Value = (usize, usize, Vec<f32>)> {
 /// (the kernels, which go through erfc and `x * sigmoid(2u)`, are relatively accurate there).
 const GELU_ATOL: f64 = 1e-15;
 
-/// Checks `|got - want| <= RTOL * (|want| + scale) + atol` element-wise.
+/// Checks `|got - want| <= RTOL * (|want| + scale) + atol` element-wise (and NaN where the
+/// reference has NaN).
 fn check(
     what: &str,
     isa: Isa,
@@ -89,21 +91,13 @@ fn check(
     scale: impl Fn(usize) -> f64,
     atol: f64,
 ) -> Result<(), TestCaseError> {
-    prop_assert_eq!(got.len(), want.len());
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let (g, w) = (g as f64, w as f64);
-        if w.is_nan() {
-            prop_assert!(g.is_nan(), "{what} [{isa}] at {i}: got {g}, want NaN");
-            continue;
-        }
-        let bound = RTOL * (w.abs() + scale(i)) + atol;
-        prop_assert!(
-            (g - w).abs() <= bound,
-            "{what} [{isa}] at {i}: got {g:e}, want {w:e}, |diff| = {:e} > bound {bound:e}",
-            (g - w).abs()
-        );
-    }
-    Ok(())
+    let scale: Vec<f32> = (0..want.len()).map(|i| scale(i) as f32).collect();
+    Compare::new(got, want)
+        .scale(&scale)
+        .context(format_args!("{what} [{isa}]"))
+        .check(&Tolerance::allclose(atol, RTOL))
+        .map(drop)
+        .map_err(|e| TestCaseError::fail(e.to_string()))
 }
 
 /// Random gradients (dout) and prior accumulator contents for the backward kernels.

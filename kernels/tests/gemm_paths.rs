@@ -5,10 +5,7 @@
 //! direct-A kernel), and operands embedded in NaN-padded storage show any read
 //! outside a view (the padding would poison C) and any write outside C.
 
-mod common;
-
-use common::fill;
-
+use lithe_check::{Compare, Tolerance, edge_sizes, fill};
 use lithe_kernels::gemm::{KernelSet, driver};
 use lithe_kernels::reference::sgemm_ref;
 use lithe_kernels::{GemmOptions, Isa, KernelError, MatMut, MatRef, sgemm_with};
@@ -20,21 +17,7 @@ use proptest::prelude::*;
 /// 16 elements, and on every output `||got - ref||_F / || |alpha| |A| |B| + |beta| |C0| ||_F`,
 /// the size of the terms actually summed, which stays meaningful when a single dot product
 /// cancels to nearly zero (a 1x1 result can lose all relative accuracy in exact f32 arithmetic).
-const REL_FROB: f64 = 1e-5;
-
-fn rel_frobenius(got: &[f32], want: &[f32]) -> f64 {
-    let num: f64 = got
-        .iter()
-        .zip(want)
-        .map(|(&g, &w)| (g as f64 - w as f64).powi(2))
-        .sum();
-    let den: f64 = want.iter().map(|&w| (w as f64).powi(2)).sum();
-    if den == 0.0 {
-        num.sqrt()
-    } else {
-        (num / den).sqrt()
-    }
-}
+const REL_FROB: Tolerance = Tolerance::F32_GEMM;
 
 #[derive(Clone, Copy)]
 struct Case {
@@ -174,32 +157,26 @@ fn check(ks: &KernelSet, threads: usize, case: &Case, seed: u64) {
     let got = interior(&got, m, n, c_col_major, pad);
     let want = interior(&want, m, n, c_col_major, pad);
     let scale = interior(&scale, m, n, c_col_major, pad);
-    let diff: f64 = got
-        .iter()
-        .zip(&want)
-        .map(|(&g, &w)| (g as f64 - w as f64).powi(2))
-        .sum();
-    let terms: f64 = scale.iter().map(|&v| (v as f64).powi(2)).sum();
-    let err_terms = if terms == 0.0 {
-        diff.sqrt()
-    } else {
-        (diff / terms).sqrt()
-    };
-    let err = if m * n >= 16 {
-        rel_frobenius(&got, &want).max(err_terms)
-    } else {
-        err_terms
-    };
-    assert!(
-        err <= REL_FROB && got.iter().all(|v| !v.is_nan()) && untouched,
+    let context = format!(
         "{:?} mr={} nr={} direct_a_max_n={} threads={threads}: m={m} n={n} k={k} ta={trans_a} \
-         tb={trans_b} c_col={c_col_major} alpha={alpha} beta={beta} pad={pad}: rel frob err \
-         {err:e}, C padding untouched: {untouched}",
-        ks.isa,
-        ks.mr,
-        ks.nr,
-        ks.direct_a_max_n
+         tb={trans_b} c_col={c_col_major} alpha={alpha} beta={beta} pad={pad}",
+        ks.isa, ks.mr, ks.nr, ks.direct_a_max_n
     );
+    assert!(untouched, "{context}: C's padding was written");
+    let shape = [m, n];
+    // Against the terms' magnitude on every output, and against the result itself where there
+    // are enough elements for the norm to mean something.
+    Compare::new(&got, &want)
+        .shape(&shape)
+        .scale(&scale)
+        .context(&context)
+        .assert(&REL_FROB);
+    if m * n >= 16 {
+        Compare::new(&got, &want)
+            .shape(&shape)
+            .context(&context)
+            .assert(&REL_FROB);
+    }
 }
 
 /// Every kernel set worth testing: each supported ISA as shipped, the same with tiny cache
@@ -230,25 +207,6 @@ fn kernel_sets() -> Vec<KernelSet> {
 /// Whether `ks` reads a dense A in place on problems `n` wide.
 fn runs_direct_a(ks: &KernelSet, n: usize) -> bool {
     ks.ukernel_direct_a.is_some() && n <= ks.direct_a_max_n
-}
-
-/// Sizes just below, at and above a tile edge, plus 1 and a few primes.
-fn edge_sizes(tile: usize) -> Vec<usize> {
-    let mut v = vec![
-        1,
-        2,
-        3,
-        7,
-        tile.saturating_sub(1).max(1),
-        tile,
-        tile + 1,
-        2 * tile + 1,
-        31,
-        67,
-    ];
-    v.sort_unstable();
-    v.dedup();
-    v
 }
 
 #[test]

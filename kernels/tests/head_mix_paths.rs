@@ -5,8 +5,7 @@
 //! magnitudes of the terms (so a result near zero from cancellation is judged against them).
 //! `PROPTEST_CASES` sets the case count (default 64: these also run under qemu for aarch64).
 
-mod common;
-
+use lithe_check::{Compare, Tolerance, fill};
 use lithe_kernels::Isa;
 use lithe_kernels::head_mix::{add_head_dots, add_head_dots_with, mix_heads, mix_heads_with};
 use proptest::prelude::*;
@@ -31,22 +30,18 @@ fn check(
     want: &[f32],
     scale: &[f64],
 ) -> Result<(), TestCaseError> {
-    prop_assert_eq!(got.len(), want.len());
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let (g, w) = (g as f64, w as f64);
-        let bound = 1e-5 * (w.abs() + scale[i]);
-        prop_assert!(
-            (g - w).abs() <= bound,
-            "{what} [{isa}] at {i}: got {g:e}, want {w:e}, |diff| = {:e} > bound {bound:e}",
-            (g - w).abs()
-        );
-    }
-    Ok(())
+    let scale: Vec<f32> = scale.iter().map(|&s| s as f32).collect();
+    Compare::new(got, want)
+        .scale(&scale)
+        .context(format_args!("{what} [{isa}]"))
+        .check(&Tolerance::allclose(0.0, 1e-5))
+        .map(drop)
+        .map_err(|e| TestCaseError::fail(e.to_string()))
 }
 
 /// `len` deterministic values in [-5, 5) from `seed`.
 fn values(len: usize, seed: u64) -> Vec<f32> {
-    common::fill(len, seed).iter().map(|v| 5.0 * v).collect()
+    fill(len, seed).iter().map(|v| 5.0 * v).collect()
 }
 
 /// `dst[h] = sum_g M[h, g] src[g] + bias[h]`, summed in f64.
