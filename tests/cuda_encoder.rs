@@ -228,3 +228,48 @@ fn minilm_matches_cpu_and_reference() {
         cases.len()
     );
 }
+
+/// The fp16 encoder through `lithe::check`: its last hidden states against the f32 model's
+/// over a few padded batches, with the per-stage report (the CUDA engine traces only the last
+/// layer, so the other stages are listed as not compared).
+#[test]
+fn cuda_engine_is_equivalent_to_f32_through_check() {
+    use lithe::check::{CudaEngine, F32Engine, Sample, Tolerance, assert_equivalent};
+    let Some(dev) = device("cuda_engine_is_equivalent_to_f32_through_check") else {
+        return;
+    };
+    let c = BertConfig {
+        vocab_size: 500,
+        hidden_size: 128,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        intermediate_size: 256,
+        hidden_act: "gelu".into(),
+        max_position_embeddings: 64,
+        type_vocab_size: 2,
+        layer_norm_eps: 1e-12,
+        hidden_dropout_prob: 0.0,
+        attention_probs_dropout_prob: 0.0,
+        num_labels: 2,
+        embedding_size: None,
+        num_hidden_groups: None,
+        attention_head_size: None,
+    };
+    let bert = Bert::new(&c, &mut Rng::new(11)).unwrap();
+    let mut s = 0x0fed_cba9_8765_4321u64;
+    let samples: Vec<Sample> = [(2usize, 9usize, vec![9usize, 4]), (3, 17, vec![17, 1, 8])]
+        .into_iter()
+        .map(|(b, t, lens)| {
+            Sample::tokens(random_ids(b * t, c.vocab_size, &mut s), b, t, Some(lens))
+        })
+        .collect();
+    let report = assert_equivalent(
+        &mut CudaEngine::new(&dev, &bert).unwrap(),
+        &mut F32Engine::bert(&bert),
+        &samples,
+        &Tolerance::cosine(MIN_COS),
+    );
+    eprintln!("{report}");
+    assert_eq!(report.stages.len(), 1);
+    assert_eq!(report.stages[0].name, "layer.1");
+}

@@ -15,6 +15,8 @@ pub struct Stage {
     pub name: String,
     /// The stage's output, flattened row-major.
     pub values: Vec<f32>,
+    /// Its shape, if known: failures then print multi-dimensional indices.
+    pub shape: Option<Vec<usize>>,
 }
 
 impl Stage {
@@ -23,7 +25,14 @@ impl Stage {
         Stage {
             name: name.into(),
             values,
+            shape: None,
         }
+    }
+
+    /// The same stage with its shape (ignored unless it holds exactly `values.len()` elements).
+    pub fn shaped(mut self, shape: Vec<usize>) -> Self {
+        self.shape = Some(shape);
+        self
     }
 }
 
@@ -84,19 +93,14 @@ impl EquivalenceReport {
         self.stages.iter().find(|s| s.failure.is_some())
     }
 
-    /// The stage whose relative Frobenius error grew most over the stage before it, and the
-    /// factor: where a fast path loses accuracy (`None` with fewer than two stages).
+    /// The stage whose relative Frobenius error grew most over the stage before it, and by how
+    /// much: where a fast path loses its accuracy (`None` with fewer than two stages). The
+    /// growth is a difference, not a ratio, so the first quantized stage after an exact one
+    /// does not win on a ratio of noise.
     pub fn largest_jump(&self) -> Option<(&StageReport, f64)> {
-        // Errors below this are rounding noise of f32; ratios between them mean nothing.
-        const NOISE: f64 = 1e-7;
         self.stages
             .windows(2)
-            .map(|w| {
-                (
-                    &w[1],
-                    w[1].rel_frobenius.max(NOISE) / w[0].rel_frobenius.max(NOISE),
-                )
-            })
+            .map(|w| (&w[1], w[1].rel_frobenius - w[0].rel_frobenius))
             .max_by(|a, b| a.1.total_cmp(&b.1))
     }
 }
@@ -124,10 +128,10 @@ impl fmt::Display for EquivalenceReport {
         if !self.uncompared.is_empty() {
             writeln!(f, "  not compared: {}", self.uncompared.join(", "))?;
         }
-        if let Some((s, factor)) = self.largest_jump() {
+        if let Some((s, growth)) = self.largest_jump() {
             writeln!(
                 f,
-                "  largest error jump: {} ({factor:.1}x the stage before)",
+                "  largest error jump: {} (rel Frobenius error {growth:+.3e} over the stage before)",
                 s.name
             )?;
         }
@@ -248,8 +252,13 @@ where
                 continue;
             };
             k += 1;
-            let cmp = Compare::new(&g.values, &w.values)
+            let mut cmp = Compare::new(&g.values, &w.values)
                 .context(format_args!("{} vs {ref_label}, {}", fast_label, g.name));
+            if let Some(shape) = g.shape.as_deref().or(w.shape.as_deref())
+                && shape.iter().product::<usize>() == g.values.len()
+            {
+                cmp = cmp.shape(shape);
+            }
             let m = cmp.measures(tol.rel_floor);
             if m.rel_frobenius > report.rel_frobenius {
                 report.rel_frobenius = m.rel_frobenius;

@@ -141,12 +141,15 @@ impl<'m> F32Engine<'m> {
                 ));
             }
         };
-        let value = |v| -> Result<Vec<f32>> { Ok(g.value(v)?.data().to_vec()) };
-        let mut stages = vec![Stage::new("embeddings", value(x)?)];
+        let stage = |name: String, v| -> Result<Stage> {
+            let t = g.value(v)?;
+            Ok(Stage::new(name, t.data().to_vec()).shaped(t.shape().to_vec()))
+        };
+        let mut stages = vec![stage("embeddings".into(), x)?];
         for (i, t) in traces.iter().enumerate() {
-            stages.push(Stage::new(format!("layer.{i}"), value(t.output)?));
+            stages.push(stage(format!("layer.{i}"), t.output)?);
         }
-        stages.push(Stage::new("logits", value(logits)?));
+        stages.push(stage("logits".into(), logits)?);
         Ok(stages)
     }
 }
@@ -186,7 +189,7 @@ impl Traced<Sample> for Int8Engine<'_> {
         let stages = self.model.trace(&mut self.ws, sample.input())?;
         Ok(stages
             .into_iter()
-            .map(|(name, values)| Stage::new(name, values))
+            .map(|(name, shape, values)| Stage::new(name, values).shaped(shape))
             .collect())
     }
 }
@@ -237,6 +240,9 @@ impl Traced<Sample> for CudaEngine<'_> {
         let hidden =
             self.encoder
                 .forward_f32(self.device, ids, [*batch, *seq], None, lengths.as_deref())?;
-        Ok(vec![Stage::new(self.last_layer.clone(), hidden)])
+        let shape = vec![*batch, *seq, hidden.len() / (batch * seq).max(1)];
+        Ok(vec![
+            Stage::new(self.last_layer.clone(), hidden).shaped(shape),
+        ])
     }
 }

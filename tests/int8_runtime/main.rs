@@ -3,6 +3,7 @@
 //! no allocation in the forward passes, save/load round trips and every malformed-file and
 //! bad-input case an error.
 
+use lithe::check::Compare;
 use lithe::embed::Pooling;
 use lithe::int8::{ActQuant, Input, Int8Linear, Int8Model, QuantPlan, ToInt8, Workspace};
 use lithe::nn::{
@@ -159,15 +160,10 @@ fn tokens(batch: usize, seq: usize, seed: u64) -> (Vec<u32>, Vec<usize>) {
     (ids, lengths)
 }
 
-/// `||a - b|| / ||b||`.
+/// `||a - b||_F / ||b||_F`, the relative Frobenius error of `lithe::check`.
 fn rel_err(a: &[f32], b: &[f32]) -> f64 {
     assert_eq!(a.len(), b.len());
-    let (mut num, mut den) = (0f64, 0f64);
-    for (&x, &y) in a.iter().zip(b) {
-        num += (f64::from(x) - f64::from(y)).powi(2);
-        den += f64::from(y).powi(2);
-    }
-    (num / den).sqrt()
+    Compare::new(a, b).measures(0.0).rel_frobenius
 }
 
 fn argmax(row: &[f32]) -> usize {
@@ -207,6 +203,7 @@ fn bert_f32_logits(bert: &Bert, ids: &[u32], shape: [usize; 2], lengths: &[usize
 // wiring (a missing bias, a head mixed up, a transposed weight) moves them by order 100%.
 
 mod accuracy;
+mod equivalence;
 mod errors;
 mod io;
 mod tokendrop;
