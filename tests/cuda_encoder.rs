@@ -84,6 +84,34 @@ fn random_ids(n: usize, vocab: usize, rng: &mut u64) -> Vec<u32> {
         .collect()
 }
 
+/// A BERT config with a 1000-token vocabulary, 160 positions and no dropout.
+fn small_config(
+    h: usize,
+    nh: usize,
+    layers: usize,
+    inner: usize,
+    act: &str,
+    head: Option<usize>,
+) -> BertConfig {
+    BertConfig {
+        vocab_size: 1000,
+        hidden_size: h,
+        num_hidden_layers: layers,
+        num_attention_heads: nh,
+        intermediate_size: inner,
+        hidden_act: act.into(),
+        max_position_embeddings: 160,
+        type_vocab_size: 2,
+        layer_norm_eps: 1e-12,
+        hidden_dropout_prob: 0.0,
+        attention_probs_dropout_prob: 0.0,
+        num_labels: 2,
+        embedding_size: None,
+        num_hidden_groups: None,
+        attention_head_size: head,
+    }
+}
+
 #[test]
 fn random_bert_matches_cpu_fp32() {
     let Some(dev) = device("random_bert_matches_cpu_fp32") else {
@@ -96,23 +124,7 @@ fn random_bert_matches_cpu_fp32() {
         (128, 2, 3, 512, "gelu_new", None),
         (128, 2, 2, 192, "gelu", Some(32)),
     ] {
-        let c = BertConfig {
-            vocab_size: 1000,
-            hidden_size: h,
-            num_hidden_layers: layers,
-            num_attention_heads: nh,
-            intermediate_size: inner,
-            hidden_act: act.into(),
-            max_position_embeddings: 160,
-            type_vocab_size: 2,
-            layer_norm_eps: 1e-12,
-            hidden_dropout_prob: 0.0,
-            attention_probs_dropout_prob: 0.0,
-            num_labels: 2,
-            embedding_size: None,
-            num_hidden_groups: None,
-            attention_head_size: head,
-        };
+        let c = small_config(h, nh, layers, inner, act, head);
         let bert = Bert::new(&c, &mut Rng::new(7)).unwrap();
         // Larger weights than N(0, 0.02) so attention is far from uniform.
         for (_, p) in lithe::nn::Module::named_params(&bert) {
@@ -238,23 +250,7 @@ fn cuda_engine_is_equivalent_to_f32_through_check() {
     let Some(dev) = device("cuda_engine_is_equivalent_to_f32_through_check") else {
         return;
     };
-    let c = BertConfig {
-        vocab_size: 500,
-        hidden_size: 128,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        intermediate_size: 256,
-        hidden_act: "gelu".into(),
-        max_position_embeddings: 64,
-        type_vocab_size: 2,
-        layer_norm_eps: 1e-12,
-        hidden_dropout_prob: 0.0,
-        attention_probs_dropout_prob: 0.0,
-        num_labels: 2,
-        embedding_size: None,
-        num_hidden_groups: None,
-        attention_head_size: None,
-    };
+    let c = small_config(128, 4, 2, 256, "gelu", None);
     let bert = Bert::new(&c, &mut Rng::new(11)).unwrap();
     let mut s = 0x0fed_cba9_8765_4321u64;
     let samples: Vec<Sample> = [(2usize, 9usize, vec![9usize, 4]), (3, 17, vec![17, 1, 8])]

@@ -19,6 +19,17 @@ pub const HARD_F32: [f32; 14] = [
     0.5,
 ];
 
+/// Marsaglia's xorshift64 from `state` (made odd, so never the all-zero fixed point).
+fn xorshift(state: u64) -> impl FnMut() -> u64 {
+    let mut s = state | 1;
+    move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    }
+}
+
 /// Values in `[-1, 1)` from `seed` (xorshift), with an exact `-0.0` and `1.0` every 97
 /// elements so sign and unit handling are exercised on every size.
 ///
@@ -29,12 +40,10 @@ pub const HARD_F32: [f32; 14] = [
 /// assert!(a[13] == 0.0 && a[13].is_sign_negative());
 /// ```
 pub fn fill(len: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = xorshift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     (0..len)
         .map(|i| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
+            let s = next();
             match i % 97 {
                 13 => -0.0,
                 29 => 1.0,
@@ -53,12 +62,10 @@ pub fn fill(len: usize, seed: u64) -> Vec<f32> {
 /// assert!(a.contains(&127) && a.contains(&-127) && a.contains(&-128));
 /// ```
 pub fn fill_i8(len: usize, seed: u64) -> Vec<i8> {
-    let mut s = seed.wrapping_mul(0xD134_2543_DE82_EF95) | 1;
+    let mut next = xorshift(seed.wrapping_mul(0xD134_2543_DE82_EF95));
     (0..len)
         .map(|i| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
+            let s = next();
             match i % 11 {
                 3 => 127,
                 7 => -127,

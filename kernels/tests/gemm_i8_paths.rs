@@ -4,7 +4,7 @@
 //! case), any thread count; the fused epilogues against f64 math on the same sums; quantize /
 //! dequantize round trips; and every caller mistake as an error.
 
-use lithe_check::Exact;
+use lithe_check::{Exact, fill_i8};
 use lithe_kernels::gelu::GeluKind;
 use lithe_kernels::gemm_i8::{Activation, Dequant, I8Kernels, Scale};
 use lithe_kernels::reference::{dequant_f64, gemm_i8_ref, quantize_ref};
@@ -13,22 +13,12 @@ use lithe_kernels::{
 };
 use proptest::prelude::*;
 
-/// Deterministic values in [-127, 127], with the extremes sprinkled in.
+/// Deterministic operands in [-127, 127] (the symmetric range quantization produces), with
+/// the extremes sprinkled in.
 fn fill(len: usize, seed: u64) -> Vec<i8> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|i| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            match i % 31 {
-                3 => 127,
-                7 => -127,
-                11 => 0,
-                _ => ((s >> 33) % 255) as i8 as i16 as i8,
-            }
-        })
-        .map(|v: i8| v.max(-127))
+    fill_i8(len, seed)
+        .into_iter()
+        .map(|v| v.max(-127))
         .collect()
 }
 
