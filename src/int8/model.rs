@@ -483,6 +483,11 @@ impl Int8Model {
         super::io::load(path.as_ref())
     }
 
+    /// [`Int8Model::load`] from the bytes of a model file already in memory.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        super::io::load_bytes(bytes, "int8 model buffer")
+    }
+
     /// Bytes of the stored model: int8 weights, scales and the f32 parts.
     pub fn weight_bytes(&self) -> usize {
         let blocks: usize = self.blocks.iter().map(Int8Block::stored_bytes).sum();
