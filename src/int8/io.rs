@@ -351,13 +351,18 @@ fn parse_acts(text: &str, what: &str) -> Result<HashMap<String, ActQuant>> {
 /// See [`Int8Model::load`].
 pub(crate) fn load(path: &Path) -> Result<Int8Model> {
     let bytes = std::fs::read(path).map_err(|e| file_error(path, e))?;
-    let what = format!("int8 model file {}", path.display());
-    let st = parse_safetensors(&bytes, &what)?;
+    load_bytes(&bytes, &format!("int8 model file {}", path.display()))
+}
+
+/// See [`Int8Model::from_bytes`]; `what` names the source in errors.
+pub(crate) fn load_bytes(bytes: &[u8], what: &str) -> Result<Int8Model> {
+    let what = what.to_string();
+    let st = parse_safetensors(bytes, &what)?;
     let bad = |msg: String| Error::Format {
         what: what.clone(),
         msg,
     };
-    let meta = SafeTensors::read_metadata(&bytes)
+    let meta = SafeTensors::read_metadata(bytes)
         .ok()
         .and_then(|(_, m)| m.metadata().clone())
         .unwrap_or_default();

@@ -153,8 +153,8 @@ impl Int8Model {
 
     /// Allocates every buffer a forward of up to `max_batch` samples of up to `max_seq` tokens
     /// needs (a Vit always runs [`Int8Model::max_seq`] tokens, so its `max_seq` is ignored).
-    /// [`Error::InvalidArgument`] for a zero batch, or a Bert `max_seq` of 0 or beyond the
-    /// position table.
+    /// [`Error::InvalidArgument`] for a zero batch, a Bert `max_seq` of 0 or beyond the
+    /// position table, or buffers beyond [`MAX_WORKSPACE_BYTES`](super::MAX_WORKSPACE_BYTES).
     pub fn workspace(&self, max_batch: usize, max_seq: usize) -> Result<Workspace> {
         const OP: &str = "Int8Model::workspace";
         if max_batch == 0 {
@@ -170,7 +170,7 @@ impl Int8Model {
             }
             ModelKind::Bert => max_seq,
         };
-        Ok(Workspace::new(self.widths(), max_batch, seq))
+        Workspace::new(self.widths(), max_batch, seq)
     }
 
     /// Logits [B, classes] (Vit: class-token head (DeiT: mean of both heads); Bert:
@@ -496,6 +496,11 @@ impl Int8Model {
     /// token-dropping stages that do not fit the model (see [`Int8Model::from_dynamic_vit`]).
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         super::io::load(path.as_ref())
+    }
+
+    /// [`Int8Model::load`] from the bytes of a model file already in memory.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        super::io::load_bytes(bytes, "int8 model buffer")
     }
 
     /// Bytes of the stored model: int8 weights, scales and the f32 parts.

@@ -3,6 +3,8 @@
 //! Legend: B = max batch, T = max tokens, H = hidden width, A = widest attention, I = widest MLP,
 //! P = values per image patch (Vit), N = patches per image, C = classes.
 
+use crate::error::{Error, Result};
+
 /// The widths a model needs buffers for; a workspace only serves models with the same needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Widths {
@@ -72,7 +74,22 @@ pub struct Workspace {
 }
 
 impl Workspace {
-    pub(crate) fn new(widths: Widths, max_batch: usize, max_seq: usize) -> Workspace {
+    /// The buffers for `max_batch` samples of `max_seq` tokens; [`Error::InvalidArgument`] if
+    /// they would exceed [`MAX_WORKSPACE_BYTES`] (sizes from a caller or a file are checked
+    /// before anything is allocated).
+    pub(crate) fn new(widths: Widths, max_batch: usize, max_seq: usize) -> Result<Workspace> {
+        match bytes_needed(widths, max_batch, max_seq) {
+            Some(bytes) if bytes <= MAX_WORKSPACE_BYTES => {}
+            _ => {
+                return Err(Error::invalid(
+                    "Int8Model::workspace",
+                    format!(
+                        "a workspace for batch {max_batch} x {max_seq} tokens would exceed \
+                         {MAX_WORKSPACE_BYTES} bytes"
+                    ),
+                ));
+            }
+        }
         let (b, t) = (max_batch, max_seq);
         let Widths {
             hidden: h,
@@ -88,7 +105,7 @@ impl Workspace {
         let maps = attention_slots() * t * t;
         // Token dropping scores the patch tokens of every sample at once.
         let dropped = if stages > 0 { b * n } else { 0 };
-        Workspace {
+        Ok(Workspace {
             widths,
             max_batch,
             max_seq,
@@ -118,7 +135,7 @@ impl Workspace {
             order: vec![0; if stages > 0 { n } else { 0 }],
             kept: vec![0; stages * dropped],
             dropped_batch: 0,
-        }
+        })
     }
 
     /// Largest batch this workspace serves.
@@ -140,6 +157,54 @@ impl std::fmt::Debug for Workspace {
             .field("widths", &self.widths)
             .finish_non_exhaustive()
     }
+}
+
+/// The largest workspace [`super::Int8Model::workspace`] allocates: 64 GiB, far beyond any
+/// batch the int8 runtime serves, yet a bound that turns an absurd batch or sequence into an
+/// error instead of an allocation failure.
+pub const MAX_WORKSPACE_BYTES: usize = 1 << 36;
+
+/// The bytes of every buffer [`Workspace::new`] allocates, None on overflow.
+fn bytes_needed(widths: Widths, b: usize, t: usize) -> Option<usize> {
+    let Widths {
+        hidden: h,
+        attn: a,
+        inner: i,
+        patch: p,
+        patches: n,
+        classes: c,
+        drop_width: d,
+        drop_stages: stages,
+    } = widths;
+    let rows = b.checked_mul(t)?;
+    let maps = attention_slots().checked_mul(t)?.checked_mul(t)?;
+    let dropped = if stages > 0 { b.checked_mul(n)? } else { 0 };
+    let widest = h.max(a).max(i).max(p);
+    // f32 buffers (x, tmp, qkv, ctx, inner; scores, probs; row scales, mean, rstd; patches;
+    // pooled; logits; embeddings; predictor activations; keep scores), then usize ones
+    // (order, kept), then the i8 one.
+    let floats = [
+        rows.checked_mul(
+            h.checked_mul(2)?
+                .checked_add(a.checked_mul(4)?)?
+                .checked_add(i)?,
+        )?,
+        maps.checked_mul(2)?,
+        rows.max(b.checked_mul(n)?)
+            .checked_add(rows.checked_mul(2)?)?,
+        b.checked_mul(n)?.checked_mul(p)?,
+        b.checked_mul(h)?.checked_mul(3)?,
+        b.checked_mul(c)?.checked_mul(2)?,
+        dropped.checked_mul(d)?.checked_mul(2)?,
+        dropped.checked_add(h / 2)?,
+    ]
+    .iter()
+    .try_fold(0usize, |s, &v| s.checked_add(v))?;
+    let indices = n.checked_add(stages.checked_mul(dropped)?)?;
+    floats
+        .checked_mul(size_of::<f32>())?
+        .checked_add(indices.checked_mul(size_of::<usize>())?)?
+        .checked_add(rows.checked_mul(widest)?)
 }
 
 /// Attention maps a workspace holds: one per thread of lithe's pool when it is created.

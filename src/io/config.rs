@@ -61,7 +61,7 @@ pub fn load_config<C: ConfigFile>(path: impl AsRef<Path>) -> Result<C> {
 }
 
 /// [`load_config`] from JSON text; `what` names the source in errors.
-pub(crate) fn parse_config<C: ConfigFile>(text: &str, what: &str) -> Result<C> {
+pub fn parse_config<C: ConfigFile>(text: &str, what: &str) -> Result<C> {
     let format = |msg: String| Error::Format {
         what: what.to_string(),
         msg,

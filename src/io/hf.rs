@@ -99,7 +99,7 @@ fn check_config(c: &BertConfig, path: &Path) -> Result<()> {
         || c.max_position_embeddings == 0
     {
         Some("a size is zero".to_string())
-    } else if let Err(e) = c.head_dim() {
+    } else if let Err(e) = c.num_params() {
         Some(e.to_string())
     } else {
         None

@@ -11,8 +11,9 @@
 //!   of [`names`] (`bert.` prefix, `LayerNorm.gamma/beta`). All-or-nothing: on any error the
 //!   module is left unchanged.
 //! - [`read_safetensors`]: every floating-point tensor of a file as f32 [`Tensor`](crate::Tensor)s.
-//! - [`save_config`] / [`load_config`]: [`BertConfig`](crate::nn::BertConfig) /
-//!   [`VitConfig`](crate::nn::VitConfig) as `config.json`.
+//! - [`save_config`] / [`load_config`] / [`parse_config`]:
+//!   [`BertConfig`](crate::nn::BertConfig) / [`VitConfig`](crate::nn::VitConfig) as
+//!   `config.json`.
 //! - [`import_hf_bert_dir`]: config, tensors and tokenizer file of a Hugging Face BERT directory.
 //!
 //! Every malformed input is an [`Error`] naming the file or tensor: truncated or
@@ -28,7 +29,7 @@ mod hf;
 pub mod names;
 mod st;
 
-pub use config::{ConfigFile, load_config, save_config};
+pub use config::{ConfigFile, load_config, parse_config, save_config};
 pub use hf::{HfBertImport, import_hf_bert_dir};
 pub use st::{
     LoadReport, Metadata, NamedTensors, load_bytes_into_module, load_into_module,

@@ -113,6 +113,47 @@ impl BertConfig {
         Ok((0..layers).map(|i| i / per_group).collect())
     }
 
+    /// The number of parameters a model of this config has (distinct ALBERT blocks counted
+    /// once), computed without overflow. [`Error::InvalidArgument`] if it exceeds
+    /// [`MAX_PARAMS`], the layers exceed [`MAX_LAYERS`], or a size is inconsistent (see
+    /// [`BertConfig::head_dim`], [`BertConfig::layer_groups`]). [`Bert::new`](super::Bert::new)
+    /// checks it before allocating anything, so a corrupt `config.json` (a hidden size of 2^40)
+    /// is an error, not an allocation failure.
+    pub fn num_params(&self) -> Result<usize> {
+        const OP: &str = "BertConfig";
+        check_layers(OP, self.num_hidden_layers)?;
+        self.layer_groups()?;
+        let d = self.head_dim()?;
+        let (h, e) = (self.hidden_size, self.embedding_width());
+        let blocks = self.num_hidden_groups.unwrap_or(self.num_hidden_layers);
+        let count = (|| {
+            let tables = add(&[
+                self.vocab_size,
+                self.max_position_embeddings,
+                self.type_vocab_size,
+                2,
+            ])?;
+            let mapping = match self.embedding_size {
+                Some(_) => add(&[e.checked_mul(h)?, h])?,
+                None => 0,
+            };
+            let head = add(&[
+                h.checked_mul(h)?,
+                h,
+                self.num_labels.checked_mul(h)?,
+                self.num_labels,
+            ])?;
+            let block = block_params(h, self.num_attention_heads, d, self.intermediate_size)?;
+            add(&[
+                tables.checked_mul(e)?,
+                mapping,
+                blocks.checked_mul(block)?,
+                head,
+            ])
+        })();
+        within_limit(OP, count)
+    }
+
     /// The MLP's GELU: `"gelu"` is exact (erf); `"gelu_new"`, `"gelu_pytorch_tanh"` and
     /// `"gelu_fast"` are the tanh approximation; anything else is [`Error::InvalidArgument`].
     pub fn gelu_kind(&self) -> Result<GeluKind> {
@@ -172,6 +213,97 @@ impl VitConfig {
             self.num_attention_heads,
             self.attention_head_size,
         )
+    }
+}
+
+impl VitConfig {
+    /// The number of parameters a model of this config has, computed without overflow.
+    /// [`Error::InvalidArgument`] if it exceeds [`MAX_PARAMS`], the layers exceed
+    /// [`MAX_LAYERS`], or a size is inconsistent (heads that do not divide H, a patch size that
+    /// does not divide the image). [`Vit::new`](super::Vit::new) checks it before allocating
+    /// anything.
+    pub fn num_params(&self) -> Result<usize> {
+        const OP: &str = "VitConfig";
+        check_layers(OP, self.num_hidden_layers)?;
+        let d = self.head_dim()?;
+        if self.patch_size == 0 || !self.image_size.is_multiple_of(self.patch_size) {
+            return Err(Error::invalid(
+                OP,
+                format!(
+                    "patch size {} does not divide image size {}",
+                    self.patch_size, self.image_size
+                ),
+            ));
+        }
+        let h = self.hidden_size;
+        let heads = 1 + usize::from(self.distillation_token);
+        let side = self.image_size / self.patch_size;
+        let count = (|| {
+            let tokens = side.checked_mul(side)?.checked_add(heads)?;
+            let patch = self
+                .num_channels
+                .checked_mul(self.patch_size)?
+                .checked_mul(self.patch_size)?;
+            let classifier = add(&[self.num_labels.checked_mul(h)?, self.num_labels])?;
+            let block = block_params(h, self.num_attention_heads, d, self.intermediate_size)?;
+            add(&[
+                // class (and distillation) tokens, position embeddings, final LayerNorm
+                add(&[heads, tokens, 2])?.checked_mul(h)?,
+                add(&[patch.checked_mul(h)?, h])?,
+                self.num_hidden_layers.checked_mul(block)?,
+                heads.checked_mul(classifier)?,
+            ])
+        })();
+        within_limit(OP, count)
+    }
+}
+
+/// The most parameters a config may describe: 2^32 (16 GiB of f32 weights, before gradients
+/// and optimizer state), far beyond any model trained or run here, yet small enough that a
+/// corrupt or hostile config is rejected before anything is allocated.
+pub const MAX_PARAMS: usize = 1 << 32;
+
+/// The most layers a config may describe (ALBERT shares blocks, so the parameter count alone
+/// does not bound them, while each layer still costs memory and time).
+pub const MAX_LAYERS: usize = 1 << 12;
+
+fn check_layers(op: &'static str, layers: usize) -> Result<()> {
+    if layers > MAX_LAYERS {
+        return Err(Error::invalid(
+            op,
+            format!("{layers} layers exceed the limit of {MAX_LAYERS}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The sum of `terms`, None on overflow.
+fn add(terms: &[usize]) -> Option<usize> {
+    terms.iter().try_fold(0usize, |a, &t| a.checked_add(t))
+}
+
+/// Parameters of one block of width `h` with `heads` heads of width `d` and an MLP of width
+/// `inner`: Q/K/V and output projections, the MLP, two LayerNorms, all with biases.
+fn block_params(h: usize, heads: usize, d: usize, inner: usize) -> Option<usize> {
+    let a = heads.checked_mul(d)?;
+    add(&[
+        a.checked_mul(h)?.checked_mul(4)?,
+        a.checked_mul(3)?,
+        inner.checked_mul(h)?.checked_mul(2)?,
+        inner,
+        h.checked_mul(6)?,
+    ])
+}
+
+/// `count` if it is known (no overflow) and at most [`MAX_PARAMS`].
+fn within_limit(op: &'static str, count: Option<usize>) -> Result<usize> {
+    match count {
+        Some(n) if n <= MAX_PARAMS => Ok(n),
+        Some(n) => Err(Error::invalid(
+            op,
+            format!("{n} parameters exceed the limit of {MAX_PARAMS}"),
+        )),
+        None => Err(Error::invalid(op, "the parameter count overflows")),
     }
 }
 

@@ -44,7 +44,8 @@ pub struct PatchEmbedding {
 
 impl PatchEmbedding {
     /// A patch embedding for `c`, everything drawn from a truncated `N(0, 0.02^2)`.
-    /// [`Error::InvalidArgument`] unless p divides S.
+    /// [`Error::InvalidArgument`] unless p divides S, and for sizes beyond
+    /// [`VitConfig::num_params`]'s limits (checked before allocating).
     pub fn new(c: &VitConfig, rng: &mut Rng) -> Result<Self> {
         if c.patch_size == 0 || !c.image_size.is_multiple_of(c.patch_size) {
             return Err(Error::invalid(
@@ -55,6 +56,7 @@ impl PatchEmbedding {
                 ),
             ));
         }
+        c.num_params()?;
         let h = c.hidden_size;
         let side = c.image_size / c.patch_size;
         let tokens = side * side + 1 + usize::from(c.distillation_token);
@@ -162,7 +164,8 @@ pub struct Vit {
 impl Vit {
     /// A freshly initialised model (truncated `N(0, 0.02^2)` weights, zero biases, LayerNorms
     /// 1/0, exact GELU, no attention dropout). [`Error::InvalidArgument`] unless p divides S and
-    /// the heads divide H.
+    /// the heads divide H, and for sizes beyond [`VitConfig::num_params`]'s limits (checked
+    /// before allocating).
     pub fn new(c: &VitConfig, rng: &mut Rng) -> Result<Self> {
         let init = Init::TruncNormal(INIT_STD);
         let block = BlockConfig {
