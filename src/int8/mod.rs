@@ -29,7 +29,7 @@ mod workspace;
 
 pub use linear::Int8Linear;
 pub use model::{Input, Int8Model, ModelKind, ToInt8};
-pub use workspace::Workspace;
+pub use workspace::{MAX_WORKSPACE_BYTES, Workspace};
 
 /// How the input of one [`Int8Linear`] is quantized.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -153,8 +153,10 @@ impl Int8Model {
 
     /// Allocates every buffer a forward of up to `max_batch` samples of up to `max_seq` tokens
     /// needs (a Vit always runs [`Int8Model::max_seq`] tokens, so its `max_seq` is ignored).
-    /// [`Error::InvalidArgument`] for a zero batch, or a Bert `max_seq` of 0 or beyond the
-    /// position table.
+    /// [`Error::InvalidArgument`] for a zero batch, a Bert `max_seq` of 0 or beyond the
+    /// position table, or a workspace larger than
+    /// [`MAX_WORKSPACE_BYTES`](super::MAX_WORKSPACE_BYTES) (or than the allocator can
+    /// provide): an error, not an out-of-memory abort.
     pub fn workspace(&self, max_batch: usize, max_seq: usize) -> Result<Workspace> {
         const OP: &str = "Int8Model::workspace";
         if max_batch == 0 {
@@ -170,7 +172,7 @@ impl Int8Model {
             }
             ModelKind::Bert => max_seq,
         };
-        Ok(Workspace::new(self.widths(), max_batch, seq))
+        Workspace::new(self.widths(), max_batch, seq)
     }
 
     /// Logits [B, classes] (Vit: class-token head (DeiT: mean of both heads); Bert:

@@ -3,6 +3,8 @@
 //! Legend: B = max batch, T = max tokens, H = hidden width, A = widest attention, I = widest MLP,
 //! P = values per image patch (Vit), N = patches per image, C = classes.
 
+use crate::error::{Error, Result};
+
 /// The widths a model needs buffers for; a workspace only serves models with the same needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Widths {
@@ -71,8 +73,22 @@ pub struct Workspace {
     pub(crate) dropped_batch: usize,
 }
 
+/// The most bytes one workspace may take: 64 GiB. A request beyond it (a bogus batch size, a
+/// sequence length read from a corrupt file) is an error before anything is allocated, rather
+/// than an out-of-memory abort. A request below it that the allocator cannot serve is an error
+/// too.
+pub const MAX_WORKSPACE_BYTES: usize = 64 << 30;
+
+/// `a * b`, or `None` on overflow.
+fn mul(a: usize, b: usize) -> Option<usize> {
+    a.checked_mul(b)
+}
+
 impl Workspace {
-    pub(crate) fn new(widths: Widths, max_batch: usize, max_seq: usize) -> Workspace {
+    /// Every buffer for `widths` at `max_batch` x `max_seq`; [`Error::InvalidArgument`] when a
+    /// size overflows, the total exceeds [`MAX_WORKSPACE_BYTES`] or the allocation fails.
+    pub(crate) fn new(widths: Widths, max_batch: usize, max_seq: usize) -> Result<Workspace> {
+        const OP: &str = "Int8Model::workspace";
         let (b, t) = (max_batch, max_seq);
         let Widths {
             hidden: h,
@@ -84,41 +100,92 @@ impl Workspace {
             drop_width: d,
             drop_stages: stages,
         } = widths;
-        let rows = b * t;
-        let maps = attention_slots() * t * t;
+        let too_big = || {
+            Error::invalid(
+                OP,
+                format!(
+                    "a workspace for batch {b} x {t} tokens exceeds {} GiB",
+                    MAX_WORKSPACE_BYTES >> 30
+                ),
+            )
+        };
+        let rows = mul(b, t).ok_or_else(too_big)?;
+        let maps = mul(attention_slots(), mul(t, t).ok_or_else(too_big)?).ok_or_else(too_big)?;
         // Token dropping scores the patch tokens of every sample at once.
-        let dropped = if stages > 0 { b * n } else { 0 };
-        Workspace {
+        let dropped = if stages > 0 {
+            mul(b, n).ok_or_else(too_big)?
+        } else {
+            0
+        };
+        // Every f32/i8/usize buffer below, in bytes, summed with overflow checks first.
+        let f32s = [
+            mul(rows, h),
+            mul(rows, h),
+            mul(rows, mul(3, a).unwrap_or(usize::MAX)),
+            mul(rows, a),
+            mul(rows, i),
+            Some(maps),
+            Some(maps),
+            Some(rows.max(dropped)),
+            Some(rows),
+            Some(rows),
+            mul(b, n).and_then(|x| mul(x, p)),
+            mul(b, h),
+            mul(b, h),
+            mul(b, c),
+            mul(b, c),
+            mul(b, h),
+            mul(dropped, d),
+            mul(dropped, d),
+            Some(h),
+            Some(dropped),
+        ];
+        let i8s = mul(rows, h.max(a).max(i).max(p));
+        let usizes = mul(stages, dropped).and_then(|k| k.checked_add(n));
+        let mut total_bytes = 0usize;
+        for (count, width) in f32s
+            .iter()
+            .map(|&x| (x, 4))
+            .chain([(i8s, 1), (usizes, std::mem::size_of::<usize>())])
+        {
+            total_bytes = count
+                .and_then(|x| mul(x, width))
+                .and_then(|x| total_bytes.checked_add(x))
+                .filter(|&x| x <= MAX_WORKSPACE_BYTES)
+                .ok_or_else(too_big)?;
+        }
+        let zeros = |len: usize| zeroed(OP, len);
+        Ok(Workspace {
             widths,
             max_batch,
             max_seq,
-            x: vec![0.0; rows * h],
-            tmp: vec![0.0; rows * h],
-            qkv: vec![0.0; rows * 3 * a],
-            ctx: vec![0.0; rows * a],
-            inner: vec![0.0; rows * i],
+            x: zeros(rows * h)?,
+            tmp: zeros(rows * h)?,
+            qkv: zeros(rows * 3 * a)?,
+            ctx: zeros(rows * a)?,
+            inner: zeros(rows * i)?,
             // Sized for the thread count set now (`lithe_kernels::threads`); more threads later
             // run the heads on this many at a time.
-            scores: vec![0.0; maps],
-            probs: vec![0.0; maps],
-            q8: vec![0; rows * h.max(a).max(i).max(p)],
-            row_scales: vec![0.0; rows.max(b * n)],
-            mean: vec![0.0; rows],
-            rstd: vec![0.0; rows],
-            patches: vec![0.0; b * n * p],
-            pooled_in: vec![0.0; b * h],
-            pooled: vec![0.0; b * h],
-            logits: vec![0.0; b * c],
-            logits2: vec![0.0; b * c],
-            embeddings: vec![0.0; b * h],
-            drop_a: vec![0.0; dropped * d],
-            drop_b: vec![0.0; dropped * d],
-            drop_global: vec![0.0; if stages > 0 { h / 2 } else { 0 }],
-            keep_scores: vec![0.0; dropped],
-            order: vec![0; if stages > 0 { n } else { 0 }],
-            kept: vec![0; stages * dropped],
+            scores: zeros(maps)?,
+            probs: zeros(maps)?,
+            q8: zeroed(OP, rows * h.max(a).max(i).max(p))?,
+            row_scales: zeros(rows.max(dropped))?,
+            mean: zeros(rows)?,
+            rstd: zeros(rows)?,
+            patches: zeros(b * n * p)?,
+            pooled_in: zeros(b * h)?,
+            pooled: zeros(b * h)?,
+            logits: zeros(b * c)?,
+            logits2: zeros(b * c)?,
+            embeddings: zeros(b * h)?,
+            drop_a: zeros(dropped * d)?,
+            drop_b: zeros(dropped * d)?,
+            drop_global: zeros(if stages > 0 { h / 2 } else { 0 })?,
+            keep_scores: zeros(dropped)?,
+            order: zeroed(OP, if stages > 0 { n } else { 0 })?,
+            kept: zeroed(OP, stages * dropped)?,
             dropped_batch: 0,
-        }
+        })
     }
 
     /// Largest batch this workspace serves.
@@ -140,6 +207,20 @@ impl std::fmt::Debug for Workspace {
             .field("widths", &self.widths)
             .finish_non_exhaustive()
     }
+}
+
+/// `len` zeros, or [`Error::InvalidArgument`] if the allocator cannot provide them (instead of
+/// the abort of `vec![0; len]`).
+fn zeroed<T: Clone + Default>(op: &'static str, len: usize) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|e| {
+        Error::invalid(
+            op,
+            format!("cannot allocate a workspace buffer of {len} elements: {e}"),
+        )
+    })?;
+    v.resize(len, T::default());
+    Ok(v)
 }
 
 /// Attention maps a workspace holds: one per thread of lithe's pool when it is created.
