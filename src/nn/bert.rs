@@ -138,8 +138,10 @@ pub struct Bert {
 impl Bert {
     /// A freshly initialised model (weights `N(0, 0.02^2)`, biases 0, LayerNorms 1/0).
     /// [`Error::InvalidArgument`] for an unknown `hidden_act`, heads that do not divide H, an
-    /// `embedding_size` of 0, or `num_hidden_groups` that does not divide the layers.
+    /// `embedding_size` of 0, `num_hidden_groups` that does not divide the layers, or more than
+    /// [`MAX_PARAMS`](super::MAX_PARAMS) parameters.
     pub fn new(c: &BertConfig, rng: &mut Rng) -> Result<Self> {
+        c.check_size()?;
         let layer_groups = c.layer_groups()?;
         let init = Init::Normal(INIT_STD);
         let block = BlockConfig {

@@ -71,7 +71,57 @@ pub struct BertConfig {
     pub attention_head_size: Option<usize>,
 }
 
+/// The most parameters a model built from a config may have: 2^34 (64 GiB of f32, far beyond
+/// any model lithe trains or runs). A config asking for more (a corrupt or hostile
+/// `config.json`) is an error before anything is allocated.
+pub const MAX_PARAMS: usize = 1 << 34;
+
+/// [`Error::InvalidArgument`] naming `op` unless the sum of the products in `terms` is at most
+/// [`MAX_PARAMS`] (every product and the sum checked for overflow).
+fn check_params(op: &'static str, terms: &[&[usize]]) -> Result<()> {
+    let total = terms.iter().try_fold(0usize, |acc, factors| {
+        let term = factors.iter().try_fold(1usize, |p, &f| p.checked_mul(f))?;
+        acc.checked_add(term)
+    });
+    match total {
+        Some(n) if n <= MAX_PARAMS => Ok(()),
+        _ => Err(Error::invalid(
+            op,
+            format!("the model would have more than {MAX_PARAMS} parameters"),
+        )),
+    }
+}
+
 impl BertConfig {
+    /// [`Error::InvalidArgument`] if the model would have more than [`MAX_PARAMS`]
+    /// parameters (an upper bound: every table, block and head counted).
+    pub fn check_size(&self) -> Result<()> {
+        let (h, e, i) = (
+            self.hidden_size,
+            self.embedding_width(),
+            self.intermediate_size,
+        );
+        let a = self
+            .num_attention_heads
+            .checked_mul(self.attention_head_size.unwrap_or(h))
+            .unwrap_or(usize::MAX);
+        let l = self.num_hidden_layers;
+        check_params(
+            "BertConfig",
+            &[
+                &[self.vocab_size, e],
+                &[self.max_position_embeddings, e],
+                &[self.type_vocab_size, e],
+                &[e, h],
+                &[l, 4, h, a],
+                &[l, 2, h, i],
+                &[l, 8, h.max(a).max(i)],
+                &[h, h],
+                &[h, self.num_labels],
+            ],
+        )
+    }
+
     /// Width d of one attention head ([`BertConfig::attention_head_size`], else H / nh).
     /// [`Error::InvalidArgument`] for zero heads or a width the heads do not divide.
     pub fn head_dim(&self) -> Result<usize> {
@@ -163,6 +213,33 @@ pub struct VitConfig {
 }
 
 impl VitConfig {
+    /// [`Error::InvalidArgument`] if the model would have more than [`MAX_PARAMS`]
+    /// parameters (an upper bound: every table, block and head counted).
+    pub fn check_size(&self) -> Result<()> {
+        let (h, i, l) = (
+            self.hidden_size,
+            self.intermediate_size,
+            self.num_hidden_layers,
+        );
+        let a = self
+            .num_attention_heads
+            .checked_mul(self.attention_head_size.unwrap_or(h))
+            .unwrap_or(usize::MAX);
+        let side = self.image_size / self.patch_size.max(1);
+        check_params(
+            "VitConfig",
+            &[
+                &[self.num_channels, self.patch_size, self.patch_size, h],
+                &[side, side, h],
+                &[3, h],
+                &[l, 4, h, a],
+                &[l, 2, h, i],
+                &[l, 8, h.max(a).max(i)],
+                &[2, h, self.num_labels],
+            ],
+        )
+    }
+
     /// Width d of one attention head ([`VitConfig::attention_head_size`], else H / nh).
     /// [`Error::InvalidArgument`] for zero heads or a width the heads do not divide.
     pub fn head_dim(&self) -> Result<usize> {

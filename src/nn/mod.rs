@@ -31,7 +31,7 @@ mod vit;
 pub use attention::{AttentionMask, AttentionParts, MASKED_LOGIT, MultiHeadAttention};
 pub use bert::{Bert, BertEmbeddings, l2_normalize, mean_pool};
 pub use block::{Block, BlockConfig, BlockTrace, Encoder, LayerRun, Mlp, NormPlacement};
-pub use config::{BertConfig, VitConfig};
+pub use config::{BertConfig, MAX_PARAMS, VitConfig};
 pub use linear::{
     Embedding, INIT_STD, Init, InputQuant, LayerNorm, Linear, LinearQuant, trunc_normal,
 };

@@ -162,8 +162,10 @@ pub struct Vit {
 impl Vit {
     /// A freshly initialised model (truncated `N(0, 0.02^2)` weights, zero biases, LayerNorms
     /// 1/0, exact GELU, no attention dropout). [`Error::InvalidArgument`] unless p divides S and
-    /// the heads divide H.
+    /// the heads divide H, or for more than [`MAX_PARAMS`](super::MAX_PARAMS)
+    /// parameters.
     pub fn new(c: &VitConfig, rng: &mut Rng) -> Result<Self> {
+        c.check_size()?;
         let init = Init::TruncNormal(INIT_STD);
         let block = BlockConfig {
             hidden: c.hidden_size,
