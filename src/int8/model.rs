@@ -62,12 +62,14 @@ pub struct Int8Model {
 }
 
 impl Int8Model {
-    /// Lowers a Vit; each Linear's input is quantized as `plan` says.
+    /// Lowers a Vit; each Linear's input is quantized as `plan` says. [`Error::NonFinite`] if a
+    /// parameter holds NaN or infinity.
     pub fn from_vit(vit: &crate::nn::Vit, plan: &QuantPlan) -> Result<Self> {
         super::lower::vit(vit, plan)
     }
 
-    /// Lowers a Bert; each Linear's input is quantized as `plan` says.
+    /// Lowers a Bert; each Linear's input is quantized as `plan` says. [`Error::NonFinite`] if a
+    /// parameter holds NaN or infinity.
     pub fn from_bert(bert: &crate::nn::Bert, plan: &QuantPlan) -> Result<Self> {
         super::lower::bert(bert, plan)
     }
