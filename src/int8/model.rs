@@ -130,6 +130,12 @@ impl Int8Model {
                 .map(Int8Block::attn_width)
                 .max()
                 .unwrap_or(0),
+            head_dim: self
+                .blocks
+                .iter()
+                .map(Int8Block::head_dim)
+                .max()
+                .unwrap_or(0),
             inner: self
                 .blocks
                 .iter()
@@ -332,6 +338,7 @@ impl Int8Model {
             inner: &mut ws.inner,
             scores: &mut ws.scores,
             probs: &mut ws.probs,
+            head_ctx: &mut ws.head_ctx,
             q8: &mut ws.q8,
             row_scales: &mut ws.row_scales,
             mean: &mut ws.mean,

@@ -1,7 +1,7 @@
 //! The arena of one int8 forward, sized once for the largest batch and sequence.
 //!
 //! Legend: B = max batch, T = max tokens, H = hidden width, A = widest attention, I = widest MLP,
-//! P = values per image patch (Vit), N = patches per image, C = classes.
+//! d = widest head, P = values per image patch (Vit), N = patches per image, C = classes.
 
 use crate::error::{Error, Result};
 
@@ -10,6 +10,8 @@ use crate::error::{Error, Result};
 pub(crate) struct Widths {
     pub(crate) hidden: usize,
     pub(crate) attn: usize,
+    /// Widest head d.
+    pub(crate) head_dim: usize,
     pub(crate) inner: usize,
     /// P (0 for Bert).
     pub(crate) patch: usize,
@@ -42,6 +44,8 @@ pub struct Workspace {
     pub(crate) scores: Vec<f32>,
     /// `[slots, T, T]`.
     pub(crate) probs: Vec<f32>,
+    /// `[slots, T, d]`: one head's context per slot, before it joins `ctx`.
+    pub(crate) head_ctx: Vec<f32>,
     /// `[B*T, max(H, A, I, P)]`.
     pub(crate) q8: Vec<i8>,
     /// `[B*T]` each.
@@ -93,6 +97,7 @@ impl Workspace {
         let Widths {
             hidden: h,
             attn: a,
+            head_dim: hd,
             inner: i,
             patch: p,
             patches: n,
@@ -110,7 +115,9 @@ impl Workspace {
             )
         };
         let rows = mul(b, t).ok_or_else(too_big)?;
-        let maps = mul(attention_slots(), mul(t, t).ok_or_else(too_big)?).ok_or_else(too_big)?;
+        let slots = attention_slots();
+        let maps = mul(slots, mul(t, t).ok_or_else(too_big)?).ok_or_else(too_big)?;
+        let head_maps = mul(slots, mul(t, hd).ok_or_else(too_big)?).ok_or_else(too_big)?;
         // Token dropping scores the patch tokens of every sample at once.
         let dropped = if stages > 0 {
             mul(b, n).ok_or_else(too_big)?
@@ -126,6 +133,7 @@ impl Workspace {
             mul(rows, i),
             Some(maps),
             Some(maps),
+            Some(head_maps),
             Some(rows.max(dropped)),
             Some(rows),
             Some(rows),
@@ -168,6 +176,7 @@ impl Workspace {
             // run the heads on this many at a time.
             scores: zeros(maps)?,
             probs: zeros(maps)?,
+            head_ctx: zeros(head_maps)?,
             q8: zeroed(OP, rows * h.max(a).max(i).max(p))?,
             row_scales: zeros(rows.max(dropped))?,
             mean: zeros(rows)?,
