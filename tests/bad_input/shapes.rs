@@ -279,7 +279,7 @@ fn optimizers_reject_mismatched_params() {
         p.rejects("Sgd::step resized", || sgd.step());
     }
     p.rejects("clip_grad_norm negative", || {
-        lithe::optim::clip_grad_norm(&[w.clone()], -1.0)
+        lithe::optim::clip_grad_norm(std::slice::from_ref(&w), -1.0)
     });
     p.finish("optimizer shapes");
 }
