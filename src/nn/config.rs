@@ -101,10 +101,11 @@ impl BertConfig {
             self.embedding_width(),
             self.intermediate_size,
         );
-        let a = self
-            .num_attention_heads
-            .checked_mul(self.attention_head_size.unwrap_or(h))
-            .unwrap_or(usize::MAX);
+        // Saturating: an overflow still exceeds MAX_PARAMS below.
+        let a = self.num_attention_heads.saturating_mul(
+            self.attention_head_size
+                .unwrap_or(h / self.num_attention_heads.max(1)),
+        );
         let l = self.num_hidden_layers;
         check_params(
             "BertConfig",
@@ -221,10 +222,11 @@ impl VitConfig {
             self.intermediate_size,
             self.num_hidden_layers,
         );
-        let a = self
-            .num_attention_heads
-            .checked_mul(self.attention_head_size.unwrap_or(h))
-            .unwrap_or(usize::MAX);
+        // Saturating: an overflow still exceeds MAX_PARAMS below.
+        let a = self.num_attention_heads.saturating_mul(
+            self.attention_head_size
+                .unwrap_or(h / self.num_attention_heads.max(1)),
+        );
         let side = self.image_size / self.patch_size.max(1);
         check_params(
             "VitConfig",
