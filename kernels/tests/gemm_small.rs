@@ -1,7 +1,7 @@
 //! The f32 and int8 GEMMs on small shapes, through every driver feature that does pointer
 //! arithmetic: tile edges (M and N one below, at and one above the tile), transposed and
-//! padded operands, column-major C, a packed B with a bias, two threads, a K that crosses the
-//! K block, and the int8 epilogues (dequantize with GELU, requantize) and small-M (skinny)
+//! padded operands, column-major C, a packed B with a bias, a K that crosses the K block, two
+//! threads splitting M or N (at the drivers' parallel threshold), and the int8 epilogues (dequantize with GELU, requantize) and small-M (skinny)
 //! kernels. Each result is checked against `reference.rs`.
 //!
 //! The shapes are kept small so that this file also runs under Miri (`scripts/miri`), which
@@ -87,6 +87,20 @@ fn f32_small_shapes_every_path() {
             }
         }
     }
+    // Two threads split N, then M: the drivers go parallel from 2^17 multiply-adds.
+    for (m, k, n) in [(16, 64, 128), (128, 64, 16)] {
+        let ks = KernelSet::scalar();
+        let (a_data, b_data) = (values(m * k, 12), values(k * n, 13));
+        let a = MatRef::row_major(&a_data, m, k).unwrap();
+        let b = MatRef::row_major(&b_data, k, n).unwrap();
+        let (mut got, mut want) = (vec![f32::NAN; m * n], vec![0.0; m * n]);
+        let c = MatMut::row_major(&mut got, m, n).unwrap();
+        gemm_fused(&ks, 2, 1.0, a, BSource::View(b), 0.0, None, c).unwrap();
+        sgemm_bias_ref(1.0, a, b, 0.0, None, cview(&mut want, m, n, false));
+        for (x, y) in got.iter().zip(&want) {
+            assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{m}x{k}x{n}");
+        }
+    }
     // A packed B with the active kernels.
     let (m, k, n) = (5, 9, 11);
     let (a_data, b_data, bias) = (values(m * k, 5), values(k * n, 6), values(n, 7));
@@ -115,7 +129,8 @@ fn f32_small_shapes_every_path() {
 fn int8_small_shapes_every_path() {
     for isa in I8Isa::available() {
         // M = 1 and 2 take the skinny kernel where a path has one; 9 the tiled one.
-        for (m, k, n) in [(1, 5, 7), (2, 33, 17), (9, 4, 3), (9, 40, 20)] {
+        // (64, 32, 64): 2^17 multiply-adds, where two threads split the work.
+        for (m, k, n) in [(1, 5, 7), (2, 33, 17), (9, 4, 3), (9, 40, 20), (64, 32, 64)] {
             let (a, w) = (int8s(m * k, 8), int8s(n * k, 9));
             let packed = PackedI8B::pack(&w, n, k, isa).unwrap();
             let mut want = vec![0i32; m * n];
