@@ -81,8 +81,9 @@ size_t lithe_model_max_seq(const LitheModel *model);
 LitheStatus lithe_model_image_shape(const LitheModel *model, size_t *out_shape);
 
 /* A workspace for forwards of `model` (and no other) of up to max_batch samples of up to
- * max_seq tokens (0: lithe_model_max_seq). All memory of a forward is allocated here. NULL on
- * failure. */
+ * max_seq tokens (0: lithe_model_max_seq). All memory of a forward is allocated here:
+ * lithe_classify_images and lithe_embed_tokens allocate nothing once one call has run. NULL on
+ * failure, including a workspace over 64 GiB or one the allocator cannot provide. */
 LitheWorkspace *lithe_workspace_new(const LitheModel *model, size_t max_batch, size_t max_seq);
 
 /* Releases a workspace. */
@@ -112,7 +113,9 @@ void lithe_tokenizer_free(LitheTokenizer *tokenizer);
 
 /* Bert: the sentence embedding (hidden_size floats) of one UTF-8 text, tokenized as
  * [CLS] ... [SEP] and truncated to the workspace's max_seq tokens, then as
- * lithe_embed_tokens. out holds out_len >= hidden_size floats. */
+ * lithe_embed_tokens. out holds out_len >= hidden_size floats. Tokenizing allocates (the
+ * tokenizer builds its encoding on the heap); for a forward that allocates nothing, tokenize
+ * once and call lithe_embed_tokens. */
 LitheStatus lithe_embed_text(const LitheModel *model, LitheWorkspace *ws,
                              const LitheTokenizer *tokenizer, const char *text,
                              float *out, size_t out_len);

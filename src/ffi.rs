@@ -442,7 +442,8 @@ pub unsafe extern "C" fn lithe_tokenizer_free(tokenizer: *mut LitheTokenizer) {
 
 /// The sentence embedding of one UTF-8 `text` with a Bert: tokenized (`[CLS] ... [SEP]`,
 /// truncated to the workspace's max_seq tokens), then as [`lithe_embed_tokens`];
-/// `hidden_size` floats go to `out`, which holds `out_len` of them.
+/// `hidden_size` floats go to `out`, which holds `out_len` of them. Unlike
+/// [`lithe_embed_tokens`], this call allocates: the tokenizer builds its encoding on the heap.
 ///
 /// # Safety
 /// `model`, `ws` and `tokenizer` are null or live handles (`ws` made from `model`, used by no

@@ -201,7 +201,8 @@ impl CudaEncoder {
     }
 
     /// Allocates the workspace for `[batch, seq]` now (a later forward of that shape then
-    /// allocates nothing).
+    /// allocates no device memory; the host side still allocates a few small vectors per
+    /// kernel launch, in cudarc's launch builder).
     pub fn reserve(&mut self, dev: &CudaDevice, batch: usize, seq: usize) -> Result<()> {
         if self
             .ws

@@ -43,6 +43,11 @@ pub(super) fn last_error_ptr() -> *const c_char {
 }
 
 pub(super) fn set_last_error(msg: &str) {
+    // Clearing an already empty message must not allocate: every call starts by clearing it,
+    // and a successful forward allocates nothing.
+    if msg.is_empty() && LAST_ERROR.with(|e| e.borrow().is_empty()) {
+        return;
+    }
     // A message with an interior NUL is cut there rather than lost.
     let bytes: Vec<u8> = msg.bytes().take_while(|&b| b != 0).collect();
     let c = CString::new(bytes).unwrap_or_default();

@@ -82,6 +82,8 @@ pub(crate) struct BlockScratch<'a> {
     pub(crate) scores: &'a mut [f32],
     /// `[T, T]` attention probabilities of one head.
     pub(crate) probs: &'a mut [f32],
+    /// `[T, d]` context of one head, before it is copied into its columns of `ctx`.
+    pub(crate) head_ctx: &'a mut [f32],
     /// Quantized Linear inputs, `[B*T, max(H, A, I)]`.
     pub(crate) q8: &'a mut [i8],
     /// `[B*T]`: dynamic activation scales, then LayerNorm statistics.
@@ -204,6 +206,11 @@ impl Int8Block {
     /// Width A of Q, K and V.
     pub(crate) fn attn_width(&self) -> usize {
         self.dense.in_features()
+    }
+
+    /// Width d of one head.
+    pub(crate) fn head_dim(&self) -> usize {
+        self.attn_width() / self.heads
     }
 
     /// MLP width I.
@@ -346,15 +353,20 @@ impl Int8Block {
         if nq == 0 || units == 0 {
             return Ok(());
         }
-        // One (sample, head) map per slot of the workspace, at most one slot per thread.
+        // One (sample, head) map and head context per slot of the workspace, at most one slot
+        // per thread.
+        let d = a / nh;
         let slots = (s.scores.len() / (t * t).max(1))
+            .min(s.head_ctx.len() / (t * d).max(1))
             .min(threads::num_threads())
             .min(units);
         let ctx = CtxPtr(s.ctx.as_mut_ptr());
-        let (qkv, scores, probs) = (&*s.qkv, &mut *s.scores, &mut *s.probs);
+        let (qkv, scores, probs, heads) =
+            (&*s.qkv, &mut *s.scores, &mut *s.probs, &mut *s.head_ctx);
         if slots <= 1 {
             return (0..units).try_for_each(|u| {
-                self.attend_head(geo, nq, a, u, qkv, ctx, &mut scores[..], &mut probs[..])
+                let scratch = (&mut scores[..], &mut probs[..], &mut heads[..]);
+                self.attend_head(geo, nq, a, u, qkv, ctx, scratch)
             });
         }
         // Heads are independent: contiguous runs of (sample, head) units per slot. Every unit
@@ -364,19 +376,22 @@ impl Int8Block {
             scores
                 .par_chunks_mut(t * t)
                 .zip(probs.par_chunks_mut(t * t))
+                .zip(heads.par_chunks_mut(t * d))
                 .take(slots)
                 .enumerate()
-                .try_for_each(|(slot, (sc, pr))| {
+                .try_for_each(|(slot, ((sc, pr), hc))| {
                     let first = slot * per_slot;
                     (first..(first + per_slot).min(units)).try_for_each(|u| {
-                        self.attend_head(geo, nq, a, u, qkv, ctx, &mut sc[..], &mut pr[..])
+                        let scratch = (&mut sc[..], &mut pr[..], &mut hc[..]);
+                        self.attend_head(geo, nq, a, u, qkv, ctx, scratch)
                     })
                 })
         })
     }
 
     /// One unit `u = b * heads + head` of [`Int8Block::attend`]: context columns of `head` for
-    /// the `nq` query rows of sample `b`, with `scores` and `probs` (`>= nq * L`) as scratch.
+    /// the `nq` query rows of sample `b`, with `scores` and `probs` (`>= nq * L`) and `head`
+    /// (`>= nq * d`) as scratch.
     #[allow(clippy::too_many_arguments)]
     fn attend_head(
         &self,
@@ -386,8 +401,7 @@ impl Int8Block {
         u: usize,
         qkv: &[f32],
         ctx: CtxPtr,
-        scores: &mut [f32],
-        probs: &mut [f32],
+        (scores, probs, head_ctx): (&mut [f32], &mut [f32], &mut [f32]),
     ) -> Result<()> {
         let (t, nh) = (geo.seq, self.heads);
         let (b, head) = (u / nh, u % nh);
@@ -418,15 +432,22 @@ impl Int8Block {
         )?;
         softmax_forward(probs, scores, len)?;
         let p = MatRef::row_major(probs, nq, len)?;
-        // SAFETY: sample b's context rows are `nq` rows of `a` values from `b * nq * a` inside
-        // the workspace's context buffer; this unit alone writes their columns
-        // `col..col + d` (units are distinct (sample, head) pairs), and nothing reads them
-        // until every unit has finished.
-        let ctx_rows = unsafe {
-            std::slice::from_raw_parts_mut(ctx.0.add(b * nq * a), (nq - 1) * a + col + d)
-        };
-        let c = MatMut::new(&mut ctx_rows[col..], nq, d, a, 1)?;
-        sgemm_with(&opts, 1.0, p, v, 0.0, c)?;
+        // C_h into this slot's scratch, then into its columns of the shared context: a strided
+        // view of the context rows would be a `&mut` slice overlapping the columns other
+        // threads write at the same time, which is undefined behaviour even if no element is
+        // written twice.
+        let head_ctx = &mut head_ctx[..nq * d];
+        sgemm_with(&opts, 1.0, p, v, 0.0, MatMut::row_major(head_ctx, nq, d)?)?;
+        for (i, row) in head_ctx.chunks_exact(d).enumerate() {
+            // SAFETY: row i of sample b's context starts at `(b * nq + i) * a` inside the
+            // workspace's context buffer of `B*T*A >= (b * nq + nq) * a` values, so columns
+            // `col..col + d` (`col + d <= a`) are in bounds; this unit alone writes them (units
+            // are distinct (sample, head) pairs), through the raw pointer only, and nothing
+            // reads them until every unit has finished.
+            unsafe {
+                std::ptr::copy_nonoverlapping(row.as_ptr(), ctx.0.add((b * nq + i) * a + col), d);
+            }
+        }
         Ok(())
     }
 }

@@ -11,8 +11,24 @@ use super::block::{Int8Block, Norm};
 use super::parts::{Arch, BertParts, VitParts};
 use super::{Int8Linear, QuantPlan};
 use crate::error::{Error, Result};
-use crate::nn::{Bert, BertConfig, Block, Encoder, Linear, Vit};
+use crate::nn::{Bert, BertConfig, Block, Encoder, Linear, Module, Vit};
 use lithe_kernels::gelu::GeluKind;
+
+/// [`Error::NonFinite`] naming the first parameter of `m` that holds NaN or infinity: the int8
+/// file format refuses such values on load, so lowering refuses them too (a Linear's weight
+/// would fail to quantize; LayerNorms, embeddings and tokens would be copied as they are).
+pub(crate) fn check_finite_params(op: &'static str, m: &(impl Module + ?Sized)) -> Result<()> {
+    for (name, p) in m.named_params() {
+        let v = p.value();
+        if let Some(x) = v.data().iter().find(|x| !x.is_finite()) {
+            return Err(Error::NonFinite {
+                op,
+                msg: format!("parameter `{name}` holds {x}"),
+            });
+        }
+    }
+    Ok(())
+}
 
 /// The Linear at `name`, quantized with the plan's mode for that name.
 fn linear(lin: &Linear, name: &str, plan: &QuantPlan) -> Result<Int8Linear> {
@@ -64,6 +80,7 @@ fn blocks(encoder: &Encoder, plan: &QuantPlan) -> Result<(Vec<Int8Block>, GeluKi
 
 /// See [`Int8Model::from_bert`].
 pub(crate) fn bert(m: &Bert, plan: &QuantPlan) -> Result<Int8Model> {
+    check_finite_params("Int8Model::from_bert", m)?;
     if m.embedding_mapping.is_some() || m.config.embedding_size.is_some() {
         return Err(Error::invalid(
             "Int8Model::from_bert",
@@ -90,6 +107,7 @@ pub(crate) fn bert(m: &Bert, plan: &QuantPlan) -> Result<Int8Model> {
 
 /// See [`Int8Model::from_vit`].
 pub(crate) fn vit(m: &Vit, plan: &QuantPlan) -> Result<Int8Model> {
+    check_finite_params("Int8Model::from_vit", m)?;
     let (blocks, gelu) = blocks(&m.encoder, plan)?;
     let e = &m.embeddings;
     let distillation_classifier = match &m.distillation_classifier {

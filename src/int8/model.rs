@@ -62,12 +62,14 @@ pub struct Int8Model {
 }
 
 impl Int8Model {
-    /// Lowers a Vit; each Linear's input is quantized as `plan` says.
+    /// Lowers a Vit; each Linear's input is quantized as `plan` says. [`Error::NonFinite`] if a
+    /// parameter holds NaN or infinity.
     pub fn from_vit(vit: &crate::nn::Vit, plan: &QuantPlan) -> Result<Self> {
         super::lower::vit(vit, plan)
     }
 
-    /// Lowers a Bert; each Linear's input is quantized as `plan` says.
+    /// Lowers a Bert; each Linear's input is quantized as `plan` says. [`Error::NonFinite`] if a
+    /// parameter holds NaN or infinity.
     pub fn from_bert(bert: &crate::nn::Bert, plan: &QuantPlan) -> Result<Self> {
         super::lower::bert(bert, plan)
     }
@@ -128,6 +130,12 @@ impl Int8Model {
                 .map(Int8Block::attn_width)
                 .max()
                 .unwrap_or(0),
+            head_dim: self
+                .blocks
+                .iter()
+                .map(Int8Block::head_dim)
+                .max()
+                .unwrap_or(0),
             inner: self
                 .blocks
                 .iter()
@@ -154,7 +162,9 @@ impl Int8Model {
     /// Allocates every buffer a forward of up to `max_batch` samples of up to `max_seq` tokens
     /// needs (a Vit always runs [`Int8Model::max_seq`] tokens, so its `max_seq` is ignored).
     /// [`Error::InvalidArgument`] for a zero batch, a Bert `max_seq` of 0 or beyond the
-    /// position table, or buffers beyond [`MAX_WORKSPACE_BYTES`](super::MAX_WORKSPACE_BYTES).
+    /// position table, or a workspace larger than
+    /// [`MAX_WORKSPACE_BYTES`](super::MAX_WORKSPACE_BYTES) (or than the allocator can
+    /// provide): an error, not an out-of-memory abort.
     pub fn workspace(&self, max_batch: usize, max_seq: usize) -> Result<Workspace> {
         const OP: &str = "Int8Model::workspace";
         if max_batch == 0 {
@@ -342,6 +352,7 @@ impl Int8Model {
             inner: &mut ws.inner,
             scores: &mut ws.scores,
             probs: &mut ws.probs,
+            head_ctx: &mut ws.head_ctx,
             q8: &mut ws.q8,
             row_scales: &mut ws.row_scales,
             mean: &mut ws.mean,

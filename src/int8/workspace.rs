@@ -1,7 +1,7 @@
 //! The arena of one int8 forward, sized once for the largest batch and sequence.
 //!
 //! Legend: B = max batch, T = max tokens, H = hidden width, A = widest attention, I = widest MLP,
-//! P = values per image patch (Vit), N = patches per image, C = classes.
+//! d = widest head, P = values per image patch (Vit), N = patches per image, C = classes.
 
 use crate::error::{Error, Result};
 
@@ -10,6 +10,8 @@ use crate::error::{Error, Result};
 pub(crate) struct Widths {
     pub(crate) hidden: usize,
     pub(crate) attn: usize,
+    /// Widest head d.
+    pub(crate) head_dim: usize,
     pub(crate) inner: usize,
     /// P (0 for Bert).
     pub(crate) patch: usize,
@@ -42,6 +44,8 @@ pub struct Workspace {
     pub(crate) scores: Vec<f32>,
     /// `[slots, T, T]`.
     pub(crate) probs: Vec<f32>,
+    /// `[slots, T, d]`: one head's context per slot, before it joins `ctx`.
+    pub(crate) head_ctx: Vec<f32>,
     /// `[B*T, max(H, A, I, P)]`.
     pub(crate) q8: Vec<i8>,
     /// `[B*T]` each.
@@ -73,27 +77,27 @@ pub struct Workspace {
     pub(crate) dropped_batch: usize,
 }
 
+/// The most bytes one workspace may take: 64 GiB. A request beyond it (a bogus batch size, a
+/// sequence length read from a corrupt file) is an error before anything is allocated, rather
+/// than an out-of-memory abort. A request below it that the allocator cannot serve is an error
+/// too.
+pub const MAX_WORKSPACE_BYTES: usize = 64 << 30;
+
+/// `a * b`, or `None` on overflow.
+fn mul(a: usize, b: usize) -> Option<usize> {
+    a.checked_mul(b)
+}
+
 impl Workspace {
-    /// The buffers for `max_batch` samples of `max_seq` tokens; [`Error::InvalidArgument`] if
-    /// they would exceed [`MAX_WORKSPACE_BYTES`] (sizes from a caller or a file are checked
-    /// before anything is allocated).
+    /// Every buffer for `widths` at `max_batch` x `max_seq`; [`Error::InvalidArgument`] when a
+    /// size overflows, the total exceeds [`MAX_WORKSPACE_BYTES`] or the allocation fails.
     pub(crate) fn new(widths: Widths, max_batch: usize, max_seq: usize) -> Result<Workspace> {
-        match bytes_needed(widths, max_batch, max_seq) {
-            Some(bytes) if bytes <= MAX_WORKSPACE_BYTES => {}
-            _ => {
-                return Err(Error::invalid(
-                    "Int8Model::workspace",
-                    format!(
-                        "a workspace for batch {max_batch} x {max_seq} tokens would exceed \
-                         {MAX_WORKSPACE_BYTES} bytes"
-                    ),
-                ));
-            }
-        }
+        const OP: &str = "Int8Model::workspace";
         let (b, t) = (max_batch, max_seq);
         let Widths {
             hidden: h,
             attn: a,
+            head_dim: hd,
             inner: i,
             patch: p,
             patches: n,
@@ -101,39 +105,94 @@ impl Workspace {
             drop_width: d,
             drop_stages: stages,
         } = widths;
-        let rows = b * t;
-        let maps = attention_slots() * t * t;
+        let too_big = || {
+            Error::invalid(
+                OP,
+                format!(
+                    "a workspace for batch {b} x {t} tokens exceeds {} GiB",
+                    MAX_WORKSPACE_BYTES >> 30
+                ),
+            )
+        };
+        let rows = mul(b, t).ok_or_else(too_big)?;
+        let slots = attention_slots();
+        let maps = mul(slots, mul(t, t).ok_or_else(too_big)?).ok_or_else(too_big)?;
+        let head_maps = mul(slots, mul(t, hd).ok_or_else(too_big)?).ok_or_else(too_big)?;
         // Token dropping scores the patch tokens of every sample at once.
-        let dropped = if stages > 0 { b * n } else { 0 };
+        let dropped = if stages > 0 {
+            mul(b, n).ok_or_else(too_big)?
+        } else {
+            0
+        };
+        // Every f32/i8/usize buffer below, in bytes, summed with overflow checks first.
+        let f32s = [
+            mul(rows, h),
+            mul(rows, h),
+            mul(rows, mul(3, a).unwrap_or(usize::MAX)),
+            mul(rows, a),
+            mul(rows, i),
+            Some(maps),
+            Some(maps),
+            Some(head_maps),
+            Some(rows.max(dropped)),
+            Some(rows),
+            Some(rows),
+            mul(b, n).and_then(|x| mul(x, p)),
+            mul(b, h),
+            mul(b, h),
+            mul(b, c),
+            mul(b, c),
+            mul(b, h),
+            mul(dropped, d),
+            mul(dropped, d),
+            Some(h),
+            Some(dropped),
+        ];
+        let i8s = mul(rows, h.max(a).max(i).max(p));
+        let usizes = mul(stages, dropped).and_then(|k| k.checked_add(n));
+        let mut total_bytes = 0usize;
+        for (count, width) in f32s
+            .iter()
+            .map(|&x| (x, 4))
+            .chain([(i8s, 1), (usizes, std::mem::size_of::<usize>())])
+        {
+            total_bytes = count
+                .and_then(|x| mul(x, width))
+                .and_then(|x| total_bytes.checked_add(x))
+                .filter(|&x| x <= MAX_WORKSPACE_BYTES)
+                .ok_or_else(too_big)?;
+        }
+        let zeros = |len: usize| zeroed(OP, len);
         Ok(Workspace {
             widths,
             max_batch,
             max_seq,
-            x: vec![0.0; rows * h],
-            tmp: vec![0.0; rows * h],
-            qkv: vec![0.0; rows * 3 * a],
-            ctx: vec![0.0; rows * a],
-            inner: vec![0.0; rows * i],
+            x: zeros(rows * h)?,
+            tmp: zeros(rows * h)?,
+            qkv: zeros(rows * 3 * a)?,
+            ctx: zeros(rows * a)?,
+            inner: zeros(rows * i)?,
             // Sized for the thread count set now (`lithe_kernels::threads`); more threads later
             // run the heads on this many at a time.
-            scores: vec![0.0; maps],
-            probs: vec![0.0; maps],
-            q8: vec![0; rows * h.max(a).max(i).max(p)],
-            row_scales: vec![0.0; rows.max(b * n)],
-            mean: vec![0.0; rows],
-            rstd: vec![0.0; rows],
-            patches: vec![0.0; b * n * p],
-            pooled_in: vec![0.0; b * h],
-            pooled: vec![0.0; b * h],
-            logits: vec![0.0; b * c],
-            logits2: vec![0.0; b * c],
-            embeddings: vec![0.0; b * h],
-            drop_a: vec![0.0; dropped * d],
-            drop_b: vec![0.0; dropped * d],
-            drop_global: vec![0.0; if stages > 0 { h / 2 } else { 0 }],
-            keep_scores: vec![0.0; dropped],
-            order: vec![0; if stages > 0 { n } else { 0 }],
-            kept: vec![0; stages * dropped],
+            scores: zeros(maps)?,
+            probs: zeros(maps)?,
+            head_ctx: zeros(head_maps)?,
+            q8: zeroed(OP, rows * h.max(a).max(i).max(p))?,
+            row_scales: zeros(rows.max(dropped))?,
+            mean: zeros(rows)?,
+            rstd: zeros(rows)?,
+            patches: zeros(b * n * p)?,
+            pooled_in: zeros(b * h)?,
+            pooled: zeros(b * h)?,
+            logits: zeros(b * c)?,
+            logits2: zeros(b * c)?,
+            embeddings: zeros(b * h)?,
+            drop_a: zeros(dropped * d)?,
+            drop_b: zeros(dropped * d)?,
+            drop_global: zeros(if stages > 0 { h / 2 } else { 0 })?,
+            keep_scores: zeros(dropped)?,
+            order: zeroed(OP, if stages > 0 { n } else { 0 })?,
+            kept: zeroed(OP, stages * dropped)?,
             dropped_batch: 0,
         })
     }
@@ -159,52 +218,18 @@ impl std::fmt::Debug for Workspace {
     }
 }
 
-/// The largest workspace [`super::Int8Model::workspace`] allocates: 64 GiB, far beyond any
-/// batch the int8 runtime serves, yet a bound that turns an absurd batch or sequence into an
-/// error instead of an allocation failure.
-pub const MAX_WORKSPACE_BYTES: usize = 1 << 36;
-
-/// The bytes of every buffer [`Workspace::new`] allocates, None on overflow.
-fn bytes_needed(widths: Widths, b: usize, t: usize) -> Option<usize> {
-    let Widths {
-        hidden: h,
-        attn: a,
-        inner: i,
-        patch: p,
-        patches: n,
-        classes: c,
-        drop_width: d,
-        drop_stages: stages,
-    } = widths;
-    let rows = b.checked_mul(t)?;
-    let maps = attention_slots().checked_mul(t)?.checked_mul(t)?;
-    let dropped = if stages > 0 { b.checked_mul(n)? } else { 0 };
-    let widest = h.max(a).max(i).max(p);
-    // f32 buffers (x, tmp, qkv, ctx, inner; scores, probs; row scales, mean, rstd; patches;
-    // pooled; logits; embeddings; predictor activations; keep scores), then usize ones
-    // (order, kept), then the i8 one.
-    let floats = [
-        rows.checked_mul(
-            h.checked_mul(2)?
-                .checked_add(a.checked_mul(4)?)?
-                .checked_add(i)?,
-        )?,
-        maps.checked_mul(2)?,
-        rows.max(b.checked_mul(n)?)
-            .checked_add(rows.checked_mul(2)?)?,
-        b.checked_mul(n)?.checked_mul(p)?,
-        b.checked_mul(h)?.checked_mul(3)?,
-        b.checked_mul(c)?.checked_mul(2)?,
-        dropped.checked_mul(d)?.checked_mul(2)?,
-        dropped.checked_add(h / 2)?,
-    ]
-    .iter()
-    .try_fold(0usize, |s, &v| s.checked_add(v))?;
-    let indices = n.checked_add(stages.checked_mul(dropped)?)?;
-    floats
-        .checked_mul(size_of::<f32>())?
-        .checked_add(indices.checked_mul(size_of::<usize>())?)?
-        .checked_add(rows.checked_mul(widest)?)
+/// `len` zeros, or [`Error::InvalidArgument`] if the allocator cannot provide them (instead of
+/// the abort of `vec![0; len]`).
+fn zeroed<T: Clone + Default>(op: &'static str, len: usize) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|e| {
+        Error::invalid(
+            op,
+            format!("cannot allocate a workspace buffer of {len} elements: {e}"),
+        )
+    })?;
+    v.resize(len, T::default());
+    Ok(v)
 }
 
 /// Attention maps a workspace holds: one per thread of lithe's pool when it is created.

@@ -99,7 +99,24 @@ pub fn broadcast_to(t: &Tensor, shape: &[usize]) -> Result<Tensor> {
             format!("{:?} does not broadcast to {shape:?}", t.shape()),
         ));
     }
-    binary("broadcast_to", t, &Tensor::zeros(shape), |x, _| x)
+    if t.shape() == shape {
+        return Ok(t.clone());
+    }
+    let n = super::shape::checked_numel("broadcast_to", shape)?;
+    let mut data = Vec::new();
+    data.try_reserve_exact(n)
+        .map_err(|e| Error::shape("broadcast_to", format!("cannot allocate {shape:?}: {e}")))?;
+    let strides = broadcast_strides(t.shape(), shape);
+    let src = t.data();
+    let last = shape.len().saturating_sub(1);
+    let (cols, step) = match shape.last() {
+        Some(&c) => (c, strides[last]),
+        None => (1, 0),
+    };
+    for_each_row(shape, [&strides], |[o]| {
+        data.extend((0..cols).map(|j| src[o + j * step]));
+    });
+    Tensor::from_vec(data, shape)
 }
 
 /// The adjoint of broadcasting: sums `t` over the dimensions along which a tensor of shape

@@ -35,7 +35,7 @@ pub use matmul::{linear, linear_packed, matmul, matmul_ex, matmul_t};
 pub use nn::{gelu, layernorm, log_softmax, softmax};
 pub use reduce::{mean, sum};
 pub use rng::Rng;
-pub use shape::{broadcast_shapes, numel, strides};
+pub use shape::{broadcast_shapes, checked_numel, numel, strides};
 pub(crate) use transform_attention::{
     TransformGrads, transform_attention_backward, transform_attention_with_stats,
 };
@@ -55,11 +55,7 @@ impl Tensor {
     /// A tensor from its elements in row-major order; [`Error::Shape`] if `data.len()` is not the
     /// product of `shape`. Any value is accepted, NaN included.
     pub fn from_vec(data: Vec<f32>, shape: &[usize]) -> Result<Self> {
-        let n = shape
-            .iter()
-            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-            .ok_or_else(|| Error::shape("Tensor::from_vec", format!("{shape:?} overflows")))?;
-        if n != data.len() {
+        if shape::checked_numel("Tensor::from_vec", shape)? != data.len() {
             return Err(Error::shape(
                 "Tensor::from_vec",
                 format!("{} elements do not fill shape {shape:?}", data.len()),
@@ -72,7 +68,8 @@ impl Tensor {
     }
 
     /// A tensor filled with `value`. Like `vec![value; n]`, panics only if the element count
-    /// does not fit in memory.
+    /// does not fit in memory (or overflows `usize`); [`checked_numel`] checks a shape from
+    /// untrusted input first.
     pub fn full(shape: &[usize], value: f32) -> Self {
         Tensor {
             shape: shape.to_vec(),
@@ -166,7 +163,7 @@ impl Tensor {
 
     /// The same elements under another shape with the same element count (shares the buffer).
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
-        if numel(shape) != self.numel() {
+        if shape::checked_numel("reshape", shape)? != self.numel() {
             return Err(Error::shape(
                 "reshape",
                 format!("cannot view {:?} as {shape:?}", self.shape),

@@ -8,6 +8,20 @@ pub fn numel(shape: &[usize]) -> usize {
     shape.iter().product()
 }
 
+/// [`numel`] with overflow checks: [`Error::Shape`] naming `op` when the product of `shape`
+/// overflows `usize` or its f32 elements would exceed `isize::MAX` bytes (the most one buffer
+/// can hold), so a bogus shape is an error instead of a wrapped count or an allocation abort.
+pub fn checked_numel(op: &'static str, shape: &[usize]) -> Result<usize> {
+    if shape.contains(&0) {
+        return Ok(0);
+    }
+    shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .filter(|&n| n <= isize::MAX as usize / std::mem::size_of::<f32>())
+        .ok_or_else(|| Error::shape(op, format!("{shape:?} has too many elements")))
+}
+
 /// Row-major (C order) strides, in elements.
 pub fn strides(shape: &[usize]) -> Vec<usize> {
     let mut s = vec![1usize; shape.len()];

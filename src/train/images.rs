@@ -28,6 +28,7 @@ pub struct ImageSet {
 impl ImageSet {
     /// From an IDX split (one channel), dividing pixels by `max_value` (255 for MNIST-style
     /// files, 16 for the 8x8 digits), keeping only the images at `rows` (all when `None`).
+    /// [`Error::Index`] for a row beyond the images (or labels) of the split.
     pub fn from_idx(split: &IdxSplit, max_value: f32, rows: Option<&[usize]>) -> Result<Self> {
         let im = &split.images;
         if im.rows != im.cols {
@@ -45,6 +46,21 @@ impl ImageSet {
             }
         };
         let per = im.rows * im.cols;
+        // IdxImages and IdxSplit have public fields: check what indexing below relies on.
+        let n = im.count.min(split.labels.len());
+        if im.pixels.len() < n * per {
+            return Err(Error::shape(
+                "ImageSet::from_idx",
+                format!("{} pixels for {n} images of {per}", im.pixels.len()),
+            ));
+        }
+        if let Some(&r) = rows.iter().find(|&&r| r >= n) {
+            return Err(Error::Index {
+                op: "ImageSet::from_idx",
+                index: r,
+                size: n,
+            });
+        }
         let pixels = rows
             .iter()
             .flat_map(|&r| im.pixels[r * per..(r + 1) * per].iter())
@@ -74,8 +90,31 @@ impl ImageSet {
     }
 
     /// The images at `rows` as a `[rows.len(), channels, side, side]` tensor, and their labels.
+    /// [`Error::Shape`] if `pixels` does not hold one image per label, [`Error::Index`] for a
+    /// row beyond the last image (the fields are public, so nothing else guarantees either).
     pub fn batch(&self, rows: &[usize]) -> Result<(Tensor, Vec<usize>)> {
+        const OP: &str = "ImageSet::batch";
         let per = self.channels * self.side * self.side;
+        if Some(self.pixels.len()) != self.labels.len().checked_mul(per) {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "{} pixels for {} images of {}x{}x{}",
+                    self.pixels.len(),
+                    self.labels.len(),
+                    self.channels,
+                    self.side,
+                    self.side
+                ),
+            ));
+        }
+        if let Some(&r) = rows.iter().find(|&&r| r >= self.labels.len()) {
+            return Err(Error::Index {
+                op: OP,
+                index: r,
+                size: self.labels.len(),
+            });
+        }
         let mut x = Vec::with_capacity(rows.len() * per);
         for &r in rows {
             x.extend_from_slice(&self.pixels[r * per..(r + 1) * per]);

@@ -19,6 +19,10 @@
 //!
 //! Progress is reported through a callback of [`Event`]s so a CLI can draw bars and a test can
 //! stay silent.
+//!
+//! Non-finite values: every loop stops with [`Error::NonFinite`](crate::Error::NonFinite) at the
+//! first step whose loss is NaN or infinite (a NaN in the data, a learning rate too high),
+//! before that step's update, so the parameters keep their last finite values.
 
 mod distill;
 mod distill_text;
@@ -278,10 +282,10 @@ fn fit_impl(
             let loss = loss_of(&g, rows)?;
             let value = g.value(loss)?.item()? as f64;
             if !value.is_finite() {
-                return Err(Error::invalid(
-                    "train",
-                    format!("loss became {value} at step {step}; lower --lr"),
-                ));
+                return Err(Error::NonFinite {
+                    op: "train",
+                    msg: format!("loss became {value} at step {step}; lower --lr"),
+                });
             }
             g.backward(loss)?;
             drop(g);

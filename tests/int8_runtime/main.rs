@@ -10,59 +10,10 @@ use lithe::nn::{
     AttentionMask, Bert, BertConfig, Linear, Module, Vit, VitConfig, l2_normalize, mean_pool,
 };
 use lithe::{Error, Graph, Rng, Tensor};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-// ---------------------------------------------------------------------------------------------
-// Allocation counting: every allocation made on a thread while its flag is set.
-
-struct CountingAlloc;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-}
-
-fn note_allocation() {
-    if COUNTING.with(Cell::get) {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: forwards every call to the system allocator unchanged.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_allocation();
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
-
-/// Allocations `f` makes on this thread (allocations of other threads are not counted, so
-/// tests running in parallel do not disturb each other).
-fn allocations_in(f: impl FnOnce()) -> usize {
-    // The counter is global, so count a difference only from this thread's own calls.
-    let before = ALLOCATIONS.load(Ordering::SeqCst);
-    COUNTING.with(|c| c.set(true));
-    f();
-    COUNTING.with(|c| c.set(false));
-    ALLOCATIONS.load(Ordering::SeqCst) - before
-}
+#[path = "../common/count_alloc.rs"]
+mod count_alloc;
+use count_alloc::allocations_in;
 
 // ---------------------------------------------------------------------------------------------
 // Tiny models with weights large enough that logits differ clearly between classes.

@@ -5,3 +5,6 @@
 mod abi;
 #[cfg(unix)]
 mod c_example;
+#[path = "../../../tests/common/count_alloc.rs"]
+mod count_alloc;
+mod no_alloc;

@@ -72,12 +72,14 @@ pub fn kernels() -> I8Kernels {
 pub fn amx_usable() -> bool {
     static USABLE: OnceLock<bool> = OnceLock::new();
     *USABLE.get_or_init(|| {
+        // std's detection first: a CPU without AVX512-VNNI has no AMX either, and CPUID itself
+        // is then never executed (Miri, for one, cannot run it).
+        if !(is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512vnni")) {
+            return false;
+        }
         let leaf7 = std::arch::x86_64::__cpuid_count(7, 0);
         let (tile, int8) = (leaf7.edx >> 24 & 1 == 1, leaf7.edx >> 25 & 1 == 1);
-        tile && int8
-            && is_x86_feature_detected!("avx512bw")
-            && is_x86_feature_detected!("avx512vnni")
-            && request_tile_state()
+        tile && int8 && request_tile_state()
     })
 }
 

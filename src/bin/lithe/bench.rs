@@ -88,12 +88,26 @@ pub fn parse_shape(s: &str) -> Result<(usize, usize, usize), String> {
         .collect::<Result<_, _>>()
         .map_err(|e| format!("bad shape {s:?}: {e}"))?;
     match dims[..] {
-        [m, k, n] if m > 0 && k > 0 && n > 0 => Ok((m, k, n)),
+        [m, k, n] if m > 0 && k > 0 && n > 0 => {
+            // Each operand is allocated in full: refuse what no machine holds instead of
+            // aborting on allocation.
+            let fits = |a: usize, b: usize| a.checked_mul(b).is_some_and(|e| e <= MAX_OPERAND);
+            if fits(m, k) && fits(k, n) && fits(m, n) {
+                Ok((m, k, n))
+            } else {
+                Err(format!(
+                    "bad shape {s:?}: an operand would exceed {MAX_OPERAND} elements"
+                ))
+            }
+        }
         _ => Err(format!(
             "bad shape {s:?}: expected MxKxN with positive sizes"
         )),
     }
 }
+
+/// Most elements of one GEMM operand `bench gemm` allocates: 2^30 (4 GiB of f32).
+const MAX_OPERAND: usize = 1 << 30;
 
 /// Deterministic pseudo-random values in [-1, 1).
 fn random_values(len: usize, seed: u64) -> Vec<f32> {

@@ -230,6 +230,9 @@ pub fn image_data(dir: Option<&Path>) -> CliResult<(ImageSet, ImageSet, String)>
 fn run_vit(a: VitArgs) -> CliResult<()> {
     lithe::kernels::threads::set_num_threads(a.common.threads);
     let (tr, te, name) = images_arg(a.data.as_deref())?;
+    if a.patch == 0 {
+        return Err("--patch must be at least 1".into());
+    }
     // The 8x8 digits cannot take 7x7 patches; use 4x4 there unless told otherwise.
     let patch = if tr.side % a.patch != 0 && tr.side == 8 {
         4

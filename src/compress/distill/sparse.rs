@@ -58,7 +58,8 @@ impl SparseLogits {
 
     /// Appends the rows of teacher `logits[rows, classes]` (row-major): each row's tempered
     /// softmax, of which the top k are kept (the lower class first on ties).
-    /// [`Error::Shape`] unless the length is a multiple of the class count.
+    /// [`Error::Shape`] unless the length is a multiple of the class count, [`Error::NonFinite`]
+    /// (nothing appended) for a NaN or infinite logit.
     pub fn push_logits(&mut self, logits: &[f32]) -> Result<()> {
         let c = self.classes;
         if !logits.len().is_multiple_of(c) {
@@ -66,6 +67,12 @@ impl SparseLogits {
                 "SparseLogits::push_logits",
                 format!("{} logits are not rows of {c} classes", logits.len()),
             ));
+        }
+        if let Some(x) = logits.iter().find(|x| !x.is_finite()) {
+            return Err(Error::NonFinite {
+                op: "SparseLogits::push_logits",
+                msg: format!("a teacher logit is {x}"),
+            });
         }
         let mut order: Vec<usize> = Vec::with_capacity(c);
         let mut probs = vec![0f32; c];

@@ -111,7 +111,8 @@ impl MagnitudePruner {
     /// Recomputes the masks so that a fraction `sparsity` of the weights (of each matrix, or
     /// of all together) is zero: the smallest magnitudes go, ties to the lower index. Then
     /// zeroes them ([`MagnitudePruner::apply`]). Weights already pruned have magnitude 0 and so
-    /// stay pruned as the sparsity rises.
+    /// stay pruned as the sparsity rises. [`Error::InvalidArgument`] for a sparsity outside
+    /// `[0, 1)`, [`Error::NonFinite`] (nothing changed) if a weight is NaN or infinite.
     pub fn prune_to(&mut self, sparsity: f32) -> Result<()> {
         if !(0.0..1.0).contains(&sparsity) {
             return Err(Error::invalid(
@@ -120,6 +121,15 @@ impl MagnitudePruner {
             ));
         }
         let values: Vec<Tensor> = self.targets.iter().map(|(_, p)| p.value()).collect();
+        // NaN has no magnitude to rank: refuse rather than keep it by accident of the sort.
+        for ((name, _), v) in self.targets.iter().zip(&values) {
+            if v.data().iter().any(|w| !w.is_finite()) {
+                return Err(Error::NonFinite {
+                    op: "MagnitudePruner::prune_to",
+                    msg: format!("`{name}` holds a non-finite weight"),
+                });
+            }
+        }
         let groups: Vec<Vec<usize>> = match self.scope {
             PruneScope::PerLayer => (0..values.len()).map(|i| vec![i]).collect(),
             PruneScope::Global => vec![(0..values.len()).collect()],

@@ -70,6 +70,7 @@ impl PrunePlan {
 
     /// Keeps, in each layer, the `heads` and `neurons` with the highest scores (`scores.heads[l]`
     /// and `scores.neurons[l]`), listed in their original order. Ties go to the lower index.
+    /// [`Error::NonFinite`] if a score is NaN or infinite (it has no rank).
     pub fn top(
         head_scores: &[Vec<f32>],
         neuron_scores: &[Vec<f32>],
@@ -82,6 +83,12 @@ impl PrunePlan {
                     "PrunePlan::top",
                     format!("cannot keep {k} of {}", scores.len()),
                 ));
+            }
+            if let Some(x) = scores.iter().find(|x| !x.is_finite()) {
+                return Err(Error::NonFinite {
+                    op: "PrunePlan::top",
+                    msg: format!("an importance score is {x}"),
+                });
             }
             let mut order: Vec<usize> = (0..scores.len()).collect();
             order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));

@@ -300,8 +300,11 @@ impl Int8Model {
     /// The plan's entries for the predictors' Linears are unused, and a predictor Linear's
     /// quantization-aware-training state is ignored: the predictors compute in plain f32.
     /// Errors: the config's ([`crate::compress::tokendrop::TokenDropConfig::validate`]), a
-    /// predictor count other than the stage count, and [`Int8Model::from_vit`]'s.
+    /// predictor count other than the stage count, a non-finite parameter, and
+    /// [`Int8Model::from_vit`]'s.
     pub fn from_dynamic_vit(model: &DynamicVit, plan: &QuantPlan) -> Result<Self> {
+        // The predictors too: they are copied to the int8 model in f32.
+        crate::int8::lower::check_finite_params("Int8Model::from_dynamic_vit", model)?;
         let td = &model.config.token_drop;
         td.validate(model.vit.blocks().len())?;
         if model.predictors.len() != td.stages.len() {
