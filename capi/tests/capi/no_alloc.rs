@@ -10,8 +10,12 @@ use lithe::nn::{Bert, BertConfig, Vit, VitConfig};
 use lithe_capi::*;
 use std::ffi::CString;
 
+fn scratch() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("lithe-capi-noalloc-{}", std::process::id()))
+}
+
 fn saved(model: Int8Model, name: &str) -> CString {
-    let dir = std::env::temp_dir().join(format!("lithe-capi-noalloc-{}", std::process::id()));
+    let dir = scratch();
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
     model.save(&path).unwrap();
@@ -110,4 +114,5 @@ fn classify_and_embed_tokens_allocate_nothing_when_warm() {
         lithe_model_free(vit);
         lithe_model_free(bert);
     }
+    std::fs::remove_dir_all(scratch()).unwrap();
 }
