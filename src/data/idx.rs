@@ -94,18 +94,34 @@ pub fn parse_labels(bytes: &[u8], what: &str) -> Result<Vec<u8>> {
 /// The gzip magic bytes (RFC 1952).
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
+/// The most bytes [`maybe_gunzip`] inflates: 1 GiB, twice the largest IDX data set in use
+/// (EMNIST ByClass's training images, 550 MB). A file that inflates beyond it (a gzip bomb, a
+/// corrupt stream) is an error, not an out-of-memory abort.
+pub const MAX_GUNZIP_BYTES: u64 = 1 << 30;
+
 /// `bytes`, inflated first if they are gzip-compressed (one or more gzip members).
+/// [`Error::Format`] for a broken stream or more than [`MAX_GUNZIP_BYTES`] inflated.
 pub fn maybe_gunzip(bytes: Vec<u8>, what: &str) -> Result<Vec<u8>> {
+    gunzip_at_most(bytes, what, MAX_GUNZIP_BYTES)
+}
+
+fn gunzip_at_most(bytes: Vec<u8>, what: &str, limit: u64) -> Result<Vec<u8>> {
     if !bytes.starts_with(&GZIP_MAGIC) {
         return Ok(bytes);
     }
+    let format = |msg: String| Error::Format {
+        what: what.into(),
+        msg,
+    };
     let mut out = Vec::new();
+    // One byte past the limit tells a stream that ends exactly at it from one that goes on.
     flate2::read::MultiGzDecoder::new(bytes.as_slice())
+        .take(limit + 1)
         .read_to_end(&mut out)
-        .map_err(|e| Error::Format {
-            what: what.into(),
-            msg: format!("gzip: {e}"),
-        })?;
+        .map_err(|e| format(format!("gzip: {e}")))?;
+    if out.len() as u64 > limit {
+        return Err(format(format!("gzip: inflates to more than {limit} bytes")));
+    }
     Ok(out)
 }
 
@@ -243,5 +259,29 @@ mod tests {
             parse_labels(&images(1, 1, 1, 1), "t"),
             Err(Error::Format { .. })
         ));
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    }
+
+    #[test]
+    fn inflating_past_the_limit_is_an_error() {
+        // 64 KiB of zeros compress to about 100 bytes: a small bomb against a small limit.
+        let bomb = gzip(&vec![0u8; 64 << 10]);
+        assert!(bomb.len() < 1024);
+        let err = gunzip_at_most(bomb.clone(), "bomb.gz", 32 << 10).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("inflates to more than 32768 bytes"),
+            "{err}"
+        );
+        // At the limit exactly, and below it, the data comes back whole.
+        let exact = gunzip_at_most(bomb.clone(), "bomb.gz", 64 << 10).unwrap();
+        assert_eq!(exact.len(), 64 << 10);
+        assert_eq!(maybe_gunzip(bomb, "bomb.gz").unwrap().len(), 64 << 10);
     }
 }
