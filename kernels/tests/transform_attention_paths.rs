@@ -8,7 +8,8 @@
 //! (`LITHE_ISA` picks another).
 //!
 //! Accuracy bound: Frobenius-relative, `||got - ref|| <= RTOL * ||ref|| + floor * sqrt(len)`
-//! with RTOL = 1e-5 and a per-element floor `ATOL * N * sqrt(B)`, ATOL = 2e-7. The floor is for
+//! with RTOL = 1e-5 and a per-element floor `ATOL * N * sqrt(B)`, ATOL = 2e-7 (for the mix and
+//! policy gradients at least `B N^2 * 2^-24`, the rounding of a running sum). The floor is for
 //! the mix and policy gradients: each of their entries sums B*N^2 map entries whose exact total
 //! can be far smaller than the terms (a softmax gradient sums to zero along every row, so e.g.
 //! `dpre[h,g] = sum dS'_h S_g` cancels, and `dpost_bias` sums dO.V products of both signs),
@@ -30,6 +31,8 @@ use proptest::test_runner::TestCaseError;
 
 const RTOL: f64 = 1e-5;
 const ATOL: f64 = 2e-7;
+/// f32's unit roundoff, 2^-24.
+const SUM_ULP: f64 = 1.0 / (1u64 << 24) as f64;
 
 fn config() -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES")
@@ -131,6 +134,9 @@ impl Problem {
     }
 }
 
+/// Gradients whose every entry sums `B * N^2` map entries that cancel (see the module docs).
+const CANCELLING: [&str; 5] = ["dpre", "dpre_bias", "dpost", "dpost_bias", "dkeep"];
+
 fn frobenius_check(
     what: &str,
     got: &[f32],
@@ -143,7 +149,14 @@ fn frobenius_check(
         norm += (y as f64).powi(2);
     }
     let (err, norm) = (err.sqrt(), norm.sqrt());
-    let floor = ATOL * shape.tokens as f64 * (shape.batch as f64).sqrt();
+    let (b, n) = (shape.batch as f64, shape.tokens as f64);
+    let mut floor = ATOL * n * b.sqrt();
+    if CANCELLING.contains(&what) {
+        // A running f32 sum of B N^2 terms of order 1 rounds at every partial sum, and the
+        // partial sums grow to sqrt(B N^2) terms: its error reaches the order of
+        // B N^2 * 2^-24 (measured: 1.9e-5 on a 3 x 32 x 32 dpost_bias, a tenth of this floor).
+        floor = floor.max(SUM_ULP * b * n * n);
+    }
     let bound = RTOL * norm + floor * (got.len() as f64).sqrt();
     prop_assert!(
         err <= bound,
