@@ -4,7 +4,7 @@
 //! [`Compare`] and [`assert_close`] with the worst element named, [`assert_equivalent`] for
 //! whole models), plus lithe's inference engines as [`Traced`] engines: [`F32Engine`] (the
 //! autograd models, the reference), [`Int8Engine`] and, with the `cuda` feature,
-//! [`CudaEngine`]. Each traces the same stages: `embeddings`, `layer.i`, and `logits` where it
+//! `CudaEngine`. Each traces the same stages: `embeddings`, `layer.i`, and `logits` where it
 //! computes them.
 //!
 //! ```
