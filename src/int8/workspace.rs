@@ -78,21 +78,15 @@ pub struct Workspace {
 }
 
 /// The most bytes one workspace may take: 64 GiB. A request beyond it (a bogus batch size, a
-/// sequence length read from a corrupt file) is an error before anything is allocated, rather
-/// than an out-of-memory abort. A request below it that the allocator cannot serve is an error
-/// too.
+/// sequence length read from a corrupt file) is an error before the buffer that would cross it
+/// is allocated, rather than an out-of-memory abort. A request below it that the allocator
+/// cannot serve is an error too.
 pub const MAX_WORKSPACE_BYTES: usize = 64 << 30;
-
-/// `a * b`, or `None` on overflow.
-fn mul(a: usize, b: usize) -> Option<usize> {
-    a.checked_mul(b)
-}
 
 impl Workspace {
     /// Every buffer for `widths` at `max_batch` x `max_seq`; [`Error::InvalidArgument`] when a
     /// size overflows, the total exceeds [`MAX_WORKSPACE_BYTES`] or the allocation fails.
     pub(crate) fn new(widths: Widths, max_batch: usize, max_seq: usize) -> Result<Workspace> {
-        const OP: &str = "Int8Model::workspace";
         let (b, t) = (max_batch, max_seq);
         let Widths {
             hidden: h,
@@ -105,94 +99,47 @@ impl Workspace {
             drop_width: d,
             drop_stages: stages,
         } = widths;
-        let too_big = || {
-            Error::invalid(
-                OP,
-                format!(
-                    "a workspace for batch {b} x {t} tokens exceeds {} GiB",
-                    MAX_WORKSPACE_BYTES >> 30
-                ),
-            )
-        };
-        let rows = mul(b, t).ok_or_else(too_big)?;
+        let mut budget = Budget { b, t, bytes: 0 };
+        let rows = budget.count(&[b, t])?;
         let slots = attention_slots();
-        let maps = mul(slots, mul(t, t).ok_or_else(too_big)?).ok_or_else(too_big)?;
-        let head_maps = mul(slots, mul(t, hd).ok_or_else(too_big)?).ok_or_else(too_big)?;
         // Token dropping scores the patch tokens of every sample at once.
         let dropped = if stages > 0 {
-            mul(b, n).ok_or_else(too_big)?
+            budget.count(&[b, n])?
         } else {
             0
         };
-        // Every f32/i8/usize buffer below, in bytes, summed with overflow checks first.
-        let f32s = [
-            mul(rows, h),
-            mul(rows, h),
-            mul(rows, mul(3, a).unwrap_or(usize::MAX)),
-            mul(rows, a),
-            mul(rows, i),
-            Some(maps),
-            Some(maps),
-            Some(head_maps),
-            Some(rows.max(dropped)),
-            Some(rows),
-            Some(rows),
-            mul(b, n).and_then(|x| mul(x, p)),
-            mul(b, h),
-            mul(b, h),
-            mul(b, c),
-            mul(b, c),
-            mul(b, h),
-            mul(dropped, d),
-            mul(dropped, d),
-            Some(h),
-            Some(dropped),
-        ];
-        let i8s = mul(rows, h.max(a).max(i).max(p));
-        let usizes = mul(stages, dropped).and_then(|k| k.checked_add(n));
-        let mut total_bytes = 0usize;
-        for (count, width) in f32s
-            .iter()
-            .map(|&x| (x, 4))
-            .chain([(i8s, 1), (usizes, std::mem::size_of::<usize>())])
-        {
-            total_bytes = count
-                .and_then(|x| mul(x, width))
-                .and_then(|x| total_bytes.checked_add(x))
-                .filter(|&x| x <= MAX_WORKSPACE_BYTES)
-                .ok_or_else(too_big)?;
-        }
-        let zeros = |len: usize| zeroed(OP, len);
+        let (global, order) = if stages > 0 { (h / 2, n) } else { (0, 0) };
+        let wide = h.max(a).max(i).max(p);
         Ok(Workspace {
             widths,
             max_batch,
             max_seq,
-            x: zeros(rows * h)?,
-            tmp: zeros(rows * h)?,
-            qkv: zeros(rows * 3 * a)?,
-            ctx: zeros(rows * a)?,
-            inner: zeros(rows * i)?,
+            x: budget.zeros(&[rows, h])?,
+            tmp: budget.zeros(&[rows, h])?,
+            qkv: budget.zeros(&[rows, 3, a])?,
+            ctx: budget.zeros(&[rows, a])?,
+            inner: budget.zeros(&[rows, i])?,
             // Sized for the thread count set now (`lithe_kernels::threads`); more threads later
             // run the heads on this many at a time.
-            scores: zeros(maps)?,
-            probs: zeros(maps)?,
-            head_ctx: zeros(head_maps)?,
-            q8: zeroed(OP, rows * h.max(a).max(i).max(p))?,
-            row_scales: zeros(rows.max(dropped))?,
-            mean: zeros(rows)?,
-            rstd: zeros(rows)?,
-            patches: zeros(b * n * p)?,
-            pooled_in: zeros(b * h)?,
-            pooled: zeros(b * h)?,
-            logits: zeros(b * c)?,
-            logits2: zeros(b * c)?,
-            embeddings: zeros(b * h)?,
-            drop_a: zeros(dropped * d)?,
-            drop_b: zeros(dropped * d)?,
-            drop_global: zeros(if stages > 0 { h / 2 } else { 0 })?,
-            keep_scores: zeros(dropped)?,
-            order: zeroed(OP, if stages > 0 { n } else { 0 })?,
-            kept: zeroed(OP, stages * dropped)?,
+            scores: budget.zeros(&[slots, t, t])?,
+            probs: budget.zeros(&[slots, t, t])?,
+            head_ctx: budget.zeros(&[slots, t, hd])?,
+            q8: budget.zeros(&[rows, wide])?,
+            row_scales: budget.zeros(&[rows.max(dropped)])?,
+            mean: budget.zeros(&[rows])?,
+            rstd: budget.zeros(&[rows])?,
+            patches: budget.zeros(&[b, n, p])?,
+            pooled_in: budget.zeros(&[b, h])?,
+            pooled: budget.zeros(&[b, h])?,
+            logits: budget.zeros(&[b, c])?,
+            logits2: budget.zeros(&[b, c])?,
+            embeddings: budget.zeros(&[b, h])?,
+            drop_a: budget.zeros(&[dropped, d])?,
+            drop_b: budget.zeros(&[dropped, d])?,
+            drop_global: budget.zeros(&[global])?,
+            keep_scores: budget.zeros(&[dropped])?,
+            order: budget.zeros(&[order])?,
+            kept: budget.zeros(&[stages, dropped])?,
             dropped_batch: 0,
         })
     }
@@ -218,18 +165,58 @@ impl std::fmt::Debug for Workspace {
     }
 }
 
-/// `len` zeros, or [`Error::InvalidArgument`] if the allocator cannot provide them (instead of
-/// the abort of `vec![0; len]`).
-fn zeroed<T: Clone + Default>(op: &'static str, len: usize) -> Result<Vec<T>> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(len).map_err(|e| {
+const OP: &str = "Int8Model::workspace";
+
+/// The bytes a workspace's buffers take so far, each buffer checked for overflow and against
+/// [`MAX_WORKSPACE_BYTES`] before it is allocated.
+struct Budget {
+    /// The request, for the error message.
+    b: usize,
+    t: usize,
+    bytes: usize,
+}
+
+impl Budget {
+    fn too_big(&self) -> Error {
         Error::invalid(
-            op,
-            format!("cannot allocate a workspace buffer of {len} elements: {e}"),
+            OP,
+            format!(
+                "a workspace for batch {} x {} tokens exceeds {} GiB",
+                self.b,
+                self.t,
+                MAX_WORKSPACE_BYTES >> 30
+            ),
         )
-    })?;
-    v.resize(len, T::default());
-    Ok(v)
+    }
+
+    /// The product of `factors`, or the error if it overflows.
+    fn count(&self, factors: &[usize]) -> Result<usize> {
+        factors
+            .iter()
+            .try_fold(1usize, |acc, &f| acc.checked_mul(f))
+            .ok_or_else(|| self.too_big())
+    }
+
+    /// A zeroed buffer of `factors`' product elements, added to the budget first; an error
+    /// (instead of the abort of `vec![0; len]`) if it would cross the limit or the allocator
+    /// cannot provide it.
+    fn zeros<T: Clone + Default>(&mut self, factors: &[usize]) -> Result<Vec<T>> {
+        let len = self.count(factors)?;
+        self.bytes = len
+            .checked_mul(std::mem::size_of::<T>())
+            .and_then(|bytes| self.bytes.checked_add(bytes))
+            .filter(|&total| total <= MAX_WORKSPACE_BYTES)
+            .ok_or_else(|| self.too_big())?;
+        let mut v = Vec::new();
+        v.try_reserve_exact(len).map_err(|e| {
+            Error::invalid(
+                OP,
+                format!("cannot allocate a workspace buffer of {len} elements: {e}"),
+            )
+        })?;
+        v.resize(len, T::default());
+        Ok(v)
+    }
 }
 
 /// Attention maps a workspace holds: one per thread of lithe's pool when it is created.
