@@ -93,15 +93,18 @@ fn check_case(ks: &I8Kernels, threads: usize, m: usize, n: usize, k: usize, seed
     check_exact(ks, threads, m, n, k, &a, lda, &b);
 }
 
-/// Sizes just below, at and above a tile edge, plus 1 and primes.
+/// Sizes just below, at and above a tile edge, plus 1, primes and half tiles (a last panel
+/// that only partly fills the tile takes a narrower kernel on some paths).
 fn edge_sizes(tile: usize) -> Vec<usize> {
     let mut v = vec![
         1,
         2,
         3,
+        (tile / 2).max(1),
         tile.saturating_sub(1).max(1),
         tile,
         tile + 1,
+        tile + tile / 2,
         2 * tile + 1,
         37,
     ];

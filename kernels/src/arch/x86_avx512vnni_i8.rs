@@ -38,7 +38,7 @@ pub fn kernels() -> I8Kernels {
         a_bytes: 1,
         b_bytes: 1,
         colsum_factor: -128,
-        b_block_bytes: 384 << 10,
+        b_block_bytes: 512 << 10,
         pack_a: pack::pack_a::<MR, KG, U8Biased>,
         pack_b: pack::pack_b::<NR, KG, S8>,
         ukernel: ukernel_8x48,
@@ -53,11 +53,20 @@ pub fn kernels() -> I8Kernels {
     }
 }
 
+/// The 8 x 48 tile; a last panel of at most 16 or 32 columns (N = 1024 ends in one of 16) runs
+/// only the zmm columns it needs instead of the full tile on zero padding.
+///
 /// # Safety
 /// AVX512-VNNI must be present; the contract in `gemm_i8::contract` holds.
 pub unsafe fn ukernel_8x48(p: &I8UkernelParams) {
     // SAFETY: this table is only built after `I8Isa::Avx512Vnni.check()`.
-    unsafe { tile(p) }
+    unsafe {
+        match p.n {
+            0..=16 => tile::<1>(p),
+            17..=32 => tile::<2>(p),
+            _ => tile::<3>(p),
+        }
+    }
 }
 
 /// Loads `16 * C` initial column sums.
@@ -83,35 +92,35 @@ unsafe fn store_row<const C: usize>(c: *mut i32, row: &[__m512i; C], n: usize) {
     }
 }
 
+/// The first `16 * C` columns of the tile (B keeps its 48-column group stride).
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn tile(p: &I8UkernelParams) {
-    // SAFETY: `col_init` holds NR values.
-    let init = unsafe { load_row::<3>(p.col_init) };
+unsafe fn tile<const C: usize>(p: &I8UkernelParams) {
+    // SAFETY: `col_init` holds NR >= 16 * C values.
+    let init = unsafe { load_row::<C>(p.col_init) };
     let mut acc = [init; MR];
     let (mut a, mut b) = (p.a, p.b);
     for _ in 0..p.groups {
-        // SAFETY: each depth group reads MR dwords of packed A and 3 zmm of packed B; the
-        // prefetch is only a hint (any address is allowed).
+        // SAFETY: each depth group reads MR dwords of packed A and C of the 3 zmm of packed B;
+        // the prefetch is only a hint (any address is allowed).
         unsafe {
             let ahead = b.wrapping_add(B_PREFETCH_GROUPS * B_GROUP) as *const i8;
-            _mm_prefetch::<_MM_HINT_T0>(ahead);
-            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64));
-            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(128));
-            let b0 = _mm512_loadu_si512(b.cast());
-            let b1 = _mm512_loadu_si512(b.add(64).cast());
-            let b2 = _mm512_loadu_si512(b.add(128).cast());
+            for q in 0..C {
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * q));
+            }
+            let bv: [__m512i; C] =
+                std::array::from_fn(|q| _mm512_loadu_si512(b.add(64 * q).cast()));
             for (i, row) in acc.iter_mut().enumerate() {
                 let ai = _mm512_set1_epi32(a.add(KG * i).cast::<i32>().read_unaligned());
-                row[0] = _mm512_dpbusd_epi32(row[0], ai, b0);
-                row[1] = _mm512_dpbusd_epi32(row[1], ai, b1);
-                row[2] = _mm512_dpbusd_epi32(row[2], ai, b2);
+                for (s, &bq) in row.iter_mut().zip(&bv) {
+                    *s = _mm512_dpbusd_epi32(*s, ai, bq);
+                }
             }
             a = a.add(MR * KG);
             b = b.add(B_GROUP);
         }
     }
     for (i, row) in acc.iter().enumerate().take(p.m) {
-        // SAFETY: row i < m of the C tile, n <= NR columns.
+        // SAFETY: row i < m of the C tile, n <= 16 * C columns.
         unsafe { store_row(p.c.add(i * p.ldc), row, p.n) };
     }
 }

@@ -174,7 +174,13 @@ fn serial(
             // SAFETY: the table comes from `I8Kernels::for_isa`, which checked the path is usable.
             unsafe { (state.acquire)() };
         }
-        let block = (ks.b_block_bytes / b_panel.max(1)).max(1);
+        // Blocks of at most `b_block_bytes`, as even as possible (22 panels in blocks of at
+        // most 8 run as 8 + 7 + 7, not 8 + 8 + 6).
+        let max_block = (ks.b_block_bytes / b_panel.max(1)).max(1);
+        let block = panels
+            .len()
+            .div_ceil(panels.len().div_ceil(max_block).max(1))
+            .max(1);
         // With one block of B, each A micro-panel is used once, right after it is packed: one
         // panel of buffer, rewritten in place, stays in L1 (a buffer for all of A would have to
         // be fetched back from L3 for every write).
