@@ -4,17 +4,20 @@
 //! pool. Its size is, in order of precedence: [`set_num_threads`], the `LITHE_THREADS` variable,
 //! or the number of CPUs.
 
+use rayon::prelude::*;
 use rayon::{ThreadPool, ThreadPoolBuilder};
 use std::sync::{Arc, Mutex};
 
 struct PoolState {
     threads: usize,
-    pool: Option<Arc<ThreadPool>>,
+    /// One pool per size asked for (the GEMM drivers may ask for fewer threads than
+    /// [`num_threads`]), so alternating sizes never respawns threads.
+    pools: Vec<Arc<ThreadPool>>,
 }
 
 static STATE: Mutex<PoolState> = Mutex::new(PoolState {
     threads: 0,
-    pool: None,
+    pools: Vec::new(),
 });
 
 fn default_threads() -> usize {
@@ -30,10 +33,7 @@ fn default_threads() -> usize {
 pub fn set_num_threads(n: usize) {
     let mut state = STATE.lock().unwrap_or_else(|e| e.into_inner());
     let n = if n == 0 { default_threads() } else { n };
-    if state.threads != n {
-        state.threads = n;
-        state.pool = None;
-    }
+    state.threads = n;
 }
 
 /// How many threads parallel kernels currently use.
@@ -45,12 +45,11 @@ pub fn num_threads() -> usize {
     state.threads
 }
 
-/// A pool of exactly `n` threads (`n >= 2`), reused while the requested size stays the same.
+/// A pool of exactly `n` threads (`n >= 1`), spawned on first use and kept.
 pub(crate) fn pool(n: usize) -> Arc<ThreadPool> {
+    let n = n.max(1);
     let mut state = STATE.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(pool) = &state.pool
-        && pool.current_num_threads() == n
-    {
+    if let Some(pool) = state.pools.iter().find(|p| p.current_num_threads() == n) {
         return pool.clone();
     }
     let pool = Arc::new(
@@ -60,18 +59,33 @@ pub(crate) fn pool(n: usize) -> Arc<ThreadPool> {
             .build()
             .expect("failed to spawn lithe's thread pool"),
     );
-    state.pool = Some(pool.clone());
+    state.pools.push(pool.clone());
     pool
 }
 
-/// Runs `f` on lithe's pool (sized [`num_threads`]), so rayon's parallel iterators inside it use
-/// that many threads; with one thread `f` simply runs on the caller. Work split this way must call
-/// the kernels single-threaded (e.g. `GemmOptions { threads: Some(1), .. }`).
+/// Runs `f` on lithe's pool of [`num_threads`] threads, so rayon's parallel iterators inside it
+/// use that many threads, one thread included (on the caller's thread, a parallel iterator
+/// would use rayon's global pool, one thread per CPU). A caller already on that pool runs `f`
+/// in place. Work split this way must call the kernels single-threaded (e.g.
+/// `GemmOptions { threads: Some(1), .. }`).
 pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    match num_threads() {
-        0 | 1 => f(),
-        n => pool(n).install(f),
+    pool(num_threads()).install(f)
+}
+
+/// Maps `f` over `items` on lithe's pool of [`num_threads`] threads, each thread with its own
+/// state from `init` (a scratch buffer, say); the results come back in item order. With one
+/// thread, or one item, it runs in order on the caller: handing work to a pool thread and
+/// waiting for it costs 10 to 50 microseconds on a virtual machine, more than a small op.
+pub fn map_init<T: Send, S, R: Send>(
+    items: Vec<T>,
+    init: impl Fn() -> S + Sync + Send,
+    f: impl Fn(&mut S, T) -> R + Sync + Send,
+) -> Vec<R> {
+    if num_threads() <= 1 || items.len() <= 1 {
+        let mut state = init();
+        return items.into_iter().map(|item| f(&mut state, item)).collect();
     }
+    install(|| items.into_par_iter().map_init(init, f).collect())
 }
 
 #[cfg(test)]
@@ -99,7 +113,45 @@ mod tests {
         set_num_threads(2);
         assert_eq!(install(rayon::current_num_threads), 2);
         set_num_threads(1);
-        assert_eq!(install(|| 7), 7);
+        assert_eq!(install(rayon::current_num_threads), 1);
+        // A parallel iterator inside runs on that one thread only.
+        let ids: std::collections::HashSet<_> = install(|| {
+            use rayon::prelude::*;
+            (0..64)
+                .into_par_iter()
+                .map(|_| {
+                    std::thread::sleep(std::time::Duration::from_micros(200));
+                    std::thread::current().id()
+                })
+                .collect()
+        });
+        assert_eq!(ids.len(), 1);
+        set_num_threads(0);
+    }
+
+    #[test]
+    fn map_init_keeps_item_order_on_any_thread_count() {
+        let _guard = SETTING.lock().unwrap_or_else(|e| e.into_inner());
+        for threads in [1, 2, 3] {
+            set_num_threads(threads);
+            let caller = std::thread::current().id();
+            let got = map_init(
+                (0..100).collect(),
+                || 0usize,
+                |calls, i: usize| {
+                    *calls += 1;
+                    (i * i, std::thread::current().id() == caller)
+                },
+            );
+            let squares: Vec<usize> = got.iter().map(|&(sq, _)| sq).collect();
+            assert_eq!(squares, (0..100).map(|i| i * i).collect::<Vec<_>>());
+            // One thread: every item on the caller, no pool.
+            if threads == 1 {
+                assert!(got.iter().all(|&(_, on_caller)| on_caller));
+            } else {
+                assert!(got.iter().all(|&(_, on_caller)| !on_caller));
+            }
+        }
         set_num_threads(0);
     }
 }

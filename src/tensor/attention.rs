@@ -10,7 +10,6 @@ use super::Tensor;
 use crate::error::{Error, Result};
 use lithe_kernels::softmax::{softmax_backward, softmax_forward};
 use lithe_kernels::{GemmOptions, MatMut, MatRef, sgemm_with, threads};
-use rayon::prelude::*;
 
 /// Sizes of one attention call, checked once.
 #[derive(Clone, Copy, Debug)]
@@ -157,12 +156,18 @@ pub fn attention(
         Ok(())
     };
     if dims.batch > 0 && len > 0 && t > 0 {
-        threads::install(|| {
-            out.par_chunks_mut(len)
-                .zip(probs.par_chunks_mut(heads * t * t))
-                .enumerate()
-                .try_for_each(|(b, (out_b, probs_b))| sample(b, out_b, probs_b))
-        })?;
+        let items: Vec<_> = out
+            .chunks_mut(len)
+            .zip(probs.chunks_mut(heads * t * t))
+            .enumerate()
+            .collect();
+        threads::map_init(
+            items,
+            || (),
+            |_, (b, (out_b, probs_b))| sample(b, out_b, probs_b),
+        )
+        .into_iter()
+        .collect::<Result<()>>()?;
     }
     Ok((
         Tensor::from_vec(out, q.shape())?,
@@ -254,9 +259,12 @@ pub(crate) fn attention_backward(
         .zip(per_sample(dv, batch, len))
         .enumerate()
         .collect();
-    threads::install(|| {
-        work.into_par_iter()
-            .try_for_each(|(b, ((dq_b, dk_b), dv_b))| sample(b, dq_b, dk_b, dv_b))
-    })?;
+    threads::map_init(
+        work,
+        || (),
+        |_, (b, ((dq_b, dk_b), dv_b))| sample(b, dq_b, dk_b, dv_b),
+    )
+    .into_iter()
+    .collect::<Result<()>>()?;
     Ok(())
 }

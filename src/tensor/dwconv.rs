@@ -11,7 +11,6 @@ use super::Tensor;
 use crate::error::{Error, Result};
 use lithe_kernels::dwconv::{DwConvShape, dwconv_backward as kernel_backward, dwconv_forward};
 use lithe_kernels::threads;
-use rayon::prelude::*;
 
 /// Checks `x [B, gh * gw, C]`, `weight [k, k, C]` (k odd) and `bias [C]` when given; returns
 /// the geometry of ONE sample (batch 1) and the batch size.
@@ -71,11 +70,14 @@ pub fn dwconv(x: &Tensor, weight: &Tensor, bias: &Tensor, grid: (usize, usize)) 
     let mut out = vec![0f32; x.numel()]; // [B, N, C]
     if len > 0 {
         let (w, b) = (weight.data(), bias.data());
-        threads::install(|| {
-            out.par_chunks_mut(len)
-                .zip(x.data().par_chunks(len))
-                .try_for_each(|(out_b, x_b)| dwconv_forward(out_b, x_b, w, b, sample))
-        })?;
+        let items: Vec<_> = out.chunks_mut(len).zip(x.data().chunks(len)).collect();
+        threads::map_init(
+            items,
+            || (),
+            |_, (out_b, x_b)| dwconv_forward(out_b, x_b, w, b, sample),
+        )
+        .into_iter()
+        .collect::<std::result::Result<(), _>>()?;
     }
     Tensor::from_vec(out, x.shape())
 }
@@ -118,29 +120,30 @@ pub(crate) fn dwconv_backward(
     };
     let (w, xd, gd) = (weight.data(), x.data(), dout.data());
     // Per sample: (dweight [k, k, C], dbias [C]) of that sample alone (empty when not wanted).
-    let partials: Vec<(Vec<f32>, Vec<f32>)> = threads::install(|| {
-        dx_chunks
-            .into_par_iter()
-            .enumerate()
-            .map(|(b, dx_b)| {
-                let (x_b, dout_b) = (&xd[b * len..(b + 1) * len], &gd[b * len..(b + 1) * len]);
-                let mut scratch = Vec::new();
-                let dx_b = match dx_b {
-                    Some(d) => d,
-                    None => {
-                        scratch.resize(len, 0.0);
-                        &mut scratch[..]
-                    }
-                };
-                let (mut dw, mut db) = (vec![0f32; wlen], vec![0f32; channels]);
-                kernel_backward(dx_b, &mut dw, &mut db, dout_b, x_b, w, sample)?;
-                if !want_params {
-                    return Ok((Vec::new(), Vec::new()));
+    let items: Vec<_> = dx_chunks.into_iter().enumerate().collect();
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = threads::map_init(
+        items,
+        || (),
+        |_, (b, dx_b)| {
+            let (x_b, dout_b) = (&xd[b * len..(b + 1) * len], &gd[b * len..(b + 1) * len]);
+            let mut scratch = Vec::new();
+            let dx_b = match dx_b {
+                Some(d) => d,
+                None => {
+                    scratch.resize(len, 0.0);
+                    &mut scratch[..]
                 }
-                Ok((dw, db))
-            })
-            .collect::<Result<Vec<_>>>()
-    })?;
+            };
+            let (mut dw, mut db) = (vec![0f32; wlen], vec![0f32; channels]);
+            kernel_backward(dx_b, &mut dw, &mut db, dout_b, x_b, w, sample)?;
+            if !want_params {
+                return Ok((Vec::new(), Vec::new()));
+            }
+            Ok((dw, db))
+        },
+    )
+    .into_iter()
+    .collect::<Result<Vec<_>>>()?;
     if let Some(dw) = dweight {
         let dw = dw.data_mut();
         for (part, _) in &partials {

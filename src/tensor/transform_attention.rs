@@ -11,7 +11,6 @@ use lithe_kernels::threads;
 use lithe_kernels::transform_attention::{
     self as kernel, HeadMix, TransformAttentionGrads, TransformAttentionShape,
 };
-use rayon::prelude::*;
 
 const OP: &str = "transform_attention";
 
@@ -144,30 +143,33 @@ pub(crate) fn transform_attention_with_stats(
         let slices = mix.slices();
         let (qd, kd, vd) = (q.data(), k.data(), v.data());
         let keep = keep.map(Tensor::data);
-        threads::install(|| {
-            out.par_chunks_mut(len)
-                .zip(stats.par_chunks_mut(stats_len.max(1)))
-                .enumerate()
-                .try_for_each_init(
-                    || vec![0f32; sample.forward_scratch_len()],
-                    |scratch, (b, (out_b, stats_b))| -> Result<()> {
-                        let at = b * len..(b + 1) * len;
-                        kernel::transform_attention_forward_with_stats(
-                            out_b,
-                            stats_b,
-                            &qd[at.clone()],
-                            &kd[at.clone()],
-                            &vd[at],
-                            &slices,
-                            keep.map(|d| &d[b * n..(b + 1) * n]),
-                            &sample,
-                            scale,
-                            scratch,
-                        )?;
-                        Ok(())
-                    },
-                )
-        })?;
+        let items: Vec<_> = out
+            .chunks_mut(len)
+            .zip(stats.chunks_mut(stats_len.max(1)))
+            .enumerate()
+            .collect();
+        threads::map_init(
+            items,
+            || vec![0f32; sample.forward_scratch_len()],
+            |scratch, (b, (out_b, stats_b))| -> Result<()> {
+                let at = b * len..(b + 1) * len;
+                kernel::transform_attention_forward_with_stats(
+                    out_b,
+                    stats_b,
+                    &qd[at.clone()],
+                    &kd[at.clone()],
+                    &vd[at],
+                    &slices,
+                    keep.map(|d| &d[b * n..(b + 1) * n]),
+                    &sample,
+                    scale,
+                    scratch,
+                )?;
+                Ok(())
+            },
+        )
+        .into_iter()
+        .collect::<Result<()>>()?;
     }
     Ok((Tensor::from_vec(out, q.shape())?, stats))
 }
@@ -263,52 +265,51 @@ pub(crate) fn transform_attention_backward(
         .zip(per_sample(dkeep, batch, n))
         .enumerate()
         .collect();
-    let partials: Vec<Vec<f32>> = threads::install(|| {
-        work.into_par_iter()
-            .map_init(
-                || vec![0f32; sample.backward_scratch_len()],
-                |scratch, (b, (((dq_b, dk_b), dv_b), dkeep_b))| -> Result<Vec<f32>> {
-                    let mut mix_grads = vec![0f32; 2 * h * h + 2 * h];
-                    let (dpre_b, rest) = mix_grads.split_at_mut(h * h);
-                    let (dpre_bias_b, rest) = rest.split_at_mut(h);
-                    let (dpost_b, dpost_bias_b) = rest.split_at_mut(h * h);
-                    let at = b * len..(b + 1) * len;
-                    let grads = TransformAttentionGrads {
-                        dq: dq_b,
-                        dk: dk_b,
-                        dv: dv_b,
-                        dpre: wants[0].then_some(dpre_b),
-                        dpre_bias: wants[1].then_some(dpre_bias_b),
-                        dpost: wants[2].then_some(dpost_b),
-                        dpost_bias: wants[3].then_some(dpost_bias_b),
-                        dkeep: dkeep_b,
-                    };
-                    let (dout_b, q_b, k_b, v_b) =
-                        (&go[at.clone()], &qd[at.clone()], &kd[at.clone()], &vd[at]);
-                    let keep_b = keep.map(|d| &d[b * n..(b + 1) * n]);
-                    match stats {
-                        Some(stats) => kernel::transform_attention_backward_with_stats(
-                            grads,
-                            dout_b,
-                            &stats[b * 2 * h * n..(b + 1) * 2 * h * n],
-                            q_b,
-                            k_b,
-                            v_b,
-                            &slices,
-                            keep_b,
-                            &sample,
-                            scale,
-                            scratch,
-                        ),
-                        None => kernel::transform_attention_backward(
-                            grads, dout_b, q_b, k_b, v_b, &slices, keep_b, &sample, scale, scratch,
-                        ),
-                    }?;
-                    Ok(mix_grads)
-                },
-            )
-            .collect::<Result<Vec<_>>>()
-    })?;
+    let partials: Vec<Vec<f32>> = threads::map_init(
+        work,
+        || vec![0f32; sample.backward_scratch_len()],
+        |scratch, (b, (((dq_b, dk_b), dv_b), dkeep_b))| -> Result<Vec<f32>> {
+            let mut mix_grads = vec![0f32; 2 * h * h + 2 * h];
+            let (dpre_b, rest) = mix_grads.split_at_mut(h * h);
+            let (dpre_bias_b, rest) = rest.split_at_mut(h);
+            let (dpost_b, dpost_bias_b) = rest.split_at_mut(h * h);
+            let at = b * len..(b + 1) * len;
+            let grads = TransformAttentionGrads {
+                dq: dq_b,
+                dk: dk_b,
+                dv: dv_b,
+                dpre: wants[0].then_some(dpre_b),
+                dpre_bias: wants[1].then_some(dpre_bias_b),
+                dpost: wants[2].then_some(dpost_b),
+                dpost_bias: wants[3].then_some(dpost_bias_b),
+                dkeep: dkeep_b,
+            };
+            let (dout_b, q_b, k_b, v_b) =
+                (&go[at.clone()], &qd[at.clone()], &kd[at.clone()], &vd[at]);
+            let keep_b = keep.map(|d| &d[b * n..(b + 1) * n]);
+            match stats {
+                Some(stats) => kernel::transform_attention_backward_with_stats(
+                    grads,
+                    dout_b,
+                    &stats[b * 2 * h * n..(b + 1) * 2 * h * n],
+                    q_b,
+                    k_b,
+                    v_b,
+                    &slices,
+                    keep_b,
+                    &sample,
+                    scale,
+                    scratch,
+                ),
+                None => kernel::transform_attention_backward(
+                    grads, dout_b, q_b, k_b, v_b, &slices, keep_b, &sample, scale, scratch,
+                ),
+            }?;
+            Ok(mix_grads)
+        },
+    )
+    .into_iter()
+    .collect::<Result<Vec<_>>>()?;
     let offsets = [0, h * h, h * h + h, 2 * h * h + h, 2 * h * h + 2 * h];
     for (i, grad) in [dpre, dpre_bias, dpost, dpost_bias].into_iter().enumerate() {
         let Some(grad) = grad else { continue };
