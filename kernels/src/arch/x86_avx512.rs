@@ -39,14 +39,41 @@ pub fn sgemm_kernels() -> KernelSet {
 /// AVX-512F must be present; the contract in `gemm::contract` holds.
 pub unsafe fn sgemm_ukernel_12x32(p: &UkernelParams) {
     // SAFETY: the kernel set is only built after `Isa::Avx512.check()`.
-    unsafe { sgemm_ukernel::<MR>(p) }
+    unsafe { sgemm_ukernel_cols::<MR>(p) }
+}
+
+/// The tile on one zmm column when the panel has at most 16 columns: the last panel of an
+/// `N = 65` score matrix holds one column, and the full tile would spend 32 FMAs per row on it.
+#[inline(always)]
+unsafe fn sgemm_ukernel_cols<const M: usize>(p: &UkernelParams) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        if p.n <= 16 {
+            sgemm_ukernel::<M, 1>(p)
+        } else {
+            sgemm_ukernel::<M, 2>(p)
+        }
+    }
+}
+
+/// [`sgemm_ukernel_cols`] for the direct-A kernel.
+#[inline(always)]
+unsafe fn sgemm_ukernel_direct_a_cols<const M: usize>(p: &UkernelParams) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        if p.n <= 16 {
+            sgemm_ukernel_direct_a::<M, 1>(p)
+        } else {
+            sgemm_ukernel_direct_a::<M, 2>(p)
+        }
+    }
 }
 
 /// # Safety
 /// AVX-512F must be present; the direct-A contract in `gemm::contract` holds.
 pub unsafe fn sgemm_ukernel_direct_a_12x32(p: &UkernelParams) {
     // SAFETY: the kernel set is only built after `Isa::Avx512.check()`.
-    unsafe { sgemm_ukernel_direct_a::<MR>(p) }
+    unsafe { sgemm_ukernel_direct_a_cols::<MR>(p) }
 }
 
 /// Start fetching the C tile now so its misses overlap the k loop instead of stalling the
@@ -63,23 +90,25 @@ fn prefetch_c(p: &UkernelParams) {
     }
 }
 
+/// The `M x 16C` tile (`C` = 1 or 2 zmm columns; packed B keeps its 32-column stride).
 #[target_feature(enable = "avx512f")]
-unsafe fn sgemm_ukernel<const M: usize>(p: &UkernelParams) {
+unsafe fn sgemm_ukernel<const M: usize, const C: usize>(p: &UkernelParams) {
     prefetch_c(p);
-    let mut acc = [[_mm512_setzero_ps(); 2]; M];
+    let mut acc = [[_mm512_setzero_ps(); C]; M];
     let (mut a, mut b) = (p.a, p.b);
     for _ in 0..p.k {
         // SAFETY: each depth step reads M packed A values and 32 packed B values.
         unsafe {
             // B streams from L2: pull it into L1 a few depth steps ahead.
-            _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(B_PREFETCH * NR) as *const i8);
-            _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(B_PREFETCH * NR + 16) as *const i8);
-            let b0 = _mm512_load_ps(b);
-            let b1 = _mm512_load_ps(b.add(16));
+            for q in 0..C {
+                _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(B_PREFETCH * NR + 16 * q) as *const i8);
+            }
+            let bv: [__m512; C] = std::array::from_fn(|q| _mm512_load_ps(b.add(16 * q)));
             for (i, row) in acc.iter_mut().enumerate() {
                 let ai = _mm512_set1_ps(*a.add(i));
-                row[0] = _mm512_fmadd_ps(ai, b0, row[0]);
-                row[1] = _mm512_fmadd_ps(ai, b1, row[1]);
+                for (r, &bq) in row.iter_mut().zip(&bv) {
+                    *r = _mm512_fmadd_ps(ai, bq, *r);
+                }
             }
             a = a.add(M);
             b = b.add(NR);
@@ -93,22 +122,22 @@ unsafe fn sgemm_ukernel<const M: usize>(p: &UkernelParams) {
 /// past `m` re-read row `m - 1` (in bounds, results never stored), so the k loop has one shape
 /// for every tile height.
 #[target_feature(enable = "avx512f")]
-unsafe fn sgemm_ukernel_direct_a<const M: usize>(p: &UkernelParams) {
+unsafe fn sgemm_ukernel_direct_a<const M: usize, const C: usize>(p: &UkernelParams) {
     prefetch_c(p);
     let last = p.m.min(M) - 1;
     let rows: [*const f32; M] =
         std::array::from_fn(|i| p.a.wrapping_offset(i.min(last) as isize * p.rsa));
-    let mut acc = [[_mm512_setzero_ps(); 2]; M];
+    let mut acc = [[_mm512_setzero_ps(); C]; M];
     let mut b = p.b;
     for q in 0..p.k {
-        // SAFETY: each depth step reads 32 packed B values and A(i, q) of rows that exist.
+        // SAFETY: each depth step reads 16 * C packed B values and A(i, q) of rows that exist.
         unsafe {
-            let b0 = _mm512_load_ps(b);
-            let b1 = _mm512_load_ps(b.add(16));
+            let bv: [__m512; C] = std::array::from_fn(|c| _mm512_load_ps(b.add(16 * c)));
             for (row, &ap) in acc.iter_mut().zip(&rows) {
                 let ai = _mm512_set1_ps(*ap.offset(q as isize * p.csa));
-                row[0] = _mm512_fmadd_ps(ai, b0, row[0]);
-                row[1] = _mm512_fmadd_ps(ai, b1, row[1]);
+                for (r, &bq) in row.iter_mut().zip(&bv) {
+                    *r = _mm512_fmadd_ps(ai, bq, *r);
+                }
             }
             b = b.add(NR);
         }
@@ -124,52 +153,46 @@ unsafe fn sgemm_ukernel_direct_a<const M: usize>(p: &UkernelParams) {
 // Inlined into its `#[target_feature]` callers (it has no features of its own), so `acc` stays
 // in registers.
 #[inline(always)]
-unsafe fn store_acc<const M: usize>(p: &UkernelParams, acc: &[[__m512; 2]; M]) {
+unsafe fn store_acc<const M: usize, const C: usize>(p: &UkernelParams, acc: &[[__m512; C]; M]) {
     if p.csc == 1 {
         // SAFETY: only inlined into AVX-512F functions.
         let (alpha, beta) = unsafe { (_mm512_set1_ps(p.alpha), _mm512_set1_ps(p.beta)) };
         let lanes = |n: usize| -> __mmask16 { if n >= 16 { 0xFFFF } else { (1u16 << n) - 1 } };
-        let (m0, m1) = (lanes(p.n), lanes(p.n.saturating_sub(16)));
+        let masks: [__mmask16; C] = std::array::from_fn(|q| lanes(p.n.saturating_sub(16 * q)));
         let has_bias = !p.bias.is_null();
         // SAFETY: a non-null bias holds `n` values; the masks read exactly those.
-        let (bias0, bias1) = unsafe {
+        let bias: [__m512; C] = std::array::from_fn(|q| unsafe {
             if has_bias {
-                (
-                    _mm512_maskz_loadu_ps(m0, p.bias),
-                    _mm512_maskz_loadu_ps(m1, p.bias.wrapping_add(16)),
-                )
+                _mm512_maskz_loadu_ps(masks[q], p.bias.wrapping_add(16 * q))
             } else {
-                (_mm512_setzero_ps(), _mm512_setzero_ps())
+                _mm512_setzero_ps()
             }
-        };
+        });
         for (i, row) in acc.iter().enumerate().take(p.m) {
             // SAFETY: row i < m of C holds n contiguous elements; the masks cover exactly them
             // (masked-off lanes are neither read nor written).
             unsafe {
                 let c = p.c.offset(i as isize * p.rsc);
-                // Wrapping: with n <= 16 this may point past the view (it is never accessed).
-                let c1 = c.wrapping_add(16);
-                let mut r0 = _mm512_mul_ps(alpha, row[0]);
-                let mut r1 = _mm512_mul_ps(alpha, row[1]);
-                if p.beta != 0.0 {
-                    r0 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(m0, c), r0);
-                    r1 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(m1, c1), r1);
+                for q in 0..C {
+                    // Wrapping: with n <= 16 q this may point past the view (never accessed).
+                    let cq = c.wrapping_add(16 * q);
+                    let mut r = _mm512_mul_ps(alpha, row[q]);
+                    if p.beta != 0.0 {
+                        r = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(masks[q], cq), r);
+                    }
+                    if has_bias {
+                        r = _mm512_add_ps(r, bias[q]);
+                    }
+                    _mm512_mask_storeu_ps(cq, masks[q], r);
                 }
-                if has_bias {
-                    r0 = _mm512_add_ps(r0, bias0);
-                    r1 = _mm512_add_ps(r1, bias1);
-                }
-                _mm512_mask_storeu_ps(c, m0, r0);
-                _mm512_mask_storeu_ps(c1, m1, r1);
             }
         }
     } else {
         let mut tile = [[0.0f32; NR]; M];
         for (row, out) in acc.iter().zip(tile.iter_mut()) {
-            // SAFETY: `out` is 32 floats.
-            unsafe {
-                _mm512_storeu_ps(out.as_mut_ptr(), row[0]);
-                _mm512_storeu_ps(out.as_mut_ptr().add(16), row[1]);
+            for (q, &v) in row.iter().enumerate() {
+                // SAFETY: `out` is 32 floats, q < C <= 2.
+                unsafe { _mm512_storeu_ps(out.as_mut_ptr().add(16 * q), v) };
             }
         }
         // SAFETY: forwarded contract.
@@ -182,11 +205,11 @@ unsafe fn store_acc<const M: usize>(p: &UkernelParams, acc: &[[__m512; 2]; M]) {
 pub fn sgemm_kernels_with_mr<const M: usize>() -> KernelSet {
     unsafe fn uk<const M: usize>(p: &UkernelParams) {
         // SAFETY: only reachable through a kernel set built after detection.
-        unsafe { sgemm_ukernel::<M>(p) }
+        unsafe { sgemm_ukernel_cols::<M>(p) }
     }
     unsafe fn uk_direct<const M: usize>(p: &UkernelParams) {
         // SAFETY: only reachable through a kernel set built after detection.
-        unsafe { sgemm_ukernel_direct_a::<M>(p) }
+        unsafe { sgemm_ukernel_direct_a_cols::<M>(p) }
     }
     KernelSet {
         mr: M,
