@@ -384,6 +384,51 @@ fn opts(isa: Isa) -> GemmOptions {
     }
 }
 
+/// `repack` into a buffer that held another B (larger, smaller, with and without a partial
+/// panel, transposed) gives the same products, bit for bit, as a fresh `pack`: no stale panel or
+/// padding from the earlier B leaks into the new one.
+#[test]
+fn repack_reuses_storage_and_matches_a_fresh_pack() {
+    for isa in Isa::available() {
+        let o = opts(isa);
+        let mut reused =
+            PackedB::pack(MatRef::row_major(&fill(70 * 90, 1), 70, 90).unwrap(), &o).unwrap();
+        // (k, n, transposed): smaller, partial last panel, transposed, larger again.
+        for (step, &(k, n, t)) in [
+            (33, 17, false),
+            (64, 65, true),
+            (5, 1, false),
+            (300, 97, true),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let data = fill(k * n, 10 + step as u64);
+            let b = if t {
+                MatRef::row_major(&data, n, k).unwrap().t()
+            } else {
+                MatRef::row_major(&data, k, n).unwrap()
+            };
+            reused.repack(b, &o).unwrap();
+            assert_eq!((reused.rows(), reused.cols(), reused.isa()), (k, n, isa));
+            let fresh = PackedB::pack(b, &o).unwrap();
+            let m = 13;
+            let a_data = fill(m * k, 20 + step as u64);
+            let a = MatRef::row_major(&a_data, m, k).unwrap();
+            let run = |packed: &PackedB| {
+                let mut c = vec![0f32; m * n];
+                let cv = MatMut::row_major(&mut c, m, n).unwrap();
+                sgemm_fused(&o, 1.0, a, BSource::Packed(packed), 0.0, None, cv).unwrap();
+                c
+            };
+            assert!(
+                same_bits(&run(&reused), &run(&fresh)),
+                "{isa}: repacked {k}x{n} (transposed {t}) differs from a fresh pack"
+            );
+        }
+    }
+}
+
 /// BLAS edges: m or n = 0 touches nothing; k = 0 gives `beta * C + bias`, and with beta = 0 the
 /// NaN in C does not survive.
 #[test]

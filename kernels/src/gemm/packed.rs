@@ -52,26 +52,41 @@ impl PackedB {
 
     /// Packs `b` for an explicit kernel set (tests and tuning use sets with other blockings).
     pub fn pack_for(ks: &KernelSet, b: MatRef<'_>) -> Result<PackedB, KernelError> {
+        let mut packed = PackedB {
+            data: Vec::new(),
+            k: 0,
+            n: 0,
+            isa: ks.isa,
+            nr: ks.nr,
+            kc: ks.kc,
+        };
+        packed.fill(ks, b)?;
+        Ok(packed)
+    }
+
+    /// Packs `b` (k x n, any strides) into this B's storage for the kernels that `opts` resolves
+    /// to, replacing what it held. The allocation is reused (it only grows), so a caller that
+    /// packs a new B of a similar size on every call (attention's keys, say) allocates nothing
+    /// after the first.
+    pub fn repack(&mut self, b: MatRef<'_>, opts: &GemmOptions) -> Result<(), KernelError> {
+        let ks = super::resolve_kernels(opts)?;
+        self.fill(&ks, b)
+    }
+
+    fn fill(&mut self, ks: &KernelSet, b: MatRef<'_>) -> Result<(), KernelError> {
         let (k, n) = (b.rows(), b.cols());
         let too_big = || KernelError::ShapeMismatch(format!("B of {k}x{n} is too large to pack"));
         let n_pad = n.div_ceil(ks.nr).checked_mul(ks.nr).ok_or_else(too_big)?;
         let len = n_pad.checked_mul(k).ok_or_else(too_big)?;
-        let mut data = Vec::new();
-        let dst = as_floats(&mut data, len);
+        let dst = as_floats(&mut self.data, len);
         if n > 0 {
             for pc in (0..k).step_by(ks.kc) {
                 let kb = ks.kc.min(k - pc);
                 (ks.pack_b)(b.sub(pc, 0, kb, n), &mut dst[pc * n_pad..(pc + kb) * n_pad]);
             }
         }
-        Ok(PackedB {
-            data,
-            k,
-            n,
-            isa: ks.isa,
-            nr: ks.nr,
-            kc: ks.kc,
-        })
+        (self.k, self.n, self.isa, self.nr, self.kc) = (k, n, ks.isa, ks.nr, ks.kc);
+        Ok(())
     }
 
     /// Rows of B (the GEMM's k).
