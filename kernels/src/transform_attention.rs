@@ -47,6 +47,7 @@ pub use backward::{
 };
 
 use crate::{BSource, GemmOptions, KernelError, MatMut, MatRef, PackedB, sgemm_fused};
+use std::cell::RefCell;
 
 /// The `eps` of the policy softmax (DynamicViT's value).
 pub const POLICY_EPS: f32 = 1e-6;
@@ -243,20 +244,62 @@ pub(crate) fn map_mut(data: &mut [f32], rows: usize, n: usize) -> Result<MatMut<
     MatMut::new(data, rows, n, n, 1)
 }
 
+thread_local! {
+    /// Packed-head buffers this thread has finished with, for the next call to fill again: a
+    /// fresh allocation per head per call went back to the OS on every free and page-faulted in
+    /// again (a third of the backward at N = 197, H = 12).
+    static HEAD_POOL: RefCell<Vec<Vec<PackedB>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Buffers the pool keeps per thread (the backward holds three sets at once).
+const HEAD_POOL_SLOTS: usize = 4;
+
+/// One sample's heads packed by [`pack_heads`]; the buffers go back to this thread's pool on
+/// drop.
+#[derive(Default)]
+pub(crate) struct PackedHeads(Vec<PackedB>);
+
+impl std::ops::Deref for PackedHeads {
+    type Target = [PackedB];
+    fn deref(&self) -> &[PackedB] {
+        &self.0
+    }
+}
+
+impl Drop for PackedHeads {
+    fn drop(&mut self) {
+        if self.0.is_empty() {
+            return;
+        }
+        let heads = std::mem::take(&mut self.0);
+        HEAD_POOL.with_borrow_mut(|pool| {
+            if pool.len() < HEAD_POOL_SLOTS {
+                pool.push(heads);
+            }
+        });
+    }
+}
+
 /// Every head of one sample's `[N, H*d]` activation packed once as the B operand of the block
 /// GEMMs (`N x d`, or its transpose `d x N` when `transpose`): each block's GEMMs read it in
-/// place instead of packing it again, and write their block row-major.
+/// place instead of packing it again, and write their block row-major. The storage comes from
+/// this thread's pool.
 pub(crate) fn pack_heads(
     x: &[f32],
     shape: &TransformAttentionShape,
     transpose: bool,
-) -> Result<Vec<PackedB>, KernelError> {
-    (0..shape.heads)
-        .map(|h| {
-            let m = shape.head(x, h, 0, shape.tokens)?;
-            PackedB::pack(if transpose { m.t() } else { m }, &SERIAL_GEMM)
-        })
-        .collect()
+) -> Result<PackedHeads, KernelError> {
+    let mut heads = PackedHeads(HEAD_POOL.with_borrow_mut(Vec::pop).unwrap_or_default());
+    heads.0.truncate(shape.heads);
+    for h in 0..shape.heads {
+        let m = shape.head(x, h, 0, shape.tokens)?;
+        let m = if transpose { m.t() } else { m };
+        match heads.0.get_mut(h) {
+            Some(packed) => packed.repack(m, &SERIAL_GEMM)?,
+            None => heads.0.push(PackedB::pack(m, &SERIAL_GEMM)?),
+        }
+    }
+    Ok(heads)
 }
 
 /// `C = alpha A B + beta C` on the calling thread with a packed B.

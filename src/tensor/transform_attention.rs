@@ -11,6 +11,7 @@ use lithe_kernels::threads;
 use lithe_kernels::transform_attention::{
     self as kernel, HeadMix, TransformAttentionGrads, TransformAttentionShape,
 };
+use std::cell::RefCell;
 
 const OP: &str = "transform_attention";
 
@@ -103,6 +104,22 @@ fn check(
     })
 }
 
+thread_local! {
+    /// Kernel scratch reused across calls: a fresh buffer of a MiB or more per call went back
+    /// to the OS on every free and page-faulted in again.
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on `len` floats of this thread's scratch (any contents).
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    SCRATCH.with_borrow_mut(|scratch| {
+        if scratch.len() < len {
+            scratch.resize(len, 0.0);
+        }
+        f(&mut scratch[..len])
+    })
+}
+
 /// The same shape for one sample.
 fn one_sample(s: TransformAttentionShape) -> TransformAttentionShape {
     TransformAttentionShape { batch: 1, ..s }
@@ -150,21 +167,23 @@ pub(crate) fn transform_attention_with_stats(
             .collect();
         threads::map_init(
             items,
-            || vec![0f32; sample.forward_scratch_len()],
-            |scratch, (b, (out_b, stats_b))| -> Result<()> {
+            || (),
+            |_, (b, (out_b, stats_b))| -> Result<()> {
                 let at = b * len..(b + 1) * len;
-                kernel::transform_attention_forward_with_stats(
-                    out_b,
-                    stats_b,
-                    &qd[at.clone()],
-                    &kd[at.clone()],
-                    &vd[at],
-                    &slices,
-                    keep.map(|d| &d[b * n..(b + 1) * n]),
-                    &sample,
-                    scale,
-                    scratch,
-                )?;
+                with_scratch(sample.forward_scratch_len(), |scratch| {
+                    kernel::transform_attention_forward_with_stats(
+                        out_b,
+                        stats_b,
+                        &qd[at.clone()],
+                        &kd[at.clone()],
+                        &vd[at],
+                        &slices,
+                        keep.map(|d| &d[b * n..(b + 1) * n]),
+                        &sample,
+                        scale,
+                        scratch,
+                    )
+                })?;
                 Ok(())
             },
         )
@@ -267,8 +286,8 @@ pub(crate) fn transform_attention_backward(
         .collect();
     let partials: Vec<Vec<f32>> = threads::map_init(
         work,
-        || vec![0f32; sample.backward_scratch_len()],
-        |scratch, (b, (((dq_b, dk_b), dv_b), dkeep_b))| -> Result<Vec<f32>> {
+        || (),
+        |_, (b, (((dq_b, dk_b), dv_b), dkeep_b))| -> Result<Vec<f32>> {
             let mut mix_grads = vec![0f32; 2 * h * h + 2 * h];
             let (dpre_b, rest) = mix_grads.split_at_mut(h * h);
             let (dpre_bias_b, rest) = rest.split_at_mut(h);
@@ -287,7 +306,7 @@ pub(crate) fn transform_attention_backward(
             let (dout_b, q_b, k_b, v_b) =
                 (&go[at.clone()], &qd[at.clone()], &kd[at.clone()], &vd[at]);
             let keep_b = keep.map(|d| &d[b * n..(b + 1) * n]);
-            match stats {
+            with_scratch(sample.backward_scratch_len(), |scratch| match stats {
                 Some(stats) => kernel::transform_attention_backward_with_stats(
                     grads,
                     dout_b,
@@ -304,7 +323,7 @@ pub(crate) fn transform_attention_backward(
                 None => kernel::transform_attention_backward(
                     grads, dout_b, q_b, k_b, v_b, &slices, keep_b, &sample, scale, scratch,
                 ),
-            }?;
+            })?;
             Ok(mix_grads)
         },
     )

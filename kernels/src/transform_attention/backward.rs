@@ -18,9 +18,9 @@
 //! where `u = softmax(S')` (the policy form of the module docs of the parent).
 
 use super::{
-    HeadMix, POLICY_EPS, TransformAttentionShape, add_map_dots, add_policy_bias, block_logits, dot,
-    gate, gather_stats, gemm, gemm_packed, map, map_mut, mix_heads, pack_heads, passes,
-    policy_probs_in_place, policy_row_terms,
+    HeadMix, POLICY_EPS, PackedHeads, TransformAttentionShape, add_map_dots, add_policy_bias,
+    block_logits, dot, gate, gather_stats, gemm, gemm_packed, map, map_mut, mix_heads, pack_heads,
+    passes, policy_probs_in_place, policy_row_terms,
 };
 use crate::KernelError;
 use crate::softmax::softmax_backward;
@@ -210,12 +210,12 @@ fn backward(
         let v_t = if upstream {
             pack_heads(v_b, shape, true)?
         } else {
-            Vec::new()
+            PackedHeads::default()
         };
         let k_p = if dq_b.is_some() {
             pack_heads(k_b, shape, false)?
         } else {
-            Vec::new()
+            PackedHeads::default()
         };
         let block = shape.block_rows();
         for r0 in (0..n).step_by(block) {
@@ -267,7 +267,7 @@ fn backward(
                 continue;
             }
             // dP'_h = dO_h[rows] V_h^T
-            for ((x, dp), vt) in dmixed.chunks_exact_mut(len).enumerate().zip(&v_t) {
+            for ((x, dp), vt) in dmixed.chunks_exact_mut(len).enumerate().zip(v_t.iter()) {
                 let doh = shape.head(dout_b, x, r0, rows)?;
                 gemm_packed(1.0, doh, vt, 0.0, map_mut(dp, rows, n)?)?;
             }
