@@ -25,7 +25,9 @@
 //!
 //! "Fused": per sample, a block of at most [`BLOCK_ROWS`] query rows goes through both GEMMs,
 //! both head mixes and the softmax for all heads at once in a caller-owned scratch of
-//! `O(H x rows x N)` floats; the `H x N x N` maps of a sample are never written. The backward
+//! `O(H x rows x N)` floats; past [`BLOCK_ROWS`] tokens, the `H x N x N` maps of a sample are
+//! never written whole (up to it, one block holds them: they fit in L2, and fewer, larger
+//! GEMMs run faster). The backward
 //! recomputes each block the same way (FlashAttention-style) instead of reading saved maps;
 //! given the row statistics that [`transform_attention_forward_with_stats`] saves (`[B, H, N, 2]`:
 //! each row's max and `1 / sum exp`), it skips their reductions and mixes and exponentiates in
@@ -52,9 +54,10 @@ use std::cell::RefCell;
 /// The `eps` of the policy softmax (DynamicViT's value).
 pub const POLICY_EPS: f32 = 1e-6;
 
-/// Query rows per block: the scratch of one block, a few `[H, BLOCK_ROWS, N]` maps, stays in L2
+/// Query rows per block (72: a 65-token ViT sample is one block; 197 tokens run as three): the
+/// scratch of one block, a few `[H, rows, N]` maps, stays in L2 or close to it
 /// for ViT-sized `H` and `N`.
-pub const BLOCK_ROWS: usize = 32;
+pub const BLOCK_ROWS: usize = 72;
 
 /// The GEMMs inside a kernel run on the calling thread.
 pub(crate) const SERIAL_GEMM: GemmOptions = GemmOptions {
@@ -105,7 +108,7 @@ impl TransformAttentionShape {
     }
 
     /// Query rows per block: `N` split into `ceil(N / BLOCK_ROWS)` blocks as even as possible
-    /// (65 tokens run as 22 + 22 + 21 rows, not 32 + 32 + 1).
+    /// (197 tokens run as 66 + 66 + 65 rows, not 72 + 72 + 53).
     pub fn block_rows(&self) -> usize {
         let blocks = self.tokens.div_ceil(BLOCK_ROWS).max(1);
         self.tokens.div_ceil(blocks)

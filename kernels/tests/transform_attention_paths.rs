@@ -1,7 +1,7 @@
 //! The fused transform attention against the f64 reference: forward and every gradient.
 //!
-//! Each proptest case draws B in 1..=3, H in 1..=6, N from {1, 2, 3, 31, 32, 33} (around the
-//! 32-row query block) or random in 1..=40, d from {1, 3, 8, 16} or random in 1..=17, a scale
+//! Each proptest case draws B in 1..=3, H in 1..=6, N from {1, 2, 3, R - 1, R, R + 1} (around
+//! the R = `BLOCK_ROWS` query block, so one or two blocks) or random in 1..=R + 8, d from {1, 3, 8, 16} or random in 1..=17, a scale
 //! in [0.5, 1.5) / sqrt(d) (so logits are of order 1, as in a trained model),
 //! random mixes (`pre`, `post` near the identity plus noise, random biases), and a keep policy:
 //! none, uniform in [0, 1], or hard 0/1. The kernels run on the process-wide path
@@ -23,8 +23,8 @@
 use lithe_kernels::KernelError;
 use lithe_kernels::reference as r;
 use lithe_kernels::transform_attention::{
-    HeadMix, TransformAttentionGrads, TransformAttentionShape, transform_attention_backward,
-    transform_attention_forward,
+    BLOCK_ROWS, HeadMix, TransformAttentionGrads, TransformAttentionShape,
+    transform_attention_backward, transform_attention_forward,
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -270,8 +270,8 @@ fn run_case(p: &Problem, seed: u64) -> Result<(), TestCaseError> {
 
 fn tokens() -> impl Strategy<Value = usize> {
     prop_oneof![
-        2 => prop::sample::select(vec![1usize, 2, 3, 31, 32, 33]),
-        1 => 1usize..=40,
+        2 => prop::sample::select(vec![1usize, 2, 3, BLOCK_ROWS - 1, BLOCK_ROWS, BLOCK_ROWS + 1]),
+        1 => 1usize..=BLOCK_ROWS + 8,
     ]
 }
 
