@@ -5,20 +5,20 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 struct CountingAlloc;
 
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
 thread_local! {
     static COUNTING: Cell<bool> = const { Cell::new(false) };
+    /// This thread's count: a process-wide counter would also take in the allocations of another
+    /// test counting at the same time on its own thread.
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
 }
 
 fn note_allocation() {
     // `try_with`: allocations during thread-local teardown must not panic.
     if COUNTING.try_with(Cell::get).unwrap_or(false) {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
     }
 }
 
@@ -47,10 +47,9 @@ static GLOBAL: CountingAlloc = CountingAlloc;
 /// Allocations `f` makes on this thread (allocations of other threads are not counted, so
 /// tests running in parallel do not disturb each other).
 pub fn allocations_in(f: impl FnOnce()) -> usize {
-    // The counter is global, so count a difference only from this thread's own calls.
-    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    let before = ALLOCATIONS.with(Cell::get);
     COUNTING.with(|c| c.set(true));
     f();
     COUNTING.with(|c| c.set(false));
-    ALLOCATIONS.load(Ordering::SeqCst) - before
+    ALLOCATIONS.with(Cell::get) - before
 }
