@@ -67,10 +67,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         num_attention_heads: 4,
         intermediate_size: 256,
         num_labels: 10,
-        layer_norm_eps: 1e-6,
-        hidden_dropout_prob: 0.0,
-        distillation_token: false,
-        attention_head_size: None,
+        ..VitConfig::default()
     };
     lithe::kernels::threads::set_num_threads(args.threads);
     let vit = Vit::new(&c, &mut Rng::new(9))?;

@@ -101,14 +101,8 @@ fn small_config(
         intermediate_size: inner,
         hidden_act: act.into(),
         max_position_embeddings: 160,
-        type_vocab_size: 2,
-        layer_norm_eps: 1e-12,
-        hidden_dropout_prob: 0.0,
-        attention_probs_dropout_prob: 0.0,
-        num_labels: 2,
-        embedding_size: None,
-        num_hidden_groups: None,
         attention_head_size: head,
+        ..BertConfig::default()
     }
 }
 

@@ -29,16 +29,8 @@ fn forward_allocates_nothing_on_the_host_when_warm() {
         num_hidden_layers: 2,
         num_attention_heads: 4,
         intermediate_size: 256,
-        hidden_act: "gelu".into(),
         max_position_embeddings: 64,
-        type_vocab_size: 2,
-        layer_norm_eps: 1e-12,
-        hidden_dropout_prob: 0.0,
-        attention_probs_dropout_prob: 0.0,
-        num_labels: 2,
-        embedding_size: None,
-        num_hidden_groups: None,
-        attention_head_size: None,
+        ..BertConfig::default()
     };
     let bert = Bert::new(&c, &mut Rng::new(3)).unwrap();
     let mut gpu = CudaEncoder::from_bert(&dev, &bert).unwrap();

@@ -19,10 +19,7 @@ fn config(depth: usize, width: usize) -> VitConfig {
         num_attention_heads: 4,
         intermediate_size: 2 * width,
         num_labels: 10,
-        layer_norm_eps: 1e-6,
-        hidden_dropout_prob: 0.0,
-        distillation_token: false,
-        attention_head_size: None,
+        ..VitConfig::default()
     }
 }
 

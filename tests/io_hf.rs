@@ -62,16 +62,11 @@ fn tiny_bert_config() -> BertConfig {
         num_hidden_layers: 1,
         num_attention_heads: 2,
         intermediate_size: 8,
-        hidden_act: "gelu".into(),
         max_position_embeddings: 6,
-        type_vocab_size: 2,
-        layer_norm_eps: 1e-12,
         hidden_dropout_prob: 0.1,
         attention_probs_dropout_prob: 0.1,
         num_labels: 3,
-        embedding_size: None,
-        num_hidden_groups: None,
-        attention_head_size: None,
+        ..BertConfig::default()
     }
 }
 
@@ -185,10 +180,8 @@ fn config_json_round_trip_and_errors() {
         num_attention_heads: 4,
         intermediate_size: 128,
         num_labels: 10,
-        layer_norm_eps: 1e-6,
-        hidden_dropout_prob: 0.0,
         distillation_token: true,
-        attention_head_size: None,
+        ..VitConfig::default()
     };
     let pv = dir.join("vit.json");
     io::save_config(&vit, &pv).unwrap();

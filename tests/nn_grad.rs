@@ -128,16 +128,12 @@ fn tiny_bert_gradients_match_finite_differences() {
         num_hidden_layers: 2,
         num_attention_heads: 2,
         intermediate_size: 12,
-        hidden_act: "gelu".into(),
         max_position_embeddings: 8,
-        type_vocab_size: 2,
         layer_norm_eps: 1e-5,
         hidden_dropout_prob: 0.1,
         attention_probs_dropout_prob: 0.1,
         num_labels: 3,
-        embedding_size: None,
-        num_hidden_groups: None,
-        attention_head_size: None,
+        ..BertConfig::default()
     };
     let bert = Bert::new(&c, &mut Rng::new(1)).unwrap();
     let params = bert.named_params();
@@ -273,7 +269,7 @@ fn tiny_deit_gradients_match_finite_differences() {
         layer_norm_eps: 1e-5,
         hidden_dropout_prob: 0.1,
         distillation_token: true,
-        attention_head_size: None,
+        ..VitConfig::default()
     };
     let vit = Vit::new(&c, &mut Rng::new(4)).unwrap();
     let params = vit.named_params();

@@ -15,10 +15,7 @@ fn config(image: usize, patch: usize, hidden: usize, depth: usize, heads: usize)
         num_attention_heads: heads,
         intermediate_size: 2 * hidden,
         num_labels: 10,
-        layer_norm_eps: 1e-6,
-        hidden_dropout_prob: 0.0,
-        distillation_token: false,
-        attention_head_size: None,
+        ..VitConfig::default()
     }
 }
 

@@ -15,16 +15,10 @@ fn config(depth: usize) -> BertConfig {
         num_hidden_layers: depth,
         num_attention_heads: 2,
         intermediate_size: 12,
-        hidden_act: "gelu".into(),
         max_position_embeddings: 16,
-        type_vocab_size: 2,
-        layer_norm_eps: 1e-12,
         hidden_dropout_prob: 0.1,
         attention_probs_dropout_prob: 0.1,
-        num_labels: 2,
-        embedding_size: None,
-        num_hidden_groups: None,
-        attention_head_size: None,
+        ..BertConfig::default()
     }
 }
 

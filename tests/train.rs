@@ -35,10 +35,7 @@ fn digits_config() -> VitConfig {
         num_attention_heads: 4,
         intermediate_size: 64,
         num_labels: 10,
-        layer_norm_eps: 1e-6,
-        hidden_dropout_prob: 0.0,
-        distillation_token: false,
-        attention_head_size: None,
+        ..VitConfig::default()
     }
 }
 

@@ -13,16 +13,8 @@ pub fn tiny_bert_config(vocab: usize) -> BertConfig {
         num_hidden_layers: 1,
         num_attention_heads: 2,
         intermediate_size: 16,
-        hidden_act: "gelu".into(),
         max_position_embeddings: 16,
-        type_vocab_size: 2,
-        layer_norm_eps: 1e-12,
-        hidden_dropout_prob: 0.0,
-        attention_probs_dropout_prob: 0.0,
-        num_labels: 2,
-        embedding_size: None,
-        num_hidden_groups: None,
-        attention_head_size: None,
+        ..BertConfig::default()
     }
 }
 
@@ -37,10 +29,7 @@ pub fn tiny_vit_config() -> VitConfig {
         num_attention_heads: 2,
         intermediate_size: 16,
         num_labels: 3,
-        layer_norm_eps: 1e-6,
-        hidden_dropout_prob: 0.0,
-        distillation_token: false,
-        attention_head_size: None,
+        ..VitConfig::default()
     }
 }
 

@@ -116,7 +116,6 @@ mod tests {
         assert_eq!(install(rayon::current_num_threads), 1);
         // A parallel iterator inside runs on that one thread only.
         let ids: std::collections::HashSet<_> = install(|| {
-            use rayon::prelude::*;
             (0..64)
                 .into_par_iter()
                 .map(|_| {
@@ -140,16 +139,18 @@ mod tests {
                 || 0usize,
                 |calls, i: usize| {
                     *calls += 1;
-                    (i * i, std::thread::current().id() == caller)
+                    (i * i, std::thread::current().id() == caller, *calls)
                 },
             );
-            let squares: Vec<usize> = got.iter().map(|&(sq, _)| sq).collect();
+            let squares: Vec<usize> = got.iter().map(|&(sq, _, _)| sq).collect();
             assert_eq!(squares, (0..100).map(|i| i * i).collect::<Vec<_>>());
-            // One thread: every item on the caller, no pool.
             if threads == 1 {
-                assert!(got.iter().all(|&(_, on_caller)| on_caller));
+                // Every item on the caller, in order, through one state.
+                assert!(got.iter().all(|&(_, on_caller, _)| on_caller));
+                let calls: Vec<usize> = got.iter().map(|&(_, _, c)| c).collect();
+                assert_eq!(calls, (1..=100).collect::<Vec<_>>());
             } else {
-                assert!(got.iter().all(|&(_, on_caller)| !on_caller));
+                assert!(got.iter().all(|&(_, on_caller, _)| !on_caller));
             }
         }
         set_num_threads(0);

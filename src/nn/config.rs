@@ -71,6 +71,32 @@ pub struct BertConfig {
     pub attention_head_size: Option<usize>,
 }
 
+/// bert-base-uncased's sizes (30522 tokens, H = 768, 12 layers of 12 heads, FFN 3072, 512
+/// positions); every optional field as a `config.json` without it deserialises. Tests and
+/// examples spell out the sizes they change and take the rest from here:
+/// `BertConfig { hidden_size: 16, ..BertConfig::default() }`.
+impl Default for BertConfig {
+    fn default() -> BertConfig {
+        BertConfig {
+            vocab_size: 30522,
+            hidden_size: 768,
+            num_hidden_layers: 12,
+            num_attention_heads: 12,
+            intermediate_size: 3072,
+            hidden_act: default_hidden_act(),
+            max_position_embeddings: 512,
+            type_vocab_size: default_type_vocab_size(),
+            layer_norm_eps: default_layer_norm_eps(),
+            hidden_dropout_prob: 0.0,
+            attention_probs_dropout_prob: 0.0,
+            num_labels: default_num_labels(),
+            embedding_size: None,
+            num_hidden_groups: None,
+            attention_head_size: None,
+        }
+    }
+}
+
 impl BertConfig {
     /// Width d of one attention head ([`BertConfig::attention_head_size`], else H / nh).
     /// [`Error::InvalidArgument`] for zero heads or a width the heads do not divide.
@@ -203,6 +229,27 @@ pub struct VitConfig {
     pub attention_head_size: Option<usize>,
 }
 
+/// ViT-Base/16's sizes (224-pixel RGB images, 16-pixel patches, H = 768, 12 layers of 12 heads,
+/// MLP 3072, 1000 classes); every optional field as a `config.json` without it deserialises.
+impl Default for VitConfig {
+    fn default() -> VitConfig {
+        VitConfig {
+            image_size: 224,
+            patch_size: 16,
+            num_channels: 3,
+            hidden_size: 768,
+            num_hidden_layers: 12,
+            num_attention_heads: 12,
+            intermediate_size: 3072,
+            num_labels: 1000,
+            layer_norm_eps: default_vit_eps(),
+            hidden_dropout_prob: 0.0,
+            distillation_token: false,
+            attention_head_size: None,
+        }
+    }
+}
+
 impl VitConfig {
     /// Width d of one attention head ([`VitConfig::attention_head_size`], else H / nh).
     /// [`Error::InvalidArgument`] for zero heads or a width the heads do not divide.
@@ -324,4 +371,30 @@ fn head_dim(op: &'static str, hidden: usize, heads: usize, given: Option<usize>)
 
 fn default_vit_eps() -> f32 {
     1e-6
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The defaults' optional fields are exactly what a `config.json` that leaves them out
+    /// deserialises to (the defaults add only the sizes).
+    #[test]
+    fn defaults_match_a_config_json_without_optional_fields() {
+        let bert: BertConfig = serde_json::from_str(
+            r#"{"vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12,
+                "num_attention_heads": 12, "intermediate_size": 3072,
+                "max_position_embeddings": 512}"#,
+        )
+        .unwrap();
+        assert_eq!(bert, BertConfig::default());
+        let vit: VitConfig = serde_json::from_str(
+            r#"{"image_size": 224, "patch_size": 16, "num_channels": 3, "hidden_size": 768,
+                "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072,
+                "num_labels": 1000}"#,
+        )
+        .unwrap();
+        assert_eq!(vit, VitConfig::default());
+        assert_eq!(BertConfig::default().num_params().unwrap(), 109_483_778);
+    }
 }

@@ -239,10 +239,7 @@ mod tests {
             num_attention_heads: 2,
             intermediate_size: 16,
             num_labels: 3,
-            layer_norm_eps: 1e-6,
-            hidden_dropout_prob: 0.0,
-            distillation_token: false,
-            attention_head_size: None,
+            ..VitConfig::default()
         };
         let vit = Vit::new(&config, &mut Rng::new(0)).unwrap();
         let student = MiniVit::from_vit(&vit, &ShareConfig::default()).unwrap();

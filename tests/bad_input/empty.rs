@@ -5,7 +5,7 @@ use lithe::compress::distill::{KdConfig, kd_loss, soft_kd};
 use lithe::data::Batcher;
 use lithe::int8::{Input, QuantPlan, ToInt8};
 use lithe::nn::{AttentionMask, Init, Linear};
-use lithe::train::{ImageSet, TrainOptions, train_vit};
+use lithe::train::{TrainOptions, train_vit};
 use lithe::{AdamW, AdamWConfig, CrossEntropyOptions, Graph, tensor};
 
 #[test]
@@ -125,17 +125,8 @@ fn empty_inputs_are_errors_or_documented_empties() {
     });
 
     // Training on no images, or with zero epochs or a zero batch.
-    let set = |n: usize| ImageSet {
-        pixels: vec![0.0; n * 64],
-        labels: vec![0; n],
-        channels: 1,
-        side: 8,
-    };
-    let opts = TrainOptions {
-        epochs: 1,
-        batch_size: 4,
-        ..TrainOptions::default()
-    };
+    let set = |n: usize| images(vec![0.0; n * 64], vec![0; n]);
+    let opts = one_epoch();
     p.rejects("train_vit no training images", || {
         train_vit(&vit, &set(0), &set(4), &opts, &mut |_| {})
     });

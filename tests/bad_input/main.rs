@@ -89,6 +89,7 @@ fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
 // Tiny models shared by the classes.
 
 use lithe::nn::{Bert, BertConfig, Vit, VitConfig};
+use lithe::train::{ImageSet, TrainOptions};
 use lithe::{Rng, Tensor};
 
 fn bert_config() -> BertConfig {
@@ -98,16 +99,9 @@ fn bert_config() -> BertConfig {
         num_hidden_layers: 2,
         num_attention_heads: 4,
         intermediate_size: 32,
-        hidden_act: "gelu".into(),
         max_position_embeddings: 12,
-        type_vocab_size: 2,
-        layer_norm_eps: 1e-12,
-        hidden_dropout_prob: 0.0,
-        attention_probs_dropout_prob: 0.0,
         num_labels: 3,
-        embedding_size: None,
-        num_hidden_groups: None,
-        attention_head_size: None,
+        ..BertConfig::default()
     }
 }
 
@@ -121,10 +115,26 @@ fn vit_config() -> VitConfig {
         num_attention_heads: 4,
         intermediate_size: 32,
         num_labels: 3,
-        layer_norm_eps: 1e-6,
-        hidden_dropout_prob: 0.0,
-        distillation_token: false,
-        attention_head_size: None,
+        ..VitConfig::default()
+    }
+}
+
+/// Images of the tiny ViT's shape (1 x 8 x 8) with these pixels and labels.
+fn images(pixels: Vec<f32>, labels: Vec<usize>) -> ImageSet {
+    ImageSet {
+        pixels,
+        labels,
+        channels: 1,
+        side: 8,
+    }
+}
+
+/// One training epoch in batches of 4.
+fn one_epoch() -> TrainOptions {
+    TrainOptions {
+        epochs: 1,
+        batch_size: 4,
+        ..TrainOptions::default()
     }
 }
 

@@ -14,7 +14,7 @@ use lithe::compress::prune::{MagnitudePruner, PrunePlan, PruneScope};
 use lithe::int8::{ActQuant, Int8Linear, QuantPlan, ToInt8};
 use lithe::nn::{Init, Linear, Module};
 use lithe::optim::{WarmupCosine, clip_grad_norm};
-use lithe::train::{ImageSet, TrainOptions, train_vit};
+use lithe::train::{TrainOptions, train_vit};
 use lithe::{AdamW, AdamWConfig, Error, GeluKind, Graph, Optimizer, Param, Sgd, SgdConfig, tensor};
 
 fn with_nan(t: &Tensor, at: usize, v: f32) -> Tensor {
@@ -167,17 +167,8 @@ fn non_finite_hyper_parameters_and_losses_are_errors() {
     let vit = tiny_vit();
     let mut pixels = vec![0.5f32; 4 * 64];
     pixels[70] = f32::NAN;
-    let set = ImageSet {
-        pixels,
-        labels: vec![0, 1, 2, 0],
-        channels: 1,
-        side: 8,
-    };
-    let opts = TrainOptions {
-        epochs: 1,
-        batch_size: 4,
-        ..TrainOptions::default()
-    };
+    let set = images(pixels, vec![0, 1, 2, 0]);
+    let opts = one_epoch();
     p.rejects("train_vit NaN pixel", || {
         train_vit(&vit, &set, &set, &opts, &mut |_| {})
     });

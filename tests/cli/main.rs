@@ -157,10 +157,7 @@ fn trained_digits_vit_with(dir: &std::path::Path, patch: usize, depth: usize) {
         num_attention_heads: 4,
         intermediate_size: 64,
         num_labels: 10,
-        layer_norm_eps: 1e-6,
-        hidden_dropout_prob: 0.0,
-        distillation_token: false,
-        attention_head_size: None,
+        ..VitConfig::default()
     };
     let vit = Vit::new(&config, &mut lithe::Rng::new(1)).unwrap();
     let (train, test) = lithe::train::digits_split(42).unwrap();
@@ -397,16 +394,8 @@ fn tiny_hf_bert(dir: &std::path::Path) {
         num_hidden_layers: 2,
         num_attention_heads: 4,
         intermediate_size: 64,
-        hidden_act: "gelu".into(),
         max_position_embeddings: 32,
-        type_vocab_size: 2,
-        layer_norm_eps: 1e-12,
-        hidden_dropout_prob: 0.0,
-        attention_probs_dropout_prob: 0.0,
-        num_labels: 2,
-        embedding_size: None,
-        num_hidden_groups: None,
-        attention_head_size: None,
+        ..BertConfig::default()
     };
     let bert = Bert::new(&config, &mut lithe::Rng::new(2)).unwrap();
     lithe::train::save_run(dir, &bert, &config, None).unwrap();

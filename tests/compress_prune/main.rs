@@ -21,10 +21,7 @@ fn vit_config(depth: usize) -> VitConfig {
         num_attention_heads: 4,
         intermediate_size: 40,
         num_labels: 10,
-        layer_norm_eps: 1e-6,
-        hidden_dropout_prob: 0.0,
-        distillation_token: false,
-        attention_head_size: None,
+        ..VitConfig::default()
     }
 }
 
@@ -58,16 +55,9 @@ fn bert_config(depth: usize) -> BertConfig {
         num_hidden_layers: depth,
         num_attention_heads: 4,
         intermediate_size: 40,
-        hidden_act: "gelu".into(),
         max_position_embeddings: 16,
-        type_vocab_size: 2,
-        layer_norm_eps: 1e-12,
-        hidden_dropout_prob: 0.0,
-        attention_probs_dropout_prob: 0.0,
         num_labels: 3,
-        embedding_size: None,
-        num_hidden_groups: None,
-        attention_head_size: None,
+        ..BertConfig::default()
     }
 }
 

@@ -17,10 +17,7 @@ fn wide_config() -> VitConfig {
         num_attention_heads: 4,
         intermediate_size: 256,
         num_labels: 10,
-        layer_norm_eps: 1e-6,
-        hidden_dropout_prob: 0.0,
-        distillation_token: false,
-        attention_head_size: None,
+        ..VitConfig::default()
     }
 }
 

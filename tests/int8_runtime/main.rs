@@ -25,16 +25,9 @@ fn bert_config() -> BertConfig {
         num_hidden_layers: 2,
         num_attention_heads: 4,
         intermediate_size: 64,
-        hidden_act: "gelu".into(),
         max_position_embeddings: 16,
-        type_vocab_size: 2,
-        layer_norm_eps: 1e-12,
-        hidden_dropout_prob: 0.0,
-        attention_probs_dropout_prob: 0.0,
         num_labels: 5,
-        embedding_size: None,
-        num_hidden_groups: None,
-        attention_head_size: None,
+        ..BertConfig::default()
     }
 }
 

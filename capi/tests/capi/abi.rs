@@ -167,10 +167,7 @@ fn tiny_vit_file(name: &str) -> (PathBuf, Vit) {
         num_attention_heads: 2,
         intermediate_size: 32,
         num_labels: 3,
-        layer_norm_eps: 1e-6,
-        hidden_dropout_prob: 0.0,
-        distillation_token: false,
-        attention_head_size: None,
+        ..VitConfig::default()
     };
     let vit = Vit::new(&config, &mut Rng::new(11)).unwrap();
     let dir = std::env::temp_dir().join(format!("lithe-capi-rs-{}", std::process::id()));

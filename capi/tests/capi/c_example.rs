@@ -128,10 +128,7 @@ fn tiny_vit_file(dir: &Path) -> PathBuf {
         num_attention_heads: 4,
         intermediate_size: 64,
         num_labels: 10,
-        layer_norm_eps: 1e-6,
-        hidden_dropout_prob: 0.0,
-        distillation_token: false,
-        attention_head_size: None,
+        ..VitConfig::default()
     };
     let vit = Vit::new(&config, &mut Rng::new(3)).unwrap();
     let path = dir.join("vit.int8.safetensors");
@@ -236,16 +233,8 @@ fn c_example_embeds_a_sentence_like_the_rust_api() {
         num_hidden_layers: 2,
         num_attention_heads: 4,
         intermediate_size: 64,
-        hidden_act: "gelu".into(),
         max_position_embeddings: 16,
-        type_vocab_size: 2,
-        layer_norm_eps: 1e-12,
-        hidden_dropout_prob: 0.0,
-        attention_probs_dropout_prob: 0.0,
-        num_labels: 2,
-        embedding_size: None,
-        num_hidden_groups: None,
-        attention_head_size: None,
+        ..BertConfig::default()
     };
     let bert = Bert::new(&config, &mut Rng::new(5)).unwrap();
     let path = dir.join("bert.int8.safetensors");

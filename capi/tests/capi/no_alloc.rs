@@ -35,10 +35,7 @@ fn classify_and_embed_tokens_allocate_nothing_when_warm() {
             num_attention_heads: 2,
             intermediate_size: 32,
             num_labels: 3,
-            layer_norm_eps: 1e-6,
-            hidden_dropout_prob: 0.0,
-            distillation_token: false,
-            attention_head_size: None,
+            ..VitConfig::default()
         },
         &mut Rng::new(1),
     )
@@ -50,16 +47,8 @@ fn classify_and_embed_tokens_allocate_nothing_when_warm() {
             num_hidden_layers: 2,
             num_attention_heads: 2,
             intermediate_size: 32,
-            hidden_act: "gelu".into(),
             max_position_embeddings: 16,
-            type_vocab_size: 2,
-            layer_norm_eps: 1e-12,
-            hidden_dropout_prob: 0.0,
-            attention_probs_dropout_prob: 0.0,
-            num_labels: 2,
-            embedding_size: None,
-            num_hidden_groups: None,
-            attention_head_size: None,
+            ..BertConfig::default()
         },
         &mut Rng::new(2),
     )

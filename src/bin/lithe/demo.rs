@@ -116,10 +116,7 @@ fn stage_fp32(quick: bool) -> DemoResult<(Baseline, Row)> {
         num_attention_heads: 4,
         intermediate_size: 2 * width,
         num_labels: 10,
-        layer_norm_eps: 1e-6,
-        hidden_dropout_prob: 0.0,
-        distillation_token: false,
-        attention_head_size: None,
+        ..VitConfig::default()
     };
     let vit = Vit::new(&config, &mut Rng::new(7))?;
     eprintln!(

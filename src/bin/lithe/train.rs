@@ -248,10 +248,7 @@ fn run_vit(a: VitArgs) -> CliResult<()> {
         num_attention_heads: a.heads,
         intermediate_size: 2 * a.width,
         num_labels: tr.num_classes().max(te.num_classes()),
-        layer_norm_eps: 1e-6,
-        hidden_dropout_prob: 0.0,
-        distillation_token: false,
-        attention_head_size: None,
+        ..VitConfig::default()
     };
     let vit = Vit::new(&config, &mut Rng::new(a.common.seed))?;
     eprintln!(
@@ -318,16 +315,13 @@ fn run_text(a: TextArgs) -> CliResult<()> {
                 num_hidden_layers: a.depth,
                 num_attention_heads: a.heads,
                 intermediate_size: 4 * a.width,
-                hidden_act: "gelu".into(),
                 max_position_embeddings: a.max_len.max(8),
-                type_vocab_size: 2,
-                layer_norm_eps: 1e-12,
                 hidden_dropout_prob: 0.1,
                 attention_probs_dropout_prob: 0.1,
                 num_labels: classes,
                 embedding_size: a.embedding_size,
                 num_hidden_groups: a.groups,
-                attention_head_size: None,
+                ..BertConfig::default()
             };
             (Bert::new(&config, &mut rng)?, tok, 5e-4)
         }
