@@ -39,7 +39,7 @@ pub fn kernels() -> I8Kernels {
         b_bytes: 1,
         colsum_factor: -128,
         b_block_bytes: 512 << 10,
-        pack_a: pack::pack_a::<MR, KG, U8Biased>,
+        pack_a: super::x86_avx512_pack_i8::pack_a_8x4_u8biased,
         pack_b: pack::pack_b::<NR, KG, S8>,
         ukernel: ukernel_8x48,
         tile_state: None,
