@@ -74,9 +74,15 @@ pub(crate) fn run(
         serial(ks, a, lda, 0..m, 0..panels, b, sink);
         return;
     }
-    // Split N (each thread streams its own share of B, the larger operand); split M instead
-    // when there are too few B panels to share and enough row tiles.
-    let split_m = !skinny && panels < 2 * threads && m_tiles >= 2 * threads;
+    // Split M: each thread packs only its own rows of A and streams all of B from the shared
+    // cache (at 1024^3 on two threads, 1.98x one thread; splitting N, where every thread packs
+    // all of A, 1.89x). Split N instead when the row tiles share out less evenly than the B
+    // panels, below 90% (e.g. 3 row tiles on two threads) or always (skinny M).
+    let split_m = !skinny && {
+        let balance = |units: usize| units as f64 / (units.div_ceil(threads) * threads) as f64;
+        let (m_balance, n_balance) = (balance(m_tiles), balance(panels));
+        m_balance >= n_balance || m_balance >= 0.9
+    };
     let (units, unit) = if split_m {
         (m_tiles, ks.mr)
     } else {

@@ -10,8 +10,8 @@
 //! Every path returns bit-identical i32 sums (checked against [`crate::reference::gemm_i8_ref`]).
 //! Paths ([`I8Isa`]): AMX-INT8 tiles, AVX512-VNNI (zmm), AVX-VNNI (ymm), AVX2, NEON dotprod,
 //! NEON, portable; small M (decode) goes to a skinny kernel that streams B once without padding
-//! A to the tile height. Threads split N (or M when N is narrow); the result never depends on
-//! the thread count.
+//! A to the tile height. Threads split M (or N, when M has too few row tiles to share out
+//! evenly, and for the skinny kernel); the result never depends on the thread count.
 //! Files: [`pack`] (layouts), [`contract`] (micro-kernel contract and per-path table),
 //! `driver` (loops and threads), [`epilogue`] (dequantize, GELU, requantize); the
 //! micro-kernels live under `crate::arch` (`*_i8.rs`).
