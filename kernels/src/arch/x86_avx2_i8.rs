@@ -35,7 +35,7 @@ pub fn kernels() -> I8Kernels {
         b_bytes: 2,
         colsum_factor: 0,
         b_block_bytes: 384 << 10,
-        pack_a: pack::pack_a::<MR, KG, I16>,
+        pack_a: super::x86_avx2_pack_i8::pack_a_6x2_i16,
         pack_b: pack::pack_b::<NR, KG, I16>,
         ukernel: ukernel_6x16,
         tile_state: None,
