@@ -425,6 +425,18 @@ fn caller_mistakes_are_errors() {
             index: 13
         }
     );
+    // ... and deep in a long row, where the scan runs its vector loop.
+    let long = 200;
+    let packed_long = PackedI8B::pack(&fill(4 * long, 3), 4, long, isa).unwrap();
+    let mut long_a = fill(2 * long, 4);
+    long_a[long + 150] = -128;
+    assert_eq!(
+        gemm_i8(&long_a, long, 2, &packed_long, &mut c[..8], 4, &o).unwrap_err(),
+        KernelError::I8OutOfRange {
+            what: "A",
+            index: long + 150
+        }
+    );
     // Weights packed for another kernel table.
     let other = I8Kernels::portable::<3, 5>();
     let err = gemm_i8(&a, 8, 3, &packed, &mut c, 4, &opts(&other, 1)).unwrap_err();
