@@ -1,40 +1,82 @@
-//! AVX2 packing of int8 activations for the AVX2 tile (`pack::pack_a::<6, 2, I16>`): each depth
-//! pair of the 6 rows becomes 6 dwords of two sign-extended i16, side by side. Written one
-//! value at a time it took 8% of the GEMM at M = 128, K = 1536.
+//! AVX2 packing of int8 activations for the two 6-row ymm tiles: the AVX2 path's
+//! (`pack::pack_a::<6, 2, I16>`: each depth pair as two sign-extended i16) and the AVX-VNNI
+//! path's (`pack::pack_a::<6, 4, U8Biased>`: each depth quad as four `a + 128` bytes). Written one
+//! value at a time, packing took 8% of the AVX2 GEMM at M = 128, K = 1536.
 //!
-//! 16 bytes of each row (8 depth pairs) are sign-extended to one ymm of 8 dwords; the 6 rows (and
-//! two zero rows) are transposed in registers as 8 x 8 dwords, and each depth pair's first 6
-//! dwords (24 bytes) are stored.
+//! Both layouts store one dword per row and depth group, the 6 rows side by side (24 bytes a
+//! group), so both are the same dword transpose: 8 groups of each row are loaded into one ymm
+//! (16 bytes sign-extended, or 32 bytes biased), the 6 rows (and two zero rows) are transposed in
+//! registers as 8 x 8 dwords, and each group's first 6 dwords are stored.
 
-use crate::gemm_i8::pack::{self, I16};
+use crate::gemm_i8::pack::{self, I16, U8Biased};
 use std::arch::x86_64::*;
 
 /// Rows per micro-panel.
 const MR: usize = 6;
-/// Depth values per group.
-const KG: usize = 2;
-/// Depth values of each row moved per step.
-const STEP: usize = 16;
-/// Bytes of one packed depth group (6 rows x 2 i16).
-const GROUP_BYTES: usize = MR * KG * 2;
+/// Bytes of one packed depth group (6 rows x one dword).
+const GROUP_BYTES: usize = MR * 4;
+/// Groups moved per step (one ymm of dwords per row).
+const STEP_GROUPS: usize = 8;
 
 /// `pack::pack_a::<6, 2, I16>`, vectorized when the CPU has AVX2 (the same bytes; the portable
 /// loop runs otherwise).
 pub fn pack_a_6x2_i16(a: &[i8], lda: usize, mb: usize, k: usize, dst: &mut [u8]) {
     if is_x86_feature_detected!("avx2") {
         // SAFETY: AVX2 is present (checked just above).
-        unsafe { pack_a_avx2(a, lda, mb, k, dst) }
+        unsafe { pack_i16_avx2(a, lda, mb, k, dst) }
     } else {
-        pack::pack_a::<MR, KG, I16>(a, lda, mb, k, dst)
+        pack::pack_a::<MR, 2, I16>(a, lda, mb, k, dst)
+    }
+}
+
+/// `pack::pack_a::<6, 4, U8Biased>`, vectorized when the CPU has AVX2 (the same bytes; the
+/// portable loop runs otherwise).
+pub fn pack_a_6x4_u8biased(a: &[i8], lda: usize, mb: usize, k: usize, dst: &mut [u8]) {
+    if is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 is present (checked just above).
+        unsafe { pack_u8biased_avx2(a, lda, mb, k, dst) }
+    } else {
+        pack::pack_a::<MR, 4, U8Biased>(a, lda, mb, k, dst)
     }
 }
 
 #[target_feature(enable = "avx2")]
-fn pack_a_avx2(a: &[i8], lda: usize, mb: usize, k: usize, dst: &mut [u8]) {
+fn pack_i16_avx2(a: &[i8], lda: usize, mb: usize, k: usize, dst: &mut [u8]) {
+    // 16 bytes -> 16 i16 = 8 depth pairs.
+    pack_6_rows::<16, 2>(a, lda, mb, k, dst, |p| {
+        // SAFETY: `pack_6_rows` passes 16 readable bytes.
+        _mm256_cvtepi8_epi16(unsafe { _mm_loadu_si128(p.cast()) })
+    })
+}
+
+#[target_feature(enable = "avx2")]
+fn pack_u8biased_avx2(a: &[i8], lda: usize, mb: usize, k: usize, dst: &mut [u8]) {
+    let bias = _mm256_set1_epi8(i8::MIN);
+    // 32 bytes = 8 depth quads, each byte + 128.
+    pack_6_rows::<32, 4>(a, lda, mb, k, dst, |p| {
+        // SAFETY: `pack_6_rows` passes 32 readable bytes.
+        _mm256_xor_si256(unsafe { _mm256_loadu_si256(p.cast()) }, bias)
+    })
+}
+
+/// The shared loop: `STEP` source bytes of each row (`STEP / KG` = 8 groups) become one ymm of 8
+/// dwords through `load`, which reads exactly `STEP` bytes; zero bytes stand for rows past `mb`
+/// and depth past `k` (`load` must map them to the format's zero).
+#[target_feature(enable = "avx2")]
+fn pack_6_rows<const STEP: usize, const KG: usize>(
+    a: &[i8],
+    lda: usize,
+    mb: usize,
+    k: usize,
+    dst: &mut [u8],
+    load: impl Fn(*const i8) -> __m256i,
+) {
+    debug_assert!(STEP == STEP_GROUPS * KG && STEP <= 32);
     let kp = k.div_ceil(KG) * KG;
     let groups = kp / KG;
+    let zeros = [0i8; 32];
     for (q, panel) in dst
-        .chunks_exact_mut((MR * kp * 2).max(1))
+        .chunks_exact_mut((groups * GROUP_BYTES).max(1))
         .take(mb.div_ceil(MR))
         .enumerate()
     {
@@ -49,27 +91,21 @@ fn pack_a_avx2(a: &[i8], lda: usize, mb: usize, k: usize, dst: &mut [u8]) {
         let mut p = 0;
         while p < k {
             let len = STEP.min(k - p);
-            // Rows past `mb` and depth past `k` are zeros.
-            let v: [__m256i; 8] = std::array::from_fn(|r| {
-                let x = match rows.get(r) {
-                    Some(row) if !row.is_empty() => {
-                        let mut tail = [0i8; STEP];
-                        let src = if len == STEP {
-                            &row[p..p + STEP]
-                        } else {
-                            tail[..len].copy_from_slice(&row[p..p + len]);
-                            &tail[..]
-                        };
-                        // SAFETY: `src` holds 16 readable bytes.
-                        unsafe { _mm_loadu_si128(src.as_ptr().cast()) }
+            let v: [__m256i; 8] = std::array::from_fn(|r| match rows.get(r) {
+                Some(row) if !row.is_empty() => {
+                    if len == STEP {
+                        load(row[p..p + STEP].as_ptr())
+                    } else {
+                        let mut tail = [0i8; 32];
+                        tail[..len].copy_from_slice(&row[p..p + len]);
+                        load(tail.as_ptr())
                     }
-                    _ => _mm_setzero_si128(),
-                };
-                _mm256_cvtepi8_epi16(x)
+                }
+                _ => load(zeros.as_ptr()),
             });
             let out = transpose_8x8_dwords(v);
             let first = p / KG;
-            let step_groups = (groups - first).min(STEP / KG);
+            let step_groups = (groups - first).min(STEP_GROUPS);
             let bytes = &mut panel[first * GROUP_BYTES..(first + step_groups) * GROUP_BYTES];
             for (chunk, &t) in bytes.chunks_exact_mut(GROUP_BYTES).zip(&out) {
                 // SAFETY: the chunk holds the 16 + 8 bytes written (rows 0-3, rows 4-5).
@@ -124,8 +160,11 @@ fn transpose_8x8_dwords(r: [__m256i; 8]) -> [__m256i; 8] {
 mod tests {
     use super::*;
 
-    #[test]
-    fn matches_the_portable_packing() {
+    type PackFn = fn(&[i8], usize, usize, usize, &mut [u8]);
+
+    /// Packs with `fast` and `portable` over row and depth edges (`kg` depth values a group,
+    /// `bytes` bytes a value) and compares every byte.
+    fn check(fast: PackFn, portable: PackFn, kg: usize, bytes: usize) {
         let mut s = 11u64;
         let mut next = || {
             s = s
@@ -134,17 +173,27 @@ mod tests {
             ((s >> 33) % 255) as i32 - 127
         };
         for mb in [1usize, 4, 5, 6, 7, 12, 17] {
-            for k in [0usize, 1, 2, 3, 15, 16, 17, 31, 33, 100, 131] {
+            for k in [0usize, 1, 2, 3, 5, 15, 16, 17, 31, 32, 33, 100, 131] {
                 let lda = k + 5;
                 let a: Vec<i8> = (0..mb * lda).map(|_| next() as i8).collect();
-                let len = mb.div_ceil(MR) * MR * k.div_ceil(KG) * KG * 2;
+                let len = mb.div_ceil(MR) * MR * k.div_ceil(kg) * kg * bytes;
                 // Different stale contents: every byte must be written.
                 let mut want = vec![0xAAu8; len];
                 let mut got = vec![0x55u8; len];
-                pack::pack_a::<MR, KG, I16>(&a, lda, mb, k, &mut want);
-                pack_a_6x2_i16(&a, lda, mb, k, &mut got);
+                portable(&a, lda, mb, k, &mut want);
+                fast(&a, lda, mb, k, &mut got);
                 assert_eq!(got, want, "mb {mb}, k {k}");
             }
         }
+    }
+
+    #[test]
+    fn i16_pairs_match_the_portable_packing() {
+        check(pack_a_6x2_i16, pack::pack_a::<MR, 2, I16>, 2, 2);
+    }
+
+    #[test]
+    fn biased_quads_match_the_portable_packing() {
+        check(pack_a_6x4_u8biased, pack::pack_a::<MR, 4, U8Biased>, 4, 1);
     }
 }

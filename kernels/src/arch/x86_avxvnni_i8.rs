@@ -30,7 +30,7 @@ pub fn kernels() -> I8Kernels {
         b_bytes: 1,
         colsum_factor: -128,
         b_block_bytes: 384 << 10,
-        pack_a: pack::pack_a::<MR, KG, U8Biased>,
+        pack_a: super::x86_avx2_pack_i8::pack_a_6x4_u8biased,
         pack_b: pack::pack_b::<NR, KG, S8>,
         ukernel: ukernel_6x16_vnni,
         tile_state: None,
