@@ -72,20 +72,15 @@ pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     pool(num_threads()).install(f)
 }
 
-/// Maps `f` over `items` on lithe's pool of [`num_threads`] threads, each thread with its own
-/// state from `init` (a scratch buffer, say); the results come back in item order. With one
-/// thread, or one item, it runs in order on the caller: handing work to a pool thread and
-/// waiting for it costs 10 to 50 microseconds on a virtual machine, more than a small op.
-pub fn map_init<T: Send, S, R: Send>(
-    items: Vec<T>,
-    init: impl Fn() -> S + Sync + Send,
-    f: impl Fn(&mut S, T) -> R + Sync + Send,
-) -> Vec<R> {
+/// Maps `f` over `items` on lithe's pool of [`num_threads`] threads; the results come back in
+/// item order. With one thread, or one item, it runs in order on the caller: handing work to a
+/// pool thread and waiting for it costs 10 to 50 microseconds on a virtual machine, more than a
+/// small op.
+pub fn map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync + Send) -> Vec<R> {
     if num_threads() <= 1 || items.len() <= 1 {
-        let mut state = init();
-        return items.into_iter().map(|item| f(&mut state, item)).collect();
+        return items.into_iter().map(f).collect();
     }
-    install(|| items.into_par_iter().map_init(init, f).collect())
+    install(|| items.into_par_iter().map(f).collect())
 }
 
 #[cfg(test)]
@@ -129,23 +124,20 @@ mod tests {
     }
 
     #[test]
-    fn map_init_keeps_item_order_on_any_thread_count() {
+    fn map_keeps_item_order_on_any_thread_count() {
         let _guard = SETTING.lock().unwrap_or_else(|e| e.into_inner());
         for threads in [1, 2, 3] {
             set_num_threads(threads);
             let caller = std::thread::current().id();
-            let got = map_init(
-                (0..100).collect(),
-                || 0usize,
-                |calls, i: usize| {
-                    *calls += 1;
-                    (i * i, std::thread::current().id() == caller, *calls)
-                },
-            );
+            let calls = std::sync::atomic::AtomicUsize::new(0);
+            let got = map((0..100).collect(), |i: usize| {
+                let call = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                (i * i, std::thread::current().id() == caller, call)
+            });
             let squares: Vec<usize> = got.iter().map(|&(sq, _, _)| sq).collect();
             assert_eq!(squares, (0..100).map(|i| i * i).collect::<Vec<_>>());
             if threads == 1 {
-                // Every item on the caller, in order, through one state.
+                // Every item on the caller, in order.
                 assert!(got.iter().all(|&(_, on_caller, _)| on_caller));
                 let calls: Vec<usize> = got.iter().map(|&(_, _, c)| c).collect();
                 assert_eq!(calls, (1..=100).collect::<Vec<_>>());

@@ -161,13 +161,9 @@ pub fn attention(
             .zip(probs.chunks_mut(heads * t * t))
             .enumerate()
             .collect();
-        threads::map_init(
-            items,
-            || (),
-            |_, (b, (out_b, probs_b))| sample(b, out_b, probs_b),
-        )
-        .into_iter()
-        .collect::<Result<()>>()?;
+        threads::map(items, |(b, (out_b, probs_b))| sample(b, out_b, probs_b))
+            .into_iter()
+            .collect::<Result<()>>()?;
     }
     Ok((
         Tensor::from_vec(out, q.shape())?,
@@ -259,11 +255,9 @@ pub(crate) fn attention_backward(
         .zip(per_sample(dv, batch, len))
         .enumerate()
         .collect();
-    threads::map_init(
-        work,
-        || (),
-        |_, (b, ((dq_b, dk_b), dv_b))| sample(b, dq_b, dk_b, dv_b),
-    )
+    threads::map(work, |(b, ((dq_b, dk_b), dv_b))| {
+        sample(b, dq_b, dk_b, dv_b)
+    })
     .into_iter()
     .collect::<Result<()>>()?;
     Ok(())

@@ -71,11 +71,9 @@ pub fn dwconv(x: &Tensor, weight: &Tensor, bias: &Tensor, grid: (usize, usize)) 
     if len > 0 {
         let (w, b) = (weight.data(), bias.data());
         let items: Vec<_> = out.chunks_mut(len).zip(x.data().chunks(len)).collect();
-        threads::map_init(
-            items,
-            || (),
-            |_, (out_b, x_b)| dwconv_forward(out_b, x_b, w, b, sample),
-        )
+        threads::map(items, |(out_b, x_b)| {
+            dwconv_forward(out_b, x_b, w, b, sample)
+        })
         .into_iter()
         .collect::<std::result::Result<(), _>>()?;
     }
@@ -121,27 +119,23 @@ pub(crate) fn dwconv_backward(
     let (w, xd, gd) = (weight.data(), x.data(), dout.data());
     // Per sample: (dweight [k, k, C], dbias [C]) of that sample alone (empty when not wanted).
     let items: Vec<_> = dx_chunks.into_iter().enumerate().collect();
-    let partials: Vec<(Vec<f32>, Vec<f32>)> = threads::map_init(
-        items,
-        || (),
-        |_, (b, dx_b)| {
-            let (x_b, dout_b) = (&xd[b * len..(b + 1) * len], &gd[b * len..(b + 1) * len]);
-            let mut scratch = Vec::new();
-            let dx_b = match dx_b {
-                Some(d) => d,
-                None => {
-                    scratch.resize(len, 0.0);
-                    &mut scratch[..]
-                }
-            };
-            let (mut dw, mut db) = (vec![0f32; wlen], vec![0f32; channels]);
-            kernel_backward(dx_b, &mut dw, &mut db, dout_b, x_b, w, sample)?;
-            if !want_params {
-                return Ok((Vec::new(), Vec::new()));
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = threads::map(items, |(b, dx_b)| {
+        let (x_b, dout_b) = (&xd[b * len..(b + 1) * len], &gd[b * len..(b + 1) * len]);
+        let mut scratch = Vec::new();
+        let dx_b = match dx_b {
+            Some(d) => d,
+            None => {
+                scratch.resize(len, 0.0);
+                &mut scratch[..]
             }
-            Ok((dw, db))
-        },
-    )
+        };
+        let (mut dw, mut db) = (vec![0f32; wlen], vec![0f32; channels]);
+        kernel_backward(dx_b, &mut dw, &mut db, dout_b, x_b, w, sample)?;
+        if !want_params {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        Ok((dw, db))
+    })
     .into_iter()
     .collect::<Result<Vec<_>>>()?;
     if let Some(dw) = dweight {

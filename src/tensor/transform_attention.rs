@@ -165,28 +165,24 @@ pub(crate) fn transform_attention_with_stats(
             .zip(stats.chunks_mut(stats_len.max(1)))
             .enumerate()
             .collect();
-        threads::map_init(
-            items,
-            || (),
-            |_, (b, (out_b, stats_b))| -> Result<()> {
-                let at = b * len..(b + 1) * len;
-                with_scratch(sample.forward_scratch_len(), |scratch| {
-                    kernel::transform_attention_forward_with_stats(
-                        out_b,
-                        stats_b,
-                        &qd[at.clone()],
-                        &kd[at.clone()],
-                        &vd[at],
-                        &slices,
-                        keep.map(|d| &d[b * n..(b + 1) * n]),
-                        &sample,
-                        scale,
-                        scratch,
-                    )
-                })?;
-                Ok(())
-            },
-        )
+        threads::map(items, |(b, (out_b, stats_b))| -> Result<()> {
+            let at = b * len..(b + 1) * len;
+            with_scratch(sample.forward_scratch_len(), |scratch| {
+                kernel::transform_attention_forward_with_stats(
+                    out_b,
+                    stats_b,
+                    &qd[at.clone()],
+                    &kd[at.clone()],
+                    &vd[at],
+                    &slices,
+                    keep.map(|d| &d[b * n..(b + 1) * n]),
+                    &sample,
+                    scale,
+                    scratch,
+                )
+            })?;
+            Ok(())
+        })
         .into_iter()
         .collect::<Result<()>>()?;
     }
@@ -284,10 +280,9 @@ pub(crate) fn transform_attention_backward(
         .zip(per_sample(dkeep, batch, n))
         .enumerate()
         .collect();
-    let partials: Vec<Vec<f32>> = threads::map_init(
+    let partials: Vec<Vec<f32>> = threads::map(
         work,
-        || (),
-        |_, (b, (((dq_b, dk_b), dv_b), dkeep_b))| -> Result<Vec<f32>> {
+        |(b, (((dq_b, dk_b), dv_b), dkeep_b))| -> Result<Vec<f32>> {
             let mut mix_grads = vec![0f32; 2 * h * h + 2 * h];
             let (dpre_b, rest) = mix_grads.split_at_mut(h * h);
             let (dpre_bias_b, rest) = rest.split_at_mut(h);

@@ -74,7 +74,8 @@ fn pack_6_rows<const STEP: usize, const KG: usize>(
     debug_assert!(STEP == STEP_GROUPS * KG && STEP <= 32);
     let kp = k.div_ceil(KG) * KG;
     let groups = kp / KG;
-    let zeros = [0i8; 32];
+    // Rows past `mb`: the format's zero, the same vector every step.
+    let zero_row = load([0i8; 32].as_ptr());
     for (q, panel) in dst
         .chunks_exact_mut((groups * GROUP_BYTES).max(1))
         .take(mb.div_ceil(MR))
@@ -101,7 +102,7 @@ fn pack_6_rows<const STEP: usize, const KG: usize>(
                         load(tail.as_ptr())
                     }
                 }
-                _ => load(zeros.as_ptr()),
+                _ => zero_row,
             });
             let out = transpose_8x8_dwords(v);
             let first = p / KG;
