@@ -4,6 +4,10 @@
 //! `dY W`, the weight gradient `dY^T X` accumulates, and attention runs one small GEMM per
 //! (batch, head). Single thread, thread CPU time (robust when the machine is shared), median.
 //!
+//! The `vit` rows are the per-head GEMMs of a ViT-S attention block (65 tokens, head width 64;
+//! 66 query rows of a 197-token sample), whose score matrices end in a 1- or 5-column panel and
+//! whose row counts end in a partial tile.
+//!
 //! `cargo run --release --example gemm_shapes -p lithe-kernels [filter]`
 
 use lithe_kernels::{GemmOptions, Isa, MatMut, MatRef, sgemm_with};
@@ -13,7 +17,7 @@ mod cpu_time;
 use cpu_time::cpu_now;
 
 /// (name, M, K, N, A transposed, B transposed, beta).
-const SHAPES: [(&str, usize, usize, usize, bool, bool, f32); 16] = [
+const SHAPES: [(&str, usize, usize, usize, bool, bool, f32); 20] = [
     ("fwd qkvo X.W^T", 3200, 64, 64, false, true, 0.0),
     ("fwd fc1 X.W^T", 3200, 64, 256, false, true, 0.0),
     ("fwd fc2 X.W^T", 3200, 256, 64, false, true, 0.0),
@@ -30,6 +34,10 @@ const SHAPES: [(&str, usize, usize, usize, bool, bool, f32); 16] = [
     ("attn dV=P^T.dO", 50, 50, 16, true, false, 1.0),
     ("attn dQ=dS.K", 50, 50, 16, false, false, 1.0),
     ("attn dK=dS^T.Q", 50, 50, 16, true, false, 1.0),
+    ("vit Q.K^T", 65, 64, 65, false, true, 0.0),
+    ("vit P.V", 65, 65, 64, false, false, 0.0),
+    ("vit dK=dS^T.Q", 65, 65, 64, true, false, 1.0),
+    ("vit Q.K^T 197", 66, 64, 197, false, true, 0.0),
 ];
 
 fn main() {

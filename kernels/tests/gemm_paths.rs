@@ -335,6 +335,51 @@ fn direct_a_on_tile_edges_with_strides() {
     assert!(ran > 0, "no kernel set has a direct-A kernel");
 }
 
+/// A last B panel of a few columns (an `N = 65` score matrix ends in a 1-column one) gives the
+/// same bits whether A is packed or read in place, in either layout: the driver's choice between
+/// the two depends on a thread's column range, and results must not depend on the thread count.
+#[test]
+fn narrow_last_panel_same_bits_packed_or_in_place() {
+    let mut compared = 0;
+    for isa in Isa::available() {
+        let ks = KernelSet::for_isa(isa).unwrap();
+        if ks.ukernel_direct_a.is_none() {
+            continue;
+        }
+        for n in [1, 2, 3, 4, 5, ks.nr + 1, ks.nr + 4, 2 * ks.nr + 1] {
+            for m in [1, 5, ks.mr, ks.mr + 1, 2 * ks.mr + 5] {
+                for k in [1, 15, 16, 17, 64, 2 * ks.kc + 3] {
+                    for trans_a in [false, true] {
+                        let a_vals = fill(m * k, (m + n + k) as u64);
+                        let b_vals = fill(k * n, 7);
+                        let a = if trans_a {
+                            MatRef::new(&a_vals, k, m, m, 1).unwrap().t()
+                        } else {
+                            MatRef::new(&a_vals, m, k, k, 1).unwrap()
+                        };
+                        let b = MatRef::new(&b_vals, n, k, k, 1).unwrap().t();
+                        let run = |ks: &KernelSet| {
+                            let mut c = fill(m * n, 3);
+                            let view = MatMut::new(&mut c, m, n, n, 1).unwrap();
+                            driver::gemm(ks, 1, 0.5, a, b, 1.5, view);
+                            c
+                        };
+                        let packed = run(&ks.with_direct_a_max_n(0));
+                        let in_place = run(&ks.with_direct_a_max_n(usize::MAX));
+                        let same = packed
+                            .iter()
+                            .zip(&in_place)
+                            .all(|(x, y)| x.to_bits() == y.to_bits());
+                        assert!(same, "{isa:?} m={m} n={n} k={k} trans_a={trans_a}");
+                        compared += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(compared > 0, "no kernel set has a direct-A kernel");
+}
+
 /// The small GEMMs of one training step of a little Transformer: attention per (batch, head)
 /// (50 tokens, head width 16) in all four layouts, and narrow Linear layers, overwriting and
 /// accumulating, on every kernel set.

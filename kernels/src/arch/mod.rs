@@ -1,7 +1,8 @@
 //! Per-ISA code: one file per instruction set, each compiled only for its target architecture
 //! and entered only after run-time detection. Nothing outside `arch` contains intrinsics.
 //!
-//! GEMM micro-kernels: `portable`, `x86_avx2`, `x86_avx512`, `aarch64_neon`.
+//! GEMM micro-kernels: `portable`, `x86_avx2`, `x86_avx512` (its tiles for panels of a few
+//! columns in `x86_avx512_edge`), `aarch64_neon`.
 //! int8 GEMM micro-kernels: `portable_i8`, `x86_avx2_i8`, `x86_avxvnni_i8`, `x86_avx512vnni_i8`, `x86_amx_i8`,
 //! `aarch64_neon_i8` (baseline and dotprod); the activation packing of the 6-row ymm tiles (AVX2,
 //! AVX-VNNI) is in `x86_avx2_pack_i8`, of the AVX512-VNNI tile in `x86_avx512_pack_i8`.
@@ -38,6 +39,8 @@ pub mod x86_avx2_i8;
 pub mod x86_avx2_pack_i8;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_avx512;
+#[cfg(target_arch = "x86_64")]
+mod x86_avx512_edge;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_avx512_elementwise;
 #[cfg(target_arch = "x86_64")]

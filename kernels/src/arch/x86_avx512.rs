@@ -5,6 +5,7 @@
 //! into its FMAs as an embedded broadcast, so 24 FMAs cost 14 loads.
 
 use super::portable::store_tile;
+use super::x86_avx512_edge as edge;
 use crate::Isa;
 use crate::gemm::{KernelSet, MatRef, UkernelParams, pack};
 use std::arch::x86_64::*;
@@ -42,16 +43,39 @@ pub unsafe fn sgemm_ukernel_12x32(p: &UkernelParams) {
     unsafe { sgemm_ukernel_cols::<MR>(p) }
 }
 
-/// The tile on one zmm column when the panel has at most 16 columns: the last panel of an
-/// `N = 65` score matrix holds one column, and the full tile would spend 32 FMAs per row on it.
+/// The tile that fits the call: a panel of at most [`edge::NARROW_N`] columns takes an edge
+/// kernel (see `x86_avx512_edge`); one of at most 16 columns takes one zmm column per row (the
+/// 5-wide last panel of `N = 197` would spend 32 FMAs per row on it); and the last rows of M
+/// take the shortest tile in {4, 6, 8, MR} that covers them (the last of the 65 rows of an
+/// `N = 65` attention block is 5 rows high; a 12-row tile would spend 12 FMAs on them).
 #[inline(always)]
 unsafe fn sgemm_ukernel_cols<const M: usize>(p: &UkernelParams) {
     // SAFETY: forwarded contract.
     unsafe {
+        if edge::try_narrow(p, true, M) {
+            return;
+        }
         if p.n <= 16 {
-            sgemm_ukernel::<M, 1>(p)
+            packed_rows::<M, 1>(p)
         } else {
-            sgemm_ukernel::<M, 2>(p)
+            packed_rows::<M, 2>(p)
+        }
+    }
+}
+
+/// [`sgemm_ukernel_cols`]'s choice of tile height for a packed A panel `M` high.
+#[inline(always)]
+unsafe fn packed_rows<const M: usize, const C: usize>(p: &UkernelParams) {
+    // SAFETY: forwarded contract; each height covers `p.m` rows and is below M.
+    unsafe {
+        if p.m <= 4 && 4 < M {
+            sgemm_ukernel::<M, 4, C>(p)
+        } else if p.m <= 6 && 6 < M {
+            sgemm_ukernel::<M, 6, C>(p)
+        } else if p.m <= 8 && 8 < M {
+            sgemm_ukernel::<M, 8, C>(p)
+        } else {
+            sgemm_ukernel::<M, M, C>(p)
         }
     }
 }
@@ -61,10 +85,30 @@ unsafe fn sgemm_ukernel_cols<const M: usize>(p: &UkernelParams) {
 unsafe fn sgemm_ukernel_direct_a_cols<const M: usize>(p: &UkernelParams) {
     // SAFETY: forwarded contract.
     unsafe {
+        if edge::try_narrow(p, false, M) {
+            return;
+        }
         if p.n <= 16 {
-            sgemm_ukernel_direct_a::<M, 1>(p)
+            direct_rows::<M, 1>(p)
         } else {
-            sgemm_ukernel_direct_a::<M, 2>(p)
+            direct_rows::<M, 2>(p)
+        }
+    }
+}
+
+/// [`sgemm_ukernel_direct_a_cols`]'s choice of tile height.
+#[inline(always)]
+unsafe fn direct_rows<const M: usize, const C: usize>(p: &UkernelParams) {
+    // SAFETY: forwarded contract; each height covers `p.m` rows.
+    unsafe {
+        if p.m <= 4 && 4 < M {
+            sgemm_ukernel_direct_a::<4, C>(p)
+        } else if p.m <= 6 && 6 < M {
+            sgemm_ukernel_direct_a::<6, C>(p)
+        } else if p.m <= 8 && 8 < M {
+            sgemm_ukernel_direct_a::<8, C>(p)
+        } else {
+            sgemm_ukernel_direct_a::<M, C>(p)
         }
     }
 }
@@ -90,14 +134,15 @@ fn prefetch_c(p: &UkernelParams) {
     }
 }
 
-/// The `M x 16C` tile (`C` = 1 or 2 zmm columns; packed B keeps its 32-column stride).
+/// The `R x 16C` tile (`C` = 1 or 2 zmm columns; packed B keeps its 32-column stride) on the
+/// first `R` rows of an A panel `M` high.
 #[target_feature(enable = "avx512f")]
-unsafe fn sgemm_ukernel<const M: usize, const C: usize>(p: &UkernelParams) {
+unsafe fn sgemm_ukernel<const M: usize, const R: usize, const C: usize>(p: &UkernelParams) {
     prefetch_c(p);
-    let mut acc = [[_mm512_setzero_ps(); C]; M];
+    let mut acc = [[_mm512_setzero_ps(); C]; R];
     let (mut a, mut b) = (p.a, p.b);
     for _ in 0..p.k {
-        // SAFETY: each depth step reads M packed A values and 32 packed B values.
+        // SAFETY: each depth step reads R <= M packed A values and 32 packed B values.
         unsafe {
             // B streams from L2: pull it into L1 a few depth steps ahead.
             for q in 0..C {
@@ -319,8 +364,9 @@ unsafe fn pack_b_colmajor(b: MatRef<'_>, dst: &mut [f32]) {
 
 /// `out[j][i] = rows[i][j]` for a 16 x 16 block: pairs of rows interleaved within 128-bit lanes,
 /// then 4-row groups, then a 4 x 4 transpose of the 128-bit lanes.
+#[inline]
 #[target_feature(enable = "avx512f")]
-fn transpose_16x16(r: [__m512; 16]) -> [__m512; 16] {
+pub(super) fn transpose_16x16(r: [__m512; 16]) -> [__m512; 16] {
     // a[2k], a[2k+1]: rows 2k and 2k+1 interleaved (lane L: elements 4L..4L+1, then 4L+2..4L+3).
     let a: [__m512; 16] = std::array::from_fn(|i| {
         let (x, y) = (r[i & !1], r[i | 1]);
