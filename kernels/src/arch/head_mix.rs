@@ -8,6 +8,14 @@ use super::simd::SimdF32;
 /// Vectors per chunk of a row: four independent accumulators hide the FMA latency.
 const UNROLL: usize = 4;
 
+/// Output heads mixed together when the vector type has 16 lanes (and 32 registers: 16
+/// accumulators, 4 coefficients and a source vector fit), else 2: each source vector loaded
+/// feeds that many FMAs, so the loop is not bound by loads.
+#[inline(always)]
+pub(crate) fn heads_at_once<V: SimdF32>() -> usize {
+    if V::LANES >= 16 { 4 } else { 2 }
+}
+
 /// The coefficient `M[h, g]` of a row-major `heads x heads` matrix, or of its transpose.
 #[inline(always)]
 fn coeff(m: &[f32], heads: usize, h: usize, g: usize, transpose: bool) -> f32 {
@@ -16,6 +24,46 @@ fn coeff(m: &[f32], heads: usize, h: usize, g: usize, transpose: bool) -> f32 {
     } else {
         m[h * heads + g]
     }
+}
+
+/// One chunk of `B` mixed rows: `bias[b] + sum_g w(b, g) src[g * stride + x ..]` over `heads`
+/// source rows, for `U` vectors from `x` (`k` lanes valid in the last one; the others are
+/// zero-filled on load).
+///
+/// # Safety
+/// Every `src[g * stride + x + u * LANES ..]` read lies inside `src` (`k` lanes for the last).
+#[inline(always)]
+pub(crate) unsafe fn mixed_chunk<V: SimdF32, const B: usize, const U: usize>(
+    src: *const f32,
+    w: impl Fn(usize, usize) -> f32,
+    bias: &[f32; B],
+    heads: usize,
+    stride: usize,
+    x: usize,
+    k: usize,
+) -> [[V; U]; B] {
+    let mut acc = [[V::splat(0.0); U]; B];
+    for (a, &b) in acc.iter_mut().zip(bias) {
+        *a = [V::splat(b); U];
+    }
+    for g in 0..heads {
+        let wv: [V; B] = std::array::from_fn(|b| V::splat(w(b, g)));
+        // SAFETY: the caller's contract.
+        let row = unsafe { src.add(g * stride + x) };
+        for u in 0..U {
+            let sv = unsafe {
+                if u + 1 < U || k == V::LANES {
+                    V::load(row.add(u * V::LANES))
+                } else {
+                    V::load_tail(row.add(u * V::LANES), k)
+                }
+            };
+            for (a, w) in acc.iter_mut().zip(&wv) {
+                a[u] = sv.mul_add(*w, a[u]);
+            }
+        }
+    }
+    acc
 }
 
 /// `dst[h * len + x] = sum_g M[h, g] * src[g * len + x] + bias[h]` (bias 0 when `None`;
@@ -36,53 +84,77 @@ pub(crate) unsafe fn mix_heads<V: SimdF32>(
 ) {
     debug_assert!(dst.len() >= heads * len && src.len() >= heads * len);
     debug_assert!(m.len() >= heads * heads && bias.is_none_or(|b| b.len() >= heads));
+    // Chunks outer, heads inner: the H source chunks stay in L1 for every output head.
     let chunk = UNROLL * V::LANES;
-    let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
     let mut x = 0;
-    while x + chunk <= len {
-        for h in 0..heads {
-            let mut acc = [V::splat(bias.map_or(0.0, |b| b[h])); UNROLL];
-            for g in 0..heads {
-                let w = V::splat(coeff(m, heads, h, g, transpose));
-                // SAFETY: x + chunk <= len, so every lane read lies in row g of `src`.
-                let row = unsafe { s.add(g * len + x) };
-                for (u, a) in acc.iter_mut().enumerate() {
-                    *a = unsafe { V::load(row.add(u * V::LANES)) }.mul_add(w, *a);
+    while x < len {
+        let k = if x + chunk <= len {
+            chunk
+        } else {
+            V::LANES.min(len - x)
+        };
+        let mut h = 0;
+        while h < heads {
+            let left = heads - h;
+            // SAFETY (all arms): the caller's contract; h + B <= heads, x + k <= len.
+            unsafe {
+                if heads_at_once::<V>() >= 4 && left >= 4 {
+                    mix_chunk_into::<V, 4>(dst, src, m, bias, heads, len, transpose, h, x, k);
+                    h += 4;
+                } else if left >= 2 {
+                    mix_chunk_into::<V, 2>(dst, src, m, bias, heads, len, transpose, h, x, k);
+                    h += 2;
+                } else {
+                    mix_chunk_into::<V, 1>(dst, src, m, bias, heads, len, transpose, h, x, k);
+                    h += 1;
                 }
             }
-            // SAFETY: the same lanes of row h of `dst`.
-            let out = unsafe { d.add(h * len + x) };
+        }
+        x += k;
+    }
+}
+
+/// [`mix_heads`] for the `B` output heads `h0 ..` on lanes `x .. x + k`: a full chunk
+/// (`k = UNROLL * LANES`) or one vector (`k <= LANES`).
+///
+/// # Safety
+/// As [`mix_heads`], with `h0 + B <= heads` and `x + k <= len`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn mix_chunk_into<V: SimdF32, const B: usize>(
+    dst: &mut [f32],
+    src: &[f32],
+    m: &[f32],
+    bias: Option<&[f32]>,
+    heads: usize,
+    len: usize,
+    transpose: bool,
+    h0: usize,
+    x: usize,
+    k: usize,
+) {
+    let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+    let w = |b: usize, g: usize| coeff(m, heads, h0 + b, g, transpose);
+    let bias: [f32; B] = std::array::from_fn(|b| bias.map_or(0.0, |v| v[h0 + b]));
+    // SAFETY (all blocks): lanes x .. x + k of rows below `heads` lie inside `src` and `dst`.
+    if k == UNROLL * V::LANES {
+        let acc = unsafe { mixed_chunk::<V, B, UNROLL>(s, w, &bias, heads, len, x, V::LANES) };
+        for (b, acc) in acc.iter().enumerate() {
+            let out = unsafe { d.add((h0 + b) * len + x) };
             for (u, a) in acc.iter().enumerate() {
                 unsafe { a.store(out.add(u * V::LANES)) };
             }
         }
-        x += chunk;
-    }
-    // The tail: one vector at a time, the last one partial.
-    while x < len {
-        let n = V::LANES.min(len - x);
-        for h in 0..heads {
-            let mut acc = V::splat(bias.map_or(0.0, |b| b[h]));
-            for g in 0..heads {
-                let w = V::splat(coeff(m, heads, h, g, transpose));
-                // SAFETY: lanes x..x + n of row g, all below len.
-                let p = unsafe { s.add(g * len + x) };
-                let v = if n == V::LANES {
-                    unsafe { V::load(p) }
-                } else {
-                    unsafe { V::load_tail(p, n) }
-                };
-                acc = v.mul_add(w, acc);
-            }
-            // SAFETY: lanes x..x + n of row h of `dst`.
-            let p = unsafe { d.add(h * len + x) };
-            if n == V::LANES {
-                unsafe { acc.store(p) };
+    } else {
+        let acc = unsafe { mixed_chunk::<V, B, 1>(s, w, &bias, heads, len, x, k) };
+        for (b, acc) in acc.iter().enumerate() {
+            let out = unsafe { d.add((h0 + b) * len + x) };
+            if k == V::LANES {
+                unsafe { acc[0].store(out) };
             } else {
-                unsafe { acc.store_tail(p, n) };
+                unsafe { acc[0].store_tail(out, k) };
             }
         }
-        x += n;
     }
 }
 

@@ -11,6 +11,7 @@
 //!   already in registers, also feed the `H x H` dot products `acc[h,g] += <src[h], other[g]>`
 //!   (the gradient of that mix), so the maps are read once for both.
 
+use super::head_mix::{heads_at_once, mixed_chunk};
 use super::simd::{SimdF32, exp};
 
 /// Vectors per chunk of a row: four independent accumulators hide the FMA latency.
@@ -48,42 +49,6 @@ unsafe fn st<V: SimdF32>(v: V, p: *mut f32, k: usize) {
     }
 }
 
-/// Output heads mixed together: each source vector loaded feeds `HEADS_AT_ONCE` FMAs.
-const HEADS_AT_ONCE: usize = 2;
-
-/// One chunk of `B` mixed rows: `bias[b] + sum_g w[b][g] src[g * stride + x ..]` for `U`
-/// vectors from `x` (`k` lanes valid in the last one).
-///
-/// # Safety
-/// Every `src[g * stride + x + u * LANES ..]` read lies inside `src` (`k` lanes for the last).
-#[inline(always)]
-unsafe fn mixed_chunk<V: SimdF32, const B: usize, const U: usize>(
-    src: *const f32,
-    w: &[&[f32]; B],
-    bias: &[f32; B],
-    stride: usize,
-    x: usize,
-    k: usize,
-) -> [[V; U]; B] {
-    let mut acc = [[V::splat(0.0); U]; B];
-    for (a, &b) in acc.iter_mut().zip(bias) {
-        *a = [V::splat(b); U];
-    }
-    for g in 0..w[0].len() {
-        let wv: [V; B] = std::array::from_fn(|b| V::splat(w[b][g]));
-        // SAFETY: the caller's contract.
-        let row = unsafe { src.add(g * stride + x) };
-        for u in 0..U {
-            let lanes = if u + 1 == U { k } else { V::LANES };
-            let sv = unsafe { ld::<V>(row.add(u * V::LANES), lanes) };
-            for (a, w) in acc.iter_mut().zip(&wv) {
-                a[u] = sv.mul_add(*w, a[u]);
-            }
-        }
-    }
-    acc
-}
-
 /// For every query row `r < rows` and head `h < heads` of a block (`src`, `dst`: `[H, rows, N]`):
 /// `x = pre_bias[h] + sum_g pre[h,g] src[g, r, :]`, then `dst[h, r, :] = exp(x - max) / sum`.
 /// `stats` (`[H, rows, 2]`: row max, `1 / sum exp(x - max)`) is written when `given` is false,
@@ -113,14 +78,18 @@ pub(crate) unsafe fn mix_softmax<V: SimdF32>(
     for r in 0..rows {
         let mut h = 0;
         while h < heads {
-            // SAFETY (both arms): rows r of the maps lie inside `src` and `dst` (caller).
-            if h + HEADS_AT_ONCE <= heads {
+            let left = heads - h;
+            // SAFETY (all arms): rows r of the maps lie inside `src` and `dst` (caller).
+            if heads_at_once::<V>() >= 4 && left >= 4 {
                 unsafe {
-                    softmax_rows::<V, HEADS_AT_ONCE>(
-                        s, d, pre, pre_bias, stats, heads, rows, n, r, h, given,
-                    )
+                    softmax_rows::<V, 4>(s, d, pre, pre_bias, stats, heads, rows, n, r, h, given)
                 };
-                h += HEADS_AT_ONCE;
+                h += 4;
+            } else if left >= 2 {
+                unsafe {
+                    softmax_rows::<V, 2>(s, d, pre, pre_bias, stats, heads, rows, n, r, h, given)
+                };
+                h += 2;
             } else {
                 unsafe {
                     softmax_rows::<V, 1>(s, d, pre, pre_bias, stats, heads, rows, n, r, h, given)
@@ -152,7 +121,7 @@ unsafe fn softmax_rows<V: SimdF32, const B: usize>(
 ) {
     let len = rows * n;
     let chunk = UNROLL * V::LANES;
-    let w: [&[f32]; B] = std::array::from_fn(|b| &pre[(h0 + b) * heads..(h0 + b + 1) * heads]);
+    let w = |b: usize, g: usize| pre[(h0 + b) * heads + g];
     let bias: [f32; B] = std::array::from_fn(|b| pre_bias[h0 + b]);
     let at: [usize; B] = std::array::from_fn(|b| (h0 + b) * rows + r);
     // SAFETY (all blocks below): row r of map g starts at g * len + r * n and every chunk read
@@ -164,7 +133,8 @@ unsafe fn softmax_rows<V: SimdF32, const B: usize>(
         let vinv: [V; B] = std::array::from_fn(|b| V::splat(stats[2 * at[b] + 1]));
         let mut x = 0;
         while x + chunk <= n {
-            let acc = unsafe { mixed_chunk::<V, B, UNROLL>(s_row, &w, &bias, len, x, V::LANES) };
+            let acc =
+                unsafe { mixed_chunk::<V, B, UNROLL>(s_row, w, &bias, heads, len, x, V::LANES) };
             for b in 0..B {
                 for (u, a) in acc[b].iter().enumerate() {
                     let p = exp(a.sub(vmax[b])).mul(vinv[b]);
@@ -175,7 +145,7 @@ unsafe fn softmax_rows<V: SimdF32, const B: usize>(
         }
         while x < n {
             let k = V::LANES.min(n - x);
-            let acc = unsafe { mixed_chunk::<V, B, 1>(s_row, &w, &bias, len, x, k) };
+            let acc = unsafe { mixed_chunk::<V, B, 1>(s_row, w, &bias, heads, len, x, k) };
             for b in 0..B {
                 unsafe {
                     st(
@@ -193,7 +163,7 @@ unsafe fn softmax_rows<V: SimdF32, const B: usize>(
     let mut vmax = [V::splat(f32::NEG_INFINITY); B];
     let mut x = 0;
     while x + chunk <= n {
-        let acc = unsafe { mixed_chunk::<V, B, UNROLL>(s_row, &w, &bias, len, x, V::LANES) };
+        let acc = unsafe { mixed_chunk::<V, B, UNROLL>(s_row, w, &bias, heads, len, x, V::LANES) };
         for b in 0..B {
             for (u, a) in acc[b].iter().enumerate() {
                 vmax[b] = vmax[b].max(*a);
@@ -204,7 +174,7 @@ unsafe fn softmax_rows<V: SimdF32, const B: usize>(
     }
     while x < n {
         let k = V::LANES.min(n - x);
-        let acc = unsafe { mixed_chunk::<V, B, 1>(s_row, &w, &bias, len, x, k) };
+        let acc = unsafe { mixed_chunk::<V, B, 1>(s_row, w, &bias, heads, len, x, k) };
         for b in 0..B {
             vmax[b] = vmax[b].max(acc[b][0].keep_first(k, f32::NEG_INFINITY));
             unsafe { st(acc[b][0], d_rows[b].add(x), k) };
