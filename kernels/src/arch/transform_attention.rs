@@ -275,53 +275,95 @@ pub(crate) unsafe fn mix_t_dots<V: SimdF32>(
             let mut part = vec![V::splat(0.0); heads * heads];
             let mut x = 0;
             while x < len {
-                let full = x + chunk <= len;
-                for g in 0..heads {
-                    let w = |h: usize| m[h * heads + g];
-                    let part_g = &mut part[g * heads..(g + 1) * heads];
-                    // SAFETY: every lane read or written lies in 0..len of its map.
-                    unsafe {
-                        if full {
-                            let mut ov = [V::splat(0.0); UNROLL];
-                            for (u, v) in ov.iter_mut().enumerate() {
-                                *v = V::load(o.add(g * len + x + u * V::LANES));
-                            }
-                            let mut acc = [V::splat(0.0); UNROLL];
-                            for (h, p) in part_g.iter_mut().enumerate() {
-                                let wv = V::splat(w(h));
-                                let row = s.add(h * len + x);
-                                let mut dp = *p;
-                                for (u, a) in acc.iter_mut().enumerate() {
-                                    let sv = V::load(row.add(u * V::LANES));
-                                    *a = sv.mul_add(wv, *a);
-                                    dp = sv.mul_add(ov[u], dp);
-                                }
-                                *p = dp;
-                            }
-                            for (u, a) in acc.iter().enumerate() {
-                                a.store(d.add(g * len + x + u * V::LANES));
-                            }
-                        } else {
-                            // Zero-filled tails add nothing to the dot products.
-                            let k = V::LANES.min(len - x);
-                            let ov = ld::<V>(o.add(g * len + x), k);
-                            let mut a = V::splat(0.0);
-                            for (h, p) in part_g.iter_mut().enumerate() {
-                                let sv = ld::<V>(s.add(h * len + x), k);
-                                a = sv.mul_add(V::splat(w(h)), a);
-                                *p = sv.mul_add(ov, *p);
-                            }
-                            st(a, d.add(g * len + x), k);
-                        }
+                let k = if x + chunk <= len {
+                    chunk
+                } else {
+                    V::LANES.min(len - x)
+                };
+                let mut g = 0;
+                while g < heads {
+                    // SAFETY (both arms): g + G <= heads, x + k <= len (the caller's lengths).
+                    if heads_at_once::<V>() >= 4 && heads - g >= 2 {
+                        unsafe { t_dots_chunk::<V, 2>(d, s, o, m, &mut part, heads, len, g, x, k) };
+                        g += 2;
+                    } else {
+                        unsafe { t_dots_chunk::<V, 1>(d, s, o, m, &mut part, heads, len, g, x, k) };
+                        g += 1;
                     }
                 }
-                x += if full { chunk } else { V::LANES.min(len - x) };
+                x += k;
             }
             for g in 0..heads {
                 for h in 0..heads {
                     acc_out[h * heads + g] += part[g * heads + h].reduce_add();
                 }
             }
+        }
+    }
+}
+
+/// [`mix_t_dots`] with dots for the `G` output maps `g0 ..` on lanes `x .. x + k` (a full chunk,
+/// `k = UNROLL * LANES`, or one vector): each source vector loaded feeds `2 G` FMAs, `G` of the
+/// mix and `G` of the dot products (`part[g * heads + h]`, one vector per pair).
+///
+/// # Safety
+/// `d`, `s`, `o` hold `heads * len` floats, `m` `heads * heads`; `g0 + G <= heads`,
+/// `x + k <= len`; the vector type's ISA is enabled.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn t_dots_chunk<V: SimdF32, const G: usize>(
+    d: *mut f32,
+    s: *const f32,
+    o: *const f32,
+    m: &[f32],
+    part: &mut [V],
+    heads: usize,
+    len: usize,
+    g0: usize,
+    x: usize,
+    k: usize,
+) {
+    if k == UNROLL * V::LANES {
+        // SAFETY (this block): lanes x .. x + k of every map lie below len.
+        let ov: [[V; UNROLL]; G] = std::array::from_fn(|c| {
+            std::array::from_fn(|u| unsafe { V::load(o.add((g0 + c) * len + x + u * V::LANES)) })
+        });
+        let mut acc = [[V::splat(0.0); UNROLL]; G];
+        for h in 0..heads {
+            let wv: [V; G] = std::array::from_fn(|c| V::splat(m[h * heads + g0 + c]));
+            let mut dp: [V; G] = std::array::from_fn(|c| part[(g0 + c) * heads + h]);
+            let row = unsafe { s.add(h * len + x) };
+            for u in 0..UNROLL {
+                let sv = unsafe { V::load(row.add(u * V::LANES)) };
+                for c in 0..G {
+                    acc[c][u] = sv.mul_add(wv[c], acc[c][u]);
+                    dp[c] = sv.mul_add(ov[c][u], dp[c]);
+                }
+            }
+            for (c, dp) in dp.iter().enumerate() {
+                part[(g0 + c) * heads + h] = *dp;
+            }
+        }
+        for (c, acc) in acc.iter().enumerate() {
+            for (u, a) in acc.iter().enumerate() {
+                unsafe { a.store(d.add((g0 + c) * len + x + u * V::LANES)) };
+            }
+        }
+    } else {
+        // Zero-filled tails add nothing to the dot products.
+        // SAFETY (this block): lanes x .. x + k of every map lie below len.
+        let ov: [V; G] = std::array::from_fn(|c| unsafe { ld::<V>(o.add((g0 + c) * len + x), k) });
+        let mut acc = [V::splat(0.0); G];
+        for h in 0..heads {
+            let sv = unsafe { ld::<V>(s.add(h * len + x), k) };
+            for c in 0..G {
+                acc[c] = sv.mul_add(V::splat(m[h * heads + g0 + c]), acc[c]);
+                let p = &mut part[(g0 + c) * heads + h];
+                *p = sv.mul_add(ov[c], *p);
+            }
+        }
+        for (c, a) in acc.iter().enumerate() {
+            unsafe { st(*a, d.add((g0 + c) * len + x), k) };
         }
     }
 }
