@@ -366,7 +366,7 @@ unsafe fn pack_b_colmajor(b: MatRef<'_>, dst: &mut [f32]) {
 /// then 4-row groups, then a 4 x 4 transpose of the 128-bit lanes.
 #[inline]
 #[target_feature(enable = "avx512f")]
-pub(super) fn transpose_16x16(r: [__m512; 16]) -> [__m512; 16] {
+fn transpose_16x16(r: [__m512; 16]) -> [__m512; 16] {
     // a[2k], a[2k+1]: rows 2k and 2k+1 interleaved (lane L: elements 4L..4L+1, then 4L+2..4L+3).
     let a: [__m512; 16] = std::array::from_fn(|i| {
         let (x, y) = (r[i & !1], r[i | 1]);

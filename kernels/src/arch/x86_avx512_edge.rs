@@ -1,22 +1,25 @@
 //! Edge tiles of the AVX-512 f32 GEMM (`x86_avx512`) whose last B panel holds only a few
 //! columns: an `N = 65` score matrix (`Q K^T` of a 65-token ViT) ends in a 1-column panel, and
 //! the 16-lane tile would spend 16 lanes of every FMA on one column. With `n <= NARROW_N`
-//! columns the tile is computed with A's rows in the lanes instead: per depth step `q`, the
-//! column `A(0..m, q)` (`m <= 16`) times `B(q, j)` broadcast, so the work scales with `n`.
+//! columns the tile is computed along another axis, so the work scales with `n`:
 //!
-//! A column is one contiguous load for a packed A panel and for a column-major A read in place;
-//! a row-major A read in place (the `Q` of attention scores) is loaded 16 depth steps at a time
-//! along its rows and transposed in registers. Every layout sums the same products in the same
-//! order (four partial sums by `q mod 4`, added pairwise at the end), so the result does not
-//! depend on whether the driver packed A: a thread's column range, and with it that choice, may
-//! differ with the thread count, and results must not.
+//! - **rows in lanes** (a packed A panel, or a column-major A read in place): per depth step
+//!   `q`, the column `A(0..m, q)` (`m <= 16`, one contiguous load) times `B(q, j)` broadcast;
+//! - **dot products** (a row-major A read in place, the `Q` of attention scores): the `n` B
+//!   columns are gathered once per tile into contiguous vectors, then each row of A streams past
+//!   them, one 16-lane dot product per C element.
+//!
+//! The two forms round differently; the driver decides how A is fed once per problem (not per
+//! thread), so a result never depends on the thread count.
 
-use super::x86_avx512::{NR, transpose_16x16};
+use super::x86_avx512::NR;
 use crate::gemm::UkernelParams;
 use std::arch::x86_64::*;
 
 /// Panels with at most this many columns take an edge kernel.
 pub(super) const NARROW_N: usize = 4;
+/// Deepest panel the dot-product form gathers on the stack.
+const DOT_MAX_K: usize = 256;
 /// Partial sums per column: four FMA chains in flight even for a one-column tile.
 const SUMS: usize = 4;
 
@@ -27,7 +30,8 @@ fn lanes(n: usize) -> __mmask16 {
 }
 
 /// Runs the narrow tile if this call has one (`p.n <= NARROW_N`, `p.m <= 16`, and a layout of A
-/// with a unit stride); returns false to leave it to the full tile. `mr` is the height of a
+/// with a unit stride, at most `DOT_MAX_K` deep if row-major); returns false to leave it to the
+/// full tile. `mr` is the height of a
 /// packed A panel (the distance between its depth steps).
 ///
 /// # Safety
@@ -38,77 +42,65 @@ pub(super) unsafe fn try_narrow(p: &UkernelParams, packed: bool, mr: usize) -> b
     if p.n > NARROW_N || p.m > 16 || p.k == 0 {
         return false;
     }
-    let source = if packed {
-        Source::Columns(mr as isize)
+    let step = if packed {
+        mr as isize
     } else if p.rsa == 1 {
-        Source::Columns(p.csa)
-    } else if p.csa == 1 {
-        Source::Rows
+        p.csa
+    } else if p.csa == 1 && p.k <= DOT_MAX_K {
+        // SAFETY: forwarded contract; rows of A are contiguous; k <= DOT_MAX_K.
+        unsafe {
+            match p.n {
+                1 => dots::<1>(p),
+                2 => dots::<2>(p),
+                3 => dots::<3>(p),
+                _ => dots::<4>(p),
+            }
+        }
+        return true;
     } else {
         return false;
     };
-    // SAFETY: forwarded contract; `source` says where A's values lie.
+    // SAFETY: forwarded contract; column q of A is contiguous at `a + q * step`.
     unsafe {
         match p.n {
-            1 => rows_in_lanes::<1>(p, source),
-            2 => rows_in_lanes::<2>(p, source),
-            3 => rows_in_lanes::<3>(p, source),
-            _ => rows_in_lanes::<4>(p, source),
+            1 => rows_in_lanes::<1>(p, step),
+            2 => rows_in_lanes::<2>(p, step),
+            3 => rows_in_lanes::<3>(p, step),
+            _ => rows_in_lanes::<4>(p, step),
         }
     }
     true
 }
 
-/// Where the A columns of a tile come from.
-#[derive(Clone, Copy)]
-enum Source {
-    /// Column `q` is contiguous at `a + q * step`.
-    Columns(isize),
-    /// Row `i` is contiguous at `a + i * rsa` (columns come from a transpose).
-    Rows,
-}
-
-/// Columns `q0 .. q0 + 16` of A (those below `k`), `m` rows in the lanes, zero elsewhere.
+/// Columns `q0 .. q0 + 16` of A (those below `k`, each at `a + q * step`), `m` rows in the
+/// lanes, zero elsewhere.
 ///
 /// # Safety
-/// AVX-512F; the contract's A for `p` as `source` describes it; `q0 < k`.
+/// AVX-512F; A(i, q) at `p.a + i + q * step` for `i < m`, `q < k`; `q0 < k`.
 #[inline]
 #[target_feature(enable = "avx512f")]
-unsafe fn a_columns(p: &UkernelParams, source: Source, q0: usize) -> [__m512; 16] {
-    let count = 16.min(p.k - q0);
-    let mut v = [_mm512_setzero_ps(); 16];
-    // SAFETY (both arms): every masked load reads A(i, q) with i < m, q0 <= q < k.
-    unsafe {
-        match source {
-            Source::Columns(step) => {
-                let mask = lanes(p.m);
-                for (u, col) in v.iter_mut().enumerate().take(count) {
-                    *col = _mm512_maskz_loadu_ps(mask, p.a.offset((q0 + u) as isize * step));
-                }
-                v
-            }
-            Source::Rows => {
-                let mask = lanes(count);
-                for (i, row) in v.iter_mut().enumerate().take(p.m) {
-                    *row = _mm512_maskz_loadu_ps(mask, p.a.offset(i as isize * p.rsa).add(q0));
-                }
-                transpose_16x16(v)
-            }
-        }
+unsafe fn a_columns(p: &UkernelParams, step: isize, q0: usize) -> [__m512; 16] {
+    let mask = lanes(p.m);
+    let mut cols = [_mm512_setzero_ps(); 16];
+    for (u, col) in cols.iter_mut().enumerate().take(p.k - q0) {
+        // SAFETY: the masked load reads A(i, q0 + u) with i < m, q0 + u < k.
+        *col = unsafe { _mm512_maskz_loadu_ps(mask, p.a.offset((q0 + u) as isize * step)) };
     }
+    cols
 }
 
-/// The `m x N` tile with A's rows in the lanes (see the module docs).
+/// The `m x N` tile with A's rows in the lanes (see the module docs): four partial sums per
+/// column (depth step `q` into sum `q mod 4`), added pairwise at the end.
 ///
 /// # Safety
-/// AVX-512F; the contract for `p`, with A where `source` says.
+/// AVX-512F; A(i, q) at `p.a + i + q * step`; the contract for B and C.
 #[target_feature(enable = "avx512f")]
-unsafe fn rows_in_lanes<const N: usize>(p: &UkernelParams, source: Source) {
+unsafe fn rows_in_lanes<const N: usize>(p: &UkernelParams, step: isize) {
     let mut acc = [[_mm512_setzero_ps(); N]; SUMS];
     for q0 in (0..p.k).step_by(16) {
         // SAFETY: q0 < k; the B panel holds rows q0 .. k.
         unsafe {
-            let cols = a_columns(p, source, q0);
+            let cols = a_columns(p, step, q0);
             let b = p.b.add(q0 * NR);
             if q0 + 16 <= p.k {
                 add_chunk::<N, true>(&mut acc, &cols, b, 16);
@@ -153,6 +145,56 @@ unsafe fn add_chunk<const N: usize, const FULL: bool>(
             *a = unsafe { _mm512_fmadd_ps(*col, _mm512_set1_ps(*brow.add(j)), *a) };
         }
     }
+}
+
+/// The `m x N` tile as `m N` dot products along K: the N B columns are gathered once into
+/// contiguous vectors (zero past `k`), then each row of A streams past them.
+///
+/// # Safety
+/// AVX-512F; `k <= DOT_MAX_K`; A(i, q) at `p.a + i * rsa + q` for `i < m`, `q < k`; the
+/// contract for B and C.
+#[target_feature(enable = "avx512f")]
+unsafe fn dots<const N: usize>(p: &UkernelParams) {
+    let chunks = p.k.div_ceil(16);
+    let tail = lanes(p.k - 16 * (chunks - 1));
+    let mut bt = [[_mm512_setzero_ps(); DOT_MAX_K / 16]; N];
+    let idx = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32(NR as i32),
+    );
+    for (j, col) in bt.iter_mut().enumerate() {
+        for (c, v) in col.iter_mut().enumerate().take(chunks) {
+            let mask = if c + 1 == chunks { tail } else { 0xFFFF };
+            // SAFETY: the gathered B(16 c + l, j), l in the mask, are rows < k of the panel.
+            *v = unsafe {
+                _mm512_mask_i32gather_ps::<4>(
+                    _mm512_setzero_ps(),
+                    mask,
+                    idx,
+                    p.b.add(16 * c * NR + j),
+                )
+            };
+        }
+    }
+    let mut out = [[0f32; N]; 16];
+    for (i, out) in out.iter_mut().enumerate().take(p.m) {
+        // SAFETY: row i < m of A holds k contiguous values.
+        let row = unsafe { p.a.offset(i as isize * p.rsa) };
+        let mut acc = [_mm512_setzero_ps(); N];
+        for c in 0..chunks {
+            let mask = if c + 1 == chunks { tail } else { 0xFFFF };
+            // SAFETY: the masked lanes of chunk c are A(i, q) with q < k.
+            let av = unsafe { _mm512_maskz_loadu_ps(mask, row.add(16 * c)) };
+            for (a, col) in acc.iter_mut().zip(&bt) {
+                *a = _mm512_fmadd_ps(av, col[c], *a);
+            }
+        }
+        for (o, a) in out.iter_mut().zip(acc) {
+            *o = _mm512_reduce_add_ps(a);
+        }
+    }
+    // SAFETY: forwarded contract for C and the bias.
+    unsafe { store(p, |i, j| out[i][j]) };
 }
 
 /// `C(i, j) = alpha * tile(i, j) + beta * C(i, j) (+ bias[j])` on the `m x n` corner, C read

@@ -165,8 +165,11 @@ fn run(
         (false, ks.mr, m)
     };
     let parts = threads.min(len.div_ceil(tile)).max(1);
+    // Whether A is read in place is decided on the whole problem, not per thread: each way of
+    // feeding A may round differently, and results must not depend on the thread count.
+    let direct = ks.direct_a(&a, n);
     if parts == 1 {
-        gemm_serial(ks, alpha, a, b, beta, bias, out);
+        gemm_serial(ks, alpha, a, b, beta, bias, direct, out);
         return;
     }
     let tiles_per_part = len.div_ceil(tile).div_ceil(parts);
@@ -180,10 +183,10 @@ fn run(
         if split_n {
             let bias = bias.map(|v| &v[start..start + size]);
             let b = b.cols_range(start, size);
-            gemm_serial(ks, alpha, a, b, beta, bias, out.offset(0, start));
+            gemm_serial(ks, alpha, a, b, beta, bias, direct, out.offset(0, start));
         } else {
             let a = a.sub(start, 0, size, k);
-            gemm_serial(ks, alpha, a, b, beta, bias, out.offset(start, 0));
+            gemm_serial(ks, alpha, a, b, beta, bias, direct, out.offset(start, 0));
         }
     };
     crate::threads::pool(parts).broadcast(|ctx| run_part(ctx.index()));
@@ -204,9 +207,10 @@ fn scale_c(c: OutPtr, m: usize, n: usize, beta: f32, bias: Option<&[f32]>) {
 }
 
 /// The single-threaded five-loop nest. A row- or column-major A is read in place instead of
-/// packed when the problem is narrow (see [`KernelSet::direct_a`]): each A micro-panel then
-/// meets only a few B micro-panels, too few to repay the copy. A pre-packed B skips the B
-/// packing; the bias goes to the micro-kernels of the last K block only.
+/// packed when the problem is narrow (`direct`, from [`KernelSet::direct_a`]): each A
+/// micro-panel then meets only a few B micro-panels, too few to repay the copy. A pre-packed B
+/// skips the B packing; the bias goes to the micro-kernels of the last K block only.
+#[allow(clippy::too_many_arguments)]
 fn gemm_serial(
     ks: &KernelSet,
     alpha: f32,
@@ -214,11 +218,11 @@ fn gemm_serial(
     b: BPart<'_>,
     beta: f32,
     bias: Option<&[f32]>,
+    direct: Option<super::contract::Ukernel>,
     c: OutPtr,
 ) {
     let (m, n, k) = (a.rows(), b.cols(), a.cols());
     let (mr, nr) = (ks.mr, ks.nr);
-    let direct = ks.direct_a(&a, n);
     BUFFERS.with(|bufs| {
         let mut bufs = bufs.borrow_mut();
         let PackBuffers { a: abuf, b: bbuf } = &mut *bufs;
