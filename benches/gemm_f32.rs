@@ -109,8 +109,9 @@ fn bench_gemm(c: &mut Criterion) {
 /// (name, M, K, N, A transposed, B transposed): the GEMMs of one training step of a tiny ViT
 /// (3200 tokens of width 64, MLP 256, attention heads of 16 over 50 tokens) in the layouts the
 /// model issues them: Linear forward `X W^T`, input gradient `dY W`, weight gradient `dY^T X`,
-/// and attention per (batch, head).
-const SMALL_SHAPES: [(&str, usize, usize, usize, bool, bool); 9] = [
+/// and attention per (batch, head); then a ViT-S attention head (65 tokens, width 64), whose
+/// score matrix ends in a 1-column panel and whose 65 rows end in a partial tile.
+const SMALL_SHAPES: [(&str, usize, usize, usize, bool, bool); 11] = [
     ("fwd_x_wt", 3200, 64, 64, false, true),
     ("fwd_fc2_x_wt", 3200, 256, 64, false, true),
     ("bwd_dx_dy_w", 3200, 64, 256, false, false),
@@ -120,6 +121,8 @@ const SMALL_SHAPES: [(&str, usize, usize, usize, bool, bool); 9] = [
     ("attn_p_v", 50, 50, 16, false, false),
     ("attn_pt_do", 50, 50, 16, true, false),
     ("attn_ds_k", 50, 50, 16, false, false),
+    ("vit_attn_q_kt", 65, 64, 65, false, true),
+    ("vit_attn_pt_do", 65, 65, 64, true, false),
 ];
 
 fn bench_small(c: &mut Criterion) {
