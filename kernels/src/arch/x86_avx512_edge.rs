@@ -31,8 +31,7 @@ fn lanes(n: usize) -> __mmask16 {
 
 /// Runs the narrow tile if this call has one (`p.n <= NARROW_N`, `p.m <= 16`, and a layout of A
 /// with a unit stride, at most `DOT_MAX_K` deep if row-major); returns false to leave it to the
-/// full tile. `mr` is the height of a
-/// packed A panel (the distance between its depth steps).
+/// full tile. `mr` is the height of a packed A panel (the distance between its depth steps).
 ///
 /// # Safety
 /// AVX-512F is present; the micro-kernel contract (`gemm::contract`) holds for `p`, with `a`
