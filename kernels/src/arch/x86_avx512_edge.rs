@@ -15,12 +15,14 @@
 use super::x86_avx512::NR;
 use crate::gemm::UkernelParams;
 use std::arch::x86_64::*;
+use std::mem::MaybeUninit;
 
 /// Panels with at most this many columns take an edge kernel.
 pub(super) const NARROW_N: usize = 4;
 /// Deepest panel the dot-product form gathers on the stack.
 const DOT_MAX_K: usize = 256;
-/// Partial sums per column: four FMA chains in flight even for a one-column tile.
+/// Partial sums per column in the rows-in-lanes form: four FMA chains in flight even for a
+/// one-column tile.
 const SUMS: usize = 4;
 
 /// The mask of the first `n` of 16 lanes.
@@ -71,42 +73,37 @@ pub(super) unsafe fn try_narrow(p: &UkernelParams, packed: bool, mr: usize) -> b
     true
 }
 
-/// Columns `q0 .. q0 + 16` of A (those below `k`, each at `a + q * step`), `m` rows in the
-/// lanes, zero elsewhere.
+/// The `m x N` tile with A's rows in the lanes (see the module docs): `SUMS` depth steps in
+/// flight, each into its own partial sums, added pairwise at the end.
 ///
 /// # Safety
-/// AVX-512F; A(i, q) at `p.a + i + q * step` for `i < m`, `q < k`; `q0 < k`.
-#[inline]
-#[target_feature(enable = "avx512f")]
-unsafe fn a_columns(p: &UkernelParams, step: isize, q0: usize) -> [__m512; 16] {
-    let mask = lanes(p.m);
-    let mut cols = [_mm512_setzero_ps(); 16];
-    for (u, col) in cols.iter_mut().enumerate().take(p.k - q0) {
-        // SAFETY: the masked load reads A(i, q0 + u) with i < m, q0 + u < k.
-        *col = unsafe { _mm512_maskz_loadu_ps(mask, p.a.offset((q0 + u) as isize * step)) };
-    }
-    cols
-}
-
-/// The `m x N` tile with A's rows in the lanes (see the module docs): four partial sums per
-/// column (depth step `q` into sum `q mod 4`), added pairwise at the end.
-///
-/// # Safety
-/// AVX-512F; A(i, q) at `p.a + i + q * step`; the contract for B and C.
+/// AVX-512F; A(i, q) at `p.a + i + q * step` for `i < m`, `q < k`; the contract for B and C.
 #[target_feature(enable = "avx512f")]
 unsafe fn rows_in_lanes<const N: usize>(p: &UkernelParams, step: isize) {
+    let mask = lanes(p.m);
     let mut acc = [[_mm512_setzero_ps(); N]; SUMS];
-    for q0 in (0..p.k).step_by(16) {
-        // SAFETY: q0 < k; the B panel holds rows q0 .. k.
+    // One depth step into one set of sums: the column A(0..m, q) times each B(q, j).
+    let add_step = |acc: &mut [__m512; N], q: usize| {
+        // SAFETY: q < k: column q of A has m values at `a + q * step`, row q of the B panel
+        // NR >= N.
         unsafe {
-            let cols = a_columns(p, step, q0);
-            let b = p.b.add(q0 * NR);
-            if q0 + 16 <= p.k {
-                add_chunk::<N, true>(&mut acc, &cols, b, 16);
-            } else {
-                add_chunk::<N, false>(&mut acc, &cols, b, p.k - q0);
+            let col = _mm512_maskz_loadu_ps(mask, p.a.offset(q as isize * step));
+            let brow = p.b.add(q * NR);
+            for (j, a) in acc.iter_mut().enumerate() {
+                *a = _mm512_fmadd_ps(col, _mm512_set1_ps(*brow.add(j)), *a);
             }
         }
+    };
+    let mut q = 0;
+    while q + SUMS <= p.k {
+        for (u, sums) in acc.iter_mut().enumerate() {
+            add_step(sums, q + u);
+        }
+        q += SUMS;
+    }
+    while q < p.k {
+        add_step(&mut acc[0], q);
+        q += 1;
     }
     let mut cols = [[0f32; 16]; N];
     for (j, out) in cols.iter_mut().enumerate() {
@@ -121,31 +118,6 @@ unsafe fn rows_in_lanes<const N: usize>(p: &UkernelParams, step: isize) {
     unsafe { store(p, |i, j| cols[j][i]) };
 }
 
-/// Adds the products of `count` depth steps (16 when `FULL`, which unrolls the loop with
-/// constant accumulator slots): step `u` goes to partial sum `u mod SUMS`.
-///
-/// # Safety
-/// AVX-512F; `b` points at `count` rows of a packed B panel (`NR` apart, `N` values used).
-#[inline(always)]
-unsafe fn add_chunk<const N: usize, const FULL: bool>(
-    acc: &mut [[__m512; N]; SUMS],
-    cols: &[__m512; 16],
-    b: *const f32,
-    count: usize,
-) {
-    for (u, col) in cols.iter().enumerate() {
-        if !FULL && u == count {
-            break;
-        }
-        // SAFETY: u < count: row u of the panel.
-        let brow = unsafe { b.add(u * NR) };
-        for (j, a) in acc[u % SUMS].iter_mut().enumerate() {
-            // SAFETY: j < N <= NR: inside the row; AVX-512F (caller).
-            *a = unsafe { _mm512_fmadd_ps(*col, _mm512_set1_ps(*brow.add(j)), *a) };
-        }
-    }
-}
-
 /// The `m x N` tile as `m N` dot products along K: the N B columns are gathered once into
 /// contiguous vectors (zero past `k`), then each row of A streams past them.
 ///
@@ -156,7 +128,8 @@ unsafe fn add_chunk<const N: usize, const FULL: bool>(
 unsafe fn dots<const N: usize>(p: &UkernelParams) {
     let chunks = p.k.div_ceil(16);
     let tail = lanes(p.k - 16 * (chunks - 1));
-    let mut bt = [[_mm512_setzero_ps(); DOT_MAX_K / 16]; N];
+    // Only the first `chunks` vectors of each column are written and read.
+    let mut bt = [[MaybeUninit::<__m512>::uninit(); DOT_MAX_K / 16]; N];
     let idx = _mm512_mullo_epi32(
         _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
         _mm512_set1_epi32(NR as i32),
@@ -165,14 +138,14 @@ unsafe fn dots<const N: usize>(p: &UkernelParams) {
         for (c, v) in col.iter_mut().enumerate().take(chunks) {
             let mask = if c + 1 == chunks { tail } else { 0xFFFF };
             // SAFETY: the gathered B(16 c + l, j), l in the mask, are rows < k of the panel.
-            *v = unsafe {
+            *v = MaybeUninit::new(unsafe {
                 _mm512_mask_i32gather_ps::<4>(
                     _mm512_setzero_ps(),
                     mask,
                     idx,
                     p.b.add(16 * c * NR + j),
                 )
-            };
+            });
         }
     }
     let mut out = [[0f32; N]; 16];
@@ -182,10 +155,11 @@ unsafe fn dots<const N: usize>(p: &UkernelParams) {
         let mut acc = [_mm512_setzero_ps(); N];
         for c in 0..chunks {
             let mask = if c + 1 == chunks { tail } else { 0xFFFF };
-            // SAFETY: the masked lanes of chunk c are A(i, q) with q < k.
+            // SAFETY: the masked lanes of chunk c are A(i, q) with q < k; chunk c < chunks of
+            // every column was written above.
             let av = unsafe { _mm512_maskz_loadu_ps(mask, row.add(16 * c)) };
             for (a, col) in acc.iter_mut().zip(&bt) {
-                *a = _mm512_fmadd_ps(av, col[c], *a);
+                *a = _mm512_fmadd_ps(av, unsafe { col[c].assume_init() }, *a);
             }
         }
         for (o, a) in out.iter_mut().zip(acc) {
