@@ -303,6 +303,57 @@ proptest! {
     }
 }
 
+/// Without the mix gradients (a frozen mix), the backward takes the plain transposed mixes
+/// instead of the ones fused with the mix-gradient dot products; the activation gradients must be
+/// the same bits. The mixes are far from symmetric, so a mix applied untransposed shows.
+#[test]
+fn frozen_mix_gives_the_same_activation_gradients() {
+    let shape = TransformAttentionShape {
+        batch: 2,
+        tokens: 37,
+        heads: 5,
+        head_dim: 7,
+    };
+    let mut p = Problem::new(shape, Policy::None, 9);
+    let h = shape.heads;
+    for (i, (pre, post)) in p.pre.iter_mut().zip(p.post.iter_mut()).enumerate() {
+        // Lower triangle only: M != M^T.
+        if i % h > i / h {
+            *pre = 0.0;
+            *post = 0.0;
+        }
+    }
+    let len = shape.activation_len().unwrap();
+    let dout = Gen(3).vec(len, 1.0);
+    let run = |mix_grads: bool| -> Vec<Vec<f32>> {
+        let mut bufs = GradBufs::new(&p, 4);
+        let mut grads = bufs.grads(false);
+        if !mix_grads {
+            (grads.dpre, grads.dpre_bias, grads.dpost, grads.dpost_bias) = (None, None, None, None);
+        }
+        let mut scratch = vec![f32::NAN; shape.backward_scratch_len()];
+        transform_attention_backward(
+            grads,
+            &dout,
+            &p.q,
+            &p.k,
+            &p.v,
+            &p.mix(),
+            None,
+            &shape,
+            p.scale,
+            &mut scratch,
+        )
+        .unwrap();
+        bufs.bufs[..3].to_vec()
+    };
+    let (with, without) = (run(true), run(false));
+    for (name, (a, b)) in ["dq", "dk", "dv"].iter().zip(with.iter().zip(&without)) {
+        let same = a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+        assert!(same, "{name} differs without the mix gradients");
+    }
+}
+
 /// Identity mixes with zero biases give plain multi-head attention: each head's softmax of
 /// `scale Q_h K_h^T` (computed by the reference softmax) times `V_h`.
 #[test]

@@ -6,7 +6,18 @@
 use super::simd::SimdF32;
 
 /// Vectors per chunk of a row: four independent accumulators hide the FMA latency.
-const UNROLL: usize = 4;
+pub(crate) const UNROLL: usize = 4;
+
+/// Lanes of the step from `x` in a map of `len` floats: a full chunk of `UNROLL` vectors while
+/// one fits, then one vector at a time (the last one partial).
+#[inline(always)]
+pub(crate) fn chunk_lanes<V: SimdF32>(x: usize, len: usize) -> usize {
+    if x + UNROLL * V::LANES <= len {
+        UNROLL * V::LANES
+    } else {
+        V::LANES.min(len - x)
+    }
+}
 
 /// Output heads mixed together when the vector type has 16 lanes (and 32 registers: 16
 /// accumulators, 4 coefficients and a source vector fit), else 2: each source vector loaded
@@ -85,14 +96,9 @@ pub(crate) unsafe fn mix_heads<V: SimdF32>(
     debug_assert!(dst.len() >= heads * len && src.len() >= heads * len);
     debug_assert!(m.len() >= heads * heads && bias.is_none_or(|b| b.len() >= heads));
     // Chunks outer, heads inner: the H source chunks stay in L1 for every output head.
-    let chunk = UNROLL * V::LANES;
     let mut x = 0;
     while x < len {
-        let k = if x + chunk <= len {
-            chunk
-        } else {
-            V::LANES.min(len - x)
-        };
+        let k = chunk_lanes::<V>(x, len);
         let mut h = 0;
         while h < heads {
             let left = heads - h;

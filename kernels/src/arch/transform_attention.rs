@@ -11,11 +11,8 @@
 //!   already in registers, also feed the `H x H` dot products `acc[h,g] += <src[h], other[g]>`
 //!   (the gradient of that mix), so the maps are read once for both.
 
-use super::head_mix::{heads_at_once, mixed_chunk};
+use super::head_mix::{UNROLL, chunk_lanes, heads_at_once, mix_heads, mixed_chunk};
 use super::simd::{SimdF32, exp};
-
-/// Vectors per chunk of a row: four independent accumulators hide the FMA latency.
-const UNROLL: usize = 4;
 
 /// Loads `k` lanes at `p` (`k == LANES`: a full vector; else a zero-filled tail).
 ///
@@ -232,54 +229,18 @@ pub(crate) unsafe fn mix_t_dots<V: SimdF32>(
 ) {
     debug_assert!(dst.len() >= heads * len && src.len() >= heads * len);
     debug_assert!(m.len() >= heads * heads);
-    let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
-    let chunk = UNROLL * V::LANES;
     match dots {
-        None => {
-            let mut x = 0;
-            while x < len {
-                let full = x + chunk <= len;
-                for g in 0..heads {
-                    let w = |h: usize| m[h * heads + g];
-                    // SAFETY: every lane read or written lies in 0..len of its map.
-                    unsafe {
-                        if full {
-                            let mut acc = [V::splat(0.0); UNROLL];
-                            for h in 0..heads {
-                                let wv = V::splat(w(h));
-                                let row = s.add(h * len + x);
-                                for (u, a) in acc.iter_mut().enumerate() {
-                                    *a = V::load(row.add(u * V::LANES)).mul_add(wv, *a);
-                                }
-                            }
-                            for (u, a) in acc.iter().enumerate() {
-                                a.store(d.add(g * len + x + u * V::LANES));
-                            }
-                        } else {
-                            let k = V::LANES.min(len - x);
-                            let mut a = V::splat(0.0);
-                            for h in 0..heads {
-                                a = ld::<V>(s.add(h * len + x), k).mul_add(V::splat(w(h)), a);
-                            }
-                            st(a, d.add(g * len + x), k);
-                        }
-                    }
-                }
-                x += if full { chunk } else { V::LANES.min(len - x) };
-            }
-        }
+        // The plain transposed mix.
+        // SAFETY: the caller's contract is `mix_heads`'s.
+        None => unsafe { mix_heads::<V>(dst, src, m, None, heads, len, true) },
         Some((other, acc_out)) => {
             debug_assert!(other.len() >= heads * len && acc_out.len() >= heads * heads);
-            let o = other.as_ptr();
+            let (s, d, o) = (src.as_ptr(), dst.as_mut_ptr(), other.as_ptr());
             // One vector of partial dot products per (g, h).
             let mut part = vec![V::splat(0.0); heads * heads];
             let mut x = 0;
             while x < len {
-                let k = if x + chunk <= len {
-                    chunk
-                } else {
-                    V::LANES.min(len - x)
-                };
+                let k = chunk_lanes::<V>(x, len);
                 let mut g = 0;
                 while g < heads {
                     // SAFETY (both arms): g + G <= heads, x + k <= len (the caller's lengths).
