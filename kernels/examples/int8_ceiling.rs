@@ -1,7 +1,8 @@
-//! The single-core ceiling of each AVX2 int8 multiply-add chain, measured with 12 independent
-//! accumulators (no loads, no packing: the arithmetic alone), next to what the AVX2 GEMM path
-//! reaches. It answers "how far is the kernel from what this core can do with *exact* s8 x s8
-//! arithmetic", which differs from the usual `vpmaddubsw` ceiling:
+//! Single-core int8 ceilings on this machine, each next to what the library's GEMM reaches.
+//!
+//! **AVX2.** Each multiply-add chain with 12 independent accumulators (no loads, no packing: the
+//! arithmetic alone). It answers "how far is the kernel from what this core can do with *exact*
+//! s8 x s8 arithmetic", which differs from the usual `vpmaddubsw` ceiling:
 //!
 //! - `maddubs`: `vpmaddubsw` + `vpmaddwd(1)` + `vpaddd`, 32 u8 x s8 multiply-adds per 3
 //!   instructions. The customary AVX2 peak, but not exact for s8 x s8 (the u8 operand would be
@@ -11,13 +12,28 @@
 //! - `sign-extend`: B stored as i16, `vpmaddwd` + `vpaddd`, 16 per 2 instructions (exact; what
 //!   the AVX2 path runs).
 //!
-//! On a core with two vector multiply ports and three vector ALU ports (Intel since Ice Lake)
-//! the exact chains are bound at about 3/4 of the `maddubs` chain: 4 instructions per 32
-//! multiply-adds instead of 3 (an Intel Sapphire Rapids core measures 0.73 for the sign trick
-//! and 0.74 for sign extension). A core with more multiply pipes than adds need (AMD Zen 4/5)
-//! runs sign extension at the full `maddubs` rate.
+//! The exact chains need 4 instructions per 32 multiply-adds instead of 3, and run below the
+//! `maddubs` chain: an Intel Sapphire Rapids core measures 0.73 for the sign trick and 0.74 for
+//! sign extension, an AMD Zen 4 core 0.67 and 0.83.
+//!
+//! **AVX512-VNNI.** The bare `vpdpbusd` chain (the peak), then the GEMM's 8 x 48 tile written out
+//! in `asm!` and run over whole products, once dropping its results and once storing them as a
+//! GEMM must. The stores cost the same share at any tile shape (one zmm of i32 per `K / 4`
+//! `vpdpbusd`), so the stored tile is the ceiling of an i32-output GEMM at that depth: on a Zen 4
+//! core about 0.97 of the chain at K = 384 and 0.99 at K = 1536.
 //!
 //! `cargo run --release --example int8_ceiling -p lithe-kernels`
+
+#[cfg(target_arch = "x86_64")]
+#[path = "common/cpu_time.rs"]
+mod cpu_time;
+
+#[cfg(target_arch = "x86_64")]
+use cpu_time::cpu_now;
+#[cfg(target_arch = "x86_64")]
+use lithe_kernels::I8Isa;
+#[cfg(target_arch = "x86_64")]
+use lithe_kernels::gemm_i8::{I8GemmOptions, PackedI8B, gemm_i8};
 
 #[cfg(target_arch = "x86_64")]
 mod chains {
@@ -121,11 +137,234 @@ mod chains {
 }
 
 #[cfg(target_arch = "x86_64")]
-fn main() {
-    #[path = "common/cpu_time.rs"]
-    mod cpu_time;
-    use cpu_time::cpu_now;
+mod vnni_tile {
+    //! The AVX512-VNNI GEMM tile (8 x 48: 24 zmm sums, 3 zmm of B and one broadcast dword of A
+    //! per depth group of 4, as in the library's kernel) written out in `asm!`, timed over a
+    //! whole `M x K x N` product with and without storing its i32 results, next to the bare
+    //! `vpdpbusd` chain. It shows what the stores of a shallow tile cost on this core: each tile
+    //! writes its 24 zmm of C once, after `K / 4 * 24` `vpdpbusd`.
 
+    /// Rows of the tile.
+    pub const MR: usize = 8;
+    /// Columns of the tile.
+    pub const NR: usize = 48;
+    /// Multiply-adds per trip of [`chain`].
+    pub const CHAIN_MACS_PER_TRIP: usize = 24 * 64;
+
+    /// `trips` x 24 independent `vpdpbusd` on registers only (the arithmetic peak).
+    ///
+    /// # Safety
+    /// The CPU has AVX512-VNNI.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn chain(trips: usize) {
+        // SAFETY: register-only AVX-512 code (the caller checked AVX512-VNNI).
+        unsafe {
+            std::arch::asm!(
+                "vpternlogd zmm24, zmm24, zmm24, 0xff",
+                "vpabsb zmm25, zmm24",
+                "vpabsb zmm26, zmm24",
+                "2:",
+                "vpdpbusd zmm0, zmm26, zmm24",
+                "vpdpbusd zmm1, zmm26, zmm25",
+                "vpdpbusd zmm2, zmm26, zmm24",
+                "vpdpbusd zmm3, zmm26, zmm25",
+                "vpdpbusd zmm4, zmm26, zmm24",
+                "vpdpbusd zmm5, zmm26, zmm25",
+                "vpdpbusd zmm6, zmm26, zmm24",
+                "vpdpbusd zmm7, zmm26, zmm25",
+                "vpdpbusd zmm8, zmm26, zmm24",
+                "vpdpbusd zmm9, zmm26, zmm25",
+                "vpdpbusd zmm10, zmm26, zmm24",
+                "vpdpbusd zmm11, zmm26, zmm25",
+                "vpdpbusd zmm12, zmm26, zmm24",
+                "vpdpbusd zmm13, zmm26, zmm25",
+                "vpdpbusd zmm14, zmm26, zmm24",
+                "vpdpbusd zmm15, zmm26, zmm25",
+                "vpdpbusd zmm16, zmm26, zmm24",
+                "vpdpbusd zmm17, zmm26, zmm25",
+                "vpdpbusd zmm18, zmm26, zmm24",
+                "vpdpbusd zmm19, zmm26, zmm25",
+                "vpdpbusd zmm20, zmm26, zmm24",
+                "vpdpbusd zmm21, zmm26, zmm25",
+                "vpdpbusd zmm22, zmm26, zmm24",
+                "vpdpbusd zmm23, zmm26, zmm25",
+                "dec {n}",
+                "jnz 2b",
+                n = inout(reg) trips => _,
+                out("zmm0") _, out("zmm1") _, out("zmm2") _, out("zmm3") _, out("zmm4") _,
+                out("zmm5") _, out("zmm6") _, out("zmm7") _, out("zmm8") _, out("zmm9") _,
+                out("zmm10") _, out("zmm11") _, out("zmm12") _, out("zmm13") _, out("zmm14") _,
+                out("zmm15") _, out("zmm16") _, out("zmm17") _, out("zmm18") _, out("zmm19") _,
+                out("zmm20") _, out("zmm21") _, out("zmm22") _, out("zmm23") _, out("zmm24") _,
+                out("zmm25") _, out("zmm26") _,
+                options(nostack, nomem),
+            );
+        }
+    }
+
+    /// One tile as a function: sums start from the 48 column values at `init`, take `groups`
+    /// depth groups of the packed A (`MR x 4` bytes each) and B (`NR x 4` bytes each) panels,
+    /// then run `$stores` (the 8 rows of 48 i32 to `c`, `ldc` bytes apart, or nothing).
+    macro_rules! tile {
+        ($(#[$doc:meta])* $name:ident, $stores:expr) => {
+            $(#[$doc])*
+            ///
+            /// # Safety
+            /// The CPU has AVX512-VNNI; the panels hold `groups` groups, `init` 48 i32 and `c`
+            /// 8 rows of 48 i32 at `ldc` bytes.
+            #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+            pub unsafe fn $name(
+                a: *const u8,
+                b: *const i8,
+                groups: usize,
+                init: *const i32,
+                c: *mut i32,
+                ldc: usize,
+            ) {
+                // SAFETY: reads and writes stay inside the panels, `init` and the C tile
+                // (caller); prefetches never fault.
+                unsafe {
+                    std::arch::asm!(
+                        "vmovdqu64 zmm28, [{init}]",
+                        "vmovdqu64 zmm29, [{init} + 64]",
+                        "vmovdqu64 zmm30, [{init} + 128]",
+                        "vmovdqa64 zmm0, zmm28",
+                        "vmovdqa64 zmm1, zmm29",
+                        "vmovdqa64 zmm2, zmm30",
+                        "vmovdqa64 zmm3, zmm28",
+                        "vmovdqa64 zmm4, zmm29",
+                        "vmovdqa64 zmm5, zmm30",
+                        "vmovdqa64 zmm6, zmm28",
+                        "vmovdqa64 zmm7, zmm29",
+                        "vmovdqa64 zmm8, zmm30",
+                        "vmovdqa64 zmm9, zmm28",
+                        "vmovdqa64 zmm10, zmm29",
+                        "vmovdqa64 zmm11, zmm30",
+                        "vmovdqa64 zmm12, zmm28",
+                        "vmovdqa64 zmm13, zmm29",
+                        "vmovdqa64 zmm14, zmm30",
+                        "vmovdqa64 zmm15, zmm28",
+                        "vmovdqa64 zmm16, zmm29",
+                        "vmovdqa64 zmm17, zmm30",
+                        "vmovdqa64 zmm18, zmm28",
+                        "vmovdqa64 zmm19, zmm29",
+                        "vmovdqa64 zmm20, zmm30",
+                        "vmovdqa64 zmm21, zmm28",
+                        "vmovdqa64 zmm22, zmm29",
+                        "vmovdqa64 zmm23, zmm30",
+                        "2:",
+                        "prefetcht0 [{b} + 1536]",
+                        "prefetcht0 [{b} + 1600]",
+                        "prefetcht0 [{b} + 1664]",
+                        "vmovdqu64 zmm24, [{b}]",
+                        "vmovdqu64 zmm25, [{b} + 64]",
+                        "vmovdqu64 zmm27, [{b} + 128]",
+                        "vpbroadcastd zmm26, dword ptr [{a} + 0]",
+                        "vpdpbusd zmm0, zmm26, zmm24",
+                        "vpdpbusd zmm1, zmm26, zmm25",
+                        "vpdpbusd zmm2, zmm26, zmm27",
+                        "vpbroadcastd zmm26, dword ptr [{a} + 4]",
+                        "vpdpbusd zmm3, zmm26, zmm24",
+                        "vpdpbusd zmm4, zmm26, zmm25",
+                        "vpdpbusd zmm5, zmm26, zmm27",
+                        "vpbroadcastd zmm26, dword ptr [{a} + 8]",
+                        "vpdpbusd zmm6, zmm26, zmm24",
+                        "vpdpbusd zmm7, zmm26, zmm25",
+                        "vpdpbusd zmm8, zmm26, zmm27",
+                        "vpbroadcastd zmm26, dword ptr [{a} + 12]",
+                        "vpdpbusd zmm9, zmm26, zmm24",
+                        "vpdpbusd zmm10, zmm26, zmm25",
+                        "vpdpbusd zmm11, zmm26, zmm27",
+                        "vpbroadcastd zmm26, dword ptr [{a} + 16]",
+                        "vpdpbusd zmm12, zmm26, zmm24",
+                        "vpdpbusd zmm13, zmm26, zmm25",
+                        "vpdpbusd zmm14, zmm26, zmm27",
+                        "vpbroadcastd zmm26, dword ptr [{a} + 20]",
+                        "vpdpbusd zmm15, zmm26, zmm24",
+                        "vpdpbusd zmm16, zmm26, zmm25",
+                        "vpdpbusd zmm17, zmm26, zmm27",
+                        "vpbroadcastd zmm26, dword ptr [{a} + 24]",
+                        "vpdpbusd zmm18, zmm26, zmm24",
+                        "vpdpbusd zmm19, zmm26, zmm25",
+                        "vpdpbusd zmm20, zmm26, zmm27",
+                        "vpbroadcastd zmm26, dword ptr [{a} + 28]",
+                        "vpdpbusd zmm21, zmm26, zmm24",
+                        "vpdpbusd zmm22, zmm26, zmm25",
+                        "vpdpbusd zmm23, zmm26, zmm27",
+                        "add {a}, 32",
+                        "add {b}, 192",
+                        "dec {n}",
+                        "jnz 2b",
+                        $stores,
+                        a = inout(reg) a => _,
+                        b = inout(reg) b => _,
+                        n = inout(reg) groups => _,
+                        c = inout(reg) c => _,
+                        init = in(reg) init,
+                        ldc = in(reg) ldc,
+                        out("zmm0") _, out("zmm1") _, out("zmm2") _, out("zmm3") _,
+                        out("zmm4") _, out("zmm5") _, out("zmm6") _, out("zmm7") _,
+                        out("zmm8") _, out("zmm9") _, out("zmm10") _, out("zmm11") _,
+                        out("zmm12") _, out("zmm13") _, out("zmm14") _, out("zmm15") _,
+                        out("zmm16") _, out("zmm17") _, out("zmm18") _, out("zmm19") _,
+                        out("zmm20") _, out("zmm21") _, out("zmm22") _, out("zmm23") _,
+                        out("zmm24") _, out("zmm25") _, out("zmm26") _, out("zmm27") _,
+                        out("zmm28") _, out("zmm29") _, out("zmm30") _,
+                        options(nostack),
+                    );
+                }
+            }
+        };
+    }
+
+    tile!(
+        /// The tile, writing its results (what a GEMM must do).
+        tile_stored,
+        concat!(
+            "vmovdqu64 [{c}], zmm0\n",
+            "vmovdqu64 [{c} + 64], zmm1\n",
+            "vmovdqu64 [{c} + 128], zmm2\n",
+            "add {c}, {ldc}\n",
+            "vmovdqu64 [{c}], zmm3\n",
+            "vmovdqu64 [{c} + 64], zmm4\n",
+            "vmovdqu64 [{c} + 128], zmm5\n",
+            "add {c}, {ldc}\n",
+            "vmovdqu64 [{c}], zmm6\n",
+            "vmovdqu64 [{c} + 64], zmm7\n",
+            "vmovdqu64 [{c} + 128], zmm8\n",
+            "add {c}, {ldc}\n",
+            "vmovdqu64 [{c}], zmm9\n",
+            "vmovdqu64 [{c} + 64], zmm10\n",
+            "vmovdqu64 [{c} + 128], zmm11\n",
+            "add {c}, {ldc}\n",
+            "vmovdqu64 [{c}], zmm12\n",
+            "vmovdqu64 [{c} + 64], zmm13\n",
+            "vmovdqu64 [{c} + 128], zmm14\n",
+            "add {c}, {ldc}\n",
+            "vmovdqu64 [{c}], zmm15\n",
+            "vmovdqu64 [{c} + 64], zmm16\n",
+            "vmovdqu64 [{c} + 128], zmm17\n",
+            "add {c}, {ldc}\n",
+            "vmovdqu64 [{c}], zmm18\n",
+            "vmovdqu64 [{c} + 64], zmm19\n",
+            "vmovdqu64 [{c} + 128], zmm20\n",
+            "add {c}, {ldc}\n",
+            "vmovdqu64 [{c}], zmm21\n",
+            "vmovdqu64 [{c} + 64], zmm22\n",
+            "vmovdqu64 [{c} + 128], zmm23\n",
+            "add {c}, {ldc}\n",
+        )
+    );
+
+    tile!(
+        /// The tile without its 24 stores (the results are dropped).
+        tile_unstored,
+        "# results dropped; C would be at {c}, rows {ldc} bytes apart"
+    );
+}
+
+#[cfg(target_arch = "x86_64")]
+fn main() {
     if !is_x86_feature_detected!("avx2") {
         eprintln!("this CPU has no AVX2");
         return;
@@ -164,6 +403,114 @@ fn main() {
         medians[1] / medians[0],
         medians[2] / medians[0]
     );
+    let gemm = library_gemm(I8Isa::Avx2, 1024, 1024, 1024, &cpu_now);
+    println!(
+        "lithe gemm_i8, avx2, 1024x1024x1024      {gemm:7.1} GOP/s ({:.2} of sign-extend)",
+        gemm / medians[2]
+    );
+    if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512bw") {
+        vnni_section(&cpu_now);
+    }
+}
+
+/// Median of 7 samples of `f`, each timed in thread CPU time and converted by `ops_per_call`
+/// multiply-adds x 2 per call, with enough calls per sample for about 20 ms.
+#[cfg(target_arch = "x86_64")]
+fn median_gops(ops_per_call: f64, cpu_now: &dyn Fn() -> f64, mut f: impl FnMut()) -> f64 {
+    let calls = ((1e10 / ops_per_call) as usize).max(1);
+    let mut gops: Vec<f64> = (0..7)
+        .map(|_| {
+            let t0 = cpu_now();
+            for _ in 0..calls {
+                f();
+            }
+            ops_per_call * calls as f64 / (cpu_now() - t0) / 1e9
+        })
+        .collect();
+    gops.sort_by(f64::total_cmp);
+    gops[3]
+}
+
+/// Single-thread GOP/s of the library's int8 GEMM on `isa` at `m x k x n`.
+#[cfg(target_arch = "x86_64")]
+fn library_gemm(isa: I8Isa, m: usize, k: usize, n: usize, cpu_now: &dyn Fn() -> f64) -> f64 {
+    let values = |len: usize, seed: usize| -> Vec<i8> {
+        (0..len)
+            .map(|i| ((i * 7919 + seed * 104_729) % 255) as i32 - 127)
+            .map(|v| v as i8)
+            .collect()
+    };
+    let (a, b) = (values(m * k, 1), values(n * k, 2));
+    let packed = PackedI8B::pack(&b, n, k, isa).expect("pack");
+    let mut c = vec![0i32; m * n];
+    let opts = I8GemmOptions {
+        threads: Some(1),
+        kernels: None,
+    };
+    median_gops(2.0 * (m * n * k) as f64, cpu_now, || {
+        gemm_i8(&a, k, m, &packed, &mut c, n, &opts).expect("gemm");
+    })
+}
+
+/// The AVX512-VNNI tile against the `vpdpbusd` peak and the library's GEMM, at the shallow
+/// BERT shape where the stores weigh most (K = 384) and a deeper one.
+#[cfg(target_arch = "x86_64")]
+fn vnni_section(cpu_now: &dyn Fn() -> f64) {
+    use vnni_tile::{MR, NR};
+    let trips = 1_000_000;
+    let chain_ops = 2.0 * (trips * vnni_tile::CHAIN_MACS_PER_TRIP) as f64;
+    // SAFETY: AVX512-VNNI was detected by the caller.
+    let peak = median_gops(chain_ops, cpu_now, || unsafe {
+        vnni_tile::chain(std::hint::black_box(trips))
+    });
+    println!("vpdpbusd zmm chain (avx512-vnni)         {peak:7.1} GOP/s");
+    for (m, k, n) in [(128, 384, 1536), (128, 1536, 384)] {
+        let groups = k / 4;
+        let a = vec![1u8; m * k];
+        let b = vec![1i8; n * k];
+        let init = vec![0i32; n];
+        let mut c = vec![0i32; m * n];
+        let ops = 2.0 * (m * n * k) as f64;
+        type Tile = unsafe fn(*const u8, *const i8, usize, *const i32, *mut i32, usize);
+        let tiles: [(&str, Tile); 2] = [
+            ("results dropped", vnni_tile::tile_unstored),
+            ("results stored", vnni_tile::tile_stored),
+        ];
+        let mut stored = 0.0;
+        for (what, tile) in tiles {
+            let gops = median_gops(ops, cpu_now, || {
+                for ip in 0..m / MR {
+                    for q in 0..n / NR {
+                        // SAFETY: AVX512-VNNI was detected; panel (ip, q) of A and B holds
+                        // `groups` groups, and the C tile lies inside `c` (m, n multiples of the
+                        // tile).
+                        unsafe {
+                            tile(
+                                a.as_ptr().add(ip * MR * k),
+                                b.as_ptr().add(q * NR * k),
+                                groups,
+                                init.as_ptr().add(q * NR),
+                                c.as_mut_ptr().add(ip * MR * n + q * NR),
+                                4 * n,
+                            )
+                        };
+                    }
+                }
+            });
+            stored = gops;
+            println!(
+                "{m}x{k}x{n} 8x48 tile, {what:15} {gops:7.1} GOP/s ({:.3} of the chain)",
+                gops / peak
+            );
+        }
+        let gemm = library_gemm(I8Isa::Avx512Vnni, m, k, n, cpu_now);
+        println!(
+            "{m}x{k}x{n} lithe gemm_i8, avx512-vnni {gemm:7.1} GOP/s ({:.3} of the chain, {:.3} of \
+             the stored tile)",
+            gemm / peak,
+            gemm / stored
+        );
+    }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
