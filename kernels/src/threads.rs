@@ -63,6 +63,25 @@ pub(crate) fn pool(n: usize) -> Arc<ThreadPool> {
     pool
 }
 
+/// Runs `f(0)`, ..., `f(parts - 1)` in parallel and returns when all have returned: `f(0)` on the
+/// calling thread, the others on a pool of `parts - 1` threads. The caller works on its part
+/// while the pool threads wake (about 10 microseconds on a virtual machine) instead of sleeping
+/// until all of them are done: on two threads the int8 GEMM at 128 x 384 x 1536 went from 798 to
+/// 872 GOP/s against a broadcast to two pool threads.
+pub(crate) fn run_parts(parts: usize, f: impl Fn(usize) + Sync) {
+    if parts <= 1 {
+        f(0);
+        return;
+    }
+    let f = &f;
+    pool(parts - 1).in_place_scope(|scope| {
+        for part in 1..parts {
+            scope.spawn(move |_| f(part));
+        }
+        f(0);
+    });
+}
+
 /// Runs `f` on lithe's pool of [`num_threads`] threads, so rayon's parallel iterators inside it
 /// use that many threads, one thread included (on the caller's thread, a parallel iterator
 /// would use rayon's global pool, one thread per CPU). A caller already on that pool runs `f`
@@ -121,6 +140,32 @@ mod tests {
         });
         assert_eq!(ids.len(), 1);
         set_num_threads(0);
+    }
+
+    #[test]
+    fn run_parts_runs_each_part_once_and_part_zero_on_the_caller() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let caller = std::thread::current().id();
+        for parts in [1, 2, 3, 5] {
+            let runs: Vec<AtomicUsize> = (0..parts).map(|_| AtomicUsize::new(0)).collect();
+            let on_caller: Vec<AtomicUsize> = (0..parts).map(|_| AtomicUsize::new(0)).collect();
+            run_parts(parts, |part| {
+                runs[part].fetch_add(1, Ordering::SeqCst);
+                if std::thread::current().id() == caller {
+                    on_caller[part].fetch_add(1, Ordering::SeqCst);
+                }
+            });
+            let runs: Vec<usize> = runs.iter().map(|r| r.load(Ordering::SeqCst)).collect();
+            assert_eq!(runs, vec![1; parts], "{parts} parts");
+            let on_caller: Vec<usize> =
+                on_caller.iter().map(|r| r.load(Ordering::SeqCst)).collect();
+            let mut want = vec![0; parts];
+            want[0] = 1;
+            assert_eq!(
+                on_caller, want,
+                "{parts} parts: only part 0 runs on the caller"
+            );
+        }
     }
 
     #[test]

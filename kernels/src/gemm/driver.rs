@@ -189,7 +189,7 @@ fn run(
             gemm_serial(ks, alpha, a, b, beta, bias, direct, out.offset(start, 0));
         }
     };
-    crate::threads::pool(parts).broadcast(|ctx| run_part(ctx.index()));
+    crate::threads::run_parts(parts, run_part);
 }
 
 /// The k == 0 product: `C = beta * C (+ bias)`.

@@ -110,7 +110,7 @@ pub(crate) fn run(
             serial(ks, a, lda, 0..m, start..end, b, sink);
         }
     };
-    crate::threads::pool(parts).broadcast(|ctx| run_part(ctx.index()));
+    crate::threads::run_parts(parts, run_part);
 }
 
 /// One thread's share: rows `rows` of C against B panels `panels`.
