@@ -7,23 +7,12 @@
 
 #[path = "common/cpu_time.rs"]
 mod cpu_time;
+#[path = "common/int8_bench.rs"]
+mod int8_bench;
 
-use cpu_time::cpu_now;
+use int8_bench::{rates, values};
 use lithe_kernels::I8Isa;
 use lithe_kernels::gemm_i8::{I8GemmOptions, PackedI8B, gemm_i8};
-
-fn values(len: usize, seed: u64) -> Vec<i8> {
-    let mut s = seed;
-    (0..len)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 33) % 255) as i32 - 127
-        })
-        .map(|v| v as i8)
-        .collect()
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -53,18 +42,9 @@ fn main() {
         lithe_kernels::reference::gemm_i8_ref(&a, k, &b, k, m, n, k, &mut want, n);
         assert!(c == want, "{shape}: result differs from the reference");
         let ops = 2.0 * (m * n * k) as f64;
-        // Calls per timed sample: about 20 ms of work at 1 TOP/s.
-        let calls = ((2e10 / ops) as usize).max(1);
-        let mut gops: Vec<f64> = (0..reps)
-            .map(|_| {
-                let t0 = cpu_now();
-                for _ in 0..calls {
-                    gemm_i8(&a, k, m, &packed, &mut c, n, &opts).expect("gemm");
-                }
-                ops * calls as f64 / (cpu_now() - t0) / 1e9
-            })
-            .collect();
-        gops.sort_by(f64::total_cmp);
+        let gops = rates(ops, reps, || {
+            gemm_i8(&a, k, m, &packed, &mut c, n, &opts).expect("gemm");
+        });
         println!(
             "{isa_name} {shape:>16}: median {:7.1} GOP/s  (min {:7.1}, max {:7.1})",
             gops[reps / 2],

@@ -27,9 +27,12 @@
 #[cfg(target_arch = "x86_64")]
 #[path = "common/cpu_time.rs"]
 mod cpu_time;
+#[cfg(target_arch = "x86_64")]
+#[path = "common/int8_bench.rs"]
+mod int8_bench;
 
 #[cfg(target_arch = "x86_64")]
-use cpu_time::cpu_now;
+use int8_bench::{rates, values};
 #[cfg(target_arch = "x86_64")]
 use lithe_kernels::I8Isa;
 #[cfg(target_arch = "x86_64")]
@@ -386,60 +389,29 @@ fn main() {
     let trips = 1_000_000;
     let mut medians = Vec::new();
     for (name, chain) in chains {
-        let mut gops: Vec<f64> = (0..7)
-            .map(|_| {
-                let t0 = cpu_now();
-                chain(std::hint::black_box(trips));
-                let dt = cpu_now() - t0;
-                2.0 * (trips * chains::MACS_PER_TRIP) as f64 / dt / 1e9
-            })
-            .collect();
-        gops.sort_by(f64::total_cmp);
-        medians.push(gops[3]);
-        println!("{name:40} {:7.1} GOP/s (median of 7)", gops[3]);
+        let ops = 2.0 * (trips * chains::MACS_PER_TRIP) as f64;
+        let gops = rates(ops, 7, || chain(std::hint::black_box(trips)))[3];
+        medians.push(gops);
+        println!("{name:40} {gops:7.1} GOP/s (median of 7)");
     }
     println!(
         "exact chains / maddubs chain: sign-trick {:.2}, sign-extend {:.2}",
         medians[1] / medians[0],
         medians[2] / medians[0]
     );
-    let gemm = library_gemm(I8Isa::Avx2, 1024, 1024, 1024, &cpu_now);
+    let gemm = library_gemm(I8Isa::Avx2, 1024, 1024, 1024);
     println!(
         "lithe gemm_i8, avx2, 1024x1024x1024      {gemm:7.1} GOP/s ({:.2} of sign-extend)",
         gemm / medians[2]
     );
     if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512bw") {
-        vnni_section(&cpu_now);
+        vnni_section();
     }
-}
-
-/// Median of 7 samples of `f`, each timed in thread CPU time and converted by `ops_per_call`
-/// multiply-adds x 2 per call, with enough calls per sample for about 20 ms.
-#[cfg(target_arch = "x86_64")]
-fn median_gops(ops_per_call: f64, cpu_now: &dyn Fn() -> f64, mut f: impl FnMut()) -> f64 {
-    let calls = ((1e10 / ops_per_call) as usize).max(1);
-    let mut gops: Vec<f64> = (0..7)
-        .map(|_| {
-            let t0 = cpu_now();
-            for _ in 0..calls {
-                f();
-            }
-            ops_per_call * calls as f64 / (cpu_now() - t0) / 1e9
-        })
-        .collect();
-    gops.sort_by(f64::total_cmp);
-    gops[3]
 }
 
 /// Single-thread GOP/s of the library's int8 GEMM on `isa` at `m x k x n`.
 #[cfg(target_arch = "x86_64")]
-fn library_gemm(isa: I8Isa, m: usize, k: usize, n: usize, cpu_now: &dyn Fn() -> f64) -> f64 {
-    let values = |len: usize, seed: usize| -> Vec<i8> {
-        (0..len)
-            .map(|i| ((i * 7919 + seed * 104_729) % 255) as i32 - 127)
-            .map(|v| v as i8)
-            .collect()
-    };
+fn library_gemm(isa: I8Isa, m: usize, k: usize, n: usize) -> f64 {
     let (a, b) = (values(m * k, 1), values(n * k, 2));
     let packed = PackedI8B::pack(&b, n, k, isa).expect("pack");
     let mut c = vec![0i32; m * n];
@@ -447,22 +419,22 @@ fn library_gemm(isa: I8Isa, m: usize, k: usize, n: usize, cpu_now: &dyn Fn() -> 
         threads: Some(1),
         kernels: None,
     };
-    median_gops(2.0 * (m * n * k) as f64, cpu_now, || {
+    rates(2.0 * (m * n * k) as f64, 7, || {
         gemm_i8(&a, k, m, &packed, &mut c, n, &opts).expect("gemm");
-    })
+    })[3]
 }
 
 /// The AVX512-VNNI tile against the `vpdpbusd` peak and the library's GEMM, at the shallow
 /// BERT shape where the stores weigh most (K = 384) and a deeper one.
 #[cfg(target_arch = "x86_64")]
-fn vnni_section(cpu_now: &dyn Fn() -> f64) {
+fn vnni_section() {
     use vnni_tile::{MR, NR};
     let trips = 1_000_000;
     let chain_ops = 2.0 * (trips * vnni_tile::CHAIN_MACS_PER_TRIP) as f64;
     // SAFETY: AVX512-VNNI was detected by the caller.
-    let peak = median_gops(chain_ops, cpu_now, || unsafe {
+    let peak = rates(chain_ops, 7, || unsafe {
         vnni_tile::chain(std::hint::black_box(trips))
-    });
+    })[3];
     println!("vpdpbusd zmm chain (avx512-vnni)         {peak:7.1} GOP/s");
     for (m, k, n) in [(128, 384, 1536), (128, 1536, 384)] {
         let groups = k / 4;
@@ -478,7 +450,7 @@ fn vnni_section(cpu_now: &dyn Fn() -> f64) {
         ];
         let mut stored = 0.0;
         for (what, tile) in tiles {
-            let gops = median_gops(ops, cpu_now, || {
+            let gops = rates(ops, 7, || {
                 for ip in 0..m / MR {
                     for q in 0..n / NR {
                         // SAFETY: AVX512-VNNI was detected; panel (ip, q) of A and B holds
@@ -496,14 +468,14 @@ fn vnni_section(cpu_now: &dyn Fn() -> f64) {
                         };
                     }
                 }
-            });
+            })[3];
             stored = gops;
             println!(
                 "{m}x{k}x{n} 8x48 tile, {what:15} {gops:7.1} GOP/s ({:.3} of the chain)",
                 gops / peak
             );
         }
-        let gemm = library_gemm(I8Isa::Avx512Vnni, m, k, n, cpu_now);
+        let gemm = library_gemm(I8Isa::Avx512Vnni, m, k, n);
         println!(
             "{m}x{k}x{n} lithe gemm_i8, avx512-vnni {gemm:7.1} GOP/s ({:.3} of the chain, {:.3} of \
              the stored tile)",
