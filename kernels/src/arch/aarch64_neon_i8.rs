@@ -16,7 +16,7 @@
 use super::portable_i8::store_tile;
 use crate::I8Isa;
 use crate::gemm_i8::pack::{self, S8};
-use crate::gemm_i8::{I8Kernels, I8UkernelParams};
+use crate::gemm_i8::{AFeed, I8Kernels, I8UkernelParams};
 use std::arch::aarch64::*;
 use std::arch::asm;
 
@@ -40,7 +40,7 @@ pub fn dotprod_kernels() -> I8Kernels {
         b_bytes: 1,
         colsum_factor: 0,
         b_block_bytes: 256 << 10,
-        pack_a: pack::pack_a::<DOT_MR, 4, S8>,
+        a_feed: AFeed::Packed(pack::pack_a::<DOT_MR, 4, S8>),
         pack_b: pack::pack_b::<DOT_NR, 4, S8>,
         ukernel: ukernel_8x12_dot,
         tile_state: None,
@@ -59,7 +59,7 @@ pub fn kernels() -> I8Kernels {
         b_bytes: 1,
         colsum_factor: 0,
         b_block_bytes: 256 << 10,
-        pack_a: pack::pack_a::<BASE_TILE, BASE_KG, S8>,
+        a_feed: AFeed::Packed(pack::pack_a::<BASE_TILE, BASE_KG, S8>),
         pack_b: pack::pack_b::<BASE_TILE, BASE_KG, S8>,
         ukernel: ukernel_4x4,
         tile_state: None,

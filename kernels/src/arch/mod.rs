@@ -5,7 +5,7 @@
 //! columns in `x86_avx512_edge`), `aarch64_neon`.
 //! int8 GEMM micro-kernels: `portable_i8`, `x86_avx2_i8`, `x86_avxvnni_i8`, `x86_avx512vnni_i8`, `x86_amx_i8`,
 //! `aarch64_neon_i8` (baseline and dotprod); the activation packing of the 6-row ymm tiles (AVX2,
-//! AVX-VNNI) is in `x86_avx2_pack_i8`, of the AVX512-VNNI tile in `x86_avx512_pack_i8`.
+//! AVX-VNNI) is in `x86_avx2_pack_i8` (the AVX512-VNNI tile reads A in place).
 //! Element-wise kernels: written once in `elementwise` over the vector trait in `simd`, and
 //! instantiated per ISA in `portable_elementwise`, `x86_avx2_elementwise`,
 //! `x86_avx512_elementwise` and `aarch64_neon_elementwise`.
@@ -43,8 +43,6 @@ pub mod x86_avx512;
 mod x86_avx512_edge;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_avx512_elementwise;
-#[cfg(target_arch = "x86_64")]
-pub mod x86_avx512_pack_i8;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_avx512vnni_i8;
 #[cfg(target_arch = "x86_64")]

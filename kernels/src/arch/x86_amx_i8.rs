@@ -26,7 +26,7 @@
 use super::x86_avx512vnni_i8::skinny_32;
 use crate::I8Isa;
 use crate::gemm_i8::pack::{self, S8, U8Biased};
-use crate::gemm_i8::{I8Kernels, I8UkernelParams, SkinnyKernel, TileState};
+use crate::gemm_i8::{AFeed, I8Kernels, I8UkernelParams, SkinnyKernel, TileState};
 use std::arch::asm;
 use std::sync::OnceLock;
 
@@ -50,7 +50,7 @@ pub fn kernels() -> I8Kernels {
         // Half of a Sapphire Rapids core's 2 MiB L2: a 1024 x 1024 weight is one block, so each
         // A micro-panel is packed once into one reused slot (see the driver).
         b_block_bytes: 1 << 20,
-        pack_a: pack::pack_a::<MR, KCHUNK, S8>,
+        a_feed: AFeed::Packed(pack::pack_a::<MR, KCHUNK, S8>),
         pack_b: pack::pack_b_padded::<NR, 4, KCHUNK, S8>,
         ukernel: ukernel_32x32,
         tile_state: Some(TileState {
@@ -60,7 +60,7 @@ pub fn kernels() -> I8Kernels {
         skinny: Some(SkinnyKernel {
             max_m: 4,
             kernel: skinny_32,
-            pack_rows: pack::pack_rows_padded::<4, KCHUNK, U8Biased>,
+            pack_rows: Some(pack::pack_rows_padded::<4, KCHUNK, U8Biased>),
             kg: 4,
             colsum_factor: -128,
         }),

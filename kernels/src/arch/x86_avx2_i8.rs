@@ -16,7 +16,7 @@
 use super::x86_ymm_i8::ymm_i8_kernels;
 use crate::I8Isa;
 use crate::gemm_i8::pack::{self, I16};
-use crate::gemm_i8::{I8Kernels, I8UkernelParams, SkinnyKernel};
+use crate::gemm_i8::{AFeed, I8Kernels, I8UkernelParams, SkinnyKernel};
 use std::arch::x86_64::*;
 
 pub use super::x86_ymm_i8::{MR, NR};
@@ -35,14 +35,14 @@ pub fn kernels() -> I8Kernels {
         b_bytes: 2,
         colsum_factor: 0,
         b_block_bytes: 384 << 10,
-        pack_a: super::x86_avx2_pack_i8::pack_a_6x2_i16,
+        a_feed: AFeed::Packed(super::x86_avx2_pack_i8::pack_a_6x2_i16),
         pack_b: pack::pack_b::<NR, KG, I16>,
         ukernel: ukernel_6x16,
         tile_state: None,
         skinny: Some(SkinnyKernel {
             max_m: 4,
             kernel: skinny_16,
-            pack_rows: pack::pack_rows::<KG, I16>,
+            pack_rows: Some(pack::pack_rows::<KG, I16>),
             kg: KG,
             colsum_factor: 0,
         }),

@@ -1,8 +1,12 @@
 //! AVX512-VNNI int8 kernels: `vpdpbusd` on zmm (u8 x s8, four products summed into each i32
 //! lane per instruction).
 //!
-//! `vpdpbusd` multiplies unsigned by signed bytes, so A is packed as `a + 128` (u8) and each
-//! column's sum starts at `-128 * sum_k B[n, k]` (precomputed when B is packed): exact in i32.
+//! `vpdpbusd` multiplies unsigned by signed bytes. B, packed once, carries the `+ 128` (u8, in
+//! the register operand); A's signed bytes are the broadcast operand, read straight from A's
+//! rows with no per-call packing; and each row's sums start at `-128 * sum_k A[i, k]` (computed
+//! per call while A is checked for -128): exact in i32. Packing A instead (as `a + 128`, with
+//! the correction per column of B) took 2% of the GEMM at 128 x 1536 x 384, where reading A in
+//! place made the GEMM 2% faster.
 //!
 //! Tile 8 x 48: 24 zmm accumulators (the two 512-bit pipes with a latency of several cycles
 //! need 10+ independent chains), 3 zmm of B per depth group of 4 and one broadcast dword of A
@@ -10,11 +14,12 @@
 //! N = 384, 1152, 1536) without edge waste.
 //!
 //! Skinny kernel (M <= 4): no A padding; one B panel streams once past all rows, with the depth
-//! loop unrolled into independent accumulator sets so M = 1 still has 12 chains in flight.
+//! loop unrolled into independent accumulator sets so M = 1 still has 12 chains in flight. The
+//! AMX path reuses it on its own B layout (signed B, `a + 128` rows, column corrections).
 
 use crate::I8Isa;
 use crate::gemm_i8::pack::{self, S8, U8Biased};
-use crate::gemm_i8::{I8Kernels, I8UkernelParams, SkinnyKernel};
+use crate::gemm_i8::{AFeed, I8Kernels, I8UkernelParams, SkinnyKernel};
 use std::arch::x86_64::*;
 
 /// Rows of the register tile.
@@ -37,20 +42,67 @@ pub fn kernels() -> I8Kernels {
         kg: KG,
         a_bytes: 1,
         b_bytes: 1,
-        colsum_factor: -128,
+        colsum_factor: 0,
         b_block_bytes: 512 << 10,
-        pack_a: super::x86_avx512_pack_i8::pack_a_8x4_u8biased,
-        pack_b: pack::pack_b::<NR, KG, S8>,
+        a_feed: AFeed::InPlace {
+            pad_rows: pack::pack_rows::<KG, S8>,
+            rowsum_factor: -128,
+            scan_row,
+        },
+        pack_b: pack::pack_b::<NR, KG, U8Biased>,
         ukernel: ukernel_8x48,
         tile_state: None,
         skinny: Some(SkinnyKernel {
             max_m: 4,
             kernel: skinny_48,
-            pack_rows: pack::pack_rows::<KG, U8Biased>,
+            pack_rows: None,
             kg: KG,
-            colsum_factor: -128,
+            colsum_factor: 0,
         }),
     }
+}
+
+/// Whether `row` holds a -128, and the sum of its values, 64 bytes per step: one compare into
+/// a mask and one `vpdpbusd` of ones against the bytes (four of them into each i32 lane), two
+/// sums in flight. At 128 x 1536 x 384 it takes 0.6% of the GEMM (an AVX2 compare loop plus a
+/// widening sum loop took 1.2%).
+fn scan_row(row: &[i8]) -> (bool, i32) {
+    // SAFETY: this table is only built after `I8Isa::Avx512Vnni.check()`.
+    unsafe { scan_row_vnni(row) }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+fn scan_row_vnni(row: &[i8]) -> (bool, i32) {
+    let (ones, min) = (_mm512_set1_epi8(1), _mm512_set1_epi8(i8::MIN));
+    let (mut even, mut odd) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+    let mut seen: __mmask64 = 0;
+    let mut step = |acc: &mut __m512i, v: __m512i| {
+        seen |= _mm512_cmpeq_epi8_mask(v, min);
+        *acc = _mm512_dpbusd_epi32(*acc, ones, v);
+    };
+    let mut pairs = row.chunks_exact(128);
+    for pair in pairs.by_ref() {
+        // SAFETY: the pair holds 128 bytes.
+        let (lo, hi) = unsafe {
+            (
+                _mm512_loadu_si512(pair.as_ptr().cast()),
+                _mm512_loadu_si512(pair.as_ptr().add(64).cast()),
+            )
+        };
+        step(&mut even, lo);
+        step(&mut odd, hi);
+    }
+    for part in pairs.remainder().chunks(64) {
+        let mask = u64::MAX >> (64 - part.len());
+        // SAFETY: the mask covers the part's bytes only; masked-off bytes are not read and load
+        // as 0 (not -128, and adding nothing).
+        let v = unsafe { _mm512_maskz_loadu_epi8(mask, part.as_ptr().cast()) };
+        step(&mut even, v);
+    }
+    (
+        seen != 0,
+        _mm512_reduce_add_epi32(_mm512_add_epi32(even, odd)),
+    )
 }
 
 /// The 8 x 48 tile; a last panel of at most 16 or 32 columns (N = 1024 ends in one of 16) runs
@@ -76,6 +128,24 @@ unsafe fn load_row<const C: usize>(ptr: *const i32) -> [__m512i; C] {
     std::array::from_fn(|q| unsafe { _mm512_loadu_si512(ptr.add(16 * q).cast()) })
 }
 
+/// The `M` row pointers of a tile whose A is read in place (rows past `m` repeat row `m - 1`:
+/// in bounds, and their sums are never stored).
+#[inline(always)]
+fn a_rows<const M: usize>(p: &I8UkernelParams) -> [*const u8; M] {
+    let last = p.m.max(1) - 1;
+    std::array::from_fn(|i| p.a.wrapping_add(i.min(last) * p.lda))
+}
+
+/// Row `i`'s initial sums (`row_init`, rows past `m` as row `m - 1`), splat over `C` vectors.
+///
+/// # Safety
+/// `p.row_init` holds `p.m >= 1` values.
+#[inline(always)]
+unsafe fn row_start<const C: usize>(p: &I8UkernelParams, i: usize) -> [__m512i; C] {
+    // SAFETY: the index is below m; AVX-512F is enabled in every caller (inlined into them).
+    unsafe { [_mm512_set1_epi32(*p.row_init.add(i.min(p.m.max(1) - 1))); C] }
+}
+
 /// Stores the first `n` of `16 * C` sums.
 #[target_feature(enable = "avx512f")]
 unsafe fn store_row<const C: usize>(c: *mut i32, row: &[__m512i; C], n: usize) {
@@ -92,16 +162,17 @@ unsafe fn store_row<const C: usize>(c: *mut i32, row: &[__m512i; C], n: usize) {
     }
 }
 
-/// The first `16 * C` columns of the tile (B keeps its 48-column group stride).
+/// The first `16 * C` columns of the tile (B keeps its 48-column group stride), A read in
+/// place.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn tile<const C: usize>(p: &I8UkernelParams) {
-    // SAFETY: `col_init` holds NR >= 16 * C values.
-    let init = unsafe { load_row::<C>(p.col_init) };
-    let mut acc = [init; MR];
-    let (mut a, mut b) = (p.a, p.b);
-    for _ in 0..p.groups {
-        // SAFETY: each depth group reads MR dwords of packed A and C of the 3 zmm of packed B;
-        // the prefetch is only a hint (any address is allowed).
+    // SAFETY: `row_init` holds m values.
+    let mut acc: [[__m512i; C]; MR] = std::array::from_fn(|i| unsafe { row_start(p, i) });
+    let rows = a_rows::<MR>(p);
+    let mut b = p.b;
+    for g in 0..p.groups {
+        // SAFETY: each depth group reads one dword of each A row (groups * KG bytes per row)
+        // and C of the 3 zmm of packed B; the prefetch is only a hint (any address is allowed).
         unsafe {
             let ahead = b.wrapping_add(B_PREFETCH_GROUPS * B_GROUP) as *const i8;
             for q in 0..C {
@@ -109,13 +180,13 @@ unsafe fn tile<const C: usize>(p: &I8UkernelParams) {
             }
             let bv: [__m512i; C] =
                 std::array::from_fn(|q| _mm512_loadu_si512(b.add(64 * q).cast()));
-            for (i, row) in acc.iter_mut().enumerate() {
-                let ai = _mm512_set1_epi32(a.add(KG * i).cast::<i32>().read_unaligned());
+            for (row, &a) in acc.iter_mut().zip(&rows) {
+                let ai = _mm512_set1_epi32(a.add(KG * g).cast::<i32>().read_unaligned());
                 for (s, &bq) in row.iter_mut().zip(&bv) {
-                    *s = _mm512_dpbusd_epi32(*s, ai, bq);
+                    // B + 128 (u8) times A (s8).
+                    *s = _mm512_dpbusd_epi32(*s, bq, ai);
                 }
             }
-            a = a.add(MR * KG);
             b = b.add(B_GROUP);
         }
     }
@@ -129,7 +200,7 @@ unsafe fn tile<const C: usize>(p: &I8UkernelParams) {
 /// AVX512-VNNI must be present; the skinny contract in `gemm_i8::contract` holds (m <= 4).
 pub unsafe fn skinny_48(p: &I8UkernelParams) {
     // SAFETY: this table is only built after `I8Isa::Avx512Vnni.check()`; m <= max_m = 4.
-    unsafe { skinny_cols::<3>(p) }
+    unsafe { skinny_cols::<3, true>(p) }
 }
 
 /// The skinny kernel on 32-wide panels (the AMX path's B layout: depth groups of 4, 32
@@ -139,32 +210,40 @@ pub unsafe fn skinny_48(p: &I8UkernelParams) {
 /// AVX512-VNNI must be present; the skinny contract in `gemm_i8::contract` holds (m <= 4).
 pub unsafe fn skinny_32(p: &I8UkernelParams) {
     // SAFETY: forwarded (AMX CPUs have AVX512-VNNI; the AMX table checks it).
-    unsafe { skinny_cols::<2>(p) }
+    unsafe { skinny_cols::<2, false>(p) }
 }
 
+/// `IN_PLACE`: A's signed rows against `B + 128`, sums from `row_init` (this path); else
+/// `a + 128` rows against signed B, sums from `col_init` (the AMX path's layout).
 #[inline(always)]
-unsafe fn skinny_cols<const C: usize>(p: &I8UkernelParams) {
+unsafe fn skinny_cols<const C: usize, const IN_PLACE: bool>(p: &I8UkernelParams) {
     // SAFETY: forwarded.
     unsafe {
         match p.m {
-            1 => skinny::<1, 4, C>(p),
-            2 => skinny::<2, 2, C>(p),
-            3 => skinny::<3, 1, C>(p),
-            _ => skinny::<4, 1, C>(p),
+            1 => skinny::<1, 4, C, IN_PLACE>(p),
+            2 => skinny::<2, 2, C, IN_PLACE>(p),
+            3 => skinny::<3, 1, C, IN_PLACE>(p),
+            _ => skinny::<4, 1, C, IN_PLACE>(p),
         }
     }
 }
 
 /// `M` rows against one panel of `16 * C` columns, the depth unrolled `U` times into
-/// independent sums.
+/// independent sums (operands as in [`skinny_cols`]).
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn skinny<const M: usize, const U: usize, const C: usize>(p: &I8UkernelParams) {
+unsafe fn skinny<const M: usize, const U: usize, const C: usize, const IN_PLACE: bool>(
+    p: &I8UkernelParams,
+) {
     let group_bytes = 64 * C;
     let zero = _mm512_setzero_si512();
     let mut acc = [[[zero; C]; M]; U];
-    // SAFETY: `col_init` holds 16 * C values.
-    let init = unsafe { load_row::<C>(p.col_init) };
-    acc[0] = [init; M];
+    acc[0] = if IN_PLACE {
+        // SAFETY: `row_init` holds m = M values.
+        std::array::from_fn(|i| unsafe { row_start(p, i) })
+    } else {
+        // SAFETY: `col_init` holds 16 * C values.
+        [unsafe { load_row::<C>(p.col_init) }; M]
+    };
     let rows: [*const u8; M] = std::array::from_fn(|i| p.a.wrapping_add(i * p.lda));
     let step = |acc: &mut [[__m512i; C]; M], g: usize| {
         // SAFETY: group g < groups: B has C zmm there and each row a dword.
@@ -179,7 +258,11 @@ unsafe fn skinny<const M: usize, const U: usize, const C: usize>(p: &I8UkernelPa
             for (row, &a) in acc.iter_mut().zip(&rows) {
                 let ai = _mm512_set1_epi32(a.add(KG * g).cast::<i32>().read_unaligned());
                 for (s, &bq) in row.iter_mut().zip(&bv) {
-                    *s = _mm512_dpbusd_epi32(*s, ai, bq);
+                    *s = if IN_PLACE {
+                        _mm512_dpbusd_epi32(*s, bq, ai)
+                    } else {
+                        _mm512_dpbusd_epi32(*s, ai, bq)
+                    };
                 }
             }
         }

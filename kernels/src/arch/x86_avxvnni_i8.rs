@@ -11,7 +11,7 @@
 use super::x86_ymm_i8::ymm_i8_kernels;
 use crate::I8Isa;
 use crate::gemm_i8::pack::{self, S8, U8Biased};
-use crate::gemm_i8::{I8Kernels, I8UkernelParams, SkinnyKernel};
+use crate::gemm_i8::{AFeed, I8Kernels, I8UkernelParams, SkinnyKernel};
 use std::arch::x86_64::*;
 
 pub use super::x86_ymm_i8::{MR, NR};
@@ -30,14 +30,14 @@ pub fn kernels() -> I8Kernels {
         b_bytes: 1,
         colsum_factor: -128,
         b_block_bytes: 384 << 10,
-        pack_a: super::x86_avx2_pack_i8::pack_a_6x4_u8biased,
+        a_feed: AFeed::Packed(super::x86_avx2_pack_i8::pack_a_6x4_u8biased),
         pack_b: pack::pack_b::<NR, KG, S8>,
         ukernel: ukernel_6x16_vnni,
         tile_state: None,
         skinny: Some(SkinnyKernel {
             max_m: 4,
             kernel: skinny_16_vnni,
-            pack_rows: pack::pack_rows::<KG, U8Biased>,
+            pack_rows: Some(pack::pack_rows::<KG, U8Biased>),
             kg: KG,
             colsum_factor: -128,
         }),

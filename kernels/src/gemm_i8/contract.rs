@@ -3,14 +3,19 @@
 //! A micro-kernel computes one finished MR x NR tile of i32 sums over the whole depth:
 //!
 //! ```text
-//! C[i, j] = col_init[j] + sum over the packed depth of A~[i, p] * B~[p, j]     (i < m, j < n)
+//! C[i, j] = init[i, j] + sum over the depth of A~[i, p] * B~[p, j]     (i < m, j < n)
 //! ```
 //!
-//! - `a` is a packed A micro-panel (MR rows x `groups * KG` depth) and `b` a packed B panel
-//!   (NR columns), both in the layout of `gemm_i8::pack`; their element formats are the
-//!   kernel's own (e.g. `A + 128` as u8 for VNNI).
-//! - `col_init` points at NR i32 values: each column's starting sum (the VNNI `-128 * colsum`
-//!   correction, or zeros).
+//! - `b` is a packed B panel (NR columns) in the layout of `gemm_i8::pack`, in the kernel's own
+//!   element format (e.g. `B + 128` as u8 for AVX512-VNNI).
+//! - A comes one of two ways ([`AFeed`]): a packed micro-panel (MR rows x `groups * KG` depth,
+//!   `gemm_i8::pack` layout, e.g. `A + 128` as u8 for AVX-VNNI), whose sums start at
+//!   `init[i, j] = col_init[j]` (NR i32: the `-128 * colsum` correction, or zeros); or the rows
+//!   of A themselves, `lda` bytes apart, as signed bytes, whose sums start at
+//!   `init[i, j] = row_init[i]` (`m` i32: `rowsum_factor * sum_k A[i, k]`, computed per call).
+//!   Reading A in place saves the per-call packing; it needs a kernel whose broadcast operand
+//!   can be A's signed bytes (`vpdpbusd` takes its u8 operand from a register and its s8
+//!   operand from memory, so B carries the `+ 128`).
 //! - `m <= MR`, `n <= NR`: only the `m x n` corner of C is written, row-major with stride `ldc`.
 //! - The depth is not blocked: one call sums all of K, so a tile leaves the kernel finished and
 //!   the fused epilogue runs on it while it is hot. For the shapes this library targets the
@@ -29,14 +34,17 @@ use crate::{I8Isa, KernelError};
 pub struct I8UkernelParams {
     /// Depth groups of `KG` values.
     pub groups: usize,
-    /// Packed A micro-panel, or (skinny kernels) the first padded A row.
+    /// Packed A micro-panel, or the tile's first A row (skinny kernels, and tables that read A
+    /// in place).
     pub a: *const u8,
-    /// Bytes between padded A rows (skinny kernels only).
+    /// Bytes between A rows (skinny kernels, and tables that read A in place).
     pub lda: usize,
     /// Packed B panel.
     pub b: *const u8,
-    /// NR initial column sums.
+    /// NR initial column sums (tables that pack A).
     pub col_init: *const i32,
+    /// `m` initial row sums (tables that read A in place; null otherwise).
+    pub row_init: *const i32,
     /// Top-left element of the C tile.
     pub c: *mut i32,
     /// Row stride of C in elements.
@@ -58,16 +66,42 @@ pub type I8Ukernel = unsafe fn(&I8UkernelParams);
 pub type PackAFn = fn(&[i8], usize, usize, usize, &mut [u8]);
 /// Packs all of B: `(b, ldb, n, k, dst)`.
 pub type PackBFn = fn(&[i8], usize, usize, usize, &mut [u8]);
+/// Scans one row of A: `(holds a -128, sum of its values)`.
+pub type ScanRowFn = fn(&[i8]) -> (bool, i32);
+
+/// How a table's kernels get A.
+#[derive(Clone, Copy, Debug)]
+pub enum AFeed {
+    /// The tile kernel reads MR-row micro-panels packed per call by this function; the skinny
+    /// kernel reads rows packed by its `pack_rows`. Sums start at `col_init`.
+    Packed(PackAFn),
+    /// Both kernels read A's rows in place as signed bytes (`a`, `lda`). When K is not a
+    /// multiple of the depth group, the rows are first copied by `pad_rows` (zero-padded to
+    /// whole groups, so no kernel reads past a row) and read from the copy. Row `i`'s sums start
+    /// at `row_init[i] = rowsum_factor * sum_k A[i, k]`.
+    InPlace {
+        /// Copies rows zero-padded to whole depth groups (`pack::pack_rows::<KG, S8>`).
+        pad_rows: PackAFn,
+        /// Multiplier of each row's sum of A that starts its accumulators (-128 when B is
+        /// stored `+ 128`).
+        rowsum_factor: i32,
+        /// Whether a row holds a -128, and the sum of its values: the check every call makes
+        /// on A, with the row sums in the same pass.
+        scan_row: ScanRowFn,
+    },
+}
 
 /// A kernel for small M that reads A rows directly (no padding to MR).
 #[derive(Clone, Copy, Debug)]
 pub struct SkinnyKernel {
     /// Largest M it handles.
     pub max_m: usize,
-    /// The kernel (`a` points at rows packed by `pack_rows`, `lda` bytes apart).
+    /// The kernel (`a` points at rows packed by `pack_rows`, or A's own rows when the table
+    /// reads A in place, `lda` bytes apart).
     pub kernel: I8Ukernel,
-    /// Packs A rows for it (padded to the table's depth padding).
-    pub pack_rows: PackAFn,
+    /// Packs A rows for it (padded to the table's depth padding); `None` when the table reads A
+    /// in place ([`AFeed::InPlace`]).
+    pub pack_rows: Option<PackAFn>,
     /// Depth values per group it steps over (may be finer than the table's `kg`).
     pub kg: usize,
     /// Multiplier of each column's sum of B that starts its accumulators.
@@ -104,8 +138,8 @@ pub struct I8Kernels {
     pub colsum_factor: i32,
     /// Bytes of packed B kept hot in L2 while A micro-panels sweep over it.
     pub b_block_bytes: usize,
-    /// Packs A into MR-row micro-panels.
-    pub pack_a: PackAFn,
+    /// How the kernels get A.
+    pub a_feed: AFeed,
     /// Packs B into NR-column panels.
     pub pack_b: PackBFn,
     /// The MR x NR micro-kernel.
@@ -144,6 +178,11 @@ impl I8Kernels {
         assert!(
             set.mr * set.nr <= MAX_TILE && set.skinny.is_none_or(|s| s.max_m * set.nr <= MAX_TILE)
         );
+        // A skinny kernel packs its rows exactly when the tile kernel packs its panels.
+        assert!(
+            set.skinny
+                .is_none_or(|s| s.pack_rows.is_some() == matches!(set.a_feed, AFeed::Packed(_)))
+        );
         Ok(set)
     }
 
@@ -164,14 +203,14 @@ impl I8Kernels {
             b_bytes: 1,
             colsum_factor: 0,
             b_block_bytes: 256 << 10,
-            pack_a: pack::pack_a::<MR, { p::KG }, pack::S8>,
+            a_feed: AFeed::Packed(pack::pack_a::<MR, { p::KG }, pack::S8>),
             pack_b: pack::pack_b::<NR, { p::KG }, pack::S8>,
             ukernel: p::ukernel::<MR, NR>,
             tile_state: None,
             skinny: Some(SkinnyKernel {
                 max_m: 2,
                 kernel: p::skinny::<NR>,
-                pack_rows: pack::pack_rows::<{ p::KG }, pack::S8>,
+                pack_rows: Some(pack::pack_rows::<{ p::KG }, pack::S8>),
                 kg: p::KG,
                 colsum_factor: 0,
             }),

@@ -3,11 +3,12 @@
 //! B is packed once into NR-wide panels covering all of K. Per call, each thread walks blocks of
 //! B panels sized to stay in L2 (`b_block_bytes`); within a block, each MR-row A micro-panel (in
 //! L1) meets every B panel of the block, one micro-kernel call per tile. A thread packs each of
-//! its A micro-panels during the first block, just before the panel's first use. Small M goes to
-//! the skinny kernel, which streams each B panel once for all rows.
+//! its A micro-panels during the first block, just before the panel's first use, unless the
+//! table reads A's rows in place ([`AFeed::InPlace`]). Small M goes to the skinny kernel, which
+//! streams each B panel once for all rows.
 
 use super::epilogue::{Epilogue, EpilogueScratch};
-use super::{I8Kernels, I8UkernelParams, MAX_TILE, PackedI8B};
+use super::{AFeed, I8Kernels, I8UkernelParams, MAX_TILE, PackedI8B};
 use crate::gemm_i8::pack::AlignedBytes;
 use std::cell::RefCell;
 use std::ops::Range;
@@ -42,14 +43,17 @@ const PARALLEL_MIN_MACS: usize = 1 << 17;
 const SKINNY_PARALLEL_MIN_MACS: usize = 1 << 22;
 
 /// Runs `C = A * B^T` through `sink` (shapes and values already checked) on up to `threads`
-/// threads. The result does not depend on the thread count: every output is one exact integer
-/// sum computed by one thread.
+/// threads; `row_init` holds each row's initial sum when the table reads A in place (empty
+/// otherwise). The result does not depend on the thread count: every output is one exact
+/// integer sum computed by one thread.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn run(
     ks: &I8Kernels,
     threads: usize,
     a: &[i8],
     lda: usize,
     m: usize,
+    row_init: &[i32],
     b: &PackedI8B,
     sink: &Sink<'_>,
 ) {
@@ -70,8 +74,9 @@ pub(crate) fn run(
         threads.max(1)
     };
     let m_tiles = m.div_ceil(ks.mr);
+    let rows = RowsOfA { a, lda, row_init };
     if threads == 1 {
-        serial(ks, a, lda, 0..m, 0..panels, b, sink);
+        serial(ks, &rows, 0..m, 0..panels, b, sink);
         return;
     }
     // Split M: each thread packs only its own rows of A and streams all of B from the shared
@@ -97,27 +102,27 @@ pub(crate) fn run(
         }
         let end = (start + per_part).min(units);
         if split_m {
-            serial(
-                ks,
-                a,
-                lda,
-                start * unit..(end * unit).min(m),
-                0..panels,
-                b,
-                sink,
-            );
+            let part_rows = start * unit..(end * unit).min(m);
+            serial(ks, &rows, part_rows, 0..panels, b, sink);
         } else {
-            serial(ks, a, lda, 0..m, start..end, b, sink);
+            serial(ks, &rows, 0..m, start..end, b, sink);
         }
     };
     crate::threads::run_parts(parts, run_part);
 }
 
+/// A as the call gave it: rows `lda` bytes apart, and each row's initial sum when the table
+/// reads A in place.
+struct RowsOfA<'a> {
+    a: &'a [i8],
+    lda: usize,
+    row_init: &'a [i32],
+}
+
 /// One thread's share: rows `rows` of C against B panels `panels`.
 fn serial(
     ks: &I8Kernels,
-    a: &[i8],
-    lda: usize,
+    a: &RowsOfA<'_>,
     rows: Range<usize>,
     panels: Range<usize>,
     b: &PackedI8B,
@@ -129,36 +134,58 @@ fn serial(
     let b_panel = ks.b_panel_bytes(k);
     let (b_data, col_init) = (b.data(), b.col_init());
     let mb = rows.len();
-    let a_rows = &a[rows.start * lda..];
+    let (lda, a_rows) = (a.lda, &a.a[rows.start * a.lda..]);
+    let row_init = a.row_init.get(rows.start..).unwrap_or(&[]);
     // Cache-line aligned, so the AMX tiles store straight into it.
     let mut tile = AlignedTile([0; MAX_TILE]);
     let mut scratch = EpilogueScratch::new();
     PACKED_A.with(|buf| {
         let mut buf = buf.borrow_mut();
+        // The rows in-place kernels read, and their stride: A itself, or, when K is not a whole
+        // number of depth groups, a copy padded with zeros (a group must not run past a row).
+        let in_place: Option<(*const u8, usize)> = match ks.a_feed {
+            AFeed::InPlace { pad_rows, .. } if k % ks.kg != 0 => {
+                buf.set_len(mb * kp);
+                pad_rows(a_rows, lda, mb, k, buf.as_mut_slice());
+                Some((buf.as_slice().as_ptr(), kp))
+            }
+            AFeed::InPlace { .. } => Some((a_rows.as_ptr().cast(), lda)),
+            AFeed::Packed(_) => None,
+        };
         let params = |a: *const u8, lda: usize, m: usize, q: usize| I8UkernelParams {
             groups,
             a,
             lda,
             b: b_data[q * b_panel..].as_ptr(),
             col_init: col_init[q * ks.nr..].as_ptr(),
+            row_init: std::ptr::null(),
             c: std::ptr::null_mut(),
             ldc: 0,
             m,
             n: ks.nr.min(n - q * ks.nr),
         };
         if let Some(sk) = ks.skinny.filter(|s| mb <= s.max_m) {
-            let row_bytes = kp * ks.a_bytes;
-            buf.set_len(mb * row_bytes);
-            (sk.pack_rows)(a_rows, lda, mb, k, buf.as_mut_slice());
-            let a_ptr = buf.as_slice().as_ptr();
+            let (a_ptr, a_ld) = match (sk.pack_rows, in_place) {
+                (Some(pack_rows), _) => {
+                    let row_bytes = kp * ks.a_bytes;
+                    buf.set_len(mb * row_bytes);
+                    pack_rows(a_rows, lda, mb, k, buf.as_mut_slice());
+                    (buf.as_slice().as_ptr(), row_bytes)
+                }
+                (None, Some(rows)) => rows,
+                (None, None) => panic!("a skinny kernel without pack_rows reads A in place"),
+            };
             let skinny_init = b.skinny_col_init();
             for q in panels {
                 let p = I8UkernelParams {
                     groups: kp / sk.kg,
                     col_init: skinny_init[q * ks.nr..].as_ptr(),
-                    ..params(a_ptr, row_bytes, mb, q)
+                    row_init: in_place.map_or(std::ptr::null(), |_| row_init.as_ptr()),
+                    ..params(a_ptr, a_ld, mb, q)
                 };
-                // SAFETY: `p` points at `mb` padded rows and one full B panel; emit supplies C.
+                // SAFETY: `p` points at `mb` rows (padded, or in place with K a whole number of
+                // groups), their initial sums if read in place, and one full B panel; emit
+                // supplies C.
                 unsafe {
                     emit(
                         ks,
@@ -191,30 +218,48 @@ fn serial(
         // panel of buffer, rewritten in place, stays in L1 (a buffer for all of A would have to
         // be fetched back from L3 for every write).
         let a_slots = if panels.len() > block { m_panels } else { 1 };
-        buf.set_len(a_slots * a_panel);
+        if in_place.is_none() {
+            buf.set_len(a_slots * a_panel);
+        }
         let mut q0 = panels.start;
         while q0 < panels.end {
             let q1 = (q0 + block).min(panels.end);
             for ip in 0..m_panels {
                 let m_tile = ks.mr.min(mb - ip * ks.mr);
-                let slot = if a_slots == 1 { 0 } else { ip };
-                if q0 == panels.start {
-                    // Each A micro-panel is packed just before its first use, so it is still in
-                    // L1 / L2 when the kernel reads it (packing all of A first would leave the
-                    // first panels in L3 by the time they run).
-                    (ks.pack_a)(
-                        &a_rows[ip * ks.mr * lda..],
-                        lda,
-                        m_tile,
-                        k,
-                        &mut buf.as_mut_slice()[slot * a_panel..(slot + 1) * a_panel],
-                    );
-                }
-                let a_ptr = buf.as_slice()[slot * a_panel..].as_ptr();
+                let (a_ptr, a_ld, r_init) = match (ks.a_feed, in_place) {
+                    (_, Some((src, ld))) => (
+                        src.wrapping_add(ip * ks.mr * ld),
+                        ld,
+                        row_init[ip * ks.mr..].as_ptr(),
+                    ),
+                    (AFeed::Packed(pack_a), None) => {
+                        let slot = if a_slots == 1 { 0 } else { ip };
+                        if q0 == panels.start {
+                            // Each A micro-panel is packed just before its first use, so it is
+                            // still in L1 / L2 when the kernel reads it (packing all of A first
+                            // would leave the first panels in L3 by the time they run).
+                            pack_a(
+                                &a_rows[ip * ks.mr * lda..],
+                                lda,
+                                m_tile,
+                                k,
+                                &mut buf.as_mut_slice()[slot * a_panel..(slot + 1) * a_panel],
+                            );
+                        }
+                        let panel = buf.as_slice()[slot * a_panel..].as_ptr();
+                        (panel, 0, std::ptr::null())
+                    }
+                    (AFeed::InPlace { .. }, None) => unreachable!("in_place is set for InPlace"),
+                };
                 for q in q0..q1 {
-                    let p = params(a_ptr, 0, m_tile, q);
+                    let p = I8UkernelParams {
+                        row_init: r_init,
+                        ..params(a_ptr, a_ld, m_tile, q)
+                    };
                     let row0 = rows.start + ip * ks.mr;
-                    // SAFETY: `p` points at one full A micro-panel and one full B panel.
+                    // SAFETY: `p` points at one full A micro-panel (or `m_tile` rows in place,
+                    // K a whole number of groups, with their initial sums) and one full B
+                    // panel.
                     unsafe {
                         emit(
                             ks,

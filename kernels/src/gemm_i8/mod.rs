@@ -21,7 +21,9 @@ mod driver;
 pub mod epilogue;
 pub mod pack;
 
-pub use contract::{I8Kernels, I8Ukernel, I8UkernelParams, MAX_TILE, SkinnyKernel, TileState};
+pub use contract::{
+    AFeed, I8Kernels, I8Ukernel, I8UkernelParams, MAX_TILE, ScanRowFn, SkinnyKernel, TileState,
+};
 pub use epilogue::{Activation, Dequant, Scale};
 pub use pack::PackedI8B;
 
@@ -56,13 +58,13 @@ pub fn gemm_i8(
     ldc: usize,
     opts: &I8GemmOptions,
 ) -> Result<(), KernelError> {
-    let ks = prepare(a, lda, m, b, opts)?;
+    let (ks, row_init) = prepare(a, lda, m, b, opts)?;
     check_out("C", c.len(), m, b.n(), ldc)?;
     let sink = Sink::I32 {
         c: c.as_mut_ptr(),
         ldc,
     };
-    driver::run(&ks, threads(opts), a, lda, m, b, &sink);
+    driver::run(&ks, threads(opts), a, lda, m, &row_init, b, &sink);
     Ok(())
 }
 
@@ -81,14 +83,14 @@ pub fn gemm_i8_dequant(
     ldo: usize,
     opts: &I8GemmOptions,
 ) -> Result<(), KernelError> {
-    let ks = prepare(a, lda, m, b, opts)?;
+    let prepared = prepare(a, lda, m, b, opts)?;
     check_out("out", out.len(), m, b.n(), ldo)?;
     check_dequant(dq, m, b.n())?;
     let target = Target::F32 {
         out: out.as_mut_ptr(),
         ld: ldo,
     };
-    run_epilogue(&ks, a, lda, m, b, dq, target, opts)
+    run_epilogue(&prepared, a, lda, m, b, dq, target, opts)
 }
 
 /// [`gemm_i8_dequant`] followed by requantization for the next layer:
@@ -107,7 +109,7 @@ pub fn gemm_i8_requant(
     ldo: usize,
     opts: &I8GemmOptions,
 ) -> Result<(), KernelError> {
-    let ks = prepare(a, lda, m, b, opts)?;
+    let prepared = prepare(a, lda, m, b, opts)?;
     check_out("out", out.len(), m, b.n(), ldo)?;
     check_dequant(dq, m, b.n())?;
     if !(out_scale.is_finite() && out_scale > 0.0) {
@@ -120,12 +122,12 @@ pub fn gemm_i8_requant(
         ld: ldo,
         scale: out_scale,
     };
-    run_epilogue(&ks, a, lda, m, b, dq, target, opts)
+    run_epilogue(&prepared, a, lda, m, b, dq, target, opts)
 }
 
 #[allow(clippy::too_many_arguments)]
 fn run_epilogue(
-    ks: &I8Kernels,
+    (ks, row_init): &(I8Kernels, Vec<i32>),
     a: &[i8],
     lda: usize,
     m: usize,
@@ -136,7 +138,7 @@ fn run_epilogue(
 ) -> Result<(), KernelError> {
     let elementwise = ElementwiseKernels::for_isa(ks.isa.f32_family())?;
     let sink = Sink::Epilogue(Epilogue::new(*dq, target, &elementwise));
-    driver::run(ks, threads(opts), a, lda, m, b, &sink);
+    driver::run(ks, threads(opts), a, lda, m, row_init, b, &sink);
     Ok(())
 }
 
@@ -146,14 +148,16 @@ fn threads(opts: &I8GemmOptions) -> usize {
         .max(1)
 }
 
-/// Checks A and the weights' path; returns the kernel table to run.
+/// Checks A and the weights' path; returns the kernel table to run and, when its kernels read A
+/// in place, each row's initial sum (`rowsum_factor * sum_k A[i, k]`, from the same pass over A
+/// as the check; empty otherwise).
 fn prepare(
     a: &[i8],
     lda: usize,
     m: usize,
     b: &PackedI8B,
     opts: &I8GemmOptions,
-) -> Result<I8Kernels, KernelError> {
+) -> Result<(I8Kernels, Vec<i32>), KernelError> {
     let ks = match opts.kernels {
         Some(ks) => ks,
         None => I8Kernels::for_isa(b.isa())?,
@@ -181,18 +185,33 @@ fn prepare(
                 a.len()
             )));
         }
-        for i in 0..m {
-            let row = &a[i * lda..i * lda + k];
-            if has_i8_min(row) {
-                let p = row.iter().position(|&v| v == i8::MIN).unwrap_or(0);
-                return Err(KernelError::I8OutOfRange {
-                    what: "A",
-                    index: i * lda + p,
-                });
+    }
+    // The -128 check reads all of A once; a table that reads A in place sums its rows in the
+    // same pass.
+    let mut row_init = Vec::new();
+    for i in 0..m {
+        let row = &a[i * lda..i * lda + k];
+        let has_min = match ks.a_feed {
+            AFeed::InPlace {
+                rowsum_factor,
+                scan_row,
+                ..
+            } => {
+                let (has_min, sum) = scan_row(row);
+                row_init.push(rowsum_factor.wrapping_mul(sum));
+                has_min
             }
+            AFeed::Packed(_) => has_i8_min(row),
+        };
+        if has_min {
+            let p = row.iter().position(|&v| v == i8::MIN).unwrap_or(0);
+            return Err(KernelError::I8OutOfRange {
+                what: "A",
+                index: i * lda + p,
+            });
         }
     }
-    Ok(ks)
+    Ok((ks, row_init))
 }
 
 /// Whether `row` holds a -128. A branch-free OR over the row vectorizes; on x86-64 it is also

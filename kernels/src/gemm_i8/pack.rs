@@ -252,8 +252,9 @@ pub fn pack_b_padded<const NR: usize, const KG: usize, const KPAD: usize, F: Ele
 /// Weights `B` (N x K, row-major: one row per output column), packed once for one int8 path.
 ///
 /// Holds the panels in the layout that path's micro-kernel reads, plus each output column's
-/// initial sum: `-128 * sum_k B[n, k]` on the VNNI paths (which compute with `A + 128` as
-/// unsigned bytes), 0 elsewhere.
+/// initial sum: `-128 * sum_k B[n, k]` where a kernel computes with `A + 128` as unsigned bytes
+/// (AVX-VNNI, the AMX skinny kernel), 0 elsewhere (AVX512-VNNI stores `B + 128` instead and
+/// corrects each row of A per call).
 #[derive(Clone)]
 pub struct PackedI8B {
     isa: I8Isa,
