@@ -207,7 +207,9 @@ mod vnni_tile {
 
     /// One tile as a function: sums start from the 48 column values at `init`, take `groups`
     /// depth groups of the packed A (`MR x 4` bytes each) and B (`NR x 4` bytes each) panels,
-    /// then run `$stores` (the 8 rows of 48 i32 to `c`, `ldc` bytes apart, or nothing).
+    /// then run `$stores` (the 8 rows of 48 i32 to `c`, `ldc` bytes apart, or nothing). The
+    /// library's tile broadcasts the same dwords from A's rows in place and starts from row
+    /// sums instead: per group the same 3 loads of B, 8 broadcasts and 24 `vpdpbusd`.
     macro_rules! tile {
         ($(#[$doc:meta])* $name:ident, $stores:expr) => {
             $(#[$doc])*

@@ -14,8 +14,8 @@
 //!   of A themselves, `lda` bytes apart, as signed bytes, whose sums start at
 //!   `init[i, j] = row_init[i]` (`m` i32: `rowsum_factor * sum_k A[i, k]`, computed per call).
 //!   Reading A in place saves the per-call packing; it needs a kernel whose broadcast operand
-//!   can be A's signed bytes (`vpdpbusd` takes its u8 operand from a register and its s8
-//!   operand from memory, so B carries the `+ 128`).
+//!   can be A's signed bytes (`vpdpbusd`'s s8 operand is the one that may be a broadcast from
+//!   memory, so B carries the `+ 128`).
 //! - `m <= MR`, `n <= NR`: only the `m x n` corner of C is written, row-major with stride `ldc`.
 //! - The depth is not blocked: one call sums all of K, so a tile leaves the kernel finished and
 //!   the fused epilogue runs on it while it is hot. For the shapes this library targets the

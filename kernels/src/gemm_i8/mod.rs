@@ -31,6 +31,7 @@ use crate::elementwise::ElementwiseKernels;
 use crate::{I8Isa, KernelError};
 use driver::Sink;
 use epilogue::{Epilogue, Target};
+use std::cell::Cell;
 
 /// Per-call options of the int8 GEMMs.
 #[derive(Clone, Copy, Debug, Default)]
@@ -64,7 +65,7 @@ pub fn gemm_i8(
         c: c.as_mut_ptr(),
         ldc,
     };
-    driver::run(&ks, threads(opts), a, lda, m, &row_init, b, &sink);
+    driver::run(&ks, threads(opts), a, lda, m, &row_init.0, b, &sink);
     Ok(())
 }
 
@@ -127,7 +128,7 @@ pub fn gemm_i8_requant(
 
 #[allow(clippy::too_many_arguments)]
 fn run_epilogue(
-    (ks, row_init): &(I8Kernels, Vec<i32>),
+    (ks, row_init): &(I8Kernels, RowInit),
     a: &[i8],
     lda: usize,
     m: usize,
@@ -138,7 +139,7 @@ fn run_epilogue(
 ) -> Result<(), KernelError> {
     let elementwise = ElementwiseKernels::for_isa(ks.isa.f32_family())?;
     let sink = Sink::Epilogue(Epilogue::new(*dq, target, &elementwise));
-    driver::run(ks, threads(opts), a, lda, m, row_init, b, &sink);
+    driver::run(ks, threads(opts), a, lda, m, &row_init.0, b, &sink);
     Ok(())
 }
 
@@ -157,7 +158,7 @@ fn prepare(
     m: usize,
     b: &PackedI8B,
     opts: &I8GemmOptions,
-) -> Result<(I8Kernels, Vec<i32>), KernelError> {
+) -> Result<(I8Kernels, RowInit), KernelError> {
     let ks = match opts.kernels {
         Some(ks) => ks,
         None => I8Kernels::for_isa(b.isa())?,
@@ -188,7 +189,7 @@ fn prepare(
     }
     // The -128 check reads all of A once; a table that reads A in place sums its rows in the
     // same pass.
-    let mut row_init = Vec::new();
+    let mut row_init = RowInit::take();
     for i in 0..m {
         let row = &a[i * lda..i * lda + k];
         let has_min = match ks.a_feed {
@@ -198,7 +199,7 @@ fn prepare(
                 ..
             } => {
                 let (has_min, sum) = scan_row(row);
-                row_init.push(rowsum_factor.wrapping_mul(sum));
+                row_init.0.push(rowsum_factor.wrapping_mul(sum));
                 has_min
             }
             AFeed::Packed(_) => has_i8_min(row),
@@ -212,6 +213,30 @@ fn prepare(
         }
     }
     Ok((ks, row_init))
+}
+
+thread_local! {
+    /// The row sums of the last call on this thread, kept for the next one to refill.
+    static ROW_INIT: Cell<Vec<i32>> = const { Cell::new(Vec::new()) };
+}
+
+/// One call's initial row sums, in this thread's buffer: taken out while the call runs (a
+/// call that nests inside it, e.g. a pool job the waiting caller picks up, finds it empty and
+/// allocates) and put back on drop, so a warm call allocates nothing.
+struct RowInit(Vec<i32>);
+
+impl RowInit {
+    fn take() -> RowInit {
+        let mut sums = ROW_INIT.take();
+        sums.clear();
+        RowInit(sums)
+    }
+}
+
+impl Drop for RowInit {
+    fn drop(&mut self) {
+        ROW_INIT.set(std::mem::take(&mut self.0));
+    }
 }
 
 /// Whether `row` holds a -128. A branch-free OR over the row vectorizes; on x86-64 it is also
