@@ -67,8 +67,20 @@ pub fn kernels() -> I8Kernels {
 /// sums in flight. At 128 x 1536 x 384 it takes 0.6% of the GEMM (an AVX2 compare loop plus a
 /// widening sum loop took 1.2%).
 fn scan_row(row: &[i8]) -> (bool, i32) {
-    // SAFETY: this table is only built after `I8Isa::Avx512Vnni.check()`.
-    unsafe { scan_row_vnni(row) }
+    // The table is built only after `I8Isa::Avx512Vnni.check()`, but this is a safe function
+    // anyone holding the table can call, so it checks again (two cached loads).
+    if is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512vnni") {
+        // SAFETY: AVX512-F/BW/VNNI are present (F comes with BW).
+        unsafe { scan_row_vnni(row) }
+    } else {
+        scan_row_portable(row)
+    }
+}
+
+/// [`scan_row`] without SIMD.
+fn scan_row_portable(row: &[i8]) -> (bool, i32) {
+    let sum = row.iter().map(|&v| i32::from(v)).sum();
+    (row.contains(&i8::MIN), sum)
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
@@ -287,5 +299,50 @@ unsafe fn skinny<const M: usize, const U: usize, const C: usize, const IN_PLACE:
         }
         // SAFETY: row i < m of C, n <= NR columns.
         unsafe { store_row(p.c.add(i * p.ldc), &row, p.n) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_row_finds_every_minus_128_and_sums_exactly() {
+        if !(is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512vnni")) {
+            return;
+        }
+        let mut s = 11u64;
+        let mut next = || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (s >> 33) as usize
+        };
+        // Every tail length of both loops, long rows, and a -128 at each end and inside.
+        for len in (0..=300).chain([1536, 4097]) {
+            let mut row: Vec<i8> = (0..len)
+                .map(|_| ((next() % 255) as i32 - 127) as i8)
+                .collect();
+            for extreme in [127i8, -127] {
+                let flat = vec![extreme; len];
+                // SAFETY: the features were checked above.
+                assert_eq!(unsafe { scan_row_vnni(&flat) }, scan_row_portable(&flat));
+            }
+            // SAFETY (all calls below): as above.
+            assert_eq!(
+                unsafe { scan_row_vnni(&row) },
+                scan_row_portable(&row),
+                "len {len}"
+            );
+            assert!(!unsafe { scan_row_vnni(&row) }.0);
+            if len > 0 {
+                for at in [0, len - 1, next() % len] {
+                    let keep = row[at];
+                    row[at] = i8::MIN;
+                    assert!(unsafe { scan_row_vnni(&row) }.0, "len {len}, -128 at {at}");
+                    row[at] = keep;
+                }
+            }
+        }
     }
 }
