@@ -7,6 +7,7 @@
 //! table reads A's rows in place ([`AFeed::InPlace`]). Small M goes to the skinny kernel, which
 //! streams each B panel once for all rows.
 
+use super::contract::PackAFn;
 use super::epilogue::{Epilogue, EpilogueScratch};
 use super::{AFeed, I8Kernels, I8UkernelParams, MAX_TILE, PackedI8B};
 use crate::gemm_i8::pack::AlignedBytes;
@@ -119,6 +120,16 @@ struct RowsOfA<'a> {
     row_init: &'a [i32],
 }
 
+/// Where one thread's kernels read A.
+#[derive(Clone, Copy)]
+enum ASource {
+    /// Rows in place (A itself, or its copy zero-padded to whole depth groups), `ld` bytes
+    /// apart.
+    Rows { ptr: *const u8, ld: usize },
+    /// MR-row micro-panels packed by this function.
+    Panels(PackAFn),
+}
+
 /// One thread's share: rows `rows` of C against B panels `panels`.
 fn serial(
     ks: &I8Kernels,
@@ -141,17 +152,24 @@ fn serial(
     let mut scratch = EpilogueScratch::new();
     PACKED_A.with(|buf| {
         let mut buf = buf.borrow_mut();
-        // The rows in-place kernels read, and their stride: A itself, or, when K is not a whole
-        // number of depth groups, a copy padded with zeros (a group must not run past a row).
-        let in_place: Option<(*const u8, usize)> = match ks.a_feed {
+        // In-place kernels read A itself, or, when K is not a whole number of depth groups, a
+        // copy padded with zeros (a group must not run past a row).
+        let source = match ks.a_feed {
             AFeed::InPlace { pad_rows, .. } if k % ks.kg != 0 => {
                 buf.set_len(mb * kp);
                 pad_rows(a_rows, lda, mb, k, buf.as_mut_slice());
-                Some((buf.as_slice().as_ptr(), kp))
+                ASource::Rows {
+                    ptr: buf.as_slice().as_ptr(),
+                    ld: kp,
+                }
             }
-            AFeed::InPlace { .. } => Some((a_rows.as_ptr().cast(), lda)),
-            AFeed::Packed(_) => None,
+            AFeed::InPlace { .. } => ASource::Rows {
+                ptr: a_rows.as_ptr().cast(),
+                ld: lda,
+            },
+            AFeed::Packed(pack_a) => ASource::Panels(pack_a),
         };
+        let in_place = matches!(source, ASource::Rows { .. });
         let params = |a: *const u8, lda: usize, m: usize, q: usize| I8UkernelParams {
             groups,
             a,
@@ -165,22 +183,28 @@ fn serial(
             n: ks.nr.min(n - q * ks.nr),
         };
         if let Some(sk) = ks.skinny.filter(|s| mb <= s.max_m) {
-            let (a_ptr, a_ld) = match (sk.pack_rows, in_place) {
+            let (a_ptr, a_ld) = match (sk.pack_rows, source) {
                 (Some(pack_rows), _) => {
                     let row_bytes = kp * ks.a_bytes;
                     buf.set_len(mb * row_bytes);
                     pack_rows(a_rows, lda, mb, k, buf.as_mut_slice());
                     (buf.as_slice().as_ptr(), row_bytes)
                 }
-                (None, Some(rows)) => rows,
-                (None, None) => panic!("a skinny kernel without pack_rows reads A in place"),
+                (None, ASource::Rows { ptr, ld }) => (ptr, ld),
+                (None, ASource::Panels(_)) => {
+                    panic!("a skinny kernel without pack_rows needs a table that reads A in place")
+                }
             };
             let skinny_init = b.skinny_col_init();
             for q in panels {
                 let p = I8UkernelParams {
                     groups: kp / sk.kg,
                     col_init: skinny_init[q * ks.nr..].as_ptr(),
-                    row_init: in_place.map_or(std::ptr::null(), |_| row_init.as_ptr()),
+                    row_init: if in_place {
+                        row_init.as_ptr()
+                    } else {
+                        std::ptr::null()
+                    },
                     ..params(a_ptr, a_ld, mb, q)
                 };
                 // SAFETY: `p` points at `mb` rows (padded, or in place with K a whole number of
@@ -218,7 +242,7 @@ fn serial(
         // panel of buffer, rewritten in place, stays in L1 (a buffer for all of A would have to
         // be fetched back from L3 for every write).
         let a_slots = if panels.len() > block { m_panels } else { 1 };
-        if in_place.is_none() {
+        if !in_place {
             buf.set_len(a_slots * a_panel);
         }
         let mut q0 = panels.start;
@@ -226,13 +250,13 @@ fn serial(
             let q1 = (q0 + block).min(panels.end);
             for ip in 0..m_panels {
                 let m_tile = ks.mr.min(mb - ip * ks.mr);
-                let (a_ptr, a_ld, r_init) = match (ks.a_feed, in_place) {
-                    (_, Some((src, ld))) => (
-                        src.wrapping_add(ip * ks.mr * ld),
+                let (a_ptr, a_ld, r_init) = match source {
+                    ASource::Rows { ptr, ld } => (
+                        ptr.wrapping_add(ip * ks.mr * ld),
                         ld,
                         row_init[ip * ks.mr..].as_ptr(),
                     ),
-                    (AFeed::Packed(pack_a), None) => {
+                    ASource::Panels(pack_a) => {
                         let slot = if a_slots == 1 { 0 } else { ip };
                         if q0 == panels.start {
                             // Each A micro-panel is packed just before its first use, so it is
@@ -249,7 +273,6 @@ fn serial(
                         let panel = buf.as_slice()[slot * a_panel..].as_ptr();
                         (panel, 0, std::ptr::null())
                     }
-                    (AFeed::InPlace { .. }, None) => unreachable!("in_place is set for InPlace"),
                 };
                 for q in q0..q1 {
                     let p = I8UkernelParams {

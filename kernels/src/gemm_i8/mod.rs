@@ -242,7 +242,7 @@ impl Drop for RowInit {
 /// Whether `row` holds a -128. A branch-free OR over the row vectorizes; on x86-64 it is also
 /// compiled for AVX2, whose 32-byte compares scan A (read once per call, before any packing) in
 /// about a third of the baseline SSE2 loop's time.
-fn has_i8_min(row: &[i8]) -> bool {
+pub(crate) fn has_i8_min(row: &[i8]) -> bool {
     fn scan(row: &[i8]) -> bool {
         row.iter().fold(false, |seen, &v| seen | (v == i8::MIN))
     }
