@@ -4,13 +4,17 @@
 //! (a wrong fast kernel is not benchmarked).
 //!
 //! Shapes (BERT-base-ish, sequence 128): hidden rows `128 x 384` (MiniLM) and `128 x 768`, the
-//! MLP activation `128 x 1536`, and attention probabilities `12 heads * 128 x 128`.
+//! MLP activation `128 x 1536`, and attention probabilities `12 heads * 128 x 128`. The head
+//! mixes (`head_mix`) run on the `[H, rows, N]` score blocks of MiniViT's fused attention:
+//! `H = 12` at `N = 65` (one 65-row block) and `H = 6` at `N = 197` (a 66-row block); their
+//! elements are those of the `H` maps, and each costs `H` multiply-adds.
 //!
 //! `cargo bench -p lithe-kernels --bench elementwise [-- FILTER]`.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use lithe_kernels::Isa;
 use lithe_kernels::gelu::{self, GeluKind};
+use lithe_kernels::head_mix;
 use lithe_kernels::reference as r;
 use lithe_kernels::{layernorm, softmax};
 use std::hint::black_box;
@@ -215,6 +219,67 @@ fn bench_gelu(c: &mut Criterion) {
     }
 }
 
+fn bench_head_mix(c: &mut Criterion) {
+    for (name, heads, len) in [
+        ("vit_h12_65x65", 12, 65 * 65),
+        ("vit_h6_66x197", 6, 66 * 197),
+    ] {
+        let n = heads * len;
+        let (src, other) = (values(n, 3), values(n, 4));
+        let m: Vec<f32> = values(heads * heads, 5).iter().map(|v| v / 4.0).collect();
+        let bias = values(heads, 6);
+        for transpose in [false, true] {
+            let bias = (!transpose).then_some(&bias[..]);
+            let want = r::mix_heads_ref(&src, &m, bias, heads, transpose);
+            let tag = if transpose {
+                "mix_heads_t"
+            } else {
+                "mix_heads"
+            };
+            let mut group = c.benchmark_group(format!("{tag}/{name}"));
+            group.throughput(Throughput::Elements(n as u64));
+            let mut out = vec![0.0f32; n];
+            for isa in paths() {
+                head_mix::mix_heads_with(isa, &mut out, &src, &m, bias, heads, len, transpose)
+                    .unwrap();
+                assert_close(tag, isa, &out, &want, 1e-4);
+                group.bench_function(BenchmarkId::from_parameter(isa), |b| {
+                    b.iter(|| {
+                        head_mix::mix_heads_with(
+                            isa,
+                            &mut out,
+                            black_box(&src),
+                            &m,
+                            bias,
+                            heads,
+                            len,
+                            transpose,
+                        )
+                    })
+                });
+            }
+            group.finish();
+        }
+        let mut want = vec![0.0f32; heads * heads];
+        r::add_head_dots_ref(&mut want, &src, &other, heads);
+        let mut group = c.benchmark_group(format!("add_head_dots/{name}"));
+        group.throughput(Throughput::Elements(n as u64));
+        let mut acc = vec![0.0f32; heads * heads];
+        for isa in paths() {
+            acc.fill(0.0);
+            head_mix::add_head_dots_with(isa, &mut acc, &src, &other, heads, len).unwrap();
+            // Sums of ~len products of magnitude up to 16: judge against their size.
+            assert_close("add_head_dots", isa, &acc, &want, 1e-6 * 16.0 * len as f32);
+            group.bench_function(BenchmarkId::from_parameter(isa), |b| {
+                b.iter(|| {
+                    head_mix::add_head_dots_with(isa, &mut acc, black_box(&src), &other, heads, len)
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .sample_size(20)
@@ -225,6 +290,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = bench_softmax, bench_layernorm, bench_gelu
+    targets = bench_softmax, bench_layernorm, bench_gelu, bench_head_mix
 }
 criterion_main!(benches);

@@ -4,6 +4,9 @@
 use crate::dwconv::DwConvShape;
 use crate::gemm::{MatMut, MatRef};
 
+mod head_mix;
+pub use head_mix::{add_head_dots_ref, mix_heads_ref};
+
 /// `C = alpha * A * B + beta * C` as a triple loop with f64 accumulation. `beta == 0` does not
 /// read C. Shapes must agree (this is a test oracle: it panics on misuse).
 pub fn sgemm_ref(alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: MatMut<'_>) {

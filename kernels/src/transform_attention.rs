@@ -32,7 +32,8 @@
 //! given the row statistics that [`transform_attention_forward_with_stats`] saves (`[B, H, N, 2]`:
 //! each row's max and `1 / sum exp`), it skips their reductions and mixes and exponentiates in
 //! one pass. The pre mix and the softmax run per query row on the `H` rows of that query (they
-//! stay in L1); the backward's transposed mixes compute the mix gradients in the same sweep.
+//! stay in L1); the backward's transposed mixes and the mix gradients (`H x H` dot products of
+//! two sets of maps) are the register-tiled kernels of [`crate::head_mix`].
 //! The policy softmax is computed from the plain softmax `u = softmax(S')`: since
 //! `exp(S' - m) = u / max_j u`, `P_j = (u_j G_j + eps u_max / N) / (sum_j u_j G_j + eps u_max)`.
 //!

@@ -8,6 +8,7 @@
 use lithe_check::{Compare, Tolerance, fill};
 use lithe_kernels::Isa;
 use lithe_kernels::head_mix::{add_head_dots, add_head_dots_with, mix_heads, mix_heads_with};
+use lithe_kernels::reference::mix_heads_ref;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
@@ -42,33 +43,6 @@ fn check(
 /// `len` deterministic values in [-5, 5) from `seed`.
 fn values(len: usize, seed: u64) -> Vec<f32> {
     fill(len, seed).iter().map(|v| 5.0 * v).collect()
-}
-
-/// `dst[h] = sum_g M[h, g] src[g] + bias[h]`, summed in f64.
-fn mix_heads_ref(
-    src: &[f32],
-    m: &[f32],
-    bias: Option<&[f32]>,
-    heads: usize,
-    transpose: bool,
-) -> Vec<f32> {
-    let len = src.len() / heads.max(1);
-    let mut out = vec![0.0f32; src.len()];
-    for h in 0..heads {
-        for x in 0..len {
-            let mut acc = bias.map_or(0.0, |b| b[h] as f64);
-            for g in 0..heads {
-                let c = if transpose {
-                    m[g * heads + h]
-                } else {
-                    m[h * heads + g]
-                };
-                acc += c as f64 * src[g * len + x] as f64;
-            }
-            out[h * len + x] = acc as f32;
-        }
-    }
-    out
 }
 
 proptest! {

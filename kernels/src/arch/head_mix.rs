@@ -11,7 +11,7 @@ pub(crate) const UNROLL: usize = 4;
 /// Lanes of the step from `x` in a map of `len` floats: a full chunk of `UNROLL` vectors while
 /// one fits, then one vector at a time (the last one partial).
 #[inline(always)]
-pub(crate) fn chunk_lanes<V: SimdF32>(x: usize, len: usize) -> usize {
+fn chunk_lanes<V: SimdF32>(x: usize, len: usize) -> usize {
     if x + UNROLL * V::LANES <= len {
         UNROLL * V::LANES
     } else {
@@ -167,6 +167,12 @@ unsafe fn mix_chunk_into<V: SimdF32, const B: usize>(
 /// `acc[h * heads + g] += sum_x a[h * len + x] * b[g * len + x]`: the `heads x heads` dot
 /// products of two sets of maps (the gradients of the head mixes).
 ///
+/// Register-tiled like a GEMM with a long inner dimension: a tile of `TH` rows of `a` by `TG`
+/// rows of `b` keeps its `TH x TG` sums in registers for the whole length, so each vector
+/// loaded feeds `TG` (or `TH`) FMAs, and each row of `a` is read `heads / TG` times and each
+/// row of `b` `heads / TH` times instead of `heads` times. (One pair of rows at a time loaded
+/// two vectors per FMA and ran at a quarter of the FMA rate at `H = 12`.)
+///
 /// # Safety
 /// `a` and `b` hold `heads * len` floats, `acc` holds `heads * heads`; the vector type's ISA is
 /// enabled.
@@ -180,38 +186,108 @@ pub(crate) unsafe fn add_head_dots<V: SimdF32>(
 ) {
     debug_assert!(a.len() >= heads * len && b.len() >= heads * len);
     debug_assert!(acc.len() >= heads * heads);
-    let full = len - len % V::LANES;
-    for h in 0..heads {
-        let a_row = &a[h * len..(h + 1) * len];
-        for g in 0..heads {
-            let b_row = &b[g * len..(g + 1) * len];
-            let (pa, pb) = (a_row.as_ptr(), b_row.as_ptr());
-            let mut sums = [V::splat(0.0); UNROLL];
-            let mut x = 0;
-            while x + UNROLL * V::LANES <= full {
-                for (u, s) in sums.iter_mut().enumerate() {
-                    let at = x + u * V::LANES;
-                    // SAFETY: at + LANES <= full <= len: inside both rows.
-                    let (va, vb) = unsafe { (V::load(pa.add(at)), V::load(pb.add(at))) };
-                    *s = va.mul_add(vb, *s);
+    // 16-lane vectors (32 registers): 4 x 4 sums, 4 + 1 operand vectors; else 2 x 4.
+    let tall = heads_at_once::<V>();
+    let mut h = 0;
+    while h < heads {
+        let th = if heads - h >= 4 && tall >= 4 {
+            4
+        } else if heads - h >= 2 {
+            2
+        } else {
+            1
+        };
+        let mut g = 0;
+        while g < heads {
+            let tg = if heads - g >= 4 {
+                4
+            } else if heads - g >= 2 {
+                2
+            } else {
+                1
+            };
+            // SAFETY (all arms): the caller's contract; h + th <= heads, g + tg <= heads.
+            unsafe {
+                match (th, tg) {
+                    (4, 4) => dots_tile::<V, 4, 4>(acc, a, b, heads, len, h, g),
+                    (4, 2) => dots_tile::<V, 4, 2>(acc, a, b, heads, len, h, g),
+                    (4, _) => dots_tile::<V, 4, 1>(acc, a, b, heads, len, h, g),
+                    (2, 4) => dots_tile::<V, 2, 4>(acc, a, b, heads, len, h, g),
+                    (2, 2) => dots_tile::<V, 2, 2>(acc, a, b, heads, len, h, g),
+                    (2, _) => dots_tile::<V, 2, 1>(acc, a, b, heads, len, h, g),
+                    (_, 4) => dots_tile::<V, 1, 4>(acc, a, b, heads, len, h, g),
+                    (_, 2) => dots_tile::<V, 1, 2>(acc, a, b, heads, len, h, g),
+                    _ => dots_tile::<V, 1, 1>(acc, a, b, heads, len, h, g),
                 }
-                x += UNROLL * V::LANES;
             }
-            while x < full {
-                // SAFETY: x + LANES <= full <= len.
-                let (va, vb) = unsafe { (V::load(pa.add(x)), V::load(pb.add(x))) };
-                sums[0] = va.mul_add(vb, sums[0]);
-                x += V::LANES;
-            }
-            if full < len {
-                let n = len - full;
-                // SAFETY: lanes full..len of both rows.
-                let (va, vb) =
-                    unsafe { (V::load_tail(pa.add(full), n), V::load_tail(pb.add(full), n)) };
-                sums[1] = va.mul_add(vb, sums[1]);
-            }
-            let total = sums[0].add(sums[1]).add(sums[2].add(sums[3]));
-            acc[h * heads + g] += total.reduce_add();
+            g += tg;
+        }
+        h += th;
+    }
+}
+
+/// One vector step of [`dots_tile`] at lane `x` (`k` lanes valid, `0 < k <= LANES`).
+///
+/// # Safety
+/// Each row pointer is readable for `x + k` floats.
+#[inline(always)]
+unsafe fn dots_step<V: SimdF32, const TH: usize, const TG: usize>(
+    sums: &mut [[V; TG]; TH],
+    pa: &[*const f32; TH],
+    pb: &[*const f32; TG],
+    x: usize,
+    k: usize,
+) {
+    // SAFETY: the caller's contract.
+    let load = |p: *const f32| unsafe {
+        if k == V::LANES {
+            V::load(p.add(x))
+        } else {
+            V::load_tail(p.add(x), k)
+        }
+    };
+    let bv: [V; TG] = std::array::from_fn(|j| load(pb[j]));
+    for (row, &p) in sums.iter_mut().zip(pa) {
+        let av = load(p);
+        for (s, bj) in row.iter_mut().zip(&bv) {
+            *s = av.mul_add(*bj, *s);
+        }
+    }
+}
+
+/// The `TH x TG` tile of [`add_head_dots`] at rows `h0 ..` of `a` and `g0 ..` of `b`: one vector
+/// of sums per pair over the full length (a zero-filled tail last), each reduced once.
+///
+/// # Safety
+/// As [`add_head_dots`], with `h0 + TH <= heads` and `g0 + TG <= heads`.
+#[inline(always)]
+unsafe fn dots_tile<V: SimdF32, const TH: usize, const TG: usize>(
+    acc: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    heads: usize,
+    len: usize,
+    h0: usize,
+    g0: usize,
+) {
+    // SAFETY (all pointer arithmetic below): rows h0 + i and g0 + j hold `len` floats.
+    let pa: [*const f32; TH] = std::array::from_fn(|i| unsafe { a.as_ptr().add((h0 + i) * len) });
+    let pb: [*const f32; TG] = std::array::from_fn(|j| unsafe { b.as_ptr().add((g0 + j) * len) });
+    let mut sums = [[V::splat(0.0); TG]; TH];
+    let full = len - len % V::LANES;
+    let mut x = 0;
+    while x < full {
+        // SAFETY: x + LANES <= full <= len.
+        unsafe { dots_step(&mut sums, &pa, &pb, x, V::LANES) };
+        x += V::LANES;
+    }
+    if full < len {
+        // SAFETY: lanes full..len of each row; the rest load as zero and add nothing.
+        unsafe { dots_step(&mut sums, &pa, &pb, full, len - full) };
+    }
+    for (i, row) in sums.iter().enumerate() {
+        for (j, s) in row.iter().enumerate() {
+            acc[(h0 + i) * heads + g0 + j] += s.reduce_add();
         }
     }
 }

@@ -2,16 +2,13 @@
 //! once over [`SimdF32`], with entry points per ISA (the vector types of the element-wise
 //! kernels, one `#[target_feature]` each).
 //!
-//! Two passes over a block of `[H, rows, N]` maps:
-//! - [`mix_softmax`]: the pre-softmax head mix and the softmax in one sweep per query row. The
-//!   `H` mixed rows of one query (`H N` floats) stay in L1 between the mix and the softmax. It
-//!   either computes the row statistics (max and `1 / sum exp`) or takes them from the forward,
-//!   in which case the mix and `exp` are a single pass.
-//! - [`mix_t_dots`]: a transposed head mix `dst[g] = sum_h M[h,g] src[h]` whose source chunks,
-//!   already in registers, also feed the `H x H` dot products `acc[h,g] += <src[h], other[g]>`
-//!   (the gradient of that mix), so the maps are read once for both.
+//! [`mix_softmax`], over a block of `[H, rows, N]` maps: the pre-softmax head mix and the
+//! softmax in one sweep per query row. The `H` mixed rows of one query (`H N` floats) stay in L1
+//! between the mix and the softmax. It either computes the row statistics (max and
+//! `1 / sum exp`) or takes them from the forward, in which case the mix and `exp` are a single
+//! pass. (The other mixes of the fused op, and the mix gradients, are `crate::head_mix`'s.)
 
-use super::head_mix::{UNROLL, chunk_lanes, heads_at_once, mix_heads, mixed_chunk};
+use super::head_mix::{UNROLL, heads_at_once, mixed_chunk};
 use super::simd::{SimdF32, exp};
 
 /// Loads `k` lanes at `p` (`k == LANES`: a full vector; else a zero-filled tail).
@@ -212,123 +209,6 @@ unsafe fn softmax_rows<V: SimdF32, const B: usize>(
     }
 }
 
-/// `dst[g] = sum_h m[h,g] src[h]` over `heads` maps of `len` floats, and, with `dots`,
-/// `dots.1[h * heads + g] += sum_x src[h, x] * dots.0[g, x]`.
-///
-/// # Safety
-/// `dst`, `src` and `dots.0` hold `heads * len` floats, `m` and `dots.1` `heads * heads`; the
-/// vector type's ISA is enabled.
-#[inline(always)]
-pub(crate) unsafe fn mix_t_dots<V: SimdF32>(
-    dst: &mut [f32],
-    src: &[f32],
-    m: &[f32],
-    dots: Option<(&[f32], &mut [f32])>,
-    heads: usize,
-    len: usize,
-) {
-    debug_assert!(dst.len() >= heads * len && src.len() >= heads * len);
-    debug_assert!(m.len() >= heads * heads);
-    match dots {
-        // The plain transposed mix.
-        // SAFETY: the caller's contract is `mix_heads`'s.
-        None => unsafe { mix_heads::<V>(dst, src, m, None, heads, len, true) },
-        Some((other, acc_out)) => {
-            debug_assert!(other.len() >= heads * len && acc_out.len() >= heads * heads);
-            let (s, d, o) = (src.as_ptr(), dst.as_mut_ptr(), other.as_ptr());
-            // One vector of partial dot products per (g, h).
-            let mut part = vec![V::splat(0.0); heads * heads];
-            let mut x = 0;
-            while x < len {
-                let k = chunk_lanes::<V>(x, len);
-                let mut g = 0;
-                while g < heads {
-                    // SAFETY (both arms): g + G <= heads, x + k <= len (the caller's lengths).
-                    if heads_at_once::<V>() >= 4 && heads - g >= 2 {
-                        unsafe { t_dots_chunk::<V, 2>(d, s, o, m, &mut part, heads, len, g, x, k) };
-                        g += 2;
-                    } else {
-                        unsafe { t_dots_chunk::<V, 1>(d, s, o, m, &mut part, heads, len, g, x, k) };
-                        g += 1;
-                    }
-                }
-                x += k;
-            }
-            for g in 0..heads {
-                for h in 0..heads {
-                    acc_out[h * heads + g] += part[g * heads + h].reduce_add();
-                }
-            }
-        }
-    }
-}
-
-/// [`mix_t_dots`] with dots for the `G` output maps `g0 ..` on lanes `x .. x + k` (a full chunk,
-/// `k = UNROLL * LANES`, or one vector): each source vector loaded feeds `2 G` FMAs, `G` of the
-/// mix and `G` of the dot products (`part[g * heads + h]`, one vector per pair).
-///
-/// # Safety
-/// `d`, `s`, `o` hold `heads * len` floats, `m` `heads * heads`; `g0 + G <= heads`,
-/// `x + k <= len`; the vector type's ISA is enabled.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-unsafe fn t_dots_chunk<V: SimdF32, const G: usize>(
-    d: *mut f32,
-    s: *const f32,
-    o: *const f32,
-    m: &[f32],
-    part: &mut [V],
-    heads: usize,
-    len: usize,
-    g0: usize,
-    x: usize,
-    k: usize,
-) {
-    if k == UNROLL * V::LANES {
-        // SAFETY (this block): lanes x .. x + k of every map lie below len.
-        let ov: [[V; UNROLL]; G] = std::array::from_fn(|c| {
-            std::array::from_fn(|u| unsafe { V::load(o.add((g0 + c) * len + x + u * V::LANES)) })
-        });
-        let mut acc = [[V::splat(0.0); UNROLL]; G];
-        for h in 0..heads {
-            let wv: [V; G] = std::array::from_fn(|c| V::splat(m[h * heads + g0 + c]));
-            let mut dp: [V; G] = std::array::from_fn(|c| part[(g0 + c) * heads + h]);
-            let row = unsafe { s.add(h * len + x) };
-            for u in 0..UNROLL {
-                let sv = unsafe { V::load(row.add(u * V::LANES)) };
-                for c in 0..G {
-                    acc[c][u] = sv.mul_add(wv[c], acc[c][u]);
-                    dp[c] = sv.mul_add(ov[c][u], dp[c]);
-                }
-            }
-            for (c, dp) in dp.iter().enumerate() {
-                part[(g0 + c) * heads + h] = *dp;
-            }
-        }
-        for (c, acc) in acc.iter().enumerate() {
-            for (u, a) in acc.iter().enumerate() {
-                unsafe { a.store(d.add((g0 + c) * len + x + u * V::LANES)) };
-            }
-        }
-    } else {
-        // Zero-filled tails add nothing to the dot products.
-        // SAFETY (this block): lanes x .. x + k of every map lie below len.
-        let ov: [V; G] = std::array::from_fn(|c| unsafe { ld::<V>(o.add((g0 + c) * len + x), k) });
-        let mut acc = [V::splat(0.0); G];
-        for h in 0..heads {
-            let sv = unsafe { ld::<V>(s.add(h * len + x), k) };
-            for c in 0..G {
-                acc[c] = sv.mul_add(V::splat(m[h * heads + g0 + c]), acc[c]);
-                let p = &mut part[(g0 + c) * heads + h];
-                *p = sv.mul_add(ov[c], *p);
-            }
-        }
-        for (c, a) in acc.iter().enumerate() {
-            unsafe { st(*a, d.add((g0 + c) * len + x), k) };
-        }
-    }
-}
-
 /// Stamps out one ISA's entry points with that ISA's `#[target_feature]`, each instantiating the
 /// generic bodies above with the ISA's vector type.
 macro_rules! transform_attention_entry_points {
@@ -353,22 +233,6 @@ macro_rules! transform_attention_entry_points {
             unsafe {
                 super::mix_softmax::<$vec>(dst, src, pre, pre_bias, stats, heads, rows, n, given)
             }
-        }
-
-        /// # Safety
-        /// The ISA is present; lengths as in `super::mix_t_dots` (checked by the caller in
-        /// `crate::transform_attention`).
-        $(#[target_feature(enable = $features)])?
-        pub(crate) unsafe fn mix_t_dots(
-            dst: &mut [f32],
-            src: &[f32],
-            m: &[f32],
-            dots: Option<(&[f32], &mut [f32])>,
-            heads: usize,
-            len: usize,
-        ) {
-            // SAFETY: the caller's contract.
-            unsafe { super::mix_t_dots::<$vec>(dst, src, m, dots, heads, len) }
         }
     };
 }

@@ -282,8 +282,10 @@ fn backward(
                 n,
             )?;
             // dP_g = sum_h post[h,g] dP'_h; dpost[h,g] += sum dP'_h P_g
-            let dots = dpost.as_deref_mut().map(|acc| (probs, acc));
-            passes::mix_t_dots(work, dmixed, mix.post, dots, h, len)?;
+            mix_heads(work, dmixed, h, len, mix.post, true, None)?;
+            if let Some(dpost) = dpost.as_deref_mut() {
+                add_map_dots(dpost, dmixed, probs, h, len)?;
+            }
             // dS'_h into `dmixed`. A softmax ignores a shift of its row, so without a policy
             // dpre_bias[h] = sum dS'_h is exactly 0 (summing the rounded dS' would only add
             // noise); with one it is a closed form (`policy_softmax_backward`).
@@ -306,16 +308,14 @@ fn backward(
                 ),
             }
             // dpre[h,g] += sum dS'_h S_g (dpre_bias: see the softmax backwards)
+            if let Some(dpre) = dpre.as_deref_mut() {
+                add_map_dots(dpre, dmixed, logits, h, len)?;
+            }
             if dq_b.is_none() && dk_b.is_none() {
-                if let Some(dpre) = dpre.as_deref_mut() {
-                    add_map_dots(dpre, dmixed, logits, h, len)?;
-                }
                 continue;
             }
-            // dS_g = sum_h pre[h,g] dS'_h (with the dpre dots in the same sweep);
-            // dQ_g += scale dS_g K_g; dK_g += scale dS_g^T Q_g
-            let dots = dpre.as_deref_mut().map(|acc| (&*logits, acc));
-            passes::mix_t_dots(work, dmixed, mix.pre, dots, h, len)?;
+            // dS_g = sum_h pre[h,g] dS'_h; dQ_g += scale dS_g K_g; dK_g += scale dS_g^T Q_g
+            mix_heads(work, dmixed, h, len, mix.pre, true, None)?;
             for (g, ds) in work.chunks_exact(len).enumerate() {
                 let ds = map(ds, rows, n)?;
                 if let Some(dq_b) = dq_b.as_deref_mut() {

@@ -1,6 +1,6 @@
-//! Dispatch for the SIMD head-mix passes of the fused transform attention (bodies in
-//! `arch::transform_attention`): a table of function pointers per [`Isa`], chosen once per
-//! process for [`Isa::active`] (so `LITHE_ISA` forces a path), and checked wrappers.
+//! Dispatch for the SIMD mix-and-softmax pass of the fused transform attention (body in
+//! `arch::transform_attention`): a function pointer per [`Isa`], chosen once per process for
+//! [`Isa::active`] (so `LITHE_ISA` forces a path), and its checked wrapper.
 
 use crate::{Isa, KernelError};
 use std::sync::OnceLock;
@@ -8,15 +8,12 @@ use std::sync::OnceLock;
 /// `(dst, src, pre, pre_bias, stats, heads, rows, n, given)`: see [`mix_softmax`].
 type MixSoftmaxFn =
     unsafe fn(&mut [f32], &[f32], &[f32], &[f32], &mut [f32], usize, usize, usize, bool);
-/// `(dst, src, m, dots, heads, len)`: see [`mix_t_dots`].
-type MixTDotsFn = unsafe fn(&mut [f32], &[f32], &[f32], Option<(&[f32], &mut [f32])>, usize, usize);
 
-/// The passes of one ISA. The pointers are `unsafe fn`s whose preconditions (the ISA is present,
-/// lengths agree) are established by [`Passes::for_isa`] and by the checked wrappers below.
+/// The pass of one ISA. The pointer is an `unsafe fn` whose preconditions (the ISA is present,
+/// lengths agree) are established by [`Passes::for_isa`] and by the checked wrapper below.
 #[derive(Clone, Copy, Debug)]
 struct Passes {
     mix_softmax: MixSoftmaxFn,
-    mix_t_dots: MixTDotsFn,
 }
 
 impl Passes {
@@ -24,21 +21,18 @@ impl Passes {
         isa.check()?;
         use crate::arch::transform_attention as arch;
         // SAFETY (all arms): `isa.check()` just confirmed the CPU supports the path.
-        let (mix_softmax, mix_t_dots): (MixSoftmaxFn, MixTDotsFn) = match isa {
-            Isa::Scalar => (arch::portable::mix_softmax, arch::portable::mix_t_dots),
+        let mix_softmax: MixSoftmaxFn = match isa {
+            Isa::Scalar => arch::portable::mix_softmax,
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => (arch::avx2::mix_softmax, arch::avx2::mix_t_dots),
+            Isa::Avx2 => arch::avx2::mix_softmax,
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => (arch::avx512::mix_softmax, arch::avx512::mix_t_dots),
+            Isa::Avx512 => arch::avx512::mix_softmax,
             #[cfg(target_arch = "aarch64")]
-            Isa::Neon => (arch::neon::mix_softmax, arch::neon::mix_t_dots),
+            Isa::Neon => arch::neon::mix_softmax,
             #[allow(unreachable_patterns)]
             _ => return Err(KernelError::UnsupportedIsa(isa.name())),
         };
-        Ok(Passes {
-            mix_softmax,
-            mix_t_dots,
-        })
+        Ok(Passes { mix_softmax })
     }
 
     fn active() -> &'static Passes {
@@ -87,35 +81,5 @@ pub(crate) fn mix_softmax(
     unsafe {
         (Passes::active().mix_softmax)(dst, src, pre, pre_bias, stats, heads, rows, n, given)
     };
-    Ok(())
-}
-
-/// `dst[g] = sum_h m[h,g] src[h]` over `heads` maps of `len` floats, and with `dots = (other,
-/// acc)`, `acc[h * heads + g] += <src[h], other[g]>`.
-pub(crate) fn mix_t_dots(
-    dst: &mut [f32],
-    src: &[f32],
-    m: &[f32],
-    dots: Option<(&[f32], &mut [f32])>,
-    heads: usize,
-    len: usize,
-) -> Result<(), KernelError> {
-    let maps = heads * len;
-    let (other, acc) = dots
-        .as_ref()
-        .map_or((maps, heads * heads), |(o, a)| (o.len(), a.len()));
-    for (what, got, need) in [
-        ("dst", dst.len(), maps),
-        ("src", src.len(), maps),
-        ("matrix", m.len(), heads * heads),
-        ("other", other, maps),
-        ("acc", acc, heads * heads),
-    ] {
-        if got < need {
-            return Err(too_short(what, got, need));
-        }
-    }
-    // SAFETY: the table's ISA is present (`Passes::active`); lengths were just checked.
-    unsafe { (Passes::active().mix_t_dots)(dst, src, m, dots, heads, len) };
     Ok(())
 }
