@@ -3,7 +3,7 @@
 //! `elementwise_entry_points!`. Each output chunk stays in registers while the H source rows
 //! stream past it from L1 (one load per fused multiply-add).
 
-use super::simd::SimdF32;
+use super::simd::{SimdF32, load_lanes};
 
 /// Vectors per chunk of a row: four independent accumulators hide the FMA latency.
 pub(crate) const UNROLL: usize = 4;
@@ -238,17 +238,10 @@ unsafe fn dots_step<V: SimdF32, const TH: usize, const TG: usize>(
     x: usize,
     k: usize,
 ) {
-    // SAFETY: the caller's contract.
-    let load = |p: *const f32| unsafe {
-        if k == V::LANES {
-            V::load(p.add(x))
-        } else {
-            V::load_tail(p.add(x), k)
-        }
-    };
-    let bv: [V; TG] = std::array::from_fn(|j| load(pb[j]));
+    // SAFETY (both loads): the caller's contract.
+    let bv: [V; TG] = std::array::from_fn(|j| unsafe { load_lanes(pb[j].add(x), k) });
     for (row, &p) in sums.iter_mut().zip(pa) {
-        let av = load(p);
+        let av: V = unsafe { load_lanes(p.add(x), k) };
         for (s, bj) in row.iter_mut().zip(&bv) {
             *s = av.mul_add(*bj, *s);
         }

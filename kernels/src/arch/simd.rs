@@ -78,6 +78,38 @@ pub(crate) unsafe trait SimdF32: Copy {
     fn reduce_max(self) -> f32;
 }
 
+/// Loads `k` lanes at `p` (`k == LANES`: a full vector; else a zero-filled tail).
+///
+/// # Safety
+/// `p` is readable for `k` floats, `0 < k <= LANES`.
+#[inline(always)]
+pub(crate) unsafe fn load_lanes<V: SimdF32>(p: *const f32, k: usize) -> V {
+    // SAFETY: the caller's contract.
+    unsafe {
+        if k == V::LANES {
+            V::load(p)
+        } else {
+            V::load_tail(p, k)
+        }
+    }
+}
+
+/// Stores `k` lanes at `p`.
+///
+/// # Safety
+/// `p` is writable for `k` floats, `0 < k <= LANES`.
+#[inline(always)]
+pub(crate) unsafe fn store_lanes<V: SimdF32>(v: V, p: *mut f32, k: usize) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        if k == V::LANES {
+            v.store(p)
+        } else {
+            v.store_tail(p, k)
+        }
+    }
+}
+
 const EXP_LO: f32 = -88.0;
 const EXP_HI: f32 = 88.376_26;
 const LOG2E: f32 = std::f32::consts::LOG2_E;

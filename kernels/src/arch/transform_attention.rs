@@ -9,39 +9,7 @@
 //! pass. (The other mixes of the fused op, and the mix gradients, are `crate::head_mix`'s.)
 
 use super::head_mix::{UNROLL, heads_at_once, mixed_chunk};
-use super::simd::{SimdF32, exp};
-
-/// Loads `k` lanes at `p` (`k == LANES`: a full vector; else a zero-filled tail).
-///
-/// # Safety
-/// `p` is readable for `k` floats, `0 < k <= LANES`.
-#[inline(always)]
-unsafe fn ld<V: SimdF32>(p: *const f32, k: usize) -> V {
-    // SAFETY: the caller's contract.
-    unsafe {
-        if k == V::LANES {
-            V::load(p)
-        } else {
-            V::load_tail(p, k)
-        }
-    }
-}
-
-/// Stores `k` lanes at `p`.
-///
-/// # Safety
-/// `p` is writable for `k` floats, `0 < k <= LANES`.
-#[inline(always)]
-unsafe fn st<V: SimdF32>(v: V, p: *mut f32, k: usize) {
-    // SAFETY: the caller's contract.
-    unsafe {
-        if k == V::LANES {
-            v.store(p)
-        } else {
-            v.store_tail(p, k)
-        }
-    }
-}
+use super::simd::{SimdF32, exp, load_lanes, store_lanes};
 
 /// For every query row `r < rows` and head `h < heads` of a block (`src`, `dst`: `[H, rows, N]`):
 /// `x = pre_bias[h] + sum_g pre[h,g] src[g, r, :]`, then `dst[h, r, :] = exp(x - max) / sum`.
@@ -142,7 +110,7 @@ unsafe fn softmax_rows<V: SimdF32, const B: usize>(
             let acc = unsafe { mixed_chunk::<V, B, 1>(s_row, w, &bias, heads, len, x, k) };
             for b in 0..B {
                 unsafe {
-                    st(
+                    store_lanes(
                         exp(acc[b][0].sub(vmax[b])).mul(vinv[b]),
                         d_rows[b].add(x),
                         k,
@@ -171,7 +139,7 @@ unsafe fn softmax_rows<V: SimdF32, const B: usize>(
         let acc = unsafe { mixed_chunk::<V, B, 1>(s_row, w, &bias, heads, len, x, k) };
         for b in 0..B {
             vmax[b] = vmax[b].max(acc[b][0].keep_first(k, f32::NEG_INFINITY));
-            unsafe { st(acc[b][0], d_rows[b].add(x), k) };
+            unsafe { store_lanes(acc[b][0], d_rows[b].add(x), k) };
         }
         x += k;
     }
@@ -180,32 +148,51 @@ unsafe fn softmax_rows<V: SimdF32, const B: usize>(
         let d_row = d_rows[b];
         let row_max = vmax[b].reduce_max();
         let vm = V::splat(row_max);
+        // Even vectors into one sum, odd into the other (two chains in registers).
         let mut sums = [V::splat(0.0); 2];
         let mut x = 0;
-        while x < n {
+        // SAFETY (all calls): each range x .. x + k lies inside the row (x + k <= n).
+        while x + 2 * V::LANES <= n {
+            sums[0] = sums[0].add(unsafe { exp_in_place(d_row, vm, x, V::LANES) });
+            sums[1] = sums[1].add(unsafe { exp_in_place(d_row, vm, x + V::LANES, V::LANES) });
+            x += 2 * V::LANES;
+        }
+        if x < n {
             let k = V::LANES.min(n - x);
-            unsafe {
-                let e = exp(ld::<V>(d_row.add(x), k).sub(vm));
-                st(e, d_row.add(x), k);
-                let e = if k == V::LANES {
-                    e
-                } else {
-                    e.keep_first(k, 0.0)
-                };
-                sums[(x / V::LANES) & 1] = sums[(x / V::LANES) & 1].add(e);
+            sums[0] = sums[0].add(unsafe { exp_in_place(d_row, vm, x, k) });
+            if x + k < n {
+                sums[1] = sums[1].add(unsafe { exp_in_place(d_row, vm, x + k, n - x - k) });
             }
-            x += k;
         }
         let inv = 1.0 / sums[0].add(sums[1]).reduce_add();
         let vinv = V::splat(inv);
         let mut x = 0;
         while x < n {
             let k = V::LANES.min(n - x);
-            unsafe { st(ld::<V>(d_row.add(x), k).mul(vinv), d_row.add(x), k) };
+            unsafe { store_lanes(load_lanes::<V>(d_row.add(x), k).mul(vinv), d_row.add(x), k) };
             x += k;
         }
         stats[2 * at[b]] = row_max;
         stats[2 * at[b] + 1] = inv;
+    }
+}
+
+/// `exp(row - max)` on the `k` lanes at `x` of a row, in place; returns them with zeros past
+/// `k` (for the row sum).
+///
+/// # Safety
+/// `row` is readable and writable for `x + k` floats, `0 < k <= LANES`.
+#[inline(always)]
+unsafe fn exp_in_place<V: SimdF32>(row: *mut f32, max: V, x: usize, k: usize) -> V {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let e = exp(load_lanes::<V>(row.add(x), k).sub(max));
+        store_lanes(e, row.add(x), k);
+        if k == V::LANES {
+            e
+        } else {
+            e.keep_first(k, 0.0)
+        }
     }
 }
 
