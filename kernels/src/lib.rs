@@ -7,7 +7,7 @@
 //!
 //! - [`gemm`]: f32 `C = alpha * op(A) * op(B) + beta * C` with BLIS-style packing, per-ISA
 //!   micro-kernels (AVX2+FMA, AVX-512F, NEON, portable) and a threaded driver.
-//! - [`gemm_i8`]: int8 `C_i32 = A_s8 * B_s8^T` on weights packed once, exact on every path
+//! - [`gemm_i8`](mod@gemm_i8): int8 `C_i32 = A_s8 * B_s8^T` on weights packed once, exact on every path
 //!   (AVX2, AVX-VNNI, AVX512-VNNI, AMX-INT8, NEON, NEON dotprod, portable), with fused dequantize / GELU /
 //!   requantize epilogues; [`quantize`]: f32 <-> s8.
 //! - [`head_mix`]: mixing of per-head maps across heads (MiniViT's head transforms).

@@ -2,7 +2,7 @@
 //! widths and depths can be cut without retraining.
 //!
 //! 1. [`reorder_by_importance`] sorts each layer's heads and MLP neurons by importance
-//!    ([`crate::compress::prune::importance`]), most important first. This changes nothing the
+//!    ([`crate::compress::prune::importance()`]), most important first. This changes nothing the
 //!    model computes; it puts the units every narrower network keeps at the front.
 //! 2. Training ([`crate::train::train_vit_ofa`]) runs sub-networks ([`Subnet`]) beside the
 //!    full model each step: the first `round(w * nh)` heads and `round(w * I)` neurons of the

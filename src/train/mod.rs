@@ -20,7 +20,7 @@
 //! Progress is reported through a callback of [`Event`]s so a CLI can draw bars and a test can
 //! stay silent.
 //!
-//! Non-finite values: every loop stops with [`Error::NonFinite`](crate::Error::NonFinite) at the
+//! Non-finite values: every loop stops with [`crate::Error::NonFinite`] at the
 //! first step whose loss is NaN or infinite (a NaN in the data, a learning rate too high),
 //! before that step's update, so the parameters keep their last finite values.
 
@@ -177,7 +177,7 @@ pub(crate) fn fit(
 }
 
 /// The steps `fit` runs for `n_train` samples under `opts` (every epoch, capped by
-/// `opts.max_steps`): what [`ReplaceSchedule::reaching_one`] needs to reach 1 at the end.
+/// `opts.max_steps`): what [`crate::compress::theseus::ReplaceSchedule::reaching_one`] needs to reach 1 at the end.
 pub fn training_steps(n_train: usize, opts: &TrainOptions) -> Result<usize> {
     let per_epoch =
         crate::data::Batcher::new(n_train, opts.batch_size, opts.seed)?.batches_per_epoch();

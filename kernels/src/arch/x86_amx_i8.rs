@@ -10,7 +10,7 @@
 //!
 //! At that rate the loads, not the products, bound a large product: a 32 x K A panel and a 32 x K
 //! B panel (32 KiB each at K = 1024) cannot both stay in L1, so each chunk prefetches the lines
-//! of the chunks ahead into L1 and the C rows it will store (see [`tile_product`]); without that
+//! of the chunks ahead into L1 and the C rows it will store (see `tile_product`); without that
 //! the tile unit waits on L2 for every load.
 //!
 //! The AMX instructions are not exposed as stable intrinsics, so the kernel is one `asm!` block.
@@ -153,7 +153,7 @@ struct OutTile([[i32; NR]; MR]);
 
 /// # Safety
 /// AMX must be usable ([`amx_usable`]) and the tiles configured on this thread
-/// ([`configure_tiles`], done by the driver through [`TileState`]); the contract in
+/// (`configure_tiles`, done by the driver through [`TileState`]); the contract in
 /// `gemm_i8::contract` holds, and every initial column sum is zero (this table's `colsum_factor` is 0: `tdpbssd` is s8 x s8).
 pub unsafe fn ukernel_32x32(p: &I8UkernelParams) {
     debug_assert!(

@@ -28,7 +28,8 @@ use crate::tensor::{Tensor, TransformGrads, TransformMix, transform_attention_ba
 /// The `eps` of the policy softmax (DynamicViT's value).
 pub use lithe_kernels::transform_attention::POLICY_EPS;
 
-/// Per-layer head-mixing transforms on the tape: pre [H,H], pre_bias [H], post [H,H], post_bias [H].
+/// Per-layer head-mixing transforms on the tape: `pre [H, H]`, `pre_bias [H]`, `post [H, H]`,
+/// `post_bias [H]`.
 #[derive(Clone, Copy, Debug)]
 pub struct HeadMix {
     /// Pre-softmax mix `A [H, H]`: `S'_h = sum_g A[h,g] S_g + a[h]`.

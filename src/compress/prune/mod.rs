@@ -1,6 +1,6 @@
 //! Pruning that makes models smaller and faster.
 //!
-//! - [`importance`]: FastFormers' first-order importance of every attention head and MLP
+//! - [`importance`](mod@importance): FastFormers' first-order importance of every attention head and MLP
 //!   neuron over a dataset.
 //! - [`shrink`]: a [`PrunePlan`] (what each layer keeps), its masks, and the physical shrink:
 //!   [`prune_vit`] / [`prune_bert`] return a smaller dense model with fewer heads and neurons
