@@ -11,7 +11,7 @@
 //! masked loads and stores (nothing outside the row is touched). Reductions keep 4 independent
 //! accumulators so the add/max latency does not bound the loop.
 
-use super::simd::{SimdF32, exp, normal_cdf, sigmoid_and_exp_neg};
+use super::simd::{SimdF32, exp, load_lanes, normal_cdf, sigmoid_and_exp_neg, store_lanes};
 use crate::gelu::GeluKind;
 
 /// Loads `k` lanes of `s` at `i` (`k == LANES`: a full vector; else a masked tail).
@@ -22,14 +22,7 @@ use crate::gelu::GeluKind;
 unsafe fn ld<V: SimdF32>(s: &[f32], i: usize, k: usize) -> V {
     debug_assert!(k > 0 && k <= V::LANES && i + k <= s.len());
     // SAFETY: the caller guarantees `i + k <= s.len()`.
-    unsafe {
-        let p = s.as_ptr().add(i);
-        if k == V::LANES {
-            V::load(p)
-        } else {
-            V::load_tail(p, k)
-        }
-    }
+    unsafe { load_lanes(s.as_ptr().add(i), k) }
 }
 
 /// Stores `k` lanes of `v` into `s` at `i`.
@@ -40,14 +33,7 @@ unsafe fn ld<V: SimdF32>(s: &[f32], i: usize, k: usize) -> V {
 unsafe fn st<V: SimdF32>(v: V, s: &mut [f32], i: usize, k: usize) {
     debug_assert!(k > 0 && k <= V::LANES && i + k <= s.len());
     // SAFETY: the caller guarantees `i + k <= s.len()`.
-    unsafe {
-        let p = s.as_mut_ptr().add(i);
-        if k == V::LANES {
-            v.store(p)
-        } else {
-            v.store_tail(p, k)
-        }
-    }
+    unsafe { store_lanes(v, s.as_mut_ptr().add(i), k) }
 }
 
 /// Calls `body(i, k)` over `0..n` in vector steps: `k == LANES` for full vectors, then once with

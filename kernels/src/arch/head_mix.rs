@@ -3,7 +3,7 @@
 //! `elementwise_entry_points!`. Each output chunk stays in registers while the H source rows
 //! stream past it from L1 (one load per fused multiply-add).
 
-use super::simd::{SimdF32, load_lanes};
+use super::simd::{SimdF32, load_lanes, store_lanes};
 
 /// Vectors per chunk of a row: four independent accumulators hide the FMA latency.
 pub(crate) const UNROLL: usize = 4;
@@ -62,13 +62,8 @@ pub(crate) unsafe fn mixed_chunk<V: SimdF32, const B: usize, const U: usize>(
         // SAFETY: the caller's contract.
         let row = unsafe { src.add(g * stride + x) };
         for u in 0..U {
-            let sv = unsafe {
-                if u + 1 < U || k == V::LANES {
-                    V::load(row.add(u * V::LANES))
-                } else {
-                    V::load_tail(row.add(u * V::LANES), k)
-                }
-            };
+            let lanes = if u + 1 < U { V::LANES } else { k };
+            let sv: V = unsafe { load_lanes(row.add(u * V::LANES), lanes) };
             for (a, w) in acc.iter_mut().zip(&wv) {
                 a[u] = sv.mul_add(*w, a[u]);
             }
@@ -155,11 +150,7 @@ unsafe fn mix_chunk_into<V: SimdF32, const B: usize>(
         let acc = unsafe { mixed_chunk::<V, B, 1>(s, w, &bias, heads, len, x, k) };
         for (b, acc) in acc.iter().enumerate() {
             let out = unsafe { d.add((h0 + b) * len + x) };
-            if k == V::LANES {
-                unsafe { acc[0].store(out) };
-            } else {
-                unsafe { acc[0].store_tail(out, k) };
-            }
+            unsafe { store_lanes(acc[0], out, k) };
         }
     }
 }
