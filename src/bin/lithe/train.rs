@@ -209,7 +209,13 @@ pub fn round(x: f64, digits: i32) -> f64 {
 pub fn image_data(dir: Option<&Path>) -> CliResult<(ImageSet, ImageSet, String)> {
     if let Some(d) = dir {
         if !d.is_dir() {
-            return Err(format!("data folder {} does not exist", d.display()).into());
+            // Scripts name Debian's Fashion-MNIST folder explicitly: say how to get it.
+            let hint = if d == Path::new(FASHION_DIR) {
+                " (apt-get install dataset-fashion-mnist)"
+            } else {
+                ""
+            };
+            return Err(format!("data folder {} does not exist{hint}", d.display()).into());
         }
         let (tr, te) = train::load_image_dir(d)?;
         return Ok((tr, te, d.display().to_string()));
