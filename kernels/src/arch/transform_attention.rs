@@ -6,7 +6,7 @@
 //! softmax in one sweep per query row. The `H` mixed rows of one query (`H N` floats) stay in L1
 //! between the mix and the softmax. It either computes the row statistics (max and
 //! `1 / sum exp`) or takes them from the forward, in which case the mix and `exp` are a single
-//! pass. (The other mixes of the fused op, and the mix gradients, are `crate::head_mix`'s.)
+//! pass over each map taken as one flat run of `rows * N` floats (no partial vector per row). (The other mixes of the fused op, and the mix gradients, are `crate::head_mix`'s.)
 
 use super::head_mix::{UNROLL, heads_at_once, mixed_chunk};
 use super::simd::{SimdF32, exp, load_lanes, store_lanes};
@@ -37,6 +37,11 @@ pub(crate) unsafe fn mix_softmax<V: SimdF32>(
     debug_assert!(pre.len() >= heads * heads && pre_bias.len() >= heads);
     debug_assert!(stats.len() >= 2 * heads * rows);
     let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+    if given && n >= V::LANES {
+        // SAFETY: the caller's contract; a vector spans at most two rows.
+        unsafe { mix_exp_flat::<V>(s, d, pre, pre_bias, stats, heads, rows, n) };
+        return;
+    }
     for r in 0..rows {
         let mut h = 0;
         while h < heads {
@@ -59,6 +64,117 @@ pub(crate) unsafe fn mix_softmax<V: SimdF32>(
                 h += 1;
             }
         }
+    }
+}
+
+/// [`mix_softmax`] with the forward's statistics (`given`) for rows of at least one vector:
+/// each map is mixed and exponentiated as one flat run of `rows * n` floats, so a 65-token row
+/// does not end in a one-lane vector that costs as much as a full one. A vector that straddles
+/// two rows takes each lane's max and `1 / sum` from its own row. Each element gets the same
+/// operations in the same order as in the per-row pass.
+///
+/// # Safety
+/// As [`mix_softmax`], with `n >= V::LANES`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn mix_exp_flat<V: SimdF32>(
+    s: *const f32,
+    d: *mut f32,
+    pre: &[f32],
+    pre_bias: &[f32],
+    stats: &[f32],
+    heads: usize,
+    rows: usize,
+    n: usize,
+) {
+    let mut h = 0;
+    while h < heads {
+        let left = heads - h;
+        // SAFETY (all arms): the caller's contract, h + B <= heads.
+        unsafe {
+            if heads_at_once::<V>() >= 4 && left >= 4 {
+                mix_exp_heads::<V, 4>(s, d, pre, pre_bias, stats, heads, rows, n, h);
+                h += 4;
+            } else if left >= 2 {
+                mix_exp_heads::<V, 2>(s, d, pre, pre_bias, stats, heads, rows, n, h);
+                h += 2;
+            } else {
+                mix_exp_heads::<V, 1>(s, d, pre, pre_bias, stats, heads, rows, n, h);
+                h += 1;
+            }
+        }
+    }
+}
+
+/// [`mix_exp_flat`] for the `B` heads `h0 ..`.
+///
+/// # Safety
+/// As [`mix_exp_flat`], with `h0 + B <= heads`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn mix_exp_heads<V: SimdF32, const B: usize>(
+    s: *const f32,
+    d: *mut f32,
+    pre: &[f32],
+    pre_bias: &[f32],
+    stats: &[f32],
+    heads: usize,
+    rows: usize,
+    n: usize,
+    h0: usize,
+) {
+    let len = rows * n;
+    let w = |b: usize, g: usize| pre[(h0 + b) * heads + g];
+    let bias: [f32; B] = std::array::from_fn(|b| pre_bias[h0 + b]);
+    // Row r's max and 1 / sum for head h0 + b (the last row stands in for the one past it).
+    let stat = |b: usize, r: usize, i: usize| stats[2 * ((h0 + b) * rows + r.min(rows - 1)) + i];
+    // SAFETY: map h0 + b lies inside `dst` (caller).
+    let d_maps: [*mut f32; B] = std::array::from_fn(|b| unsafe { d.add((h0 + b) * len) });
+    // The row of lane 0 of the vector at `x`, and where the next row starts.
+    let (mut row, mut next) = (0, n);
+    let exp_store = |acc: &V, b: usize, x: usize, k: usize, row: usize, next: usize| {
+        let (vmax, vinv) = if next - x >= V::LANES {
+            (V::splat(stat(b, row, 0)), V::splat(stat(b, row, 1)))
+        } else {
+            let here = next - x;
+            (
+                V::splat(stat(b, row, 0)).keep_first(here, stat(b, row + 1, 0)),
+                V::splat(stat(b, row, 1)).keep_first(here, stat(b, row + 1, 1)),
+            )
+        };
+        // SAFETY: lanes x .. x + k of map h0 + b lie inside `dst`.
+        unsafe { store_lanes(exp(acc.sub(vmax)).mul(vinv), d_maps[b].add(x), k) };
+    };
+    let chunk = UNROLL * V::LANES;
+    let mut x = 0;
+    while x < len {
+        let full = x + chunk <= len;
+        let (step, vectors) = if full {
+            (chunk, UNROLL)
+        } else {
+            (V::LANES.min(len - x), 1)
+        };
+        let acc: [[V; UNROLL]; B] = if full {
+            // SAFETY: lanes x .. x + chunk of every source map lie inside `src`.
+            unsafe { mixed_chunk::<V, B, UNROLL>(s, w, &bias, heads, len, x, V::LANES) }
+        } else {
+            // SAFETY: lanes x .. x + step of every source map lie inside `src`.
+            let one = unsafe { mixed_chunk::<V, B, 1>(s, w, &bias, heads, len, x, step) };
+            std::array::from_fn(|b| [one[b][0]; UNROLL])
+        };
+        for u in 0..vectors {
+            let xu = x + u * V::LANES;
+            // n >= LANES: at most one row boundary per vector.
+            if xu >= next {
+                row += 1;
+                next += n;
+            }
+            let k = if full { V::LANES } else { step };
+            for (b, acc) in acc.iter().enumerate() {
+                exp_store(&acc[u], b, xu, k, row, next);
+            }
+        }
+        x += step;
     }
 }
 
