@@ -31,7 +31,8 @@
 //! recomputes each block the same way (FlashAttention-style) instead of reading saved maps;
 //! given the row statistics that [`transform_attention_forward_with_stats`] saves (`[B, H, N, 2]`:
 //! each row's max and `1 / sum exp`), it skips their reductions and mixes and exponentiates in
-//! one pass. The pre mix and the softmax run per query row on the `H` rows of that query (they
+//! one pass, and given the packed `K^T` that forward kept ([`PackedKeys`]), it does not pack `K`
+//! again. The pre mix and the softmax run per query row on the `H` rows of that query (they
 //! stay in L1); the backward's transposed mixes and the mix gradients (`H x H` dot products of
 //! two sets of maps) are the register-tiled kernels of [`crate::head_mix`].
 //! The policy softmax is computed from the plain softmax `u = softmax(S')`: since
@@ -43,14 +44,17 @@
 //! `tests/transform_attention_paths.rs`.
 
 pub mod backward;
-mod passes;
+mod packed_heads;
+pub(crate) mod passes;
 
 pub use backward::{
     TransformAttentionGrads, transform_attention_backward, transform_attention_backward_with_stats,
 };
 
+pub use packed_heads::PackedKeys;
+
 use crate::{BSource, GemmOptions, KernelError, MatMut, MatRef, PackedB, sgemm_fused};
-use std::cell::RefCell;
+pub(crate) use packed_heads::{PackedHeads, pack_heads};
 
 /// The `eps` of the policy softmax (DynamicViT's value).
 pub const POLICY_EPS: f32 = 1e-6;
@@ -248,64 +252,6 @@ pub(crate) fn map_mut(data: &mut [f32], rows: usize, n: usize) -> Result<MatMut<
     MatMut::new(data, rows, n, n, 1)
 }
 
-thread_local! {
-    /// Packed-head buffers this thread has finished with, for the next call to fill again: a
-    /// fresh allocation per head per call went back to the OS on every free and page-faulted in
-    /// again (a third of the backward at N = 197, H = 12).
-    static HEAD_POOL: RefCell<Vec<Vec<PackedB>>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Buffers the pool keeps per thread (the backward holds three sets at once).
-const HEAD_POOL_SLOTS: usize = 4;
-
-/// One sample's heads packed by [`pack_heads`]; the buffers go back to this thread's pool on
-/// drop.
-#[derive(Default)]
-pub(crate) struct PackedHeads(Vec<PackedB>);
-
-impl std::ops::Deref for PackedHeads {
-    type Target = [PackedB];
-    fn deref(&self) -> &[PackedB] {
-        &self.0
-    }
-}
-
-impl Drop for PackedHeads {
-    fn drop(&mut self) {
-        if self.0.is_empty() {
-            return;
-        }
-        let heads = std::mem::take(&mut self.0);
-        HEAD_POOL.with_borrow_mut(|pool| {
-            if pool.len() < HEAD_POOL_SLOTS {
-                pool.push(heads);
-            }
-        });
-    }
-}
-
-/// Every head of one sample's `[N, H*d]` activation packed once as the B operand of the block
-/// GEMMs (`N x d`, or its transpose `d x N` when `transpose`): each block's GEMMs read it in
-/// place instead of packing it again, and write their block row-major. The storage comes from
-/// this thread's pool.
-pub(crate) fn pack_heads(
-    x: &[f32],
-    shape: &TransformAttentionShape,
-    transpose: bool,
-) -> Result<PackedHeads, KernelError> {
-    let mut heads = PackedHeads(HEAD_POOL.with_borrow_mut(Vec::pop).unwrap_or_default());
-    heads.0.truncate(shape.heads);
-    for h in 0..shape.heads {
-        let m = shape.head(x, h, 0, shape.tokens)?;
-        let m = if transpose { m.t() } else { m };
-        match heads.0.get_mut(h) {
-            Some(packed) => packed.repack(m, &SERIAL_GEMM)?,
-            None => heads.0.push(PackedB::pack(m, &SERIAL_GEMM)?),
-        }
-    }
-    Ok(heads)
-}
-
 /// `C = alpha A B + beta C` on the calling thread with a packed B.
 pub(crate) fn gemm_packed(
     alpha: f32,
@@ -416,18 +362,20 @@ pub fn transform_attention_forward(
     scale: f32,
     scratch: &mut [f32],
 ) -> Result<(), KernelError> {
-    forward(out, None, q, k, v, mix, keep, shape, scale, scratch)
+    forward(out, None, None, q, k, v, mix, keep, shape, scale, scratch)
 }
 
 /// [`transform_attention_forward`] that also saves the softmax statistics of every row for
 /// [`transform_attention_backward_with_stats`]: `stats [B, H, N, 2]` holds, for sample `b`, head
 /// `h`, query `i`, the row max `m_i` of `S'_h` and `1 / sum_j exp(S'_h[i,j] - m_i)`
-/// ([`TransformAttentionShape::softmax_stats_len`] floats, overwritten). Errors: as the plain
+/// ([`TransformAttentionShape::softmax_stats_len`] floats, overwritten). With `keys`, the packed
+/// `K^T` of every sample is kept there too (replacing what it held). Errors: as the plain
 /// forward, plus [`KernelError::LengthMismatch`] for `stats` of the wrong length.
 #[allow(clippy::too_many_arguments)]
 pub fn transform_attention_forward_with_stats(
     out: &mut [f32],
     stats: &mut [f32],
+    keys: Option<&mut PackedKeys>,
     q: &[f32],
     k: &[f32],
     v: &[f32],
@@ -438,7 +386,19 @@ pub fn transform_attention_forward_with_stats(
     scratch: &mut [f32],
 ) -> Result<(), KernelError> {
     shape.check_stats("transform_attention_forward_with_stats", stats.len())?;
-    forward(out, Some(stats), q, k, v, mix, keep, shape, scale, scratch)
+    forward(
+        out,
+        Some(stats),
+        keys,
+        q,
+        k,
+        v,
+        mix,
+        keep,
+        shape,
+        scale,
+        scratch,
+    )
 }
 
 impl TransformAttentionShape {
@@ -453,11 +413,13 @@ impl TransformAttentionShape {
     }
 }
 
-/// The forward, saving the statistics when `stats` is given (length checked by the caller).
+/// The forward, saving the statistics when `stats` is given (length checked by the caller) and
+/// the packed keys when `keys` is.
 #[allow(clippy::too_many_arguments)]
 fn forward(
     out: &mut [f32],
     mut stats: Option<&mut [f32]>,
+    mut keys: Option<&mut PackedKeys>,
     q: &[f32],
     k: &[f32],
     v: &[f32],
@@ -477,6 +439,9 @@ fn forward(
         (scratch.len(), need),
     )?;
     let (n, heads) = (shape.tokens, shape.heads);
+    if let Some(keys) = keys.as_deref_mut() {
+        keys.clear();
+    }
     if shape.batch == 0 || n == 0 {
         return Ok(());
     }
@@ -539,6 +504,9 @@ fn forward(
                 let o = shape.head_mut(out_b, h, r0, rows)?;
                 gemm_packed(1.0, map(p, rows, n)?, &v_p[h], 0.0, o)?;
             }
+        }
+        if let Some(keys) = keys.as_deref_mut() {
+            keys.push(k_t);
         }
     }
     Ok(())

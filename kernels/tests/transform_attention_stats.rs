@@ -7,9 +7,9 @@
 
 use lithe_kernels::KernelError;
 use lithe_kernels::transform_attention::{
-    HeadMix, TransformAttentionGrads, TransformAttentionShape, transform_attention_backward,
-    transform_attention_backward_with_stats, transform_attention_forward,
-    transform_attention_forward_with_stats,
+    HeadMix, PackedKeys, TransformAttentionGrads, TransformAttentionShape,
+    transform_attention_backward, transform_attention_backward_with_stats,
+    transform_attention_forward, transform_attention_forward_with_stats,
 };
 
 /// A small seeded generator (xorshift64*): uniform in [-amp, amp).
@@ -156,9 +156,11 @@ fn check(p: &Problem) {
     .unwrap();
     let mut out = vec![f32::NAN; len];
     let mut stats = vec![f32::NAN; s.softmax_stats_len().unwrap()];
+    let mut keys = PackedKeys::new();
     transform_attention_forward_with_stats(
         &mut out,
         &mut stats,
+        Some(&mut keys),
         q,
         k,
         v,
@@ -172,6 +174,11 @@ fn check(p: &Problem) {
     assert_eq!(
         out, plain,
         "{s:?}: the output must not depend on saving statistics"
+    );
+    assert_eq!(
+        keys.samples(),
+        s.batch,
+        "{s:?}: one set of packed keys per sample"
     );
 
     // stats[b, h, i] = (max_j S', 1 / sum_j exp(S' - max)); S' in f64 differs from the
@@ -212,11 +219,30 @@ fn check(p: &Problem) {
         &mut scratch,
     )
     .unwrap();
+    // With the statistics alone, and with the packed keys too (the same K^T the backward would
+    // pack).
     let mut got = grad_bufs(p);
     transform_attention_backward_with_stats(
         grads(&mut got, policy),
         &dout,
         &stats,
+        None,
+        q,
+        k,
+        v,
+        &p.mix(),
+        keep,
+        &s,
+        p.scale,
+        &mut scratch,
+    )
+    .unwrap();
+    let mut got_keys = grad_bufs(p);
+    transform_attention_backward_with_stats(
+        grads(&mut got_keys, policy),
+        &dout,
+        &stats,
+        Some(&keys),
         q,
         k,
         v,
@@ -237,8 +263,9 @@ fn check(p: &Problem) {
         "dpost_bias",
         "dkeep",
     ];
-    for ((name, g), w) in names.iter().zip(&got).zip(&want) {
+    for (((name, g), gk), w) in names.iter().zip(&got).zip(&got_keys).zip(&want) {
         assert_eq!(g, w, "{s:?}: {name} with saved statistics");
+        assert_eq!(gk, w, "{s:?}: {name} with saved statistics and keys");
     }
 }
 
@@ -266,6 +293,7 @@ fn wrong_statistics_lengths_are_errors() {
     let fwd = transform_attention_forward_with_stats(
         &mut out,
         &mut stats,
+        None,
         q,
         k,
         v,
@@ -284,6 +312,7 @@ fn wrong_statistics_lengths_are_errors() {
         grads(&mut bufs, false),
         &out,
         &stats,
+        None,
         q,
         k,
         v,
@@ -297,4 +326,56 @@ fn wrong_statistics_lengths_are_errors() {
         matches!(bwd, Err(KernelError::LengthMismatch(_))),
         "{bwd:?}"
     );
+}
+
+/// Packed keys saved by a forward of another shape (or never filled) are refused, not read.
+#[test]
+fn keys_of_another_shape_are_errors() {
+    let p = Problem::new(2, 5, 3, 4, 0);
+    let s = p.shape;
+    let [q, k, v] = &p.qkv;
+    let len = s.activation_len().unwrap();
+    let mut scratch = vec![0f32; s.backward_scratch_len()];
+    let mut out = vec![0f32; len];
+    let mut stats = vec![0f32; s.softmax_stats_len().unwrap()];
+    // Keys of the first sample only: a one-sample forward of the same tensors.
+    let one = TransformAttentionShape { batch: 1, ..s };
+    let sample = one.activation_len().unwrap();
+    let mut one_keys = PackedKeys::new();
+    transform_attention_forward_with_stats(
+        &mut out[..sample],
+        &mut stats[..one.softmax_stats_len().unwrap()],
+        Some(&mut one_keys),
+        &q[..sample],
+        &k[..sample],
+        &v[..sample],
+        &p.mix(),
+        None,
+        &one,
+        p.scale,
+        &mut scratch[..one.forward_scratch_len()],
+    )
+    .unwrap();
+    assert_eq!(one_keys.samples(), 1);
+    for keys in [PackedKeys::new(), one_keys] {
+        let mut bufs = grad_bufs(&p);
+        let bwd = transform_attention_backward_with_stats(
+            grads(&mut bufs, false),
+            &out,
+            &stats,
+            Some(&keys),
+            q,
+            k,
+            v,
+            &p.mix(),
+            None,
+            &s,
+            p.scale,
+            &mut scratch,
+        );
+        assert!(
+            matches!(bwd, Err(KernelError::LengthMismatch(_))),
+            "{keys:?}: {bwd:?}"
+        );
+    }
 }

@@ -9,7 +9,7 @@ use super::Tensor;
 use crate::error::{Error, Result};
 use lithe_kernels::threads;
 use lithe_kernels::transform_attention::{
-    self as kernel, HeadMix, TransformAttentionGrads, TransformAttentionShape,
+    self as kernel, HeadMix, PackedKeys, TransformAttentionGrads, TransformAttentionShape,
 };
 use std::cell::RefCell;
 
@@ -139,8 +139,15 @@ pub fn transform_attention(
     Ok(transform_attention_with_stats(q, k, v, heads, scale, mix, keep)?.0)
 }
 
-/// [`transform_attention`] and the softmax statistics of every row (`[B, H, N, 2]`: row max and
-/// `1 / sum exp`), which [`transform_attention_backward`] reuses instead of recomputing them.
+/// What the forward keeps for [`transform_attention_backward`]: the softmax statistics of every
+/// row (`[B, H, N, 2]`: row max and `1 / sum exp`) and each sample's packed `K^T`, which the
+/// backward reuses instead of recomputing and repacking them.
+pub(crate) struct TransformSaved {
+    stats: Vec<f32>,
+    keys: Vec<PackedKeys>,
+}
+
+/// [`transform_attention`] and what its backward reuses.
 pub(crate) fn transform_attention_with_stats(
     q: &Tensor,
     k: &Tensor,
@@ -149,12 +156,13 @@ pub(crate) fn transform_attention_with_stats(
     scale: f32,
     mix: &TransformMix<'_>,
     keep: Option<&Tensor>,
-) -> Result<(Tensor, Vec<f32>)> {
+) -> Result<(Tensor, TransformSaved)> {
     let shape = check(q, k, v, heads, mix, keep)?;
     let mut out = vec![0f32; q.numel()];
     let (n, len) = (shape.tokens, shape.tokens * shape.width());
     let stats_len = 2 * shape.heads * n;
     let mut stats = vec![0f32; shape.batch * stats_len];
+    let mut keys = Vec::new();
     if shape.batch > 0 && len > 0 {
         let sample = one_sample(shape);
         let slices = mix.slices();
@@ -165,12 +173,14 @@ pub(crate) fn transform_attention_with_stats(
             .zip(stats.chunks_mut(stats_len.max(1)))
             .enumerate()
             .collect();
-        threads::map(items, |(b, (out_b, stats_b))| -> Result<()> {
+        keys = threads::map(items, |(b, (out_b, stats_b))| -> Result<PackedKeys> {
             let at = b * len..(b + 1) * len;
+            let mut keys_b = PackedKeys::new();
             with_scratch(sample.forward_scratch_len(), |scratch| {
                 kernel::transform_attention_forward_with_stats(
                     out_b,
                     stats_b,
+                    Some(&mut keys_b),
                     &qd[at.clone()],
                     &kd[at.clone()],
                     &vd[at],
@@ -181,12 +191,15 @@ pub(crate) fn transform_attention_with_stats(
                     scratch,
                 )
             })?;
-            Ok(())
+            Ok(keys_b)
         })
         .into_iter()
-        .collect::<Result<()>>()?;
+        .collect::<Result<Vec<_>>>()?;
     }
-    Ok((Tensor::from_vec(out, q.shape())?, stats))
+    Ok((
+        Tensor::from_vec(out, q.shape())?,
+        TransformSaved { stats, keys },
+    ))
 }
 
 /// Where [`transform_attention_backward`] adds the gradients (`None`: not wanted).
@@ -212,14 +225,14 @@ fn per_sample(grad: Option<&mut Tensor>, batch: usize, len: usize) -> Vec<Option
 }
 
 /// Adds the gradients of [`transform_attention`] for the output gradient `dout [B, N, H*d]`
-/// (`+=`). `stats`: the softmax statistics [`transform_attention_with_stats`] returned for the
-/// same inputs (`None`: recomputed). Samples run in parallel; each sample's share of the mix
+/// (`+=`). `saved`: what [`transform_attention_with_stats`] returned for the same inputs
+/// (`None`: recomputed). Samples run in parallel; each sample's share of the mix
 /// gradients goes to its own buffer, summed afterwards. A policy gradient without a policy is
 /// [`Error::InvalidArgument`].
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn transform_attention_backward(
     dout: &Tensor,
-    stats: Option<&[f32]>,
+    saved: Option<&TransformSaved>,
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
@@ -231,15 +244,18 @@ pub(crate) fn transform_attention_backward(
 ) -> Result<()> {
     let shape = check(q, k, v, heads, mix, keep)?;
     dout.expect_shape("transform_attention backward", q.shape())?;
-    if let Some(stats) = stats
-        && stats.len() != 2 * shape.batch * shape.heads * shape.tokens
+    if let Some(saved) = saved
+        && (saved.stats.len() != 2 * shape.batch * shape.heads * shape.tokens
+            || saved.keys.len() != shape.batch)
     {
         return Err(Error::shape(
             OP,
             format!(
-                "softmax statistics hold {} floats, need 2*B*H*N = {}",
-                stats.len(),
-                2 * shape.batch * shape.heads * shape.tokens
+                "the saved forward holds {} floats of softmax statistics and the keys of {} samples, need 2*B*H*N = {} and B = {}",
+                saved.stats.len(),
+                saved.keys.len(),
+                2 * shape.batch * shape.heads * shape.tokens,
+                shape.batch
             ),
         ));
     }
@@ -301,11 +317,12 @@ pub(crate) fn transform_attention_backward(
             let (dout_b, q_b, k_b, v_b) =
                 (&go[at.clone()], &qd[at.clone()], &kd[at.clone()], &vd[at]);
             let keep_b = keep.map(|d| &d[b * n..(b + 1) * n]);
-            with_scratch(sample.backward_scratch_len(), |scratch| match stats {
-                Some(stats) => kernel::transform_attention_backward_with_stats(
+            with_scratch(sample.backward_scratch_len(), |scratch| match saved {
+                Some(saved) => kernel::transform_attention_backward_with_stats(
                     grads,
                     dout_b,
-                    &stats[b * 2 * h * n..(b + 1) * 2 * h * n],
+                    &saved.stats[b * 2 * h * n..(b + 1) * 2 * h * n],
+                    Some(&saved.keys[b]),
                     q_b,
                     k_b,
                     v_b,

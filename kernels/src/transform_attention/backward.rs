@@ -18,12 +18,12 @@
 //! where `u = softmax(S')` (the policy form of the module docs of the parent).
 
 use super::{
-    HeadMix, POLICY_EPS, PackedHeads, TransformAttentionShape, add_map_dots, add_policy_bias,
-    block_logits, dot, gate, gather_stats, gemm, gemm_packed, map, map_mut, mix_heads, pack_heads,
-    passes, policy_probs_in_place, policy_row_terms,
+    HeadMix, POLICY_EPS, PackedHeads, PackedKeys, TransformAttentionShape, add_map_dots,
+    add_policy_bias, block_logits, dot, gate, gather_stats, gemm, gemm_packed, map, map_mut,
+    mix_heads, pack_heads, passes, policy_probs_in_place, policy_row_terms,
 };
-use crate::KernelError;
 use crate::softmax::softmax_backward;
+use crate::{KernelError, PackedB};
 
 /// The gradients [`transform_attention_backward`] adds into; `None` for those not wanted.
 /// `dq`, `dk`, `dv`: `[B, N, H*d]`; `dpre`, `dpost`: `[H, H]`; `dpre_bias`, `dpost_bias`: `[H]`;
@@ -71,18 +71,23 @@ pub fn transform_attention_backward(
     scale: f32,
     scratch: &mut [f32],
 ) -> Result<(), KernelError> {
-    backward(grads, dout, None, q, k, v, mix, keep, shape, scale, scratch)
+    backward(
+        grads, dout, None, None, q, k, v, mix, keep, shape, scale, scratch,
+    )
 }
 
 /// [`transform_attention_backward`] with the softmax statistics `stats [B, H, N, 2]` that
 /// [`super::transform_attention_forward_with_stats`] saved for the same inputs: the backward
-/// reuses them instead of recomputing each row's max and normaliser. Errors: as the plain
-/// backward, plus [`KernelError::LengthMismatch`] for `stats` of the wrong length.
+/// reuses them instead of recomputing each row's max and normaliser, and the packed keys when
+/// that forward kept them (`keys`) instead of packing `K^T` again. Errors: as the plain
+/// backward, plus [`KernelError::LengthMismatch`] for `stats` of the wrong length or `keys` of
+/// another shape.
 #[allow(clippy::too_many_arguments)]
 pub fn transform_attention_backward_with_stats(
     grads: TransformAttentionGrads<'_>,
     dout: &[f32],
     stats: &[f32],
+    keys: Option<&PackedKeys>,
     q: &[f32],
     k: &[f32],
     v: &[f32],
@@ -93,10 +98,14 @@ pub fn transform_attention_backward_with_stats(
     scratch: &mut [f32],
 ) -> Result<(), KernelError> {
     shape.check_stats("transform_attention_backward_with_stats", stats.len())?;
+    if let Some(keys) = keys {
+        keys.check("transform_attention_backward_with_stats", shape)?;
+    }
     backward(
         grads,
         dout,
         Some(stats),
+        keys,
         q,
         k,
         v,
@@ -108,12 +117,14 @@ pub fn transform_attention_backward_with_stats(
     )
 }
 
-/// The backward, with the forward's statistics when given (length checked by the caller).
+/// The backward, with the forward's statistics and packed keys when given (checked by the
+/// caller).
 #[allow(clippy::too_many_arguments)]
 fn backward(
     grads: TransformAttentionGrads<'_>,
     dout: &[f32],
     stats: Option<&[f32]>,
+    keys: Option<&PackedKeys>,
     q: &[f32],
     k: &[f32],
     v: &[f32],
@@ -205,8 +216,16 @@ fn backward(
         let mut dk_b = sample_mut(&mut dk, b, sample_len);
         let mut dv_b = sample_mut(&mut dv, b, sample_len);
         let mut dkeep_b = sample_mut(&mut dkeep, b, n);
-        // K_g^T for S, V_h^T for dP' and K_g for dQ, packed once per sample.
-        let k_t = pack_heads(k_b, shape, true)?;
+        // K_g^T for S (unless the forward kept it), V_h^T for dP' and K_g for dQ, packed once
+        // per sample.
+        let packed_here;
+        let k_t: &[PackedB] = match keys {
+            Some(keys) => keys.sample(b),
+            None => {
+                packed_here = pack_heads(k_b, shape, true)?;
+                &packed_here
+            }
+        };
         let v_t = if upstream {
             pack_heads(v_b, shape, true)?
         } else {
@@ -227,7 +246,7 @@ fn backward(
                 (&mut policy_probs[..m], &mut work[..m], &mut dmixed[..m]);
             // Recompute S [H, rows, N], u = softmax(S') (with the forward's row statistics when
             // given), P.
-            block_logits(logits, q_b, &k_t, shape, scale, r0, rows)?;
+            block_logits(logits, q_b, k_t, shape, scale, r0, rows)?;
             let block_stats = &mut block_stats[..2 * h * rows];
             if let Some(stats) = stats {
                 gather_stats(block_stats, &stats[b * 2 * h * n..], h, r0, rows, n);

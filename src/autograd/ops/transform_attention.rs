@@ -140,8 +140,9 @@ impl Graph {
             post: &ins[5],
             post_bias: &ins[6],
         };
-        // The softmax statistics of every row ([B, H, N, 2]) are kept for the backward.
-        let (out, stats) = crate::tensor::transform_attention_with_stats(
+        // The softmax statistics of every row ([B, H, N, 2]) and the packed keys are kept for
+        // the backward.
+        let (out, saved) = crate::tensor::transform_attention_with_stats(
             &ins[0],
             &ins[1],
             &ins[2],
@@ -176,7 +177,7 @@ impl Graph {
                 };
                 transform_attention_backward(
                     dout,
-                    Some(&stats),
+                    Some(&saved),
                     ins[0],
                     ins[1],
                     ins[2],
