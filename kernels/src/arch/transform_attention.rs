@@ -312,6 +312,96 @@ unsafe fn exp_in_place<V: SimdF32>(row: *mut f32, max: V, x: usize, k: usize) ->
     }
 }
 
+/// Rows whose dot products [`softmax_backward`] holds at once (on the stack).
+const DOT_ROWS: usize = 64;
+
+/// The softmax backward of `rows` rows of `n` (`p` the softmax, `dp` its gradient), written
+/// (`=`, not added) into `ds`: `ds = p * (dp - sum_j dp_j p_j)` per row. For rows of at least
+/// one vector the rows are taken as one flat run, [`DOT_ROWS`] at a time: one pass for the row
+/// dot products (a vector straddling two rows adds its lanes to each), one for `ds`. Unlike the
+/// per-row kernel (`crate::softmax::softmax_backward`), no row ends in a partial vector, and
+/// each row's reduction is off the next row's path.
+///
+/// # Safety
+/// `ds`, `dp`, `p` hold `rows * n` floats; the vector type's ISA is enabled.
+#[inline(always)]
+pub(crate) unsafe fn softmax_backward<V: SimdF32>(
+    ds: &mut [f32],
+    dp: &[f32],
+    p: &[f32],
+    rows: usize,
+    n: usize,
+) {
+    debug_assert!(ds.len() >= rows * n && dp.len() >= rows * n && p.len() >= rows * n);
+    let (d, g, y) = (ds.as_mut_ptr(), dp.as_ptr(), p.as_ptr());
+    if n < V::LANES {
+        for r in 0..rows {
+            // SAFETY: row r holds n < LANES floats of each buffer.
+            unsafe {
+                let (gv, yv) = (
+                    load_lanes::<V>(g.add(r * n), n),
+                    load_lanes::<V>(y.add(r * n), n),
+                );
+                let dot = V::splat(gv.mul(yv).reduce_add());
+                store_lanes(yv.mul(gv.sub(dot)), d.add(r * n), n);
+            }
+        }
+        return;
+    }
+    let mut dots = [0f32; DOT_ROWS];
+    for r0 in (0..rows).step_by(DOT_ROWS) {
+        let r1 = rows.min(r0 + DOT_ROWS);
+        let (start, end) = (r0 * n, r1 * n);
+        // Pass 1: the dot product of each row; `row` is relative to r0 and `next` is where the
+        // row after it starts (n >= LANES: at most one boundary inside a vector).
+        let (mut row, mut next) = (0, start + n);
+        let mut acc = V::splat(0.0);
+        let mut x = start;
+        while x < end {
+            let k = V::LANES.min(end - x);
+            // SAFETY: lanes x .. x + k lie inside the buffers (end <= rows * n).
+            let prod = unsafe { load_lanes::<V>(g.add(x), k).mul(load_lanes::<V>(y.add(x), k)) };
+            if x + k <= next {
+                acc = acc.add(prod);
+            } else {
+                let mine = prod.keep_first(next - x, 0.0);
+                dots[row] = acc.add(mine).reduce_add();
+                acc = prod.sub(mine);
+                row += 1;
+                next += n;
+            }
+            if x + k == next {
+                dots[row] = acc.reduce_add();
+                acc = V::splat(0.0);
+                row += 1;
+                next += n;
+            }
+            x += k;
+        }
+        // Pass 2: ds = p (dp - dot), each lane with its row's dot.
+        let (mut row, mut next) = (0, start + n);
+        let mut x = start;
+        while x < end {
+            let k = V::LANES.min(end - x);
+            let dot = if x + k <= next {
+                V::splat(dots[row])
+            } else {
+                V::splat(dots[row]).keep_first(next - x, dots[row + 1])
+            };
+            // SAFETY: as in pass 1.
+            unsafe {
+                let (gv, yv) = (load_lanes::<V>(g.add(x), k), load_lanes::<V>(y.add(x), k));
+                store_lanes(yv.mul(gv.sub(dot)), d.add(x), k);
+            }
+            if x + k >= next {
+                row += 1;
+                next += n;
+            }
+            x += k;
+        }
+    }
+}
+
 /// Stamps out one ISA's entry points with that ISA's `#[target_feature]`, each instantiating the
 /// generic bodies above with the ISA's vector type.
 macro_rules! transform_attention_entry_points {
@@ -336,6 +426,21 @@ macro_rules! transform_attention_entry_points {
             unsafe {
                 super::mix_softmax::<$vec>(dst, src, pre, pre_bias, stats, heads, rows, n, given)
             }
+        }
+
+        /// # Safety
+        /// The ISA is present; lengths as in `super::softmax_backward` (checked by the caller
+        /// in `crate::transform_attention`).
+        $(#[target_feature(enable = $features)])?
+        pub(crate) unsafe fn softmax_backward(
+            ds: &mut [f32],
+            dp: &[f32],
+            p: &[f32],
+            rows: usize,
+            n: usize,
+        ) {
+            // SAFETY: the caller's contract.
+            unsafe { super::softmax_backward::<$vec>(ds, dp, p, rows, n) }
         }
     };
 }

@@ -22,7 +22,6 @@ use super::{
     add_policy_bias, block_logits, dot, gate, gather_stats, gemm, gemm_packed, map, map_mut,
     mix_heads, pack_heads, passes, policy_probs_in_place, policy_row_terms,
 };
-use crate::softmax::softmax_backward;
 use crate::{KernelError, PackedB};
 
 /// The gradients [`transform_attention_backward`] adds into; `None` for those not wanted.
@@ -309,10 +308,7 @@ fn backward(
             // dpre_bias[h] = sum dS'_h is exactly 0 (summing the rounded dS' would only add
             // noise); with one it is a closed form (`policy_softmax_backward`).
             match keep_b {
-                None => {
-                    dmixed.fill(0.0);
-                    softmax_backward(dmixed, work, softmax, n)?;
-                }
+                None => passes::softmax_backward(dmixed, work, softmax, h * rows, n)?,
                 Some(keep_b) => policy_softmax_backward(
                     dmixed,
                     dpre_bias.as_deref_mut(),

@@ -1,6 +1,7 @@
-//! Dispatch for the SIMD mix-and-softmax pass of the fused transform attention (body in
-//! `arch::transform_attention`): a function pointer per [`Isa`], chosen once per process for
-//! [`Isa::active`] (so `LITHE_ISA` forces a path), and its checked wrapper.
+//! Dispatch for the SIMD passes of the fused transform attention, the mix-and-softmax and the
+//! softmax backward (bodies in `arch::transform_attention`): function pointers per [`Isa`],
+//! chosen once per process for [`Isa::active`] (so `LITHE_ISA` forces a path), and their
+//! checked wrappers.
 
 use crate::{Isa, KernelError};
 use std::sync::OnceLock;
@@ -9,11 +10,15 @@ use std::sync::OnceLock;
 type MixSoftmaxFn =
     unsafe fn(&mut [f32], &[f32], &[f32], &[f32], &mut [f32], usize, usize, usize, bool);
 
-/// The pass of one ISA. The pointer is an `unsafe fn` whose preconditions (the ISA is present,
-/// lengths agree) are established by [`Passes::for_isa`] and by the checked wrapper below.
+/// `(ds, dp, p, rows, n)`: see [`softmax_backward`].
+type SoftmaxBackwardFn = unsafe fn(&mut [f32], &[f32], &[f32], usize, usize);
+
+/// The passes of one ISA. The pointers are `unsafe fn`s whose preconditions (the ISA is present,
+/// lengths agree) are established by [`Passes::for_isa`] and by the checked wrappers below.
 #[derive(Clone, Copy, Debug)]
 struct Passes {
     mix_softmax: MixSoftmaxFn,
+    softmax_backward: SoftmaxBackwardFn,
 }
 
 impl Passes {
@@ -21,18 +26,30 @@ impl Passes {
         isa.check()?;
         use crate::arch::transform_attention as arch;
         // SAFETY (all arms): `isa.check()` just confirmed the CPU supports the path.
-        let mix_softmax: MixSoftmaxFn = match isa {
-            Isa::Scalar => arch::portable::mix_softmax,
+        let passes = match isa {
+            Isa::Scalar => Passes {
+                mix_softmax: arch::portable::mix_softmax,
+                softmax_backward: arch::portable::softmax_backward,
+            },
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => arch::avx2::mix_softmax,
+            Isa::Avx2 => Passes {
+                mix_softmax: arch::avx2::mix_softmax,
+                softmax_backward: arch::avx2::softmax_backward,
+            },
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => arch::avx512::mix_softmax,
+            Isa::Avx512 => Passes {
+                mix_softmax: arch::avx512::mix_softmax,
+                softmax_backward: arch::avx512::softmax_backward,
+            },
             #[cfg(target_arch = "aarch64")]
-            Isa::Neon => arch::neon::mix_softmax,
+            Isa::Neon => Passes {
+                mix_softmax: arch::neon::mix_softmax,
+                softmax_backward: arch::neon::softmax_backward,
+            },
             #[allow(unreachable_patterns)]
             _ => return Err(KernelError::UnsupportedIsa(isa.name())),
         };
-        Ok(Passes { mix_softmax })
+        Ok(passes)
     }
 
     fn active() -> &'static Passes {
@@ -81,5 +98,25 @@ pub(crate) fn mix_softmax(
     unsafe {
         (Passes::active().mix_softmax)(dst, src, pre, pre_bias, stats, heads, rows, n, given)
     };
+    Ok(())
+}
+
+/// `ds = p * (dp - sum_j dp_j p_j)` for each of `rows` rows of `n` (`=`: `ds` is overwritten),
+/// the softmax backward of the block's `[H, rows, N]` maps taken as `H * rows` rows.
+pub(crate) fn softmax_backward(
+    ds: &mut [f32],
+    dp: &[f32],
+    p: &[f32],
+    rows: usize,
+    n: usize,
+) -> Result<(), KernelError> {
+    let len = rows * n;
+    for (what, got) in [("ds", ds.len()), ("dp", dp.len()), ("p", p.len())] {
+        if got < len {
+            return Err(too_short(what, got, len));
+        }
+    }
+    // SAFETY: the table's ISA is present (`Passes::active`); lengths were just checked.
+    unsafe { (Passes::active().softmax_backward)(ds, dp, p, rows, n) };
     Ok(())
 }
