@@ -37,9 +37,9 @@ pub(crate) unsafe fn mix_softmax<V: SimdF32>(
     debug_assert!(pre.len() >= heads * heads && pre_bias.len() >= heads);
     debug_assert!(stats.len() >= 2 * heads * rows);
     let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
-    if given && n >= V::LANES {
+    if n >= V::LANES {
         // SAFETY: the caller's contract; a vector spans at most two rows.
-        unsafe { mix_exp_flat::<V>(s, d, pre, pre_bias, stats, heads, rows, n) };
+        unsafe { mix_exp_flat::<V>(s, d, pre, pre_bias, stats, heads, rows, n, given) };
         return;
     }
     for r in 0..rows {
@@ -67,11 +67,12 @@ pub(crate) unsafe fn mix_softmax<V: SimdF32>(
     }
 }
 
-/// [`mix_softmax`] with the forward's statistics (`given`) for rows of at least one vector:
-/// each map is mixed and exponentiated as one flat run of `rows * n` floats, so a 65-token row
-/// does not end in a one-lane vector that costs as much as a full one. A vector that straddles
-/// two rows takes each lane's max and `1 / sum` from its own row. Each element gets the same
-/// operations in the same order as in the per-row pass.
+/// [`mix_softmax`] for rows of at least one vector: each map is mixed and exponentiated as one
+/// flat run of `rows * n` floats, so a 65-token row does not end in a one-lane vector that
+/// costs as much as a full one. A vector that straddles two rows takes each lane's max and
+/// `1 / sum` from its own row. With the forward's statistics (`given`) the mix and `exp` are
+/// one pass, with the same operations per element as the per-row pass; without, the statistics
+/// are computed [`STAT_ROWS`] rows at a time (those rows of the `B` maps stay in L1).
 ///
 /// # Safety
 /// As [`mix_softmax`], with `n >= V::LANES`.
@@ -82,10 +83,11 @@ unsafe fn mix_exp_flat<V: SimdF32>(
     d: *mut f32,
     pre: &[f32],
     pre_bias: &[f32],
-    stats: &[f32],
+    stats: &mut [f32],
     heads: usize,
     rows: usize,
     n: usize,
+    given: bool,
 ) {
     let mut h = 0;
     while h < heads {
@@ -93,14 +95,171 @@ unsafe fn mix_exp_flat<V: SimdF32>(
         // SAFETY (all arms): the caller's contract, h + B <= heads.
         unsafe {
             if heads_at_once::<V>() >= 4 && left >= 4 {
-                mix_exp_heads::<V, 4>(s, d, pre, pre_bias, stats, heads, rows, n, h);
+                if given {
+                    mix_exp_heads::<V, 4>(s, d, pre, pre_bias, stats, heads, rows, n, h);
+                } else {
+                    mix_softmax_heads::<V, 4>(s, d, pre, pre_bias, stats, heads, rows, n, h);
+                }
                 h += 4;
             } else if left >= 2 {
-                mix_exp_heads::<V, 2>(s, d, pre, pre_bias, stats, heads, rows, n, h);
+                if given {
+                    mix_exp_heads::<V, 2>(s, d, pre, pre_bias, stats, heads, rows, n, h);
+                } else {
+                    mix_softmax_heads::<V, 2>(s, d, pre, pre_bias, stats, heads, rows, n, h);
+                }
                 h += 2;
             } else {
-                mix_exp_heads::<V, 1>(s, d, pre, pre_bias, stats, heads, rows, n, h);
+                if given {
+                    mix_exp_heads::<V, 1>(s, d, pre, pre_bias, stats, heads, rows, n, h);
+                } else {
+                    mix_softmax_heads::<V, 1>(s, d, pre, pre_bias, stats, heads, rows, n, h);
+                }
                 h += 1;
+            }
+        }
+    }
+}
+
+/// Query rows [`mix_softmax_heads`] takes at a time: 16 rows of 4 maps of 65 floats stay in L1
+/// through its three passes, and a run ends in a partial vector once per 16 rows, not per row.
+const STAT_ROWS: usize = 16;
+
+/// [`mix_exp_flat`] without statistics, for the `B` heads `h0 ..`: per run of [`STAT_ROWS`]
+/// rows, the mix into `dst` with each row's max, then `exp(x - max)` in place with each row's
+/// sum, then the scaling by `1 / sum`; the max and `1 / sum` go to `stats`.
+///
+/// # Safety
+/// As [`mix_exp_flat`], with `h0 + B <= heads`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn mix_softmax_heads<V: SimdF32, const B: usize>(
+    s: *const f32,
+    d: *mut f32,
+    pre: &[f32],
+    pre_bias: &[f32],
+    stats: &mut [f32],
+    heads: usize,
+    rows: usize,
+    n: usize,
+    h0: usize,
+) {
+    let len = rows * n;
+    let w = |b: usize, g: usize| pre[(h0 + b) * heads + g];
+    let bias: [f32; B] = std::array::from_fn(|b| pre_bias[h0 + b]);
+    let at = |b: usize, r: usize| 2 * ((h0 + b) * rows + r);
+    // SAFETY: map h0 + b lies inside `dst` (caller).
+    let d_maps: [*mut f32; B] = std::array::from_fn(|b| unsafe { d.add((h0 + b) * len) });
+    let chunk = UNROLL * V::LANES;
+    for r0 in (0..rows).step_by(STAT_ROWS) {
+        let r1 = rows.min(r0 + STAT_ROWS);
+        let (start, end) = (r0 * n, r1 * n);
+        // Mix into `dst`.
+        let mut x = start;
+        while x < end {
+            if x + chunk <= end {
+                // SAFETY: lanes x .. x + chunk of every map lie inside `src` and `dst`.
+                unsafe {
+                    let acc = mixed_chunk::<V, B, UNROLL>(s, w, &bias, heads, len, x, V::LANES);
+                    for (b, acc) in acc.iter().enumerate() {
+                        for (u, a) in acc.iter().enumerate() {
+                            a.store(d_maps[b].add(x + u * V::LANES));
+                        }
+                    }
+                }
+                x += chunk;
+            } else {
+                let k = V::LANES.min(end - x);
+                // SAFETY: lanes x .. x + k of every map lie inside `src` and `dst`.
+                unsafe {
+                    let acc = mixed_chunk::<V, B, 1>(s, w, &bias, heads, len, x, k);
+                    for (b, acc) in acc.iter().enumerate() {
+                        store_lanes(acc[0], d_maps[b].add(x), k);
+                    }
+                }
+                x += k;
+            }
+        }
+        for (b, &map) in d_maps.iter().enumerate() {
+            // Row maxima (each row from its own start; the rows are in L1).
+            for r in r0..r1 {
+                // SAFETY: row r of the map lies inside `dst`.
+                let row = unsafe { map.add(r * n) };
+                let mut vmax = V::splat(f32::NEG_INFINITY);
+                let mut x = 0;
+                while x < n {
+                    let k = V::LANES.min(n - x);
+                    // SAFETY: lanes x .. x + k of the row.
+                    let v = unsafe { load_lanes::<V>(row.add(x), k) };
+                    vmax = vmax.max(if k == V::LANES {
+                        v
+                    } else {
+                        v.keep_first(k, f32::NEG_INFINITY)
+                    });
+                    x += k;
+                }
+                stats[at(b, r)] = vmax.reduce_max();
+            }
+            // exp(x - max) in place, flat, with each row's sum.
+            let row_max = |r: usize| stats[at(b, r.min(r1 - 1))];
+            let (mut row, mut next) = (r0, start + n);
+            let mut sum = V::splat(0.0);
+            let mut sums = [0f32; STAT_ROWS];
+            let mut x = start;
+            while x < end {
+                let k = V::LANES.min(end - x);
+                let vm = if x + k <= next {
+                    V::splat(row_max(row))
+                } else {
+                    V::splat(row_max(row)).keep_first(next - x, row_max(row + 1))
+                };
+                // SAFETY: lanes x .. x + k of the map.
+                let e = unsafe {
+                    let e = exp(load_lanes::<V>(map.add(x), k).sub(vm));
+                    store_lanes(e, map.add(x), k);
+                    if k == V::LANES {
+                        e
+                    } else {
+                        e.keep_first(k, 0.0)
+                    }
+                };
+                if x + k <= next {
+                    sum = sum.add(e);
+                } else {
+                    let mine = e.keep_first(next - x, 0.0);
+                    sums[row - r0] = sum.add(mine).reduce_add();
+                    sum = e.sub(mine);
+                    row += 1;
+                    next += n;
+                }
+                if x + k == next {
+                    sums[row - r0] = sum.reduce_add();
+                    sum = V::splat(0.0);
+                    row += 1;
+                    next += n;
+                }
+                x += k;
+            }
+            for r in r0..r1 {
+                stats[at(b, r) + 1] = 1.0 / sums[r - r0];
+            }
+            // Scale by 1 / sum.
+            let row_inv = |r: usize| stats[at(b, r.min(r1 - 1)) + 1];
+            let (mut row, mut next) = (r0, start + n);
+            let mut x = start;
+            while x < end {
+                let k = V::LANES.min(end - x);
+                let vinv = if x + k <= next {
+                    V::splat(row_inv(row))
+                } else {
+                    V::splat(row_inv(row)).keep_first(next - x, row_inv(row + 1))
+                };
+                // SAFETY: lanes x .. x + k of the map.
+                unsafe { store_lanes(load_lanes::<V>(map.add(x), k).mul(vinv), map.add(x), k) };
+                if x + k >= next {
+                    row += 1;
+                    next += n;
+                }
+                x += k;
             }
         }
     }
