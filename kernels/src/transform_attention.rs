@@ -247,11 +247,6 @@ pub(crate) fn map(data: &[f32], rows: usize, n: usize) -> Result<MatRef<'_>, Ker
     MatRef::new(data, rows, n, n, 1)
 }
 
-/// One `rows x N` map of a block for writing, row-major.
-pub(crate) fn map_mut(data: &mut [f32], rows: usize, n: usize) -> Result<MatMut<'_>, KernelError> {
-    MatMut::new(data, rows, n, n, 1)
-}
-
 /// `C = alpha A B + beta C` on the calling thread with a packed B.
 pub(crate) fn gemm_packed(
     alpha: f32,
@@ -456,8 +451,8 @@ fn forward(
         let out_b = &mut out[at];
         let keep_b = keep.map(|d| &d[b * n..(b + 1) * n]);
         let (k_t, v_p) = (
-            pack_heads(k_b, shape, true)?,
-            pack_heads(v_b, shape, false)?,
+            pack_heads(k_b, shape, true, gemm_cols(n))?,
+            pack_heads(v_b, shape, false, n)?,
         );
         let block = shape.block_rows();
         for r0 in (0..n).step_by(block) {
@@ -466,7 +461,7 @@ fn forward(
             let (logits, mixed) = (&mut logits[..heads * len], &mut mixed[..heads * len]);
             let block_stats = &mut block_stats[..2 * heads * rows];
             // S_g = scale Q_g[rows] K_g^T: [H, rows, N]
-            block_logits(logits, q_b, &k_t, shape, scale, r0, rows)?;
+            block_logits(logits, q_b, k_b, &k_t, shape, scale, r0, rows)?;
             // P_h = softmax(sum_g A[h,g] S_g + a[h]) into `mixed`
             passes::mix_softmax(
                 mixed,
@@ -544,10 +539,12 @@ pub(crate) fn gather_stats(
 }
 
 /// `S_g = scale Q_g[rows] K_g^T` for every head into `logits` (`[H, rows, N]`), with `k_t` the
-/// sample's `K_g^T` packed by [`pack_heads`].
+/// sample's `K_g^T` packed by [`pack_heads`] (its first [`gemm_cols`] tokens).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn block_logits(
     logits: &mut [f32],
     q: &[f32],
+    k: &[f32],
     k_t: &[PackedB],
     shape: &TransformAttentionShape,
     scale: f32,
@@ -556,8 +553,58 @@ pub(crate) fn block_logits(
 ) -> Result<(), KernelError> {
     let n = shape.tokens;
     for ((g, s), kt) in logits.chunks_exact_mut(rows * n).enumerate().zip(k_t) {
-        let qg = shape.head(q, g, r0, rows)?;
-        gemm_packed(scale, qg, kt, 0.0, map_mut(s, rows, n)?)?;
+        times_tokens_t(s, q, k, kt, g, shape, scale, r0, rows)?;
+    }
+    Ok(())
+}
+
+/// Trailing tokens that [`times_tokens_t`] takes as dot products instead of GEMM columns.
+const DIRECT_COLS: usize = 4;
+
+/// How many of `n` tokens the `[rows, N]` block products against all tokens (`Q K^T`,
+/// `dO V^T`) take as GEMM columns: all but a last few (at most [`DIRECT_COLS`]) past a multiple
+/// of 16, so 65 tokens run as 64 GEMM columns and one column of dot products. A 1-column GEMM
+/// panel would spend a full tile's packing and loads on it; the token's row of `K` or `V` is
+/// contiguous, so its dot products need neither.
+pub(crate) fn gemm_cols(n: usize) -> usize {
+    let rest = n % 16;
+    if n > 16 && rest <= DIRECT_COLS {
+        n - rest
+    } else {
+        n
+    }
+}
+
+/// `C = alpha A_h[rows] X_h^T` (`[rows, N]`, row-major) for head `h`: `A` the block's rows of
+/// one sample's `[N, H*d]` activation (`Q` or `dO`), `X` all its tokens (`K` or `V`), `x_t`
+/// the first [`gemm_cols`] tokens of `X_h^T` packed. Those columns run as a GEMM, the others as
+/// dot products of A's rows with X's.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn times_tokens_t(
+    c: &mut [f32],
+    a: &[f32],
+    x: &[f32],
+    x_t: &PackedB,
+    h: usize,
+    shape: &TransformAttentionShape,
+    alpha: f32,
+    r0: usize,
+    rows: usize,
+) -> Result<(), KernelError> {
+    let (n, d, w) = (shape.tokens, shape.head_dim, shape.width());
+    let main = x_t.cols();
+    let ah = shape.head(a, h, r0, rows)?;
+    gemm_packed(
+        alpha,
+        ah,
+        x_t,
+        0.0,
+        MatMut::new(&mut c[..rows * n], rows, main, n, 1)?,
+    )?;
+    let a_rows = &a[r0 * w + h * d..];
+    for j in main..n {
+        let token = &x[j * w + h * d..j * w + (h + 1) * d];
+        passes::row_dots(&mut c[j..], n, a_rows, w, rows, token, d, alpha)?;
     }
     Ok(())
 }

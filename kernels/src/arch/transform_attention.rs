@@ -561,6 +561,48 @@ pub(crate) unsafe fn softmax_backward<V: SimdF32>(
     }
 }
 
+/// `out[i * out_stride] = scale * sum_c a[i * lda + c] x[c]` for `i < rows`, `c < depth`: the
+/// few trailing columns of a block's scores (`Q K^T`) or of `dO V^T`, one dot product per row
+/// against a token's contiguous row of `K` or `V`.
+///
+/// # Safety
+/// `a` holds `(rows - 1) * lda + depth` floats, `x` `depth`, `out` `(rows - 1) * out_stride + 1`;
+/// the vector type's ISA is enabled.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) unsafe fn row_dots<V: SimdF32>(
+    out: &mut [f32],
+    out_stride: usize,
+    a: &[f32],
+    lda: usize,
+    rows: usize,
+    x: &[f32],
+    depth: usize,
+    scale: f32,
+) {
+    debug_assert!(rows == 0 || out.len() > (rows - 1) * out_stride);
+    debug_assert!(rows == 0 || a.len() >= (rows - 1) * lda + depth);
+    debug_assert!(x.len() >= depth);
+    for i in 0..rows {
+        let row = &a[i * lda..];
+        let mut acc = V::splat(0.0);
+        let mut c = 0;
+        while c < depth {
+            let k = V::LANES.min(depth - c);
+            // SAFETY: lanes c .. c + k of the row and of x exist (asserted lengths).
+            unsafe {
+                let (av, xv) = (
+                    load_lanes::<V>(row.as_ptr().add(c), k),
+                    load_lanes::<V>(x.as_ptr().add(c), k),
+                );
+                acc = av.mul_add(xv, acc);
+            }
+            c += k;
+        }
+        out[i * out_stride] = scale * acc.reduce_add();
+    }
+}
+
 /// Stamps out one ISA's entry points with that ISA's `#[target_feature]`, each instantiating the
 /// generic bodies above with the ISA's vector type.
 macro_rules! transform_attention_entry_points {
@@ -600,6 +642,25 @@ macro_rules! transform_attention_entry_points {
         ) {
             // SAFETY: the caller's contract.
             unsafe { super::softmax_backward::<$vec>(ds, dp, p, rows, n) }
+        }
+
+        /// # Safety
+        /// The ISA is present; lengths as in `super::row_dots` (checked by the caller in
+        /// `crate::transform_attention`).
+        #[allow(clippy::too_many_arguments)]
+        $(#[target_feature(enable = $features)])?
+        pub(crate) unsafe fn row_dots(
+            out: &mut [f32],
+            out_stride: usize,
+            a: &[f32],
+            lda: usize,
+            rows: usize,
+            x: &[f32],
+            depth: usize,
+            scale: f32,
+        ) {
+            // SAFETY: the caller's contract.
+            unsafe { super::row_dots::<$vec>(out, out_stride, a, lda, rows, x, depth, scale) }
         }
     };
 }

@@ -19,8 +19,8 @@
 
 use super::{
     HeadMix, POLICY_EPS, PackedHeads, PackedKeys, TransformAttentionShape, add_map_dots,
-    add_policy_bias, block_logits, dot, gate, gather_stats, gemm, gemm_packed, map, map_mut,
-    mix_heads, pack_heads, passes, policy_probs_in_place, policy_row_terms,
+    add_policy_bias, block_logits, dot, gate, gather_stats, gemm, gemm_cols, gemm_packed, map,
+    mix_heads, pack_heads, passes, policy_probs_in_place, policy_row_terms, times_tokens_t,
 };
 use crate::{KernelError, PackedB};
 
@@ -221,17 +221,17 @@ fn backward(
         let k_t: &[PackedB] = match keys {
             Some(keys) => keys.sample(b),
             None => {
-                packed_here = pack_heads(k_b, shape, true)?;
+                packed_here = pack_heads(k_b, shape, true, gemm_cols(n))?;
                 &packed_here
             }
         };
         let v_t = if upstream {
-            pack_heads(v_b, shape, true)?
+            pack_heads(v_b, shape, true, gemm_cols(n))?
         } else {
             PackedHeads::default()
         };
         let k_p = if dq_b.is_some() {
-            pack_heads(k_b, shape, false)?
+            pack_heads(k_b, shape, false, n)?
         } else {
             PackedHeads::default()
         };
@@ -245,7 +245,7 @@ fn backward(
                 (&mut policy_probs[..m], &mut work[..m], &mut dmixed[..m]);
             // Recompute S [H, rows, N], u = softmax(S') (with the forward's row statistics when
             // given), P.
-            block_logits(logits, q_b, k_t, shape, scale, r0, rows)?;
+            block_logits(logits, q_b, k_b, k_t, shape, scale, r0, rows)?;
             let block_stats = &mut block_stats[..2 * h * rows];
             if let Some(stats) = stats {
                 gather_stats(block_stats, &stats[b * 2 * h * n..], h, r0, rows, n);
@@ -286,8 +286,7 @@ fn backward(
             }
             // dP'_h = dO_h[rows] V_h^T
             for ((x, dp), vt) in dmixed.chunks_exact_mut(len).enumerate().zip(v_t.iter()) {
-                let doh = shape.head(dout_b, x, r0, rows)?;
-                gemm_packed(1.0, doh, vt, 0.0, map_mut(dp, rows, n)?)?;
+                times_tokens_t(dp, dout_b, v_b, vt, x, shape, 1.0, r0, rows)?;
             }
             post_bias_grads(
                 dpost_bias.as_deref_mut(),

@@ -2,7 +2,7 @@
 //! [`pack_heads`] (one sample's heads, buffers recycled through a per-thread pool) and
 //! [`PackedKeys`] (the forward's packed `K^T`, kept for the backward).
 
-use super::{SERIAL_GEMM, TransformAttentionShape};
+use super::{SERIAL_GEMM, TransformAttentionShape, gemm_cols};
 use crate::{KernelError, PackedB};
 use std::cell::RefCell;
 
@@ -42,19 +42,20 @@ impl Drop for PackedHeads {
     }
 }
 
-/// Every head of one sample's `[N, H*d]` activation packed once as the B operand of the block
-/// GEMMs (`N x d`, or its transpose `d x N` when `transpose`): each block's GEMMs read it in
-/// place instead of packing it again, and write their block row-major. The storage comes from
-/// this thread's pool.
+/// Every head of the first `tokens` tokens of one sample's `[N, H*d]` activation packed once as
+/// the B operand of the block GEMMs (`tokens x d`, or its transpose `d x tokens` when
+/// `transpose`): each block's GEMMs read it in place instead of packing it again, and write
+/// their block row-major. The storage comes from this thread's pool.
 pub(crate) fn pack_heads(
     x: &[f32],
     shape: &TransformAttentionShape,
     transpose: bool,
+    tokens: usize,
 ) -> Result<PackedHeads, KernelError> {
     let mut heads = PackedHeads(HEAD_POOL.with_borrow_mut(Vec::pop).unwrap_or_default());
     heads.0.truncate(shape.heads);
     for h in 0..shape.heads {
-        let m = shape.head(x, h, 0, shape.tokens)?;
+        let m = shape.head(x, h, 0, tokens)?;
         let m = if transpose { m.t() } else { m };
         match heads.0.get_mut(h) {
             Some(packed) => packed.repack(m, &SERIAL_GEMM)?,
@@ -64,10 +65,11 @@ pub(crate) fn pack_heads(
     Ok(heads)
 }
 
-/// Every head's `K^T` of each sample of a batch, packed as the score GEMMs read it. The forward
-/// can keep it ([`super::transform_attention_forward_with_stats`]) so that the backward's recomputation
-/// of the scores reads it instead of packing `K` again. It holds `H * d * ceil(N / NR) * NR`
-/// floats per sample (NR: the GEMM's panel width; 1.2x the size of `K` at N = 65).
+/// Every head's `K^T` of each sample of a batch, packed as the score GEMMs read it (the first
+/// `gemm_cols(N)` tokens: see `super::times_tokens_t`). The forward can keep it
+/// ([`super::transform_attention_forward_with_stats`]) so that the backward's recomputation of
+/// the scores reads it instead of packing `K` again. It holds about the size of `K` (exactly
+/// so at N = 65, where 64 tokens are packed).
 #[derive(Default)]
 pub struct PackedKeys {
     samples: Vec<PackedHeads>,
@@ -94,7 +96,7 @@ impl PackedKeys {
             heads.len() == shape.heads
                 && heads
                     .iter()
-                    .all(|p| p.rows() == shape.head_dim && p.cols() == shape.tokens)
+                    .all(|p| p.rows() == shape.head_dim && p.cols() == gemm_cols(shape.tokens))
         };
         if self.samples.len() != shape.batch || !self.samples.iter().all(fits) {
             return Err(KernelError::LengthMismatch(format!(

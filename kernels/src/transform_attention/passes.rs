@@ -1,5 +1,5 @@
-//! Dispatch for the SIMD passes of the fused transform attention, the mix-and-softmax and the
-//! softmax backward (bodies in `arch::transform_attention`): function pointers per [`Isa`],
+//! Dispatch for the SIMD passes of the fused transform attention, the mix-and-softmax, the
+//! softmax backward and the trailing-column dot products (bodies in `arch::transform_attention`): function pointers per [`Isa`],
 //! chosen once per process for [`Isa::active`] (so `LITHE_ISA` forces a path), and their
 //! checked wrappers.
 
@@ -13,12 +13,16 @@ type MixSoftmaxFn =
 /// `(ds, dp, p, rows, n)`: see [`softmax_backward`].
 type SoftmaxBackwardFn = unsafe fn(&mut [f32], &[f32], &[f32], usize, usize);
 
+/// `(out, out_stride, a, lda, rows, x, depth, scale)`: see [`row_dots`].
+type RowDotsFn = unsafe fn(&mut [f32], usize, &[f32], usize, usize, &[f32], usize, f32);
+
 /// The passes of one ISA. The pointers are `unsafe fn`s whose preconditions (the ISA is present,
 /// lengths agree) are established by [`Passes::for_isa`] and by the checked wrappers below.
 #[derive(Clone, Copy, Debug)]
 struct Passes {
     mix_softmax: MixSoftmaxFn,
     softmax_backward: SoftmaxBackwardFn,
+    row_dots: RowDotsFn,
 }
 
 impl Passes {
@@ -30,21 +34,25 @@ impl Passes {
             Isa::Scalar => Passes {
                 mix_softmax: arch::portable::mix_softmax,
                 softmax_backward: arch::portable::softmax_backward,
+                row_dots: arch::portable::row_dots,
             },
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => Passes {
                 mix_softmax: arch::avx2::mix_softmax,
                 softmax_backward: arch::avx2::softmax_backward,
+                row_dots: arch::avx2::row_dots,
             },
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => Passes {
                 mix_softmax: arch::avx512::mix_softmax,
                 softmax_backward: arch::avx512::softmax_backward,
+                row_dots: arch::avx512::row_dots,
             },
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => Passes {
                 mix_softmax: arch::neon::mix_softmax,
                 softmax_backward: arch::neon::softmax_backward,
+                row_dots: arch::neon::row_dots,
             },
             #[allow(unreachable_patterns)]
             _ => return Err(KernelError::UnsupportedIsa(isa.name())),
@@ -118,5 +126,35 @@ pub(crate) fn softmax_backward(
     }
     // SAFETY: the table's ISA is present (`Passes::active`); lengths were just checked.
     unsafe { (Passes::active().softmax_backward)(ds, dp, p, rows, n) };
+    Ok(())
+}
+
+/// `out[i * out_stride] = scale * sum_c a[i * lda + c] x[c]` for `i < rows`, `c < depth`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn row_dots(
+    out: &mut [f32],
+    out_stride: usize,
+    a: &[f32],
+    lda: usize,
+    rows: usize,
+    x: &[f32],
+    depth: usize,
+    scale: f32,
+) -> Result<(), KernelError> {
+    if rows == 0 {
+        return Ok(());
+    }
+    let last = rows - 1;
+    for (what, got, need) in [
+        ("out", out.len(), last * out_stride + 1),
+        ("a", a.len(), last * lda + depth),
+        ("x", x.len(), depth),
+    ] {
+        if got < need {
+            return Err(too_short(what, got, need));
+        }
+    }
+    // SAFETY: the table's ISA is present (`Passes::active`); lengths were just checked.
+    unsafe { (Passes::active().row_dots)(out, out_stride, a, lda, rows, x, depth, scale) };
     Ok(())
 }
