@@ -583,23 +583,28 @@ pub(crate) unsafe fn row_dots<V: SimdF32>(
     debug_assert!(rows == 0 || out.len() > (rows - 1) * out_stride);
     debug_assert!(rows == 0 || a.len() >= (rows - 1) * lda + depth);
     debug_assert!(x.len() >= depth);
-    for i in 0..rows {
-        let row = &a[i * lda..];
-        let mut acc = V::splat(0.0);
+    // Four rows at a time: four independent chains, and four reductions in flight.
+    let mut i = 0;
+    while i < rows {
+        let group = 4.min(rows - i);
+        let mut acc = [V::splat(0.0); 4];
         let mut c = 0;
         while c < depth {
             let k = V::LANES.min(depth - c);
-            // SAFETY: lanes c .. c + k of the row and of x exist (asserted lengths).
+            // SAFETY: lanes c .. c + k of x and of rows i .. i + group exist (asserted lengths).
             unsafe {
-                let (av, xv) = (
-                    load_lanes::<V>(row.as_ptr().add(c), k),
-                    load_lanes::<V>(x.as_ptr().add(c), k),
-                );
-                acc = av.mul_add(xv, acc);
+                let xv = load_lanes::<V>(x.as_ptr().add(c), k);
+                for (r, acc) in acc.iter_mut().enumerate().take(group) {
+                    let av = load_lanes::<V>(a.as_ptr().add((i + r) * lda + c), k);
+                    *acc = av.mul_add(xv, *acc);
+                }
             }
             c += k;
         }
-        out[i * out_stride] = scale * acc.reduce_add();
+        for (r, acc) in acc.iter().enumerate().take(group) {
+            out[(i + r) * out_stride] = scale * acc.reduce_add();
+        }
+        i += group;
     }
 }
 
