@@ -608,6 +608,37 @@ pub(crate) unsafe fn row_dots<V: SimdF32>(
     }
 }
 
+/// `out[h] += sum(maps[h * len .. (h + 1) * len])` for every `h < out.len()` (the post-bias
+/// gradient: each `dP'_h` summed).
+///
+/// # Safety
+/// `maps` holds `out.len() * len` floats; the vector type's ISA is enabled.
+#[inline(always)]
+pub(crate) unsafe fn add_map_sums<V: SimdF32>(out: &mut [f32], maps: &[f32], len: usize) {
+    debug_assert!(maps.len() >= out.len() * len);
+    let chunk = UNROLL * V::LANES;
+    for (h, o) in out.iter_mut().enumerate() {
+        let map = maps[h * len..].as_ptr();
+        let mut acc = [V::splat(0.0); UNROLL];
+        let mut x = 0;
+        while x + chunk <= len {
+            for (u, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: lanes x + u LANES .. of the map lie inside `maps`.
+                *acc = acc.add(unsafe { V::load(map.add(x + u * V::LANES)) });
+            }
+            x += chunk;
+        }
+        while x < len {
+            let k = V::LANES.min(len - x);
+            // SAFETY: lanes x .. x + k of the map.
+            acc[0] = acc[0].add(unsafe { load_lanes::<V>(map.add(x), k) });
+            x += k;
+        }
+        let total = acc[1..].iter().fold(acc[0], |t, a| t.add(*a));
+        *o += total.reduce_add();
+    }
+}
+
 /// Stamps out one ISA's entry points with that ISA's `#[target_feature]`, each instantiating the
 /// generic bodies above with the ISA's vector type.
 macro_rules! transform_attention_entry_points {
@@ -666,6 +697,15 @@ macro_rules! transform_attention_entry_points {
         ) {
             // SAFETY: the caller's contract.
             unsafe { super::row_dots::<$vec>(out, out_stride, a, lda, rows, x, depth, scale) }
+        }
+
+        /// # Safety
+        /// The ISA is present; lengths as in `super::add_map_sums` (checked by the caller in
+        /// `crate::transform_attention`).
+        $(#[target_feature(enable = $features)])?
+        pub(crate) unsafe fn add_map_sums(out: &mut [f32], maps: &[f32], len: usize) {
+            // SAFETY: the caller's contract.
+            unsafe { super::add_map_sums::<$vec>(out, maps, len) }
         }
     };
 }

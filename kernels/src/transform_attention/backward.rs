@@ -376,16 +376,18 @@ fn post_bias_grads(
 ) -> Result<(), KernelError> {
     let len = rows * n;
     if let Some(db) = dpost_bias {
-        for (d, dp) in db.iter_mut().zip(dmixed.chunks_exact(len)) {
-            *d += match keep {
-                None => sum(dp),
-                // sum_{i,j} dP'[i,j] G[i,j], G = D off the diagonal and 1 on it
-                Some(keep) => dp
-                    .chunks_exact(n)
-                    .enumerate()
-                    .map(|(r, row)| dot(row, keep) + row[r0 + r] * (1.0 - keep[r0 + r]))
-                    .sum(),
-            };
+        match keep {
+            None => passes::add_map_sums(db, dmixed, len)?,
+            Some(keep) => {
+                for (d, dp) in db.iter_mut().zip(dmixed.chunks_exact(len)) {
+                    // sum_{i,j} dP'[i,j] G[i,j], G = D off the diagonal and 1 on it
+                    *d += dp
+                        .chunks_exact(n)
+                        .enumerate()
+                        .map(|(r, row)| dot(row, keep) + row[r0 + r] * (1.0 - keep[r0 + r]))
+                        .sum::<f32>();
+                }
+            }
         }
     }
     if let Some(dkeep) = dkeep {

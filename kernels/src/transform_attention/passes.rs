@@ -1,5 +1,5 @@
 //! Dispatch for the SIMD passes of the fused transform attention, the mix-and-softmax, the
-//! softmax backward and the trailing-column dot products (bodies in `arch::transform_attention`): function pointers per [`Isa`],
+//! softmax backward, the trailing-column dot products and the map sums (bodies in `arch::transform_attention`): function pointers per [`Isa`],
 //! chosen once per process for [`Isa::active`] (so `LITHE_ISA` forces a path), and their
 //! checked wrappers.
 
@@ -16,6 +16,9 @@ type SoftmaxBackwardFn = unsafe fn(&mut [f32], &[f32], &[f32], usize, usize);
 /// `(out, out_stride, a, lda, rows, x, depth, scale)`: see [`row_dots`].
 type RowDotsFn = unsafe fn(&mut [f32], usize, &[f32], usize, usize, &[f32], usize, f32);
 
+/// `(out, maps, len)`: see [`add_map_sums`].
+type MapSumsFn = unsafe fn(&mut [f32], &[f32], usize);
+
 /// The passes of one ISA. The pointers are `unsafe fn`s whose preconditions (the ISA is present,
 /// lengths agree) are established by [`Passes::for_isa`] and by the checked wrappers below.
 #[derive(Clone, Copy, Debug)]
@@ -23,6 +26,7 @@ struct Passes {
     mix_softmax: MixSoftmaxFn,
     softmax_backward: SoftmaxBackwardFn,
     row_dots: RowDotsFn,
+    add_map_sums: MapSumsFn,
 }
 
 impl Passes {
@@ -35,24 +39,28 @@ impl Passes {
                 mix_softmax: arch::portable::mix_softmax,
                 softmax_backward: arch::portable::softmax_backward,
                 row_dots: arch::portable::row_dots,
+                add_map_sums: arch::portable::add_map_sums,
             },
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => Passes {
                 mix_softmax: arch::avx2::mix_softmax,
                 softmax_backward: arch::avx2::softmax_backward,
                 row_dots: arch::avx2::row_dots,
+                add_map_sums: arch::avx2::add_map_sums,
             },
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => Passes {
                 mix_softmax: arch::avx512::mix_softmax,
                 softmax_backward: arch::avx512::softmax_backward,
                 row_dots: arch::avx512::row_dots,
+                add_map_sums: arch::avx512::add_map_sums,
             },
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => Passes {
                 mix_softmax: arch::neon::mix_softmax,
                 softmax_backward: arch::neon::softmax_backward,
                 row_dots: arch::neon::row_dots,
+                add_map_sums: arch::neon::add_map_sums,
             },
             #[allow(unreachable_patterns)]
             _ => return Err(KernelError::UnsupportedIsa(isa.name())),
@@ -156,5 +164,16 @@ pub(crate) fn row_dots(
     }
     // SAFETY: the table's ISA is present (`Passes::active`); lengths were just checked.
     unsafe { (Passes::active().row_dots)(out, out_stride, a, lda, rows, x, depth, scale) };
+    Ok(())
+}
+
+/// `out[h] += sum(maps[h * len .. (h + 1) * len])` for every `h < out.len()`.
+pub(crate) fn add_map_sums(out: &mut [f32], maps: &[f32], len: usize) -> Result<(), KernelError> {
+    let need = out.len() * len;
+    if maps.len() < need {
+        return Err(too_short("maps", maps.len(), need));
+    }
+    // SAFETY: the table's ISA is present (`Passes::active`); the length was just checked.
+    unsafe { (Passes::active().add_map_sums)(out, maps, len) };
     Ok(())
 }
