@@ -609,7 +609,9 @@ pub(crate) unsafe fn row_dots<V: SimdF32>(
 }
 
 /// `out[h] += sum(maps[h * len .. (h + 1) * len])` for every `h < out.len()` (the post-bias
-/// gradient: each `dP'_h` summed).
+/// gradient: each `dP'_h` summed). The terms of a map cancel (the sum is far below the sum of
+/// their magnitudes), so the lanes' partial sums are added in f64: a short map (a few tokens)
+/// is then summed with at most a rounding per lane instead of a chain of f32 roundings.
 ///
 /// # Safety
 /// `maps` holds `out.len() * len` floats; the vector type's ISA is enabled.
@@ -619,23 +621,32 @@ pub(crate) unsafe fn add_map_sums<V: SimdF32>(out: &mut [f32], maps: &[f32], len
     let chunk = UNROLL * V::LANES;
     for (h, o) in out.iter_mut().enumerate() {
         let map = maps[h * len..].as_ptr();
-        let mut acc = [V::splat(0.0); UNROLL];
+        let mut sums = [V::splat(0.0); UNROLL];
         let mut x = 0;
         while x + chunk <= len {
-            for (u, acc) in acc.iter_mut().enumerate() {
+            for (u, sum) in sums.iter_mut().enumerate() {
                 // SAFETY: lanes x + u LANES .. of the map lie inside `maps`.
-                *acc = acc.add(unsafe { V::load(map.add(x + u * V::LANES)) });
+                *sum = sum.add(unsafe { V::load(map.add(x + u * V::LANES)) });
             }
             x += chunk;
         }
+        // The rest, one vector at a time into the sums in turn (each lane adds at most once).
+        let mut u = 0;
         while x < len {
             let k = V::LANES.min(len - x);
             // SAFETY: lanes x .. x + k of the map.
-            acc[0] = acc[0].add(unsafe { load_lanes::<V>(map.add(x), k) });
+            sums[u] = sums[u].add(unsafe { load_lanes::<V>(map.add(x), k) });
+            u = (u + 1) % UNROLL;
             x += k;
         }
-        let total = acc[1..].iter().fold(acc[0], |t, a| t.add(*a));
-        *o += total.reduce_add();
+        let mut lanes = [0f32; 16];
+        let mut total = f64::from(*o);
+        for v in &sums {
+            // SAFETY: `lanes` holds 16 >= LANES floats.
+            unsafe { v.store(lanes.as_mut_ptr()) };
+            total += lanes[..V::LANES].iter().map(|&x| f64::from(x)).sum::<f64>();
+        }
+        *o = total as f32;
     }
 }
 
