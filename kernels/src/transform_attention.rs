@@ -45,7 +45,7 @@
 
 pub mod backward;
 mod packed_heads;
-pub(crate) mod passes;
+mod passes;
 
 pub use backward::{
     TransformAttentionGrads, transform_attention_backward, transform_attention_backward_with_stats,
