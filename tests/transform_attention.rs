@@ -212,3 +212,16 @@ fn bad_shapes_are_shape_errors() {
         }
     }
 }
+
+/// A batch of zero-token samples runs forward and backward: an empty output and empty
+/// gradients, not an error from the state the forward saves for the backward.
+#[test]
+fn zero_tokens_run_forward_and_backward() {
+    let xs = inputs(2, 0, 2, 3, Policy::None, 5);
+    let w = Tensor::zeros(&[2, 0, 6]);
+    let res = run(Graph::transform_attention, &xs, 2, 0.5, &w);
+    assert_eq!(res[0].shape(), &[2, 0, 6]);
+    for (grad, x) in res[1..4].iter().zip(&xs) {
+        assert_eq!(grad.shape(), x.shape());
+    }
+}

@@ -162,7 +162,8 @@ pub(crate) fn transform_attention_with_stats(
     let (n, len) = (shape.tokens, shape.tokens * shape.width());
     let stats_len = 2 * shape.heads * n;
     let mut stats = vec![0f32; shape.batch * stats_len];
-    let mut keys = Vec::new();
+    // One (here empty) set of keys per sample even when no sample has any work.
+    let mut keys: Vec<PackedKeys> = (0..shape.batch).map(|_| PackedKeys::new()).collect();
     if shape.batch > 0 && len > 0 {
         let sample = one_sample(shape);
         let slices = mix.slices();
