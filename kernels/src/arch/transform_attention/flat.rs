@@ -105,34 +105,35 @@ pub(super) unsafe fn mix_exp_flat<V: SimdF32>(
     n: usize,
     given: bool,
 ) {
+    // The `$b` heads from `h`, with or without the statistics.
+    macro_rules! group {
+        ($b:literal, $h:expr) => {
+            if given {
+                mix_exp_heads::<V, $b>(s, d, pre, pre_bias, stats, heads, rows, n, $h)
+            } else {
+                mix_softmax_heads::<V, $b>(s, d, pre, pre_bias, stats, heads, rows, n, $h)
+            }
+        };
+    }
     let mut h = 0;
     while h < heads {
         let left = heads - h;
-        // SAFETY (all arms): the caller's contract, h + B <= heads.
+        let b = if heads_at_once::<V>() >= 4 && left >= 4 {
+            4
+        } else if left >= 2 {
+            2
+        } else {
+            1
+        };
+        // SAFETY (all arms): the caller's contract, h + b <= heads.
         unsafe {
-            if heads_at_once::<V>() >= 4 && left >= 4 {
-                if given {
-                    mix_exp_heads::<V, 4>(s, d, pre, pre_bias, stats, heads, rows, n, h);
-                } else {
-                    mix_softmax_heads::<V, 4>(s, d, pre, pre_bias, stats, heads, rows, n, h);
-                }
-                h += 4;
-            } else if left >= 2 {
-                if given {
-                    mix_exp_heads::<V, 2>(s, d, pre, pre_bias, stats, heads, rows, n, h);
-                } else {
-                    mix_softmax_heads::<V, 2>(s, d, pre, pre_bias, stats, heads, rows, n, h);
-                }
-                h += 2;
-            } else {
-                if given {
-                    mix_exp_heads::<V, 1>(s, d, pre, pre_bias, stats, heads, rows, n, h);
-                } else {
-                    mix_softmax_heads::<V, 1>(s, d, pre, pre_bias, stats, heads, rows, n, h);
-                }
-                h += 1;
+            match b {
+                4 => group!(4, h),
+                2 => group!(2, h),
+                _ => group!(1, h),
             }
         }
+        h += b;
     }
 }
 
