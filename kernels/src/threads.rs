@@ -6,7 +6,9 @@
 
 use rayon::prelude::*;
 use rayon::{ThreadPool, ThreadPoolBuilder};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, TryLockError};
+
+mod team;
 
 struct PoolState {
     threads: usize,
@@ -64,16 +66,30 @@ pub(crate) fn pool(n: usize) -> Arc<ThreadPool> {
 }
 
 /// Runs `f(0)`, ..., `f(parts - 1)` in parallel and returns when all have returned: `f(0)` on the
-/// calling thread, the others on a pool of `parts - 1` threads. The caller works on its part
-/// while the pool threads wake (about 10 microseconds on a virtual machine) instead of sleeping
-/// until all of them are done: on two threads the int8 GEMM at 128 x 384 x 1536 went from 798 to
-/// 872 GOP/s against a broadcast to two pool threads.
+/// calling thread, the others on lithe's team of spinning workers ([`team`]), or, when the team
+/// is busy (another thread's call, or a call from inside a part), on a rayon pool of
+/// `parts - 1` threads. The caller works on its part while the others start instead of
+/// sleeping until all of them are done.
 pub(crate) fn run_parts(parts: usize, f: impl Fn(usize) + Sync) {
     if parts <= 1 {
         f(0);
         return;
     }
-    let f = &f;
+    static TEAM: Mutex<Option<team::Team>> = Mutex::new(None);
+    let mut guard = match TEAM.try_lock() {
+        Ok(guard) => guard,
+        // A part panicked on an earlier call: the team finished that job before rethrowing, so
+        // its state is whole.
+        Err(TryLockError::Poisoned(e)) => e.into_inner(),
+        Err(TryLockError::WouldBlock) => return run_parts_on_pool(parts, &f),
+    };
+    guard
+        .get_or_insert_with(|| team::Team::new(team::Team::spin_from_env()))
+        .run(parts, &f);
+}
+
+/// [`run_parts`] on a rayon pool of `parts - 1` threads, part 0 on the caller.
+fn run_parts_on_pool(parts: usize, f: &(dyn Fn(usize) + Sync)) {
     pool(parts - 1).in_place_scope(|scope| {
         for part in 1..parts {
             scope.spawn(move |_| f(part));
