@@ -22,6 +22,9 @@
 //! `vpdpbusd`), so the stored tile is the ceiling of an i32-output GEMM at that depth: on a Zen 4
 //! core about 0.97 of the chain at K = 384 and 0.99 at K = 1536.
 //!
+//! **AMX-INT8.** The bare `tdpbssd` chain (four 16 x 16 sums, operand tiles never reloaded: the
+//! tile unit's peak), next to the library's GEMM at the shapes.
+//!
 //! `cargo run --release --example int8_ceiling -p lithe-kernels`
 
 #[cfg(target_arch = "x86_64")]
@@ -408,6 +411,75 @@ fn main() {
     );
     if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512bw") {
         vnni_section();
+    }
+    if I8Isa::Amx.is_supported() {
+        amx_section();
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod amx_chain {
+    //! The AMX peak: `tdpbssd` into four C tiles from two A and two B tiles that stay loaded.
+
+    /// Multiply-adds per trip: four 16 x 16 x 64 products.
+    pub const MACS_PER_TRIP: usize = 4 * 16 * 16 * 64;
+
+    /// Palette 1, eight tiles of 16 rows x 64 bytes.
+    #[repr(C, align(64))]
+    struct TileConfig([u8; 64]);
+
+    /// `trips` x 4 `tdpbssd` on zeroed tiles (the unit's throughput does not depend on values).
+    ///
+    /// # Safety
+    /// AMX is usable (`I8Isa::Amx.is_supported()`, which also asks the OS for the tile state).
+    pub unsafe fn chain(trips: usize) {
+        let mut cfg = [0u8; 64];
+        cfg[0] = 1;
+        for t in 0..8 {
+            cfg[16 + 2 * t] = 64;
+            cfg[48 + t] = 16;
+        }
+        let cfg = TileConfig(cfg);
+        // SAFETY: a valid palette-1 configuration, released before returning; tile registers
+        // only.
+        unsafe {
+            std::arch::asm!(
+                "ldtilecfg [{cfg}]",
+                "tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3",
+                "tilezero tmm4", "tilezero tmm5", "tilezero tmm6", "tilezero tmm7",
+                "2:",
+                "tdpbssd tmm0, tmm4, tmm6",
+                "tdpbssd tmm1, tmm4, tmm7",
+                "tdpbssd tmm2, tmm5, tmm6",
+                "tdpbssd tmm3, tmm5, tmm7",
+                "dec {n}",
+                "jnz 2b",
+                "tilerelease",
+                cfg = in(reg) cfg.0.as_ptr(),
+                n = inout(reg) trips => _,
+                options(nostack),
+            );
+        }
+    }
+}
+
+/// The library's AMX GEMM at the shapes against the `tdpbssd` chain.
+#[cfg(target_arch = "x86_64")]
+fn amx_section() {
+    let trips = 200_000;
+    let ops = 2.0 * (trips * amx_chain::MACS_PER_TRIP) as f64;
+    // SAFETY: the caller checked that AMX is usable.
+    let peak = rates(ops, 7, || unsafe {
+        amx_chain::chain(std::hint::black_box(trips))
+    })[3];
+    println!("tdpbssd chain (amx)                      {peak:7.1} GOP/s");
+    for (m, k, n) in [(128, 384, 1536), (128, 1536, 384), (1024, 1024, 1024)] {
+        let gemm = library_gemm(I8Isa::Amx, m, k, n);
+        println!(
+            "{:17} lithe gemm_i8, amx {gemm:7.1} GOP/s ({:.3} of the chain)",
+            format!("{m}x{k}x{n}"),
+            gemm / peak
+        );
     }
 }
 
