@@ -1,8 +1,9 @@
-//! The thread pool that parallel kernels (GEMM) split their work over.
+//! The threads that parallel kernels split their work over.
 //!
-//! Kernels themselves are single-threaded; drivers one level up split M or N blocks across this
-//! pool. Its size is, in order of precedence: [`set_num_threads`], the `LITHE_THREADS` variable,
-//! or the number of CPUs.
+//! Kernels themselves are single-threaded; the GEMM drivers one level up split M or N blocks
+//! across a team of workers that spin between calls ([`run_parts`], see `team`), and per-sample
+//! ops map over a rayon pool ([`install`], [`map`]). The thread count is, in order of
+//! precedence: [`set_num_threads`], the `LITHE_THREADS` variable, or the number of CPUs.
 
 use rayon::prelude::*;
 use rayon::{ThreadPool, ThreadPoolBuilder};
