@@ -1,7 +1,7 @@
 //! The threads that parallel kernels split their work over.
 //!
 //! Kernels themselves are single-threaded; the GEMM drivers one level up split M or N blocks
-//! across a team of workers that spin between calls ([`run_parts`], see `team`), and per-sample
+//! across a team of workers that spin between calls (`run_parts`, see `team`), and per-sample
 //! ops map over a rayon pool ([`install`], [`map`]). The thread count is, in order of
 //! precedence: [`set_num_threads`], the `LITHE_THREADS` variable, or the number of CPUs.
 
