@@ -76,6 +76,9 @@ pub(crate) fn run_parts(parts: usize, f: impl Fn(usize) + Sync) {
         f(0);
         return;
     }
+    if parts > team::MAX_PARTS {
+        return run_parts_on_pool(parts, &f);
+    }
     static TEAM: Mutex<Option<team::Team>> = Mutex::new(None);
     let mut guard = match TEAM.try_lock() {
         Ok(guard) => guard,

@@ -9,10 +9,13 @@
 //! job.
 //!
 //! Protocol: one owner at a time (the caller holding the team's lock) writes the job, resets
-//! `done` and bumps `epoch`; each worker whose index is below the job's part count runs its part
-//! and counts itself in `done`; the owner runs part 0 itself and returns once every other part
-//! has counted. A worker that parks first raises its `sleeping` flag and re-reads the epoch
-//! (both sequentially consistent), and the owner, after bumping the epoch, unparks every worker
+//! `done` and publishes a new ticket (a sequence number and the part count in one word); each
+//! worker whose index is below the ticket's part count runs its part and counts itself in
+//! `done`; the owner runs part 0 itself and returns once every other part has counted. The part
+//! count travels in the ticket, not beside it: a worker without a part in the job it saw must
+//! not read a part count that a later job may already have written, or it would run a part of
+//! a job it never acquired. A worker that parks first raises its `sleeping` flag and re-reads the ticket
+//! (both sequentially consistent), and the owner, after publishing the ticket, unparks every worker
 //! whose flag is up: one of the two always sees the other's write, so no wake-up is lost.
 
 use std::any::Any;
@@ -26,19 +29,23 @@ use std::time::{Duration, Instant};
 /// How long a worker spins for the next job before parking, when `LITHE_SPIN_US` is unset.
 pub const DEFAULT_SPIN_US: u64 = 200;
 
+/// Bits of a ticket that hold the part count.
+const PART_BITS: u32 = 16;
+/// The most parts one job may have.
+pub(crate) const MAX_PARTS: usize = (1 << PART_BITS) - 1;
+
 /// A part function with its lifetime erased: it is only called between the owner's post and
 /// the owner's wait for `done`, while the owner's borrow is alive.
 type JobFn = *const (dyn Fn(usize) + Sync + 'static);
 
 /// What the owner and the workers share.
 struct Shared {
-    /// Bumped once per job; a worker runs a job when it sees a value it has not seen.
-    epoch: AtomicUsize,
-    /// The current job: written by the owner before the epoch's release, read by workers after
+    /// The current job's ticket: `sequence << PART_BITS | parts`, new for every job; a worker
+    /// acts on each ticket it has not seen.
+    ticket: AtomicUsize,
+    /// The current job: written by the owner before the ticket's release, read by workers after
     /// its acquire.
     job: UnsafeCell<Option<JobFn>>,
-    /// Parts of the current job (part 0 is the owner's).
-    parts: AtomicUsize,
     /// Workers that have finished their part of the current job.
     done: AtomicUsize,
     /// The first panic of the current job's worker parts, rethrown on the owner.
@@ -48,7 +55,7 @@ struct Shared {
 }
 
 // SAFETY: `job` is written only by the owner (one at a time, under the team's lock) while no
-// worker reads it: before the epoch is bumped, or after every worker of the previous job has
+// worker reads it: before the ticket is published, or after every worker of the previous job has
 // counted itself in `done`. The function it points to is `Sync`.
 unsafe impl Sync for Shared {}
 // SAFETY: as above; the raw pointer is only dereferenced under that protocol.
@@ -64,6 +71,8 @@ struct Worker {
 pub(crate) struct Team {
     shared: Arc<Shared>,
     workers: Vec<Worker>,
+    /// The last job's sequence number.
+    sequence: usize,
 }
 
 impl Team {
@@ -72,14 +81,14 @@ impl Team {
     pub(crate) fn new(spin: Duration) -> Self {
         Team {
             shared: Arc::new(Shared {
-                epoch: AtomicUsize::new(0),
+                ticket: AtomicUsize::new(0),
                 job: UnsafeCell::new(None),
-                parts: AtomicUsize::new(0),
                 done: AtomicUsize::new(0),
                 panic: Mutex::new(None),
                 spin,
             }),
             workers: Vec::new(),
+            sequence: 0,
         }
     }
 
@@ -94,7 +103,9 @@ impl Team {
 
     /// Runs `f(0)`, ..., `f(parts - 1)`, `f(0)` on the calling thread, and returns when all
     /// have returned; a panic in any part is rethrown here after every part has finished.
+    /// `parts` is at most [`MAX_PARTS`].
     pub(crate) fn run(&mut self, parts: usize, f: &(dyn Fn(usize) + Sync)) {
+        assert!(parts <= MAX_PARTS, "{parts} parts: at most {MAX_PARTS}");
         if parts <= 1 {
             f(0);
             return;
@@ -102,18 +113,20 @@ impl Team {
         self.spawn_up_to(parts - 1);
         let shared = &*self.shared;
         // SAFETY: lifetime erasure only; the pointer is dereferenced by workers between the
-        // epoch bump below and their count in `done`, and this function does not return (or
+        // ticket below and their count in `done`, and this function does not return (or
         // unwind) before `done` reaches parts - 1.
         let job: &'static (dyn Fn(usize) + Sync) = unsafe {
             std::mem::transmute::<&(dyn Fn(usize) + Sync), &'static (dyn Fn(usize) + Sync)>(f)
         };
         let job: JobFn = job;
         // SAFETY: no worker reads `job` now: the previous job's workers have all counted
-        // themselves, and the others read it only after the epoch bump below.
+        // themselves, and a worker reads it only for a ticket with a part for it (the one below).
         unsafe { *shared.job.get() = Some(job) };
-        shared.parts.store(parts, Ordering::Relaxed);
         shared.done.store(0, Ordering::Relaxed);
-        shared.epoch.fetch_add(1, Ordering::SeqCst);
+        self.sequence = self.sequence.wrapping_add(1) & (usize::MAX >> PART_BITS);
+        shared
+            .ticket
+            .store(self.sequence << PART_BITS | parts, Ordering::SeqCst);
         for w in &self.workers[..parts - 1] {
             if w.sleeping.load(Ordering::SeqCst) {
                 w.thread.unpark();
@@ -153,8 +166,8 @@ impl Team {
             let shared = self.shared.clone();
             let sleeping = Arc::new(AtomicBool::new(false));
             let flag = sleeping.clone();
-            // The epoch the worker starts from: no job is posted while the owner spawns.
-            let seen = shared.epoch.load(Ordering::SeqCst);
+            // The ticket the worker starts from: no job is posted while the owner spawns.
+            let seen = shared.ticket.load(Ordering::SeqCst);
             let handle = thread::Builder::new()
                 .name(format!("lithe-team-{index}"))
                 .spawn(move || worker_loop(&shared, &flag, index, seen))
@@ -167,15 +180,17 @@ impl Team {
     }
 }
 
-/// A worker's life: wait for a new epoch, run its part if the job has one for it, repeat.
+/// A worker's life: wait for a new ticket, run its part if the job has one for it, repeat.
 fn worker_loop(shared: &Shared, sleeping: &AtomicBool, index: usize, mut seen: usize) {
     loop {
         seen = wait_for_job(shared, sleeping, seen);
-        if index >= shared.parts.load(Ordering::Relaxed) {
+        if index >= seen & MAX_PARTS {
+            // No part here; nothing else of this job may be read (see the module docs).
             continue;
         }
-        // SAFETY: the epoch's acquire in `wait_for_job` ordered the owner's write of the job
-        // before this read, and the owner keeps it alive until this worker counts itself.
+        // SAFETY: the ticket's acquire in `wait_for_job` ordered the owner's write of the job
+        // before this read, and the owner neither changes nor drops it until this worker counts
+        // itself.
         let job = unsafe { (*shared.job.get()).expect("a posted job") };
         // SAFETY: as above: the function outlives this call.
         let result = panic::catch_unwind(AssertUnwindSafe(|| unsafe { (*job)(index) }));
@@ -190,21 +205,21 @@ fn worker_loop(shared: &Shared, sleeping: &AtomicBool, index: usize, mut seen: u
     }
 }
 
-/// Spins until the epoch moves past `seen`, parking once the spin time is spent; returns the
-/// new epoch.
+/// Spins until the ticket moves past `seen`, parking once the spin time is spent; returns the
+/// new ticket.
 fn wait_for_job(shared: &Shared, sleeping: &AtomicBool, seen: usize) -> usize {
     let start = Instant::now();
     let mut spins = 0u32;
     loop {
-        let epoch = shared.epoch.load(Ordering::Acquire);
-        if epoch != seen {
-            return epoch;
+        let ticket = shared.ticket.load(Ordering::Acquire);
+        if ticket != seen {
+            return ticket;
         }
         spins = spins.wrapping_add(1);
         // Reading the clock costs more than a spin; look at it every 64 spins.
         if spins.is_multiple_of(64) && start.elapsed() >= shared.spin {
             sleeping.store(true, Ordering::SeqCst);
-            if shared.epoch.load(Ordering::SeqCst) == seen {
+            if shared.ticket.load(Ordering::SeqCst) == seen {
                 // Returns on the owner's unpark (or spuriously: the loop checks again).
                 thread::park();
             }
@@ -244,6 +259,34 @@ mod tests {
         run_counted(&mut spinning, 2, 20, Duration::ZERO);
         run_counted(&mut spinning, 4, 20, Duration::ZERO);
         assert_eq!(spinning.workers.len(), 3);
+    }
+
+    #[test]
+    fn part_counts_that_change_every_job_run_each_part_once() {
+        // A worker with no part in one job must not act on the next job's part count before it
+        // has seen that job: alternating counts with workers spinning is where that would show,
+        // as a part run twice or on a finished job.
+        let mut team = Team::new(Duration::from_millis(50));
+        let jobs = if cfg!(miri) { 60 } else { 3000 };
+        let runs: Vec<AtomicUsize> = (0..4).map(|_| AtomicUsize::new(0)).collect();
+        let mut want = [0usize; 4];
+        for job in 0..jobs {
+            let parts = [2, 4, 3, 2, 1, 4][job % 6];
+            let seen: Vec<AtomicUsize> = (0..parts).map(|_| AtomicUsize::new(0)).collect();
+            team.run(parts, &|part| {
+                seen[part].fetch_add(1, Ordering::SeqCst);
+                runs[part].fetch_add(1, Ordering::SeqCst);
+            });
+            let seen: Vec<usize> = seen.iter().map(|r| r.load(Ordering::SeqCst)).collect();
+            assert_eq!(seen, vec![1; parts], "job {job}, {parts} parts");
+            for w in &mut want[..parts] {
+                *w += 1;
+            }
+        }
+        // No part ran after its job returned.
+        thread::sleep(Duration::from_millis(5));
+        let runs: Vec<usize> = runs.iter().map(|r| r.load(Ordering::SeqCst)).collect();
+        assert_eq!(runs, want);
     }
 
     #[test]
