@@ -164,9 +164,12 @@ pub unsafe fn ukernel_32x32(p: &I8UkernelParams) {
     );
     if p.m == MR && p.n == NR {
         // Full tile: the tiles store straight into C (row stride ldc * 4 bytes), aligned or not.
-        // On misaligned rows each 64-byte tile row store splits across two cache lines, which
-        // still costs less than storing to an aligned buffer and copying it out (a large C is
-        // rarely 64-byte aligned: the allocator's header puts it 16 bytes into a page).
+        // On misaligned rows each 64-byte tile row store splits across two cache lines: at
+        // 128 x 384 x 1536 on a Sapphire Rapids core, 2100 GOP/s against 3200 with C aligned.
+        // Storing to an aligned tile and copying it out with one masked store per line of C
+        // was no faster (the partial lines still have to be read for ownership), so the
+        // direct store stays (a large C is rarely 64-byte aligned: the allocator's header puts
+        // it 16 bytes into a page).
         // SAFETY: C holds 32 rows of 32 i32s at stride ldc (contract).
         unsafe { tile_product(p, p.c, p.ldc * 4) };
         return;

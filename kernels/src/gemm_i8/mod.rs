@@ -50,6 +50,11 @@ pub struct I8GemmOptions {
 /// Errors: `lda < K` (when m > 1), `ldc < N` (when m > 1), slices too short, a -128 in the rows
 /// of A that are read, weights packed for another kernel table. `m == 0` or `N == 0` touches
 /// nothing; `K == 0` writes zeros.
+///
+/// Speed: on the AMX path, rows of `c` that start on 64-byte boundaries (`c` aligned and
+/// `ldc` a multiple of 16) let the tiles store whole cache lines; a `c` 16 bytes into a line
+/// (where a large `Vec` starts) ran 128 x 384 x 1536 at about two thirds of the speed. The
+/// epilogue variants ([`gemm_i8_dequant`], [`gemm_i8_requant`]) always store to an aligned tile.
 pub fn gemm_i8(
     a: &[i8],
     lda: usize,
