@@ -23,10 +23,13 @@ static STATE: Mutex<PoolState> = Mutex::new(PoolState {
     pools: Vec::new(),
 });
 
+/// The whole number in the environment variable `name`, if it is set and parses.
+fn env_number<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+}
+
 fn default_threads() -> usize {
-    std::env::var("LITHE_THREADS")
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
+    env_number::<usize>("LITHE_THREADS")
         .filter(|&n| n > 0)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }

@@ -94,11 +94,7 @@ impl Team {
 
     /// The spin time from `LITHE_SPIN_US`, else [`DEFAULT_SPIN_US`].
     pub(crate) fn spin_from_env() -> Duration {
-        let us = std::env::var("LITHE_SPIN_US")
-            .ok()
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or(DEFAULT_SPIN_US);
-        Duration::from_micros(us)
+        Duration::from_micros(super::env_number("LITHE_SPIN_US").unwrap_or(DEFAULT_SPIN_US))
     }
 
     /// Runs `f(0)`, ..., `f(parts - 1)`, `f(0)` on the calling thread, and returns when all
