@@ -46,7 +46,7 @@ pub unsafe fn sgemm_ukernel_12x32(p: &UkernelParams) {
 /// The tile that fits the call: a panel of at most [`edge::NARROW_N`] columns takes an edge
 /// kernel (see `x86_avx512_edge`); one of at most 16 columns takes one zmm column per row (the
 /// 5-wide last panel of `N = 197` would spend 32 FMAs per row on it); and the last rows of M
-/// take the shortest tile in {4, 6, 8, MR} that covers them (the last of the 65 rows of an
+/// take the shortest tile in {1, 2, 4, 6, 8, MR} that covers them (the last of the 65 rows of an
 /// `N = 65` attention block is 5 rows high; a 12-row tile would spend 12 FMAs on them).
 #[inline(always)]
 unsafe fn sgemm_ukernel_cols<const M: usize>(p: &UkernelParams) {
@@ -68,7 +68,11 @@ unsafe fn sgemm_ukernel_cols<const M: usize>(p: &UkernelParams) {
 unsafe fn packed_rows<const M: usize, const C: usize>(p: &UkernelParams) {
     // SAFETY: forwarded contract; each height covers `p.m` rows and is below M.
     unsafe {
-        if p.m <= 4 && 4 < M {
+        if p.m == 1 {
+            sgemm_ukernel::<M, 1, C>(p)
+        } else if p.m == 2 {
+            sgemm_ukernel::<M, 2, C>(p)
+        } else if p.m <= 4 && 4 < M {
             sgemm_ukernel::<M, 4, C>(p)
         } else if p.m <= 6 && 6 < M {
             sgemm_ukernel::<M, 6, C>(p)
@@ -101,7 +105,11 @@ unsafe fn sgemm_ukernel_direct_a_cols<const M: usize>(p: &UkernelParams) {
 unsafe fn direct_rows<const M: usize, const C: usize>(p: &UkernelParams) {
     // SAFETY: forwarded contract; each height covers `p.m` rows.
     unsafe {
-        if p.m <= 4 && 4 < M {
+        if p.m == 1 {
+            sgemm_ukernel_direct_a::<1, C>(p)
+        } else if p.m == 2 {
+            sgemm_ukernel_direct_a::<2, C>(p)
+        } else if p.m <= 4 && 4 < M {
             sgemm_ukernel_direct_a::<4, C>(p)
         } else if p.m <= 6 && 6 < M {
             sgemm_ukernel_direct_a::<6, C>(p)
@@ -276,19 +284,9 @@ pub fn pack_b_32(b: MatRef<'_>, dst: &mut [f32]) {
         return;
     }
     if b.col_stride() == 1 {
-        let full = nb / NR;
-        pack::pack_b::<NR>(b.sub(0, 0, kb, full * NR), dst);
-        if nb > full * NR {
-            // SAFETY: AVX-512F was detected (see below); the last panel starts after `full`
-            // panels of `dst`.
-            unsafe {
-                pack_b_rowmajor_partial(
-                    b.sub(0, full * NR, kb, nb - full * NR),
-                    dst,
-                    full * NR * kb,
-                )
-            };
-        }
+        // SAFETY: this kernel set exists only after AVX-512F was detected; the driver sizes
+        // `dst` for ceil(nb / NR) panels.
+        unsafe { pack_b_rowmajor(b, dst) };
         return;
     }
     if b.row_stride() != 1 {
@@ -299,23 +297,34 @@ pub fn pack_b_32(b: MatRef<'_>, dst: &mut [f32]) {
     unsafe { pack_b_colmajor(b, dst) };
 }
 
-/// The partial last panel (`nb < NR` columns) of a row-major B: two masked loads per row, which
-/// also write the zero padding (a plain copy would be a `memcpy` and a `memset` call per row).
+/// Row-major B: each source row is walked front to back (so the hardware prefetcher streams it)
+/// and its 32-wide pieces go to the panels as two zmm each. The partial last panel takes masked
+/// loads, which also write its zero padding. Compiled for AVX-512 rather than left to the
+/// portable copy, whose 16-byte moves made packing most of the time of a 1-row product.
 #[target_feature(enable = "avx512f")]
-unsafe fn pack_b_rowmajor_partial(b: MatRef<'_>, dst: &mut [f32], at: usize) {
+unsafe fn pack_b_rowmajor(b: MatRef<'_>, dst: &mut [f32]) {
     let (kb, nb, rs) = (b.rows(), b.cols(), b.row_stride());
     let src = b.data();
-    assert!(nb < NR && dst.len() >= at + kb * NR && (kb - 1) * rs + nb <= src.len());
+    let panels = nb.div_ceil(NR);
+    assert!(dst.len() >= panels * NR * kb && (kb - 1) * rs + nb <= src.len());
     let lanes = |n: usize| -> __mmask16 { if n >= 16 { 0xFFFF } else { (1u16 << n) - 1 } };
-    let (m0, m1) = (lanes(nb), lanes(nb.saturating_sub(16)));
+    let tail = nb - (panels - 1) * NR;
+    let (m0, m1) = (lanes(tail), lanes(tail.saturating_sub(16)));
     for p in 0..kb {
-        // SAFETY: row p holds `nb` values from `p * rs` (asserted above) and the masks cover
-        // exactly them; the panel row `at + p * NR` has NR values.
+        // SAFETY: row p holds `nb` values from `p * rs` (asserted above): full panels read 32
+        // of them, the last panel's masks cover exactly the rest; panel q's row p is the NR
+        // values at `q * NR * kb + p * NR`, inside `dst`.
         unsafe {
             let row = src.as_ptr().add(p * rs);
-            let out = dst.as_mut_ptr().add(at + p * NR);
-            _mm512_storeu_ps(out, _mm512_maskz_loadu_ps(m0, row));
-            _mm512_storeu_ps(out.add(16), _mm512_maskz_loadu_ps(m1, row.wrapping_add(16)));
+            let out = dst.as_mut_ptr().add(p * NR);
+            for q in 0..panels - 1 {
+                let (from, to) = (row.add(q * NR), out.add(q * NR * kb));
+                _mm512_storeu_ps(to, _mm512_loadu_ps(from));
+                _mm512_storeu_ps(to.add(16), _mm512_loadu_ps(from.add(16)));
+            }
+            let (from, to) = (row.add((panels - 1) * NR), out.add((panels - 1) * NR * kb));
+            _mm512_storeu_ps(to, _mm512_maskz_loadu_ps(m0, from));
+            _mm512_storeu_ps(to.add(16), _mm512_maskz_loadu_ps(m1, from.wrapping_add(16)));
         }
     }
 }
