@@ -300,13 +300,21 @@ fn tile_edges_packed_and_bias() {
     }
 }
 
-/// The shipped blockings with K over two KC blocks and N over an NC block.
+/// The shipped blockings with K over two KC blocks and N over an NC block; M of at most one
+/// tile height packs B one panel at a time (both layouts of B), taller M packs whole blocks.
 #[test]
 fn deep_k_and_wide_n_shipped_blocking() {
     for isa in Isa::available() {
         let ks = KernelSet::for_isa(isa).unwrap();
         let (k, n) = (2 * ks.kc + 3, ks.nc + ks.nr + 1);
-        for (m, b_col_major) in [(1, true), (ks.mr + 1, false)] {
+        let shapes = [
+            (1, true),
+            (1, false),
+            (2, false),
+            (ks.mr, true),
+            (ks.mr + 1, false),
+        ];
+        for (m, b_col_major) in shapes {
             let case = Case {
                 m,
                 n,

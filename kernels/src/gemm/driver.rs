@@ -230,6 +230,33 @@ fn gemm_serial(
             let nb = ks.nc.min(n - jc);
             for pc in (0..k).step_by(ks.kc) {
                 let kb = ks.kc.min(k - pc);
+                if let (BPart::View(b), true) = (b, m <= mr) {
+                    // One A micro-panel meets each B panel once: pack the panels one at a time
+                    // into a buffer that stays in L1, just before the kernel reads them, instead
+                    // of writing the whole block out to L2 / L3 and reading it back.
+                    let a_ptr = match direct {
+                        Some(_) => a.sub(0, pc, m, kb).data().as_ptr(),
+                        None => {
+                            let buf = as_floats(abuf, mr * kb);
+                            (ks.pack_a)(a.sub(0, pc, m, kb), buf);
+                            buf.as_ptr()
+                        }
+                    };
+                    let tile = Tile {
+                        ukernel: direct.unwrap_or(ks.ukernel),
+                        a: a_ptr,
+                        rows: m,
+                        beta: if pc == 0 { beta } else { 1.0 },
+                        bias: bias.filter(|_| pc + kb == k),
+                    };
+                    for jr in (0..nb).step_by(nr) {
+                        let cols = nr.min(nb - jr);
+                        let panel = as_floats(bbuf, nr * kb);
+                        (ks.pack_b)(b.sub(pc, jc + jr, kb, cols), panel);
+                        tile.run(alpha, a, panel, kb, c, 0, jc + jr, cols);
+                    }
+                    continue;
+                }
                 let packed_b: &[f32] = match b {
                     BPart::View(b) => {
                         let buf = as_floats(bbuf, nb.div_ceil(nr) * nr * kb);
@@ -257,33 +284,71 @@ fn gemm_serial(
                             Some(uk) => (uk, a.sub(ic + ir, pc, rows, kb).data().as_ptr()),
                             None => (ks.ukernel, packed_a[(ir / mr) * mr * kb..].as_ptr()),
                         };
+                        let tile = Tile {
+                            ukernel,
+                            a: a_ptr,
+                            rows,
+                            beta: beta_block,
+                            bias: bias_block,
+                        };
                         for jr in (0..nb).step_by(nr) {
-                            let bias =
-                                bias_block.map_or(std::ptr::null(), |v| v[jc + jr..].as_ptr());
-                            let params = UkernelParams {
-                                k: kb,
-                                alpha,
-                                beta: beta_block,
-                                a: a_ptr,
-                                rsa: a.row_stride() as isize,
-                                csa: a.col_stride() as isize,
-                                b: packed_b[(jr / nr) * nr * kb..].as_ptr(),
-                                c: c.offset(ic + ir, jc + jr).ptr,
-                                rsc: c.rs,
-                                csc: c.cs,
-                                m: rows,
-                                n: nr.min(nb - jr),
-                                bias,
-                            };
-                            // SAFETY: the B panel (and the A panel, or the `rows x kb` block of A
-                            // read in place) holds `kb` columns/rows of a full tile, the `m x n`
-                            // corner of C at this offset lies inside the caller's view, and the
-                            // bias (length n, checked) holds this tile's `n` columns.
-                            unsafe { ukernel(&params) };
+                            let panel = &packed_b[(jr / nr) * nr * kb..];
+                            let cols = nr.min(nb - jr);
+                            tile.run(alpha, a, panel, kb, c, ic + ir, jc + jr, cols);
                         }
                     }
                 }
             }
         }
     });
+}
+
+/// What the micro-kernel calls of one A micro-panel in one K block share.
+struct Tile<'a> {
+    ukernel: super::contract::Ukernel,
+    /// The packed A micro-panel, or A(row, pc) of an A read in place.
+    a: *const f32,
+    rows: usize,
+    beta: f32,
+    /// The whole bias row, given with the last K block only.
+    bias: Option<&'a [f32]>,
+}
+
+impl Tile<'_> {
+    /// One micro-kernel call: the tile's rows against the `kb`-deep B panel `panel`, into C from
+    /// (`row`, `col`), `cols` columns wide.
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        alpha: f32,
+        a: MatRef<'_>,
+        panel: &[f32],
+        kb: usize,
+        c: OutPtr,
+        row: usize,
+        col: usize,
+        cols: usize,
+    ) {
+        let params = UkernelParams {
+            k: kb,
+            alpha,
+            beta: self.beta,
+            a: self.a,
+            rsa: a.row_stride() as isize,
+            csa: a.col_stride() as isize,
+            b: panel.as_ptr(),
+            c: c.offset(row, col).ptr,
+            rsc: c.rs,
+            csc: c.cs,
+            m: self.rows,
+            n: cols,
+            bias: self.bias.map_or(std::ptr::null(), |v| v[col..].as_ptr()),
+        };
+        debug_assert!(panel.len() >= kb * cols);
+        // SAFETY: the B panel (and the A panel, or the `rows x kb` block of A read in place)
+        // holds `kb` columns/rows of a full tile, the `rows x cols` corner of C at this offset
+        // lies inside the caller's view, and the bias (length n, checked) holds this tile's
+        // columns.
+        unsafe { (self.ukernel)(&params) };
+    }
 }
