@@ -4,7 +4,8 @@
 //! dimension runs along N): `jc` over NC columns of B, `pc` over KC of depth (pack B into an
 //! L2-sized B~), `ic` over MC rows of A (pack A~), then `ir` over MR-high A micro-panels (one
 //! stays in L1) and `jr` over the NR-wide B micro-panels streaming from L2, one micro-kernel call
-//! per tile.
+//! per tile. When all of M is one A micro-panel (a batch-1 product), each B panel is used once,
+//! so a view B is packed one panel at a time into L1 just before that use instead.
 
 use super::pack::{CacheLine, as_floats};
 use super::{BSource, KernelSet, MatMut, MatRef, PackedB, UkernelParams};
