@@ -34,25 +34,42 @@ pub fn sgemm_kernels() -> KernelSet {
 /// # Safety
 /// NEON must be present; the contract in `gemm::contract` holds.
 pub unsafe fn sgemm_ukernel_8x12(p: &UkernelParams) {
-    // SAFETY: the kernel set is only built after `Isa::Neon.check()`.
-    unsafe { sgemm_ukernel(p) }
+    // SAFETY: the kernel set is only built after `Isa::Neon.check()`; each height covers
+    // `p.m` rows.
+    unsafe {
+        match p.m {
+            1 => sgemm_ukernel_short::<1>(p),
+            2 => sgemm_ukernel_short::<2>(p),
+            3 | 4 => sgemm_ukernel_short::<4>(p),
+            _ => sgemm_ukernel(p),
+        }
+    }
 }
 
 /// # Safety
 /// NEON must be present; the direct-A contract in `gemm::contract` holds.
 pub unsafe fn sgemm_ukernel_direct_a_8x12(p: &UkernelParams) {
-    // SAFETY: the kernel set is only built after `Isa::Neon.check()`.
-    unsafe { sgemm_ukernel_direct_a(p) }
+    // SAFETY: the kernel set is only built after `Isa::Neon.check()`; each height covers
+    // `p.m` rows.
+    unsafe {
+        match p.m {
+            1 => sgemm_ukernel_direct_a::<1>(p),
+            2 => sgemm_ukernel_direct_a::<2>(p),
+            3 | 4 => sgemm_ukernel_direct_a::<4>(p),
+            _ => sgemm_ukernel_direct_a::<MR>(p),
+        }
+    }
 }
 
-/// The direct-A kernel: the same tile, each A value loaded and broadcast (`ld1r`) from the
-/// unpacked A. Rows past `m` re-read row `m - 1` (in bounds, results never stored).
+/// The direct-A kernel: the same tile on the first `R` rows, each A value loaded and broadcast
+/// (`ld1r`) from the unpacked A. Rows past `m` re-read row `m - 1` (in bounds, results never
+/// stored).
 #[target_feature(enable = "neon")]
-unsafe fn sgemm_ukernel_direct_a(p: &UkernelParams) {
-    let last = p.m.min(MR) - 1;
-    let rows: [*const f32; MR] =
+unsafe fn sgemm_ukernel_direct_a<const R: usize>(p: &UkernelParams) {
+    let last = p.m.min(R) - 1;
+    let rows: [*const f32; R] =
         std::array::from_fn(|i| p.a.wrapping_offset(i.min(last) as isize * p.rsa));
-    let mut acc = [[vdupq_n_f32(0.0); 3]; MR];
+    let mut acc = [[vdupq_n_f32(0.0); 3]; R];
     let mut b = p.b;
     for q in 0..p.k {
         // SAFETY: each depth step reads 12 packed B values and A(i, q) of rows that exist.
@@ -64,6 +81,31 @@ unsafe fn sgemm_ukernel_direct_a(p: &UkernelParams) {
                     *acc_ij = vfmaq_f32(*acc_ij, bj, ai);
                 }
             }
+            b = b.add(NR);
+        }
+    }
+    // SAFETY: forwarded contract.
+    unsafe { store_acc(p, &acc) }
+}
+
+/// The tile on the first `R < MR` rows of a packed A panel, each A value broadcast (`ld1r`): a
+/// short last row block, or a batch-1 product, spends no FMAs on the zero rows below it. The
+/// same fused multiply-adds as the full tile's by-lane form, so the same bits.
+#[target_feature(enable = "neon")]
+unsafe fn sgemm_ukernel_short<const R: usize>(p: &UkernelParams) {
+    let mut acc = [[vdupq_n_f32(0.0); 3]; R];
+    let (mut a, mut b) = (p.a, p.b);
+    for _ in 0..p.k {
+        // SAFETY: each depth step reads R < MR packed A values and 12 packed B values.
+        unsafe {
+            let bv = [vld1q_f32(b), vld1q_f32(b.add(4)), vld1q_f32(b.add(8))];
+            for (i, row) in acc.iter_mut().enumerate() {
+                let ai = vld1q_dup_f32(a.add(i));
+                for (acc_ij, &bj) in row.iter_mut().zip(&bv) {
+                    *acc_ij = vfmaq_f32(*acc_ij, bj, ai);
+                }
+            }
+            a = a.add(MR);
             b = b.add(NR);
         }
     }
@@ -104,10 +146,10 @@ unsafe fn sgemm_ukernel(p: &UkernelParams) {
 // Inlined into its `#[target_feature]` callers (it has no features of its own), so `acc` stays
 // in registers.
 #[inline(always)]
-unsafe fn store_acc(p: &UkernelParams, acc: &[[float32x4_t; 3]; MR]) {
+unsafe fn store_acc<const R: usize>(p: &UkernelParams, acc: &[[float32x4_t; 3]; R]) {
     // SAFETY: only inlined into NEON functions.
     let alpha = unsafe { vdupq_n_f32(p.alpha) };
-    if p.m == MR && p.n == NR && p.csc == 1 {
+    if R == MR && p.m == MR && p.n == NR && p.csc == 1 {
         let has_bias = !p.bias.is_null();
         // SAFETY: a non-null bias holds the full tile's 12 values.
         let bias: [float32x4_t; 3] = std::array::from_fn(|j| unsafe {
@@ -134,7 +176,7 @@ unsafe fn store_acc(p: &UkernelParams, acc: &[[float32x4_t; 3]; MR]) {
             }
         }
     } else {
-        let mut tile = [[0.0f32; NR]; MR];
+        let mut tile = [[0.0f32; NR]; R];
         for (row, out) in acc.iter().zip(tile.iter_mut()) {
             for (j, &v) in row.iter().enumerate() {
                 // SAFETY: `out` is 12 floats.

@@ -34,25 +34,41 @@ pub fn sgemm_kernels() -> KernelSet {
 /// # Safety
 /// AVX2 and FMA must be present; the contract in `gemm::contract` holds.
 pub unsafe fn sgemm_ukernel_6x16(p: &UkernelParams) {
-    // SAFETY: the kernel set is only built after `Isa::Avx2.check()`.
-    unsafe { sgemm_ukernel(p) }
+    // SAFETY: the kernel set is only built after `Isa::Avx2.check()`; each height covers
+    // `p.m` rows.
+    unsafe {
+        match p.m {
+            1 => sgemm_ukernel::<1>(p),
+            2 => sgemm_ukernel::<2>(p),
+            3 | 4 => sgemm_ukernel::<4>(p),
+            _ => sgemm_ukernel::<MR>(p),
+        }
+    }
 }
 
 /// # Safety
 /// AVX2 and FMA must be present; the direct-A contract in `gemm::contract` holds.
 pub unsafe fn sgemm_ukernel_direct_a_6x16(p: &UkernelParams) {
-    // SAFETY: the kernel set is only built after `Isa::Avx2.check()`.
-    unsafe { sgemm_ukernel_direct_a(p) }
+    // SAFETY: the kernel set is only built after `Isa::Avx2.check()`; each height covers
+    // `p.m` rows.
+    unsafe {
+        match p.m {
+            1 => sgemm_ukernel_direct_a::<1>(p),
+            2 => sgemm_ukernel_direct_a::<2>(p),
+            3 | 4 => sgemm_ukernel_direct_a::<4>(p),
+            _ => sgemm_ukernel_direct_a::<MR>(p),
+        }
+    }
 }
 
-/// The direct-A kernel: the same tile, each A value broadcast from the unpacked A.
-/// Rows past `m` re-read row `m - 1` (in bounds, results never stored).
+/// The direct-A kernel: the same tile on the first `R` rows, each A value broadcast from the
+/// unpacked A. Rows past `m` re-read row `m - 1` (in bounds, results never stored).
 #[target_feature(enable = "avx2,fma")]
-unsafe fn sgemm_ukernel_direct_a(p: &UkernelParams) {
-    let last = p.m.min(MR) - 1;
-    let rows: [*const f32; MR] =
+unsafe fn sgemm_ukernel_direct_a<const R: usize>(p: &UkernelParams) {
+    let last = p.m.min(R) - 1;
+    let rows: [*const f32; R] =
         std::array::from_fn(|i| p.a.wrapping_offset(i.min(last) as isize * p.rsa));
-    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+    let mut acc = [[_mm256_setzero_ps(); 2]; R];
     let mut b = p.b;
     for q in 0..p.k {
         // SAFETY: each depth step reads 16 packed B values and A(i, q) of rows that exist.
@@ -71,12 +87,14 @@ unsafe fn sgemm_ukernel_direct_a(p: &UkernelParams) {
     unsafe { store_acc(p, &acc) }
 }
 
+/// The tile on the first `R` rows of a packed A panel (a short last row block, or a batch-1
+/// product, spends no FMAs on the zero rows below it).
 #[target_feature(enable = "avx2,fma")]
-unsafe fn sgemm_ukernel(p: &UkernelParams) {
-    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+unsafe fn sgemm_ukernel<const R: usize>(p: &UkernelParams) {
+    let mut acc = [[_mm256_setzero_ps(); 2]; R];
     let (mut a, mut b) = (p.a, p.b);
     for _ in 0..p.k {
-        // SAFETY: each depth step reads MR packed A values and 16 packed B values.
+        // SAFETY: each depth step reads R <= MR packed A values and 16 packed B values.
         unsafe {
             let b0 = _mm256_load_ps(b);
             let b1 = _mm256_load_ps(b.add(8));
@@ -97,10 +115,10 @@ unsafe fn sgemm_ukernel(p: &UkernelParams) {
 // Inlined into its `#[target_feature]` callers (it has no features of its own), so `acc` stays
 // in registers.
 #[inline(always)]
-unsafe fn store_acc(p: &UkernelParams, acc: &[[__m256; 2]; MR]) {
+unsafe fn store_acc<const R: usize>(p: &UkernelParams, acc: &[[__m256; 2]; R]) {
     // SAFETY: only inlined into AVX2 functions.
     let alpha = unsafe { _mm256_set1_ps(p.alpha) };
-    if p.m == MR && p.n == NR && p.csc == 1 {
+    if R == MR && p.m == MR && p.n == NR && p.csc == 1 {
         let has_bias = !p.bias.is_null();
         // SAFETY: a non-null bias holds the full tile's 16 values.
         let (bias0, bias1) = unsafe {
@@ -130,7 +148,7 @@ unsafe fn store_acc(p: &UkernelParams, acc: &[[__m256; 2]; MR]) {
             }
         }
     } else {
-        let mut tile = [[0.0f32; NR]; MR];
+        let mut tile = [[0.0f32; NR]; R];
         for (row, out) in acc.iter().zip(tile.iter_mut()) {
             // SAFETY: `out` is 16 floats.
             unsafe {
