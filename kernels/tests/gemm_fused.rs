@@ -332,6 +332,55 @@ fn deep_k_and_wide_n_shipped_blocking() {
     }
 }
 
+/// Batch-1 products with a row-major B view sweep B's rows (where the kernel set has that
+/// kernel) instead of packing it: the same bits as the micro-kernel on packed panels, across
+/// its column chunks, with a last panel narrow enough to be left to the edge tiles, K blocks
+/// and remainders of the 4-row depth step, A transposed or not, every alpha/beta/bias, and 1 to
+/// 3 threads; then the reference check.
+#[test]
+fn row_sweep_gives_the_micro_kernel_bits() {
+    for isa in Isa::available() {
+        let shipped = KernelSet::for_isa(isa).unwrap();
+        for ks in [
+            shipped,
+            shipped.with_blocking(shipped.mr, 7, 2 * shipped.nr),
+        ] {
+            let plain = ks.without_rows_kernel();
+            for m in 1..=4 {
+                for (x, &(n, k)) in [(1, 5), (35, 9), (3 * 32 + 3, 30), (600, 258), (1100, 1)]
+                    .iter()
+                    .enumerate()
+                {
+                    let (alpha, beta) = SCALES[(x + m) % SCALES.len()];
+                    let case = Case {
+                        m,
+                        n,
+                        k,
+                        trans_a: (x + m) % 2 == 1,
+                        b_col_major: false,
+                        c_col_major: false,
+                        alpha,
+                        beta,
+                        bias: (x + m) % 3 != 0,
+                        pad: x % 2,
+                    };
+                    let ops = Operands::new(&case, (m * 7 + x) as u64);
+                    let want = ops.run(&plain, 1, &case, BSource::View(ops.b(&case)));
+                    for threads in 1..=3 {
+                        let got = ops.run(&ks, threads, &case, BSource::View(ops.b(&case)));
+                        assert!(
+                            same_bits(&got, &want),
+                            "{isa:?} kc={} {threads} threads: {case:?}",
+                            ks.kc
+                        );
+                    }
+                    check(&ks, &[1], &case, (m * 7 + x) as u64);
+                }
+            }
+        }
+    }
+}
+
 /// One, two and three threads give the same bits, splitting N (thread ranges straddle the tiny
 /// NC blocks of the packed B) or M, with A packed and in place.
 #[test]

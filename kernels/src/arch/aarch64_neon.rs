@@ -28,6 +28,8 @@ pub fn sgemm_kernels() -> KernelSet {
         ukernel: sgemm_ukernel_8x12,
         ukernel_direct_a: Some(sgemm_ukernel_direct_a_8x12),
         direct_a_max_n: 8 * NR,
+        rows_b_rowmajor: None,
+        rows_max_m: 0,
     }
 }
 

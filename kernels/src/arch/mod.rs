@@ -44,6 +44,8 @@ mod x86_avx512_edge;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_avx512_elementwise;
 #[cfg(target_arch = "x86_64")]
+mod x86_avx512_rows;
+#[cfg(target_arch = "x86_64")]
 pub mod x86_avx512vnni_i8;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_avxvnni_i8;

@@ -33,6 +33,8 @@ pub fn sgemm_kernels() -> KernelSet {
         ukernel: sgemm_ukernel_12x32,
         ukernel_direct_a: Some(sgemm_ukernel_direct_a_12x32),
         direct_a_max_n: 8 * NR,
+        rows_b_rowmajor: Some(super::x86_avx512_rows::rows_b_rowmajor),
+        rows_max_m: super::x86_avx512_rows::MAX_M,
     }
 }
 

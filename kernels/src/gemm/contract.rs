@@ -62,6 +62,49 @@ pub struct UkernelParams {
     pub bias: *const f32,
 }
 
+/// Arguments of a row-sweep call ([`KernelSet::rows_b_rowmajor`]):
+/// `C[0..m, 0..n] := alpha * A[0..m, 0..k] * B[0..k, 0..n] + beta * C (+ bias[0..n])`, with A
+/// read in place (A(i, p) at `a + i * rsa + p * csa`), B row-major in place (B(p, j) at
+/// `b + p * rsb + j`) and C row-major (C(i, j) at `c + i * rsc + j`). `beta == 0` leaves C
+/// unread.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct RowsParams {
+    /// Depth.
+    pub k: usize,
+    /// Scale of the product.
+    pub alpha: f32,
+    /// Scale of the existing C; 0 means C is write-only.
+    pub beta: f32,
+    /// A(0, 0).
+    pub a: *const f32,
+    /// Row stride of A.
+    pub rsa: isize,
+    /// Column stride of A.
+    pub csa: isize,
+    /// B(0, 0).
+    pub b: *const f32,
+    /// Row stride of B.
+    pub rsb: usize,
+    /// C(0, 0).
+    pub c: *mut f32,
+    /// Row stride of C.
+    pub rsc: usize,
+    /// Rows (at most the kernel's `rows_max_m`).
+    pub m: usize,
+    /// Columns.
+    pub n: usize,
+    /// `n` bias values added to every row; null for none.
+    pub bias: *const f32,
+}
+
+/// A row-sweep kernel: computes a prefix of the columns and returns how many (the rest, a last
+/// panel too narrow for its arithmetic to match the micro-kernel's, goes to the micro-kernel).
+///
+/// # Safety
+/// The caller upholds [`RowsParams`]'s layout, with `m x n` writable C elements.
+pub type RowsKernel = unsafe fn(&RowsParams) -> usize;
+
 /// A micro-kernel.
 ///
 /// # Safety
@@ -98,6 +141,11 @@ pub struct KernelSet {
     /// The driver reads a row- or column-major A in place (no packing) when the problem has at
     /// most this many columns (0: never).
     pub direct_a_max_n: usize,
+    /// For M of at most `rows_max_m` rows, a row-major B view and a row-major C: a kernel that
+    /// sweeps B's rows front to back instead of packing B, giving the micro-kernel's bits.
+    pub rows_b_rowmajor: Option<RowsKernel>,
+    /// Largest M [`KernelSet::rows_b_rowmajor`] takes.
+    pub rows_max_m: usize,
 }
 
 impl KernelSet {
@@ -139,6 +187,8 @@ impl KernelSet {
             ukernel: crate::arch::portable::sgemm_ukernel::<MR, NR>,
             ukernel_direct_a: Some(crate::arch::portable::sgemm_ukernel_direct_a::<MR, NR>),
             direct_a_max_n: 4 * NR,
+            rows_b_rowmajor: None,
+            rows_max_m: 0,
         }
     }
 
@@ -156,6 +206,13 @@ impl KernelSet {
     /// direct-A kernel.
     pub fn with_direct_a_max_n(mut self, max_n: usize) -> KernelSet {
         self.direct_a_max_n = max_n;
+        self
+    }
+
+    /// The same kernels without the row-sweep kernel (tests compare the two ways).
+    pub fn without_rows_kernel(mut self) -> KernelSet {
+        self.rows_b_rowmajor = None;
+        self.rows_max_m = 0;
         self
     }
 

@@ -8,7 +8,7 @@
 //! so a view B is packed one panel at a time into L1 just before that use instead.
 
 use super::pack::{CacheLine, as_floats};
-use super::{BSource, KernelSet, MatMut, MatRef, PackedB, UkernelParams};
+use super::{BSource, KernelSet, MatMut, MatRef, PackedB, RowsParams, UkernelParams};
 use crate::KernelError;
 use std::cell::RefCell;
 
@@ -250,7 +250,30 @@ fn gemm_serial(
                         beta: if pc == 0 { beta } else { 1.0 },
                         bias: bias.filter(|_| pc + kb == k),
                     };
-                    for jr in (0..nb).step_by(nr) {
+                    let mut swept = 0;
+                    if let Some(rows_kernel) = ks.rows_b_rowmajor.filter(|_| {
+                        b.col_stride() == 1 && c.cs == 1 && c.rs >= 0 && m <= ks.rows_max_m
+                    }) {
+                        let params = RowsParams {
+                            k: kb,
+                            alpha,
+                            beta: tile.beta,
+                            a: a.sub(0, pc, m, kb).data().as_ptr(),
+                            rsa: a.row_stride() as isize,
+                            csa: a.col_stride() as isize,
+                            b: b.sub(pc, jc, kb, nb).data().as_ptr(),
+                            rsb: b.row_stride(),
+                            c: c.offset(0, jc).ptr,
+                            rsc: c.rs as usize,
+                            m,
+                            n: nb,
+                            bias: tile.bias.map_or(std::ptr::null(), |v| v[jc..].as_ptr()),
+                        };
+                        // SAFETY: A, B and C are the caller's checked views (B and C row-major,
+                        // m <= rows_max_m), and the bias holds this block's nb columns.
+                        swept = unsafe { rows_kernel(&params) };
+                    }
+                    for jr in (swept..nb).step_by(nr) {
                         let cols = nr.min(nb - jr);
                         let panel = as_floats(bbuf, nr * kb);
                         (ks.pack_b)(b.sub(pc, jc + jr, kb, cols), panel);

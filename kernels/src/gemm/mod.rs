@@ -21,7 +21,7 @@ pub mod pack;
 mod packed;
 mod view;
 
-pub use contract::{KernelSet, UkernelParams};
+pub use contract::{KernelSet, RowsParams, UkernelParams};
 pub use packed::{BSource, PackedB};
 pub use view::{MatMut, MatRef};
 
