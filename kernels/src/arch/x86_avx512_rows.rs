@@ -107,32 +107,43 @@ unsafe fn step<const M: usize, const U: usize>(
         // SAFETY: 16 columns from 16 v exist in every row read.
         unsafe {
             let b: [__m512; U] = std::array::from_fn(|u| _mm512_loadu_ps(b_rows[u].add(16 * v)));
-            for (row, a_row) in sums.iter_mut().zip(&a) {
-                let s = row.as_mut_ptr().add(16 * v);
-                let mut acc = _mm512_loadu_ps(s);
-                for (&bu, &au) in b.iter().zip(a_row) {
-                    acc = _mm512_fmadd_ps(au, bu, acc);
-                }
-                _mm512_storeu_ps(s, acc);
-            }
+            add_products(sums, &a, &b, 16 * v);
         }
     }
     if width > 16 * full {
         let mask = lanes(width - 16 * full);
         // SAFETY: the mask covers exactly the columns that exist (masked-off lanes are not
-        // read); the sums row has room for 16 more.
+        // read); the sums rows have room for 16 more.
         unsafe {
             let b: [__m512; U] = std::array::from_fn(|u| {
                 _mm512_maskz_loadu_ps(mask, b_rows[u].wrapping_add(16 * full))
             });
-            for (row, a_row) in sums.iter_mut().zip(&a) {
-                let s = row.as_mut_ptr().add(16 * full);
-                let mut acc = _mm512_loadu_ps(s);
-                for (&bu, &au) in b.iter().zip(a_row) {
-                    acc = _mm512_fmadd_ps(au, bu, acc);
-                }
-                _mm512_storeu_ps(s, acc);
+            add_products(sums, &a, &b, 16 * full);
+        }
+    }
+}
+
+/// Adds `a[i][u] * b[u]` for u = 0, 1, .. (one fused multiply-add each, in that order) into the
+/// 16 sums of every row `i` at column `at`.
+///
+/// # Safety
+/// AVX-512F; `at + 16 <= CHUNK`.
+#[inline(always)]
+unsafe fn add_products<const M: usize, const U: usize>(
+    sums: &mut [[f32; CHUNK]; M],
+    a: &[[__m512; U]; M],
+    b: &[__m512; U],
+    at: usize,
+) {
+    for (row, a_row) in sums.iter_mut().zip(a) {
+        // SAFETY: 16 sums from `at` exist; only inlined into the AVX-512F sweep.
+        unsafe {
+            let s = row.as_mut_ptr().add(at);
+            let mut acc = _mm512_loadu_ps(s);
+            for (&bu, &au) in b.iter().zip(a_row) {
+                acc = _mm512_fmadd_ps(au, bu, acc);
             }
+            _mm512_storeu_ps(s, acc);
         }
     }
 }
