@@ -4,9 +4,11 @@
 //! and three of B, and each FMA takes its A value from a lane (`fmla v.4s, v.4s, v.s[l]`), so no
 //! broadcasts are needed: 24 FMAs for 5 loads, 29 of the 32 registers.
 
+use super::aarch64_neon_elementwise::F32x4;
 use super::portable::store_tile;
+use super::rows_sweep::{self, BetaRounding};
 use crate::Isa;
-use crate::gemm::{KernelSet, UkernelParams, pack};
+use crate::gemm::{KernelSet, RowsParams, UkernelParams, pack};
 use std::arch::aarch64::*;
 
 /// Rows of the register tile.
@@ -28,8 +30,8 @@ pub fn sgemm_kernels() -> KernelSet {
         ukernel: sgemm_ukernel_8x12,
         ukernel_direct_a: Some(sgemm_ukernel_direct_a_8x12),
         direct_a_max_n: 8 * NR,
-        rows_b_rowmajor: None,
-        rows_max_m: 0,
+        rows_b_rowmajor: Some(rows_b_rowmajor),
+        rows_max_m: rows_sweep::MAX_M,
     }
 }
 
@@ -188,4 +190,23 @@ unsafe fn store_acc<const R: usize>(p: &UkernelParams, acc: &[[float32x4_t; 3]; 
         // SAFETY: forwarded contract.
         unsafe { store_tile(p, &tile) };
     }
+}
+
+/// The row sweep (`rows_sweep`) on NEON vectors, over all columns; returns the columns swept.
+///
+/// # Safety
+/// NEON must be present; `p` satisfies [`RowsParams`] with `m <= rows_sweep::MAX_M`.
+pub unsafe fn rows_b_rowmajor(p: &RowsParams) -> usize {
+    if p.m > 0 && p.n > 0 {
+        // SAFETY: forwarded contract.
+        unsafe { rows_sweep_neon(p) };
+    }
+    p.n
+}
+
+#[target_feature(enable = "neon")]
+unsafe fn rows_sweep_neon(p: &RowsParams) {
+    // SAFETY: NEON is enabled here; forwarded contract. A tile of fewer than MR rows goes
+    // through the portable store, which adds beta * C as a separate product.
+    unsafe { rows_sweep::sweep::<F32x4>(p, p.n, BetaRounding::Separate) }
 }

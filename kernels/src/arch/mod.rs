@@ -25,6 +25,8 @@ pub(crate) mod head_mix;
 pub mod portable;
 pub(crate) mod portable_elementwise;
 pub mod portable_i8;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) mod rows_sweep;
 pub(crate) mod simd;
 pub(crate) mod transform_attention;
 #[cfg(target_arch = "x86_64")]
@@ -43,8 +45,6 @@ pub mod x86_avx512;
 mod x86_avx512_edge;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_avx512_elementwise;
-#[cfg(target_arch = "x86_64")]
-mod x86_avx512_rows;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_avx512vnni_i8;
 #[cfg(target_arch = "x86_64")]

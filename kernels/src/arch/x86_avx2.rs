@@ -4,8 +4,10 @@
 //! loads of B and 6 broadcasts per depth step, 16 registers suffice.
 
 use super::portable::store_tile;
+use super::rows_sweep::{self, BetaRounding};
+use super::x86_avx2_elementwise::F32x8;
 use crate::Isa;
-use crate::gemm::{KernelSet, UkernelParams, pack};
+use crate::gemm::{KernelSet, RowsParams, UkernelParams, pack};
 use std::arch::x86_64::*;
 
 /// Rows of the register tile.
@@ -28,8 +30,8 @@ pub fn sgemm_kernels() -> KernelSet {
         ukernel: sgemm_ukernel_6x16,
         ukernel_direct_a: Some(sgemm_ukernel_direct_a_6x16),
         direct_a_max_n: 8 * NR,
-        rows_b_rowmajor: None,
-        rows_max_m: 0,
+        rows_b_rowmajor: Some(rows_b_rowmajor),
+        rows_max_m: rows_sweep::MAX_M,
     }
 }
 
@@ -161,4 +163,23 @@ unsafe fn store_acc<const R: usize>(p: &UkernelParams, acc: &[[__m256; 2]; R]) {
         // SAFETY: forwarded contract.
         unsafe { store_tile(p, &tile) };
     }
+}
+
+/// The row sweep (`rows_sweep`) on ymm vectors, over all columns; returns the columns swept.
+///
+/// # Safety
+/// AVX2 and FMA must be present; `p` satisfies [`RowsParams`] with `m <= rows_sweep::MAX_M`.
+pub unsafe fn rows_b_rowmajor(p: &RowsParams) -> usize {
+    if p.m > 0 && p.n > 0 {
+        // SAFETY: forwarded contract.
+        unsafe { rows_sweep_ymm(p) };
+    }
+    p.n
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn rows_sweep_ymm(p: &RowsParams) {
+    // SAFETY: AVX2 and FMA are enabled here; forwarded contract. A tile of fewer than MR rows
+    // goes through the portable store, which adds beta * C as a separate product.
+    unsafe { rows_sweep::sweep::<F32x8>(p, p.n, BetaRounding::Separate) }
 }

@@ -5,9 +5,11 @@
 //! into its FMAs as an embedded broadcast, so 24 FMAs cost 14 loads.
 
 use super::portable::store_tile;
+use super::rows_sweep::{self, BetaRounding};
 use super::x86_avx512_edge as edge;
+use super::x86_avx512_elementwise::F32x16;
 use crate::Isa;
-use crate::gemm::{KernelSet, MatRef, UkernelParams, pack};
+use crate::gemm::{KernelSet, MatRef, RowsParams, UkernelParams, pack};
 use std::arch::x86_64::*;
 
 /// Rows of the register tile.
@@ -33,8 +35,8 @@ pub fn sgemm_kernels() -> KernelSet {
         ukernel: sgemm_ukernel_12x32,
         ukernel_direct_a: Some(sgemm_ukernel_direct_a_12x32),
         direct_a_max_n: 8 * NR,
-        rows_b_rowmajor: Some(super::x86_avx512_rows::rows_b_rowmajor),
-        rows_max_m: super::x86_avx512_rows::MAX_M,
+        rows_b_rowmajor: Some(rows_b_rowmajor),
+        rows_max_m: rows_sweep::MAX_M,
     }
 }
 
@@ -410,4 +412,34 @@ fn transpose_16x16(r: [__m512; 16]) -> [__m512; 16] {
         out[12 + c] = _mm512_shuffle_f32x4::<0xDD>(c2, c4);
     }
     out
+}
+
+/// The row sweep (`rows_sweep`) on zmm vectors, over all columns but a last panel of at most
+/// `NARROW_N`, where the edge tiles round differently and are left to run; returns the columns
+/// swept.
+///
+/// # Safety
+/// AVX-512F must be present; `p` satisfies [`RowsParams`] with `m <= rows_sweep::MAX_M`.
+pub unsafe fn rows_b_rowmajor(p: &RowsParams) -> usize {
+    if p.n == 0 || p.m == 0 {
+        return 0;
+    }
+    let last = p.n - (p.n - 1) / NR * NR;
+    let n = if last <= edge::NARROW_N {
+        p.n - last
+    } else {
+        p.n
+    };
+    if n > 0 {
+        // SAFETY: forwarded contract; n <= p.n.
+        unsafe { rows_sweep_zmm(p, n) };
+    }
+    n
+}
+
+#[target_feature(enable = "avx512f")]
+unsafe fn rows_sweep_zmm(p: &RowsParams, n: usize) {
+    // SAFETY: AVX-512F is enabled here; forwarded contract. The 12 x 32 tile's row-major store
+    // adds beta * C with one FMA.
+    unsafe { rows_sweep::sweep::<F32x16>(p, n, BetaRounding::Fused) }
 }
