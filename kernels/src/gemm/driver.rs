@@ -4,8 +4,10 @@
 //! dimension runs along N): `jc` over NC columns of B, `pc` over KC of depth (pack B into an
 //! L2-sized B~), `ic` over MC rows of A (pack A~), then `ir` over MR-high A micro-panels (one
 //! stays in L1) and `jr` over the NR-wide B micro-panels streaming from L2, one micro-kernel call
-//! per tile. When all of M is one A micro-panel (a batch-1 product), each B panel is used once,
-//! so a view B is packed one panel at a time into L1 just before that use instead.
+//! per tile. When all of M is one A micro-panel (a batch-1 product), each B panel is used once:
+//! a row-major view B is swept row by row with no packing where the kernel set has a row sweep
+//! (M <= 4, see `crate::arch::rows_sweep`), and otherwise packed one panel at a time into L1
+//! just before that use.
 
 use super::pack::{CacheLine, as_floats};
 use super::{BSource, KernelSet, MatMut, MatRef, PackedB, RowsParams, UkernelParams};
@@ -232,6 +234,36 @@ fn gemm_serial(
             for pc in (0..k).step_by(ks.kc) {
                 let kb = ks.kc.min(k - pc);
                 if let (BPart::View(b), true) = (b, m <= mr) {
+                    let (beta, bias) = (
+                        if pc == 0 { beta } else { 1.0 },
+                        bias.filter(|_| pc + kb == k),
+                    );
+                    let mut swept = 0;
+                    if let Some(rows_kernel) = ks.rows_b_rowmajor.filter(|_| {
+                        b.col_stride() == 1 && c.cs == 1 && c.rs >= 0 && m <= ks.rows_max_m
+                    }) {
+                        let params = RowsParams {
+                            k: kb,
+                            alpha,
+                            beta,
+                            a: a.sub(0, pc, m, kb).data().as_ptr(),
+                            rsa: a.row_stride() as isize,
+                            csa: a.col_stride() as isize,
+                            b: b.sub(pc, jc, kb, nb).data().as_ptr(),
+                            rsb: b.row_stride(),
+                            c: c.offset(0, jc).ptr,
+                            rsc: c.rs as usize,
+                            m,
+                            n: nb,
+                            bias: bias.map_or(std::ptr::null(), |v| v[jc..].as_ptr()),
+                        };
+                        // SAFETY: A, B and C are the caller's checked views (B and C row-major,
+                        // m <= rows_max_m), and the bias holds this block's nb columns.
+                        swept = unsafe { rows_kernel(&params) };
+                    }
+                    if swept == nb {
+                        continue;
+                    }
                     // One A micro-panel meets each B panel once: pack the panels one at a time
                     // into a buffer that stays in L1, just before the kernel reads them, instead
                     // of writing the whole block out to L2 / L3 and reading it back.
@@ -247,32 +279,9 @@ fn gemm_serial(
                         ukernel: direct.unwrap_or(ks.ukernel),
                         a: a_ptr,
                         rows: m,
-                        beta: if pc == 0 { beta } else { 1.0 },
-                        bias: bias.filter(|_| pc + kb == k),
+                        beta,
+                        bias,
                     };
-                    let mut swept = 0;
-                    if let Some(rows_kernel) = ks.rows_b_rowmajor.filter(|_| {
-                        b.col_stride() == 1 && c.cs == 1 && c.rs >= 0 && m <= ks.rows_max_m
-                    }) {
-                        let params = RowsParams {
-                            k: kb,
-                            alpha,
-                            beta: tile.beta,
-                            a: a.sub(0, pc, m, kb).data().as_ptr(),
-                            rsa: a.row_stride() as isize,
-                            csa: a.col_stride() as isize,
-                            b: b.sub(pc, jc, kb, nb).data().as_ptr(),
-                            rsb: b.row_stride(),
-                            c: c.offset(0, jc).ptr,
-                            rsc: c.rs as usize,
-                            m,
-                            n: nb,
-                            bias: tile.bias.map_or(std::ptr::null(), |v| v[jc..].as_ptr()),
-                        };
-                        // SAFETY: A, B and C are the caller's checked views (B and C row-major,
-                        // m <= rows_max_m), and the bias holds this block's nb columns.
-                        swept = unsafe { rows_kernel(&params) };
-                    }
                     for jr in (swept..nb).step_by(nr) {
                         let cols = nr.min(nb - jr);
                         let panel = as_floats(bbuf, nr * kb);
