@@ -13,12 +13,14 @@ use lithe::kernels::reference::{sgemm_bias_ref, sgemm_ref};
 use lithe::kernels::{BSource, GemmOptions, Isa, MatMut, MatRef, PackedB, sgemm_fused, sgemm_with};
 use std::hint::black_box;
 
-/// (name, M, K, N): BERT-base/MiniLM Linear layers at 128 tokens, and a square reference.
-const SHAPES: [(&str, usize, usize, usize); 4] = [
+/// (name, M, K, N): BERT-base/MiniLM Linear layers at 128 tokens, a square reference, and a
+/// one-row product with a row-major B (a GEMV, which takes the row sweep).
+const SHAPES: [(&str, usize, usize, usize); 5] = [
     ("qkv_proj", 128, 384, 1152),
     ("ffn_up", 128, 384, 1536),
     ("ffn_down", 128, 1536, 384),
     ("square", 1024, 1024, 1024),
+    ("gemv", 1, 384, 1536),
 ];
 
 fn values(len: usize, seed: u32) -> Vec<f32> {
@@ -32,7 +34,13 @@ fn values(len: usize, seed: u32) -> Vec<f32> {
 }
 
 fn validate(opts: &GemmOptions) {
-    let (m, k, n) = (37, 129, 70);
+    // A tall product and a one-row one (the row sweep of a row-major B).
+    for (m, k, n) in [(37, 129, 70), (1, 129, 70)] {
+        validate_shape(opts, m, k, n);
+    }
+}
+
+fn validate_shape(opts: &GemmOptions, m: usize, k: usize, n: usize) {
     let (a, b) = (values(m * k, 1), values(k * n, 2));
     let (mut got, mut want) = (vec![0.0; m * n], vec![0.0; m * n]);
     let (av, bv) = (
