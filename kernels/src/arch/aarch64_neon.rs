@@ -6,7 +6,7 @@
 
 use super::aarch64_neon_elementwise::F32x4;
 use super::portable::store_tile;
-use super::rows_sweep::{self, BetaRounding};
+use super::rows_sweep::{self, rows_sweep_entry};
 use crate::Isa;
 use crate::gemm::{KernelSet, RowsParams, UkernelParams, pack};
 use std::arch::aarch64::*;
@@ -192,21 +192,6 @@ unsafe fn store_acc<const R: usize>(p: &UkernelParams, acc: &[[float32x4_t; 3]; 
     }
 }
 
-/// The row sweep (`rows_sweep`) on NEON vectors, over all columns; returns the columns swept.
-///
-/// # Safety
-/// NEON must be present; `p` satisfies [`RowsParams`] with `m <= rows_sweep::MAX_M`.
-pub unsafe fn rows_b_rowmajor(p: &RowsParams) -> usize {
-    if p.m > 0 && p.n > 0 {
-        // SAFETY: forwarded contract.
-        unsafe { rows_sweep_neon(p) };
-    }
-    p.n
-}
-
-#[target_feature(enable = "neon")]
-unsafe fn rows_sweep_neon(p: &RowsParams) {
-    // SAFETY: NEON is enabled here; forwarded contract. A tile of fewer than MR rows goes
-    // through the portable store, which adds beta * C as a separate product.
-    unsafe { rows_sweep::sweep::<F32x4>(p, p.n, BetaRounding::Separate) }
-}
+// The row sweep on NEON vectors, over all columns. A tile of fewer than MR rows goes through
+// the portable store, which adds beta * C as a separate product.
+rows_sweep_entry!("neon", F32x4, Separate, NR, 0);

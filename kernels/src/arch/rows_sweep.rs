@@ -193,3 +193,43 @@ unsafe fn store<V: SimdF32, const M: usize>(
         }
     }
 }
+
+/// Of `n` columns in `nr`-wide panels, how many the sweep takes: all but a last panel of at most
+/// `leave_narrow` columns (one the micro-kernel rounds its own way; 0 leaves none).
+pub(crate) fn columns_to_sweep(n: usize, nr: usize, leave_narrow: usize) -> usize {
+    if n == 0 {
+        return 0;
+    }
+    let last = n - (n - 1) / nr * nr;
+    if last <= leave_narrow { n - last } else { n }
+}
+
+/// Defines one ISA's `pub unsafe fn rows_b_rowmajor(p: &RowsParams) -> usize` (a
+/// [`RowsKernel`](crate::gemm::contract::RowsKernel)): [`sweep`] on vector type `$vector` inside
+/// `#[target_feature(enable = $features)]`, with `BetaRounding::$rounding`, over the columns
+/// [`columns_to_sweep`]`(n, $nr, $leave_narrow)` gives.
+macro_rules! rows_sweep_entry {
+    ($features:literal, $vector:ty, $rounding:ident, $nr:expr, $leave_narrow:expr) => {
+        /// The row sweep (`arch::rows_sweep`) on this ISA's vectors; returns the columns swept.
+        ///
+        /// # Safety
+        /// The ISA's features are present; `p` satisfies [`RowsParams`] with
+        /// `m <= rows_sweep::MAX_M`.
+        pub unsafe fn rows_b_rowmajor(p: &RowsParams) -> usize {
+            let n = $crate::arch::rows_sweep::columns_to_sweep(p.n, $nr, $leave_narrow);
+            if n > 0 && p.m > 0 {
+                // SAFETY: forwarded contract; n <= p.n.
+                unsafe { rows_sweep_with_features(p, n) };
+            }
+            n
+        }
+
+        #[target_feature(enable = $features)]
+        unsafe fn rows_sweep_with_features(p: &RowsParams, n: usize) {
+            use $crate::arch::rows_sweep::{BetaRounding, sweep};
+            // SAFETY: the ISA is enabled here; forwarded contract.
+            unsafe { sweep::<$vector>(p, n, BetaRounding::$rounding) }
+        }
+    };
+}
+pub(crate) use rows_sweep_entry;

@@ -4,7 +4,7 @@
 //! loads of B and 6 broadcasts per depth step, 16 registers suffice.
 
 use super::portable::store_tile;
-use super::rows_sweep::{self, BetaRounding};
+use super::rows_sweep::{self, rows_sweep_entry};
 use super::x86_avx2_elementwise::F32x8;
 use crate::Isa;
 use crate::gemm::{KernelSet, RowsParams, UkernelParams, pack};
@@ -165,21 +165,6 @@ unsafe fn store_acc<const R: usize>(p: &UkernelParams, acc: &[[__m256; 2]; R]) {
     }
 }
 
-/// The row sweep (`rows_sweep`) on ymm vectors, over all columns; returns the columns swept.
-///
-/// # Safety
-/// AVX2 and FMA must be present; `p` satisfies [`RowsParams`] with `m <= rows_sweep::MAX_M`.
-pub unsafe fn rows_b_rowmajor(p: &RowsParams) -> usize {
-    if p.m > 0 && p.n > 0 {
-        // SAFETY: forwarded contract.
-        unsafe { rows_sweep_ymm(p) };
-    }
-    p.n
-}
-
-#[target_feature(enable = "avx2,fma")]
-unsafe fn rows_sweep_ymm(p: &RowsParams) {
-    // SAFETY: AVX2 and FMA are enabled here; forwarded contract. A tile of fewer than MR rows
-    // goes through the portable store, which adds beta * C as a separate product.
-    unsafe { rows_sweep::sweep::<F32x8>(p, p.n, BetaRounding::Separate) }
-}
+// The row sweep on ymm vectors, over all columns. A tile of fewer than MR rows goes through the
+// portable store, which adds beta * C as a separate product.
+rows_sweep_entry!("avx2,fma", F32x8, Separate, NR, 0);

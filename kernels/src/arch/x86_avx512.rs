@@ -5,7 +5,7 @@
 //! into its FMAs as an embedded broadcast, so 24 FMAs cost 14 loads.
 
 use super::portable::store_tile;
-use super::rows_sweep::{self, BetaRounding};
+use super::rows_sweep::{self, rows_sweep_entry};
 use super::x86_avx512_edge as edge;
 use super::x86_avx512_elementwise::F32x16;
 use crate::Isa;
@@ -414,32 +414,6 @@ fn transpose_16x16(r: [__m512; 16]) -> [__m512; 16] {
     out
 }
 
-/// The row sweep (`rows_sweep`) on zmm vectors, over all columns but a last panel of at most
-/// `NARROW_N`, where the edge tiles round differently and are left to run; returns the columns
-/// swept.
-///
-/// # Safety
-/// AVX-512F must be present; `p` satisfies [`RowsParams`] with `m <= rows_sweep::MAX_M`.
-pub unsafe fn rows_b_rowmajor(p: &RowsParams) -> usize {
-    if p.n == 0 || p.m == 0 {
-        return 0;
-    }
-    let last = p.n - (p.n - 1) / NR * NR;
-    let n = if last <= edge::NARROW_N {
-        p.n - last
-    } else {
-        p.n
-    };
-    if n > 0 {
-        // SAFETY: forwarded contract; n <= p.n.
-        unsafe { rows_sweep_zmm(p, n) };
-    }
-    n
-}
-
-#[target_feature(enable = "avx512f")]
-unsafe fn rows_sweep_zmm(p: &RowsParams, n: usize) {
-    // SAFETY: AVX-512F is enabled here; forwarded contract. The 12 x 32 tile's row-major store
-    // adds beta * C with one FMA.
-    unsafe { rows_sweep::sweep::<F32x16>(p, n, BetaRounding::Fused) }
-}
+// The row sweep on zmm vectors. A last panel of at most NARROW_N columns is left to the edge
+// tiles, which round differently; the 12 x 32 tile's row-major store adds beta * C with one FMA.
+rows_sweep_entry!("avx512f", F32x16, Fused, NR, edge::NARROW_N);

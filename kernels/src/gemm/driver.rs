@@ -19,7 +19,10 @@ use std::cell::RefCell;
 #[derive(Default)]
 struct PackBuffers {
     a: Vec<CacheLine>,
+    /// A block of B~ (many panels).
     b: Vec<CacheLine>,
+    /// One B panel, packed just before its one use (batch-1 products).
+    b_panel: Vec<CacheLine>,
 }
 
 thread_local! {
@@ -228,78 +231,38 @@ fn gemm_serial(
     let (mr, nr) = (ks.mr, ks.nr);
     BUFFERS.with(|bufs| {
         let mut bufs = bufs.borrow_mut();
-        let PackBuffers { a: abuf, b: bbuf } = &mut *bufs;
+        let PackBuffers {
+            a: abuf,
+            b: bbuf,
+            b_panel: pbuf,
+        } = &mut *bufs;
         for jc in (0..n).step_by(ks.nc) {
             let nb = ks.nc.min(n - jc);
             for pc in (0..k).step_by(ks.kc) {
                 let kb = ks.kc.min(k - pc);
-                if let (BPart::View(b), true) = (b, m <= mr) {
-                    let (beta, bias) = (
-                        if pc == 0 { beta } else { 1.0 },
-                        bias.filter(|_| pc + kb == k),
-                    );
-                    let mut swept = 0;
-                    if let Some(rows_kernel) = ks.rows_b_rowmajor.filter(|_| {
-                        b.col_stride() == 1 && c.cs == 1 && c.rs >= 0 && m <= ks.rows_max_m
-                    }) {
-                        let params = RowsParams {
-                            k: kb,
-                            alpha,
-                            beta,
-                            a: a.sub(0, pc, m, kb).data().as_ptr(),
-                            rsa: a.row_stride() as isize,
-                            csa: a.col_stride() as isize,
-                            b: b.sub(pc, jc, kb, nb).data().as_ptr(),
-                            rsb: b.row_stride(),
-                            c: c.offset(0, jc).ptr,
-                            rsc: c.rs as usize,
-                            m,
-                            n: nb,
-                            bias: bias.map_or(std::ptr::null(), |v| v[jc..].as_ptr()),
-                        };
-                        // SAFETY: A, B and C are the caller's checked views (B and C row-major,
-                        // m <= rows_max_m), and the bias holds this block's nb columns.
-                        swept = unsafe { rows_kernel(&params) };
+                let beta_block = if pc == 0 { beta } else { 1.0 };
+                let bias_block = bias.filter(|_| pc + kb == k);
+                // When all of M is one A micro-panel, each B panel is used once: a view B is
+                // swept in place where the kernel set can, and the rest packed one panel at a
+                // time into L1 just before its use, instead of writing a whole block out to
+                // L2 / L3 and reading it back.
+                let mut j_start = 0;
+                let packed_b: Option<&[f32]> = match b {
+                    BPart::View(b) if m <= mr => {
+                        j_start =
+                            sweep_rows(ks, alpha, a, b, beta_block, bias_block, c, pc, kb, jc, nb);
+                        None
                     }
-                    if swept == nb {
-                        continue;
-                    }
-                    // One A micro-panel meets each B panel once: pack the panels one at a time
-                    // into a buffer that stays in L1, just before the kernel reads them, instead
-                    // of writing the whole block out to L2 / L3 and reading it back.
-                    let a_ptr = match direct {
-                        Some(_) => a.sub(0, pc, m, kb).data().as_ptr(),
-                        None => {
-                            let buf = as_floats(abuf, mr * kb);
-                            (ks.pack_a)(a.sub(0, pc, m, kb), buf);
-                            buf.as_ptr()
-                        }
-                    };
-                    let tile = Tile {
-                        ukernel: direct.unwrap_or(ks.ukernel),
-                        a: a_ptr,
-                        rows: m,
-                        beta,
-                        bias,
-                    };
-                    for jr in (swept..nb).step_by(nr) {
-                        let cols = nr.min(nb - jr);
-                        let panel = as_floats(bbuf, nr * kb);
-                        (ks.pack_b)(b.sub(pc, jc + jr, kb, cols), panel);
-                        tile.run(alpha, a, panel, kb, c, 0, jc + jr, cols);
-                    }
-                    continue;
-                }
-                let packed_b: &[f32] = match b {
                     BPart::View(b) => {
                         let buf = as_floats(bbuf, nb.div_ceil(nr) * nr * kb);
                         (ks.pack_b)(b.sub(pc, jc, kb, nb), buf);
-                        buf
+                        Some(buf)
                     }
-                    BPart::Packed { b, j0, .. } => b.block(pc, kb, j0 + jc),
+                    BPart::Packed { b, j0, .. } => Some(b.block(pc, kb, j0 + jc)),
                 };
-                let beta_block = if pc == 0 { beta } else { 1.0 };
-                let bias_block = bias.filter(|_| pc + kb == k);
+                if j_start == nb {
+                    continue;
+                }
                 for ic in (0..m).step_by(ks.mc) {
                     let mb = ks.mc.min(m - ic);
                     let packed_a = match direct {
@@ -324,9 +287,17 @@ fn gemm_serial(
                             beta: beta_block,
                             bias: bias_block,
                         };
-                        for jr in (0..nb).step_by(nr) {
-                            let panel = &packed_b[(jr / nr) * nr * kb..];
+                        for jr in (j_start..nb).step_by(nr) {
                             let cols = nr.min(nb - jr);
+                            let panel: &[f32] = match (packed_b, b) {
+                                (Some(packed), _) => &packed[(jr / nr) * nr * kb..],
+                                (None, BPart::View(b)) => {
+                                    let panel = as_floats(pbuf, nr * kb);
+                                    (ks.pack_b)(b.sub(pc, jc + jr, kb, cols), panel);
+                                    panel
+                                }
+                                (None, BPart::Packed { .. }) => unreachable!("packed B has blocks"),
+                            };
                             tile.run(alpha, a, panel, kb, c, ic + ir, jc + jr, cols);
                         }
                     }
@@ -334,6 +305,50 @@ fn gemm_serial(
             }
         }
     });
+}
+
+/// Runs the kernel set's row sweep on columns `jc..jc + nb` of K block `pc..pc + kb` when it
+/// applies (M <= `rows_max_m`, B and C row-major); returns the columns it did (0 otherwise).
+#[allow(clippy::too_many_arguments)]
+fn sweep_rows(
+    ks: &KernelSet,
+    alpha: f32,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    beta: f32,
+    bias: Option<&[f32]>,
+    c: OutPtr,
+    pc: usize,
+    kb: usize,
+    jc: usize,
+    nb: usize,
+) -> usize {
+    let m = a.rows();
+    let Some(rows_kernel) = ks
+        .rows_b_rowmajor
+        .filter(|_| b.col_stride() == 1 && c.cs == 1 && m <= ks.rows_max_m)
+    else {
+        return 0;
+    };
+    let params = RowsParams {
+        k: kb,
+        alpha,
+        beta,
+        a: a.sub(0, pc, m, kb).data().as_ptr(),
+        rsa: a.row_stride() as isize,
+        csa: a.col_stride() as isize,
+        b: b.sub(pc, jc, kb, nb).data().as_ptr(),
+        rsb: b.row_stride(),
+        c: c.offset(0, jc).ptr,
+        // Non-negative: it comes from the view's (unsigned) row stride.
+        rsc: c.rs as usize,
+        m,
+        n: nb,
+        bias: bias.map_or(std::ptr::null(), |v| v[jc..].as_ptr()),
+    };
+    // SAFETY: A, B and C are the caller's checked views (B and C row-major, m <= rows_max_m),
+    // and the bias holds this block's nb columns.
+    unsafe { rows_kernel(&params) }
 }
 
 /// What the micro-kernel calls of one A micro-panel in one K block share.

@@ -14,9 +14,10 @@
 //! `done`; the owner runs part 0 itself and returns once every other part has counted. The part
 //! count travels in the ticket, not beside it: a worker without a part in the job it saw must
 //! not read a part count that a later job may already have written, or it would run a part of
-//! a job it never acquired. A worker that parks first raises its `sleeping` flag and re-reads the ticket
-//! (both sequentially consistent), and the owner, after publishing the ticket, unparks every worker
-//! whose flag is up: one of the two always sees the other's write, so no wake-up is lost.
+//! a job it never acquired. A worker that parks first raises its `sleeping` flag and re-reads
+//! the ticket (both sequentially consistent), and the owner, after publishing the ticket,
+//! unparks every worker whose flag is up: one of the two always sees the other's write, so no
+//! wake-up is lost.
 
 use std::any::Any;
 use std::cell::UnsafeCell;
