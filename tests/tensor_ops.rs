@@ -3,6 +3,7 @@
 
 use lithe::Error;
 use lithe::tensor::{self, Rng, Tensor};
+use proptest::prelude::*;
 
 fn randn(shape: &[usize], seed: u64) -> Tensor {
     Tensor::randn(shape, 0.0, 1.0, &mut Rng::new(seed))
@@ -98,6 +99,60 @@ fn broadcast_rules() {
         tensor::sub(&row, &x).unwrap().data(),
         &[9.0, 18.0, 27.0, 6.0, 15.0, 24.0]
     );
+}
+
+/// An operand that broadcasts to `full`: a suffix of it (`drop` leading dims removed) with each
+/// dim kept or set to 1 by the bits of `ones`.
+fn broadcast_operand(full: &[usize], drop: usize, ones: u32) -> Vec<usize> {
+    let kept = &full[drop.min(full.len())..];
+    let dims = kept.iter().enumerate();
+    dims.map(|(d, &n)| if ones >> d & 1 == 1 { 1 } else { n })
+        .collect()
+}
+
+/// A broadcasting binary op on tensors, and the same op on one pair of elements.
+type TensorOp = fn(&Tensor, &Tensor) -> lithe::Result<Tensor>;
+type ScalarOp = fn(f32, f32) -> f32;
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Every broadcasting binary op, on any pair of shapes that broadcast (leading 1s, size-1
+    /// axes on either side, ranks apart, empty axes), equals the same f32 operation on both
+    /// operands expanded by `broadcast_to`, bit for bit: the op's fast paths (same shape, one
+    /// value, a repeated trailing block, contiguous rows) change no result.
+    #[test]
+    fn broadcasting_ops_equal_the_op_on_expanded_operands(
+        full in prop::collection::vec(0usize..5, 0..5),
+        (drop_a, ones_a, drop_b, ones_b) in (0usize..4, any::<u32>(), 0usize..4, any::<u32>()),
+        seed in any::<u64>(),
+    ) {
+        let (sa, sb) = (
+            broadcast_operand(&full, drop_a, ones_a),
+            broadcast_operand(&full, drop_b, ones_b),
+        );
+        let a = randn(&sa, seed);
+        // Away from zero so that `div` stays finite and comparable.
+        let b = randn(&sb, seed ^ 1).map(|v| if v.abs() < 0.1 { 0.5 } else { v });
+        let out = tensor::broadcast_shapes("t", &sa, &sb).unwrap();
+        let (ea, eb) = (
+            tensor::broadcast_to(&a, &out).unwrap(),
+            tensor::broadcast_to(&b, &out).unwrap(),
+        );
+        let ops: [(&str, TensorOp, ScalarOp); 4] = [
+            ("add", tensor::add, |x, y| x + y),
+            ("sub", tensor::sub, |x, y| x - y),
+            ("mul", tensor::mul, |x, y| x * y),
+            ("div", tensor::div, |x, y| x / y),
+        ];
+        for (name, op, f) in ops {
+            let got = op(&a, &b).unwrap();
+            prop_assert_eq!(got.shape(), &out[..], "{} {:?} {:?}", name, &sa, &sb);
+            let want: Vec<f32> = ea.data().iter().zip(eb.data()).map(|(&x, &y)| f(x, y)).collect();
+            let same = got.data().iter().zip(&want).all(|(g, w)| g.to_bits() == w.to_bits());
+            prop_assert!(same, "{} of {:?} and {:?}: {:?} != {:?}", name, &sa, &sb, got.data(), want);
+        }
+    }
 }
 
 /// Naive `op(a) @ op(b)` for one batch.

@@ -11,7 +11,7 @@ fn binary(op: &'static str, a: &Tensor, b: &Tensor, f: impl Fn(f32, f32) -> f32)
     let shape = broadcast_shapes(op, a.shape(), b.shape())?;
     let (ad, bd) = (a.data(), b.data());
     // Fast paths: same shape; one side a single value; one side repeats along leading dims
-    // (e.g. x[B, T, C] + bias[C]).
+    // (e.g. x[B, T, C] + bias[C], or + pos[1, T, C]: leading 1s do not change the repeat).
     if a.shape() == b.shape() {
         let data = ad.iter().zip(bd).map(|(&x, &y)| f(x, y)).collect();
         return Tensor::from_vec(data, &shape);
@@ -26,7 +26,7 @@ fn binary(op: &'static str, a: &Tensor, b: &Tensor, f: impl Fn(f32, f32) -> f32)
     }
     let n = numel(&shape);
     // (Row by row into a preallocated output, which vectorises; a `flat_map` does not.)
-    if ad.len() == n && !bd.is_empty() && shape.ends_with(b.shape()) {
+    if ad.len() == n && !bd.is_empty() && shape.ends_with(without_leading_ones(b.shape())) {
         let mut data = vec![0f32; n];
         for (out, row) in data
             .chunks_exact_mut(bd.len())
@@ -38,7 +38,7 @@ fn binary(op: &'static str, a: &Tensor, b: &Tensor, f: impl Fn(f32, f32) -> f32)
         }
         return Tensor::from_vec(data, &shape);
     }
-    if bd.len() == n && !ad.is_empty() && shape.ends_with(a.shape()) {
+    if bd.len() == n && !ad.is_empty() && shape.ends_with(without_leading_ones(a.shape())) {
         let mut data = vec![0f32; n];
         for (out, row) in data
             .chunks_exact_mut(ad.len())
@@ -61,12 +61,30 @@ fn binary(op: &'static str, a: &Tensor, b: &Tensor, f: impl Fn(f32, f32) -> f32)
         None => (1, 0, 0),
     };
     let mut data = Vec::with_capacity(n);
-    for_each_row(&shape, [&sa, &sb], |[oa, ob]| {
-        for j in 0..cols {
-            data.push(f(ad[oa + j * ia], bd[ob + j * ib]));
+    // Along the last axis each side either steps by one or stays put (stride 0): slice loops
+    // for those, which vectorise; element pushes only for what is left (a size-1 last axis).
+    for_each_row(&shape, [&sa, &sb], |[oa, ob]| match (ia, ib) {
+        (1, 1) => {
+            let rows = ad[oa..oa + cols].iter().zip(&bd[ob..ob + cols]);
+            data.extend(rows.map(|(&x, &y)| f(x, y)));
         }
+        (1, 0) => {
+            let y = bd[ob];
+            data.extend(ad[oa..oa + cols].iter().map(|&x| f(x, y)));
+        }
+        (0, 1) => {
+            let x = ad[oa];
+            data.extend(bd[ob..ob + cols].iter().map(|&y| f(x, y)));
+        }
+        _ => data.extend((0..cols).map(|j| f(ad[oa + j * ia], bd[ob + j * ib]))),
     });
     Tensor::from_vec(data, &shape)
+}
+
+/// `shape` without its leading 1s (which a broadcast treats as absent).
+fn without_leading_ones(shape: &[usize]) -> &[usize] {
+    let first = shape.iter().position(|&d| d != 1).unwrap_or(shape.len());
+    &shape[first..]
 }
 
 /// `a + b` with broadcasting.
