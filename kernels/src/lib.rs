@@ -38,6 +38,9 @@ pub mod transform_attention;
 
 pub use elementwise::ElementwiseKernels;
 pub use error::KernelError;
-pub use gemm::{BSource, GemmOptions, MatMut, MatRef, PackedB, sgemm, sgemm_fused, sgemm_with};
+pub use gemm::{
+    BSource, GemmOptions, MatMut, MatRef, PackedB, sgemm, sgemm_fused, sgemm_fused_uninit,
+    sgemm_with,
+};
 pub use gemm_i8::{I8GemmOptions, PackedI8B, gemm_i8, gemm_i8_dequant, gemm_i8_requant};
 pub use isa::{I8Isa, Isa};

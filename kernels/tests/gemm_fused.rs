@@ -5,13 +5,17 @@
 //! Every case runs B both as a view and pre-packed (from a row-major or column-major B) and
 //! requires bit-identical C from the two, then checks that C against the reference. Operands sit
 //! in NaN-padded storage, so a read outside a view poisons C, and C's padding holds a sentinel
-//! that any stray write changes.
+//! that any stray write changes. At beta = 0 every case also runs into uninitialized memory,
+//! which must get the same bits.
 
 use lithe_check::{Compare, Tolerance, fill};
 
 use lithe_kernels::gemm::{KernelSet, driver};
 use lithe_kernels::reference::sgemm_bias_ref;
-use lithe_kernels::{BSource, GemmOptions, Isa, KernelError, MatMut, MatRef, PackedB, sgemm_fused};
+use lithe_kernels::{
+    BSource, GemmOptions, Isa, KernelError, MatMut, MatRef, PackedB, sgemm_fused,
+    sgemm_fused_uninit,
+};
 use proptest::prelude::*;
 
 /// Relative Frobenius error bound against the f64 reference, measured against the size of the
@@ -180,6 +184,20 @@ fn check(ks: &KernelSet, threads: &[usize], case: &Case, seed: u64) {
             same_bits(&pre, &got),
             "{ctx}: packed B, {t} threads vs view B"
         );
+    }
+
+    if case.beta == 0.0 {
+        // Into uninitialized row-major memory: the same values, bit for bit.
+        let (len, want) = (case.m * case.n, interior(&got, case));
+        for b in [BSource::View(ops.b(case)), BSource::Packed(&packed)] {
+            let (a, bias) = (ops.a(case), ops.bias(case));
+            let mut c: Vec<f32> = Vec::with_capacity(len);
+            let spare = &mut c.spare_capacity_mut()[..len];
+            driver::gemm_fused_uninit(ks, threads[0], case.alpha, a, b, bias, spare).unwrap();
+            // SAFETY: on Ok, all `len` values were initialized.
+            unsafe { c.set_len(len) };
+            assert!(same_bits(&c, &want), "{ctx}: uninitialized C");
+        }
     }
 
     if !case.bias {
@@ -559,10 +577,20 @@ fn mismatches_are_errors() {
     let cv = MatMut::row_major(&mut c, 2, 4).unwrap();
     let err = sgemm_fused(&o, 1.0, av, BSource::Packed(&packed_t), 0.0, None, cv);
     assert!(matches!(err, Err(KernelError::ShapeMismatch(_))), "{err:?}");
-    // C of the wrong width.
+    // C of the wrong width; an uninitialized C of the wrong length; a bias of the wrong length
+    // into uninitialized C.
     let cv = MatMut::row_major(&mut c, 2, 3).unwrap();
     let err = sgemm_fused(&o, 1.0, av, BSource::Packed(&packed), 0.0, None, cv);
     assert!(matches!(err, Err(KernelError::ShapeMismatch(_))), "{err:?}");
+    let mut spare: Vec<f32> = Vec::with_capacity(9);
+    for (len, bias) in [(7, None), (9, None), (8, Some(&[1.0f32; 3][..]))] {
+        let out = &mut spare.spare_capacity_mut()[..len];
+        let err = sgemm_fused_uninit(&o, 1.0, av, BSource::Packed(&packed), bias, out);
+        assert!(
+            matches!(err, Err(KernelError::ShapeMismatch(_))),
+            "{len}: {err:?}"
+        );
+    }
     // Packed for another ISA.
     if best != Isa::Scalar {
         let scalar = PackedB::pack(bv, &opts(Isa::Scalar)).unwrap();

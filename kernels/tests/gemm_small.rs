@@ -2,7 +2,8 @@
 //! arithmetic: tile edges (M and N one below, at and one above the tile), transposed and
 //! padded operands, column-major C, a packed B with a bias, a K that crosses the K block, two
 //! threads splitting M or N (at the drivers' parallel threshold), and the int8 epilogues (dequantize with GELU, requantize) and small-M (skinny)
-//! kernels. Each result is checked against `reference.rs`.
+//! kernels. Each result is checked against `reference.rs`. The f32 product into uninitialized
+//! memory runs the same paths; under Miri, a read of its C before the write would be reported.
 //!
 //! The shapes are kept small so that this file also runs under Miri (`scripts/miri`), which
 //! interprets every instruction; `gemm_paths.rs` and `gemm_i8_paths.rs` cover larger and random
@@ -10,7 +11,7 @@
 
 use lithe_kernels::gelu::GeluKind;
 use lithe_kernels::gemm::KernelSet;
-use lithe_kernels::gemm::driver::gemm_fused;
+use lithe_kernels::gemm::driver::{gemm_fused, gemm_fused_uninit};
 use lithe_kernels::gemm_i8::{Activation, Dequant, Scale};
 use lithe_kernels::reference::{dequant_f64, gemm_i8_ref, quantize_ref, sgemm_bias_ref};
 use lithe_kernels::{
@@ -122,6 +123,58 @@ fn f32_small_shapes_every_path() {
     );
     for (x, y) in got.iter().zip(&want) {
         assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()));
+    }
+}
+
+/// `gemm_fused_uninit` into a vector's spare capacity (never written before): every value is
+/// written, with the bits of `gemm_fused` at beta = 0, on tile edges, K = 0, a K that crosses
+/// the K block, a bias or none, B as a view or packed, and one or two threads (splitting N,
+/// then M).
+#[test]
+fn f32_uninitialized_output_every_path() {
+    let mut sets = vec![(KernelSet::scalar(), vec![(16, 64, 128), (128, 64, 16)])];
+    for ks in kernel_sets() {
+        let small = [(1, 1), (ks.mr - 1, ks.nr + 1), (ks.mr + 1, ks.nr - 1)];
+        let shapes = small
+            .iter()
+            .flat_map(|&(m, n)| [0, 1, 9].map(|k| (m, k, n)));
+        sets.push((ks, shapes.collect()));
+    }
+    for (ks, shapes) in sets {
+        for (m, k, n) in shapes {
+            let (a_data, b_data, bias) = (values(m * k, 14), values(k * n, 15), values(n, 16));
+            let a = MatRef::row_major(&a_data, m, k).unwrap();
+            let b = MatRef::row_major(&b_data, k, n).unwrap();
+            let packed = PackedB::pack_for(&ks, b).unwrap();
+            // The two shapes at the parallel threshold run threaded only, with a bias (Miri
+            // interprets them slowly).
+            let parallel = m * k * n >= 1 << 17;
+            let biases = if parallel {
+                &[true][..]
+            } else {
+                &[false, true]
+            };
+            let thread_counts = if parallel { &[2][..] } else { &[1, 2] };
+            for bias in biases.iter().map(|&on| on.then_some(&bias[..])) {
+                for bs in [BSource::View(b), BSource::Packed(&packed)] {
+                    for &threads in thread_counts {
+                        let mut want = vec![f32::NAN; m * n];
+                        let c = MatMut::row_major(&mut want, m, n).unwrap();
+                        gemm_fused(&ks, threads, 0.5, a, bs, 0.0, bias, c).unwrap();
+                        let mut got: Vec<f32> = Vec::with_capacity(m * n);
+                        let spare = &mut got.spare_capacity_mut()[..m * n];
+                        gemm_fused_uninit(&ks, threads, 0.5, a, bs, bias, spare).unwrap();
+                        // SAFETY: on Ok, gemm_fused_uninit initialized all m * n values.
+                        unsafe { got.set_len(m * n) };
+                        let same = got
+                            .iter()
+                            .zip(&want)
+                            .all(|(x, y)| x.to_bits() == y.to_bits());
+                        assert!(same, "{:?} {m}x{k}x{n} {threads} threads", ks.isa);
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use super::pack::{CacheLine, as_floats};
 use super::{BSource, KernelSet, MatMut, MatRef, PackedB, RowsParams, UkernelParams};
 use crate::KernelError;
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 
 /// Per-thread packing buffers: they grow to the largest block seen and are then reused, so a
 /// steady stream of GEMMs allocates nothing.
@@ -42,6 +43,14 @@ unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
 impl OutPtr {
+    fn of(c: &mut MatMut<'_>) -> OutPtr {
+        OutPtr {
+            ptr: c.as_mut_ptr(),
+            rs: c.row_stride() as isize,
+            cs: c.col_stride() as isize,
+        }
+    }
+
     fn offset(self, i: usize, j: usize) -> OutPtr {
         // SAFETY (for callers): (i, j) lies inside the C view this pointer came from.
         let ptr = self
@@ -91,9 +100,10 @@ pub fn gemm(
     a: MatRef<'_>,
     b: MatRef<'_>,
     beta: f32,
-    c: MatMut<'_>,
+    mut c: MatMut<'_>,
 ) {
-    run(ks, threads, alpha, a, BPart::View(b), beta, None, c);
+    let out = OutPtr::of(&mut c);
+    run(ks, threads, alpha, a, BPart::View(b), beta, None, out);
 }
 
 /// Runs `C = alpha * A * B + beta * C (+ bias[j] on column j)` on `threads` threads, after
@@ -107,19 +117,63 @@ pub fn gemm_fused(
     b: BSource<'_>,
     beta: f32,
     bias: Option<&[f32]>,
-    c: MatMut<'_>,
+    mut c: MatMut<'_>,
 ) -> Result<(), KernelError> {
     super::check_shapes(&a, b.rows(), b.cols(), &c)?;
+    let b = checked_b_and_bias(ks, b, bias)?;
+    run(ks, threads, alpha, a, b, beta, bias, OutPtr::of(&mut c));
+    Ok(())
+}
+
+/// [`gemm_fused`] with beta = 0 into a row-major `m x n` C that may be uninitialized: every
+/// element is written (with beta = 0 no path reads C, see [`super::sgemm`]), so on `Ok` all of
+/// `c` is initialized.
+#[allow(clippy::too_many_arguments)] // BLAS argument order: scalars next to their operands.
+pub fn gemm_fused_uninit(
+    ks: &KernelSet,
+    threads: usize,
+    alpha: f32,
+    a: MatRef<'_>,
+    b: BSource<'_>,
+    bias: Option<&[f32]>,
+    c: &mut [MaybeUninit<f32>],
+) -> Result<(), KernelError> {
+    let (m, n) = (a.rows(), b.cols());
+    if a.cols() != b.rows() || m.checked_mul(n) != Some(c.len()) {
+        return Err(KernelError::ShapeMismatch(format!(
+            "A is {m}x{}, B is {}x{n}, C holds {} values",
+            a.cols(),
+            b.rows(),
+            c.len()
+        )));
+    }
+    let b = checked_b_and_bias(ks, b, bias)?;
+    let out = OutPtr {
+        ptr: c.as_mut_ptr().cast::<f32>(),
+        rs: n as isize,
+        cs: 1,
+    };
+    run(ks, threads, alpha, a, b, 0.0, bias, out);
+    Ok(())
+}
+
+/// B as the loop nest takes it, after checking that a packed B was packed for `ks` and that the
+/// bias (if any) has one value per column.
+fn checked_b_and_bias<'a>(
+    ks: &KernelSet,
+    b: BSource<'a>,
+    bias: Option<&[f32]>,
+) -> Result<BPart<'a>, KernelError> {
     if let Some(bias) = bias
-        && bias.len() != c.cols()
+        && bias.len() != b.cols()
     {
         return Err(KernelError::ShapeMismatch(format!(
             "bias has {} values, C has {} columns",
             bias.len(),
-            c.cols()
+            b.cols()
         )));
     }
-    let b = match b {
+    Ok(match b {
         BSource::View(b) => BPart::View(b),
         BSource::Packed(b) => {
             b.check_kernels(ks)?;
@@ -129,11 +183,12 @@ pub fn gemm_fused(
                 n: b.cols(),
             }
         }
-    };
-    run(ks, threads, alpha, a, b, beta, bias, c);
-    Ok(())
+    })
 }
 
+/// The product into `out`, C: `a.rows() x b.cols()` (shapes checked by the caller). With
+/// `beta == 0` nothing here or in the micro-kernels reads C before writing it, which is what
+/// lets [`gemm_fused_uninit`] hand in uninitialized memory.
 #[allow(clippy::too_many_arguments)]
 fn run(
     ks: &KernelSet,
@@ -143,17 +198,12 @@ fn run(
     b: BPart<'_>,
     beta: f32,
     bias: Option<&[f32]>,
-    mut c: MatMut<'_>,
+    out: OutPtr,
 ) {
     let (m, n, k) = (a.rows(), b.cols(), a.cols());
     if m == 0 || n == 0 {
         return;
     }
-    let out = OutPtr {
-        ptr: c.as_mut_ptr(),
-        rs: c.row_stride() as isize,
-        cs: c.col_stride() as isize,
-    };
     if k == 0 {
         scale_c(out, m, n, beta, bias);
         return;

@@ -10,7 +10,8 @@
 //! - [`PackedB`]: a B (a Linear layer's weight) packed once and reused by every call.
 //!
 //! [`sgemm_fused`] also adds a bias row in the micro-kernels' epilogue, so a Linear layer's
-//! `X W^T + b` is one pass over C.
+//! `X W^T + b` is one pass over C; [`sgemm_fused_uninit`] writes that C into memory that need
+//! not be initialized (a new output buffer is then never zeroed first).
 //!
 //! Which micro-kernel runs is decided once ([`crate::Isa::active`]), or per call through
 //! [`GemmOptions`].
@@ -87,14 +88,38 @@ pub fn sgemm_fused(
     c: MatMut<'_>,
 ) -> Result<(), KernelError> {
     let kernels = resolve_kernels(opts)?;
-    // Small problems run on the calling thread anyway: skip the thread-count lookup (a lock).
-    let macs = a.rows().saturating_mul(b.cols()).saturating_mul(a.cols());
-    let threads = match opts.threads {
+    let threads = threads_for(opts, a.rows(), b.cols(), a.cols());
+    driver::gemm_fused(&kernels, threads, alpha, a, b, beta, bias, c)
+}
+
+/// `C = alpha * A * B (+ bias[j] on column j)` written into `c`, a row-major `m x n` output that
+/// may be uninitialized (say a `Vec`'s [spare capacity](Vec::spare_capacity_mut)): [`sgemm_fused`]
+/// with beta = 0, which never reads C. On `Ok` every one of the `m * n` values of `c` is
+/// initialized, with the bits `sgemm_fused` would give, so a caller can `set_len` its vector
+/// instead of zeroing a buffer the product overwrites. Errors as in [`sgemm_fused`], and a `c`
+/// whose length is not `m * n`.
+pub fn sgemm_fused_uninit(
+    opts: &GemmOptions,
+    alpha: f32,
+    a: MatRef<'_>,
+    b: BSource<'_>,
+    bias: Option<&[f32]>,
+    c: &mut [std::mem::MaybeUninit<f32>],
+) -> Result<(), KernelError> {
+    let kernels = resolve_kernels(opts)?;
+    let threads = threads_for(opts, a.rows(), b.cols(), a.cols());
+    driver::gemm_fused_uninit(&kernels, threads, alpha, a, b, bias, c)
+}
+
+/// The thread count for an `m x k` by `k x n` product: 1 below the driver's parallel threshold
+/// (skipping the thread-count lookup, a lock), else `opts`'s or the process-wide count.
+fn threads_for(opts: &GemmOptions, m: usize, n: usize, k: usize) -> usize {
+    let macs = m.saturating_mul(n).saturating_mul(k);
+    match opts.threads {
         _ if macs < driver::PARALLEL_MIN_MACS => 1,
         Some(t) => t.max(1),
         None => crate::threads::num_threads().max(1),
-    };
-    driver::gemm_fused(&kernels, threads, alpha, a, b, beta, bias, c)
+    }
 }
 
 /// A is m x k, B is k x n, C is m x n.
