@@ -8,7 +8,7 @@ use super::aarch64_neon_elementwise::F32x4;
 use super::portable::store_tile;
 use super::rows_sweep::{self, rows_sweep_entry};
 use crate::Isa;
-use crate::gemm::{KernelSet, RowsParams, UkernelParams, pack};
+use crate::gemm::{KernelSet, RowsParams, RowsSweep, UkernelParams, pack};
 use std::arch::aarch64::*;
 
 /// Rows of the register tile.
@@ -30,8 +30,10 @@ pub fn sgemm_kernels() -> KernelSet {
         ukernel: sgemm_ukernel_8x12,
         ukernel_direct_a: Some(sgemm_ukernel_direct_a_8x12),
         direct_a_max_n: 8 * NR,
-        rows_b_rowmajor: Some(rows_b_rowmajor),
-        rows_max_m: rows_sweep::MAX_M,
+        rows_b_rowmajor: Some(RowsSweep {
+            kernel: rows_b_rowmajor,
+            max_m: rows_sweep::MAX_M,
+        }),
     }
 }
 

@@ -11,7 +11,7 @@
 //! each ISA's `#[target_feature]` entry point (`rows_b_rowmajor` in `x86_avx512`, `x86_avx2`,
 //! `aarch64_neon`).
 
-use super::simd::SimdF32;
+use super::simd::{SimdF32, load_lanes, store_lanes};
 use crate::gemm::RowsParams;
 
 /// Largest M the sweep takes (4 rows of sums per B vector loaded).
@@ -159,37 +159,25 @@ unsafe fn store<V: SimdF32, const M: usize>(
     for at in (0..width).step_by(V::LANES) {
         let lanes = V::LANES.min(width - at);
         let j = j0 + at;
-        // Loads and stores `lanes` values at `ptr`.
-        // SAFETY (for both): callers pass pointers to `lanes` existing values.
-        let load = |ptr: *const f32| unsafe {
-            if lanes == V::LANES {
-                V::load(ptr)
-            } else {
-                V::load_tail(ptr, lanes)
-            }
-        };
-        let store = |v: V, ptr: *mut f32| unsafe {
-            if lanes == V::LANES {
-                v.store(ptr)
-            } else {
-                v.store_tail(ptr, lanes)
-            }
-        };
-        let bias = (!p.bias.is_null()).then(|| load(p.bias.wrapping_add(j)));
+        // SAFETY: the bias holds `lanes` values from column j (the caller's contract).
+        let bias = (!p.bias.is_null()).then(|| unsafe { load_lanes::<V>(p.bias.add(j), lanes) });
         for (i, row) in sums.iter().enumerate() {
             let c = p.c.wrapping_add(i * p.rsc + j);
             // SAFETY: the sums row holds a whole vector from `at`.
             let mut r = alpha.mul(unsafe { V::load(row.as_ptr().add(at)) });
             if p.beta != 0.0 {
+                // SAFETY: C's row i holds `lanes` values from column j (the caller's contract).
+                let c0 = unsafe { load_lanes::<V>(c, lanes) };
                 r = match rounding {
-                    BetaRounding::Fused => beta.mul_add(load(c), r),
-                    BetaRounding::Separate => r.add(beta.mul(load(c))),
+                    BetaRounding::Fused => beta.mul_add(c0, r),
+                    BetaRounding::Separate => r.add(beta.mul(c0)),
                 };
             }
             if let Some(bias) = bias {
                 r = r.add(bias);
             }
-            store(r, c);
+            // SAFETY: as for the load of C.
+            unsafe { store_lanes(r, c, lanes) };
         }
     }
 }

@@ -7,7 +7,7 @@ use super::portable::store_tile;
 use super::rows_sweep::{self, rows_sweep_entry};
 use super::x86_avx2_elementwise::F32x8;
 use crate::Isa;
-use crate::gemm::{KernelSet, RowsParams, UkernelParams, pack};
+use crate::gemm::{KernelSet, RowsParams, RowsSweep, UkernelParams, pack};
 use std::arch::x86_64::*;
 
 /// Rows of the register tile.
@@ -30,8 +30,10 @@ pub fn sgemm_kernels() -> KernelSet {
         ukernel: sgemm_ukernel_6x16,
         ukernel_direct_a: Some(sgemm_ukernel_direct_a_6x16),
         direct_a_max_n: 8 * NR,
-        rows_b_rowmajor: Some(rows_b_rowmajor),
-        rows_max_m: rows_sweep::MAX_M,
+        rows_b_rowmajor: Some(RowsSweep {
+            kernel: rows_b_rowmajor,
+            max_m: rows_sweep::MAX_M,
+        }),
     }
 }
 

@@ -9,7 +9,7 @@ use super::rows_sweep::{self, rows_sweep_entry};
 use super::x86_avx512_edge as edge;
 use super::x86_avx512_elementwise::F32x16;
 use crate::Isa;
-use crate::gemm::{KernelSet, MatRef, RowsParams, UkernelParams, pack};
+use crate::gemm::{KernelSet, MatRef, RowsParams, RowsSweep, UkernelParams, pack};
 use std::arch::x86_64::*;
 
 /// Rows of the register tile.
@@ -35,8 +35,10 @@ pub fn sgemm_kernels() -> KernelSet {
         ukernel: sgemm_ukernel_12x32,
         ukernel_direct_a: Some(sgemm_ukernel_direct_a_12x32),
         direct_a_max_n: 8 * NR,
-        rows_b_rowmajor: Some(rows_b_rowmajor),
-        rows_max_m: rows_sweep::MAX_M,
+        rows_b_rowmajor: Some(RowsSweep {
+            kernel: rows_b_rowmajor,
+            max_m: rows_sweep::MAX_M,
+        }),
     }
 }
 

@@ -90,7 +90,7 @@ pub struct RowsParams {
     pub c: *mut f32,
     /// Row stride of C.
     pub rsc: usize,
-    /// Rows (at most the kernel's `rows_max_m`).
+    /// Rows (at most the sweep's [`RowsSweep::max_m`]).
     pub m: usize,
     /// Columns.
     pub n: usize,
@@ -104,6 +104,15 @@ pub struct RowsParams {
 /// # Safety
 /// The caller upholds [`RowsParams`]'s layout, with `m x n` writable C elements.
 pub type RowsKernel = unsafe fn(&RowsParams) -> usize;
+
+/// A row-sweep kernel and the largest M it takes ([`KernelSet::rows_b_rowmajor`]).
+#[derive(Clone, Copy, Debug)]
+pub struct RowsSweep {
+    /// The kernel.
+    pub kernel: RowsKernel,
+    /// Largest M it takes.
+    pub max_m: usize,
+}
 
 /// A micro-kernel.
 ///
@@ -141,11 +150,10 @@ pub struct KernelSet {
     /// The driver reads a row- or column-major A in place (no packing) when the problem has at
     /// most this many columns (0: never).
     pub direct_a_max_n: usize,
-    /// For M of at most `rows_max_m` rows, a row-major B view and a row-major C: a kernel that
-    /// sweeps B's rows front to back instead of packing B, giving the micro-kernel's bits.
-    pub rows_b_rowmajor: Option<RowsKernel>,
-    /// Largest M [`KernelSet::rows_b_rowmajor`] takes.
-    pub rows_max_m: usize,
+    /// For M of at most the sweep's `max_m` rows, a row-major B view and a row-major C: a
+    /// kernel that sweeps B's rows front to back instead of packing B, giving the micro-kernel's
+    /// bits.
+    pub rows_b_rowmajor: Option<RowsSweep>,
 }
 
 impl KernelSet {
@@ -188,7 +196,6 @@ impl KernelSet {
             ukernel_direct_a: Some(crate::arch::portable::sgemm_ukernel_direct_a::<MR, NR>),
             direct_a_max_n: 4 * NR,
             rows_b_rowmajor: None,
-            rows_max_m: 0,
         }
     }
 
@@ -212,7 +219,6 @@ impl KernelSet {
     /// The same kernels without the row-sweep kernel (tests compare the two ways).
     pub fn without_rows_kernel(mut self) -> KernelSet {
         self.rows_b_rowmajor = None;
-        self.rows_max_m = 0;
         self
     }
 

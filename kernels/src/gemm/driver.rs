@@ -332,9 +332,22 @@ fn gemm_serial(
                         };
                         let tile = Tile {
                             ukernel,
-                            a: a_ptr,
-                            rows,
-                            beta: beta_block,
+                            params: UkernelParams {
+                                k: kb,
+                                alpha,
+                                beta: beta_block,
+                                a: a_ptr,
+                                rsa: a.row_stride() as isize,
+                                csa: a.col_stride() as isize,
+                                b: std::ptr::null(),
+                                c: std::ptr::null_mut(),
+                                rsc: c.rs,
+                                csc: c.cs,
+                                m: rows,
+                                n: 0,
+                                bias: std::ptr::null(),
+                            },
+                            c: c.offset(ic + ir, 0),
                             bias: bias_block,
                         };
                         for jr in (j_start..nb).step_by(nr) {
@@ -348,7 +361,7 @@ fn gemm_serial(
                                 }
                                 (None, BPart::Packed { .. }) => unreachable!("packed B has blocks"),
                             };
-                            tile.run(alpha, a, panel, kb, c, ic + ir, jc + jr, cols);
+                            tile.run(panel, jc + jr, cols);
                         }
                     }
                 }
@@ -358,7 +371,8 @@ fn gemm_serial(
 }
 
 /// Runs the kernel set's row sweep on columns `jc..jc + nb` of K block `pc..pc + kb` when it
-/// applies (M <= `rows_max_m`, B and C row-major); returns the columns it did (0 otherwise).
+/// applies (M <= the sweep's `max_m`, B and C row-major); returns the columns it did (0
+/// otherwise).
 #[allow(clippy::too_many_arguments)]
 fn sweep_rows(
     ks: &KernelSet,
@@ -374,9 +388,9 @@ fn sweep_rows(
     nb: usize,
 ) -> usize {
     let m = a.rows();
-    let Some(rows_kernel) = ks
+    let Some(sweep) = ks
         .rows_b_rowmajor
-        .filter(|_| b.col_stride() == 1 && c.cs == 1 && m <= ks.rows_max_m)
+        .filter(|s| b.col_stride() == 1 && c.cs == 1 && m <= s.max_m)
     else {
         return 0;
     };
@@ -396,53 +410,34 @@ fn sweep_rows(
         n: nb,
         bias: bias.map_or(std::ptr::null(), |v| v[jc..].as_ptr()),
     };
-    // SAFETY: A, B and C are the caller's checked views (B and C row-major, m <= rows_max_m),
+    // SAFETY: A, B and C are the caller's checked views (B and C row-major, m <= max_m),
     // and the bias holds this block's nb columns.
-    unsafe { rows_kernel(&params) }
+    unsafe { (sweep.kernel)(&params) }
 }
 
-/// What the micro-kernel calls of one A micro-panel in one K block share.
+/// The micro-kernel calls of one A micro-panel in one K block: what they share, set once.
 struct Tile<'a> {
     ukernel: super::contract::Ukernel,
-    /// The packed A micro-panel, or A(row, pc) of an A read in place.
-    a: *const f32,
-    rows: usize,
-    beta: f32,
+    /// The calls' arguments but for the B panel, C, the width and the bias (set per call).
+    params: UkernelParams,
+    /// C at the tile's first row.
+    c: OutPtr,
     /// The whole bias row, given with the last K block only.
     bias: Option<&'a [f32]>,
 }
 
 impl Tile<'_> {
-    /// One micro-kernel call: the tile's rows against the `kb`-deep B panel `panel`, into C from
-    /// (`row`, `col`), `cols` columns wide.
-    #[allow(clippy::too_many_arguments)]
-    fn run(
-        &self,
-        alpha: f32,
-        a: MatRef<'_>,
-        panel: &[f32],
-        kb: usize,
-        c: OutPtr,
-        row: usize,
-        col: usize,
-        cols: usize,
-    ) {
+    /// One micro-kernel call: the tile's rows against the B panel `panel`, into C's columns
+    /// `col..col + cols`.
+    fn run(&self, panel: &[f32], col: usize, cols: usize) {
         let params = UkernelParams {
-            k: kb,
-            alpha,
-            beta: self.beta,
-            a: self.a,
-            rsa: a.row_stride() as isize,
-            csa: a.col_stride() as isize,
             b: panel.as_ptr(),
-            c: c.offset(row, col).ptr,
-            rsc: c.rs,
-            csc: c.cs,
-            m: self.rows,
+            c: self.c.offset(0, col).ptr,
             n: cols,
             bias: self.bias.map_or(std::ptr::null(), |v| v[col..].as_ptr()),
+            ..self.params
         };
-        debug_assert!(panel.len() >= kb * cols);
+        debug_assert!(panel.len() >= params.k * cols);
         // SAFETY: the B panel (and the A panel, or the `rows x kb` block of A read in place)
         // holds `kb` columns/rows of a full tile, the `rows x cols` corner of C at this offset
         // lies inside the caller's view, and the bias (length n, checked) holds this tile's

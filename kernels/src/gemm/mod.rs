@@ -22,7 +22,7 @@ pub mod pack;
 mod packed;
 mod view;
 
-pub use contract::{KernelSet, RowsParams, UkernelParams};
+pub use contract::{KernelSet, RowsParams, RowsSweep, UkernelParams};
 pub use packed::{BSource, PackedB};
 pub use view::{MatMut, MatRef};
 
